@@ -1,0 +1,503 @@
+"""ImageEncoder: images (paths, PIL images, arrays) to CNN features."""
+
+import copy
+import math
+import os
+from numbers import Integral
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from sklearn.base import BaseEstimator
+
+from ..base import TorchEncoderMixin
+from ..utils._sklearn_compat import HasMethods, Interval, StrOptions
+from ..utils._torch import load_state_dict
+
+_LUMA = (0.299, 0.587, 0.114)
+# Rows sampled to fit normalisation statistics: enough for a stable per-channel mean.
+_STATS_SAMPLE = 1000
+
+
+class _Normalize(torch.nn.Module):
+    def __init__(self, n_channels):
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(1, n_channels, 1, 1))
+        self.register_buffer("std", torch.ones(1, n_channels, 1, 1))
+
+    def forward(self, x):
+        return (x - self.mean) / self.std
+
+
+class ImageTower(torch.nn.Module):
+    """Normalisation, then a backbone whose output is flattened to ``out_features``."""
+
+    def __init__(self, backbone, n_channels, out_features):
+        super().__init__()
+        self.normalize = _Normalize(n_channels)
+        self.backbone = backbone
+        self.out_features = out_features
+
+    def forward(self, x):
+        return self.backbone(self.normalize(x)).flatten(1)
+
+
+def small_cnn(in_channels):
+    """A small CNN for small images (28x28 to 96x96): 3 conv blocks, 128 features."""
+
+    def block(cin, cout, pool):
+        layers = [
+            torch.nn.Conv2d(cin, cout, 3, padding=1, bias=False),
+            torch.nn.BatchNorm2d(cout),
+            torch.nn.ReLU(inplace=True),
+        ]
+        return layers + ([torch.nn.MaxPool2d(2)] if pool else [])
+
+    return torch.nn.Sequential(
+        *block(in_channels, 32, True),
+        *block(32, 64, True),
+        *block(64, 128, False),
+        torch.nn.AdaptiveAvgPool2d(1),
+        torch.nn.Flatten(),
+    )
+
+
+def _strip_classifier(model, name):
+    """Replace the last ``nn.Linear`` of a torchvision model by an identity.
+
+    Returns the width of the features that fed it (512 for resnet18, 4096 for vgg).
+    """
+    last = None
+    for path, module in model.named_modules():
+        if isinstance(module, torch.nn.Linear):
+            last = (path, module)
+    if last is None:
+        raise ValueError(
+            f"backbone={name!r} has no final nn.Linear classifier to remove; pass the "
+            "feature-extracting torch.nn.Module itself as backbone."
+        )
+    path, linear = last
+    parent_path, _, attr = path.rpartition(".")
+    parent = model.get_submodule(parent_path) if parent_path else model
+    setattr(parent, attr, torch.nn.Identity())
+    return linear.in_features
+
+
+def _to_float(array, what):
+    """Scale an image array to float32 in [0, 1]."""
+    if array.dtype == bool:
+        return array.astype(np.float32)
+    if np.issubdtype(array.dtype, np.integer):
+        top = 255 if array.max(initial=0) <= 255 else 65535
+        if array.min(initial=0) < 0 or array.max(initial=0) > 65535:
+            raise ValueError(f"{what} has integer values outside [0, 65535]")
+        return array.astype(np.float32) / top
+    if np.issubdtype(array.dtype, np.floating):
+        if not np.all(np.isfinite(array)):
+            raise ValueError(f"{what} contains NaN or infinity")
+        return array.astype(np.float32)
+    raise ValueError(f"{what} has dtype {array.dtype}, not a number")
+
+
+def read_image(item):
+    """Decode one image into a float32 array (H, W, C) in [0, 1], C in {1, 3}.
+
+    Raises ``ValueError`` saying what is wrong with the item.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    if isinstance(item, (str, os.PathLike)):
+        try:
+            with Image.open(item) as image:
+                image.load()
+                return read_image(image)
+        except FileNotFoundError:
+            raise ValueError(f"file not found: {os.fspath(item)!r}") from None
+        except UnidentifiedImageError:
+            raise ValueError(
+                f"cannot decode {os.fspath(item)!r} (not an image)"
+            ) from None
+        except OSError as exc:
+            raise ValueError(f"cannot read {os.fspath(item)!r}: {exc}") from None
+    if isinstance(item, Image.Image):
+        gray = item.mode in ("1", "L", "LA", "I", "I;16", "F")
+        item = np.asarray(
+            item.convert("F" if item.mode in ("I", "I;16", "F") else "L")
+            if gray
+            else item.convert("RGB")
+        )
+        if item.dtype == np.float32:  # 32-bit PIL modes hold raw values
+            item = item / max(float(item.max(initial=0)), 1.0)
+    if isinstance(item, np.ndarray):
+        if item.ndim == 2:
+            item = item[:, :, None]
+        if item.ndim != 3 or item.shape[2] not in (1, 3, 4) or min(item.shape[:2]) < 1:
+            raise ValueError(
+                f"expected an image array of shape (H, W) or (H, W, C) with C in 1, 3 "
+                f"or 4; got shape {item.shape}"
+            )
+        return _to_float(item[:, :, :3], "image array")
+    raise ValueError(
+        f"expected an image file path, PIL image or array; got {type(item).__name__}"
+    )
+
+
+def random_affine(batch, generator, *, degrees=30.0, scale=(0.8, 1.2), flip=True):
+    """Rotate, scale and flip each image of a batch by its own random amount.
+
+    One ``grid_sample`` call for the whole batch (torchvision's v2 transforms would draw
+    one set of parameters per batch).
+    """
+    n = batch.shape[0]
+    angle = (torch.rand(n, generator=generator) * 2 - 1) * math.radians(degrees)
+    zoom = torch.empty(n).uniform_(scale[0], scale[1], generator=generator)
+    sign = torch.ones(n)
+    if flip:
+        sign = torch.where(torch.rand(n, generator=generator) < 0.5, -1.0, 1.0)
+    cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
+    zero = torch.zeros(n)
+    theta = torch.stack(
+        [
+            torch.stack([cos * sign, -sin, zero], 1),
+            torch.stack([sin * sign, cos, zero], 1),
+        ],
+        1,
+    ).to(batch)
+    grid = F.affine_grid(theta, list(batch.shape), align_corners=False)
+    return F.grid_sample(batch, grid, align_corners=False)
+
+
+class ImageEncoder(TorchEncoderMixin, BaseEstimator):
+    """Encode images into CNN features, trained on labels or pretrained.
+
+    The backbone is a torchvision model (ResNet, VGG, ...), a small CNN built for small
+    images, or any ``torch.nn.Module``. With pretrained weights it is a frozen feature
+    extractor by default; otherwise :meth:`fit` trains it with a linear head on ``y``
+    (cross-entropy and Adam) and :meth:`transform` returns the penultimate features.
+
+    Parameters
+    ----------
+    backbone : str or torch.nn.Module, default="resnet18"
+        A torchvision model name (``torchvision.models.get_model``) whose final linear
+        classifier is removed, ``"cnn"`` for a small 3-block CNN with 128 features, or a
+        module mapping a batch ``(n, C, H, W)`` to features.
+    weights : str, path or None, default=None
+        ``None`` for random initialisation; a torchvision weights name such as
+        ``"DEFAULT"`` or ``"IMAGENET1K_V1"`` (downloaded by torchvision, and their
+        preprocessing used: resize, centre crop and normalisation); or the path of a
+        saved state dict for the backbone (``torch.load(..., weights_only=True)``).
+    image_size : int, tuple of (int, int) or None, default=None
+        Size every image is resized to. ``None`` keeps the size of the first training
+        image (or the crop size of torchvision weights).
+    max_epochs : int or "auto", default="auto"
+        Training epochs on ``y``. ``"auto"`` is 0 (a frozen feature extractor) when
+        ``weights`` is given and 10 otherwise.
+    augment : {"default"} or callable or None, default=None
+        Training-time augmentation. ``"default"`` rotates by up to 30 degrees, scales by
+        0.8-1.2 and flips horizontally, each image by its own random amount. A callable
+        (such as a torchvision transform) is applied to each ``(C, H, W)`` image tensor.
+    batch_size : int, default=32
+        Items per batch in training and in :meth:`transform`; memory is bounded by it.
+    lr : float, default=1e-3
+        Learning rate of Adam.
+    device : {"auto", "cpu", "cuda"} or str, default="auto"
+        Where the model runs; ``"auto"`` is CUDA when available.
+    random_state : int, RandomState instance or None, default=None
+        Seeds weight initialisation, augmentation and data order.
+    verbose : bool, default=False
+        Show progress bars while training and encoding.
+
+    Attributes
+    ----------
+    module_ : torch.nn.Module
+        The fitted feature extractor (normalisation and backbone), on ``device_``.
+    device_ : str
+        The device used.
+    image_size_ : tuple of (int, int)
+        Height and width the images are resized to.
+    n_channels_ : int
+        Channels the backbone sees (3 for torchvision backbones; 1 for the small CNN
+        when the training images are grayscale).
+    classes_ : ndarray or None
+        Classes of ``y`` the tower was trained on (None for a real-valued ``y``); only
+        set when ``max_epochs > 0``.
+    loss_curve_ : list of float
+        Mean training loss of each epoch.
+    n_iter_ : int
+        Epochs run.
+    n_features_in_ : int
+        1, when fitted on a one-column DataFrame.
+    feature_names_in_ : ndarray of str
+        The column name, when fitted on a one-column DataFrame.
+
+    See Also
+    --------
+    TextEncoder : The same for text.
+    AudioEncoder : The same for sounds.
+    skmm.fusion.MultimodalFuser : Encode and fuse several modalities.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skmm.encoders import ImageEncoder
+    >>> rng = np.random.default_rng(0)
+    >>> images = rng.integers(0, 255, size=(8, 28, 28), dtype=np.uint8)
+    >>> enc = ImageEncoder("cnn", max_epochs=1, random_state=0, device="cpu")
+    >>> enc.fit_transform(images, [0, 1] * 4).shape
+    (8, 128)
+    >>> enc.get_feature_names_out()[:2]
+    array(['imageencoder0', 'imageencoder1'], dtype=object)
+    """
+
+    _batch_ndim = (3, 4)
+
+    _parameter_constraints = {
+        **TorchEncoderMixin._encoder_parameter_constraints,
+        "backbone": [str, HasMethods(["forward"])],
+        "weights": [None, str, os.PathLike],
+        "image_size": [None, Interval(Integral, 1, None, closed="left"), tuple],
+        "max_epochs": [
+            Interval(Integral, 0, None, closed="left"),
+            StrOptions({"auto"}),
+        ],
+        "augment": [None, StrOptions({"default"}), callable],
+    }
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.two_d_array = False
+        tags.input_tags.three_d_array = True
+        return tags
+
+    def __init__(
+        self,
+        backbone="resnet18",
+        *,
+        weights=None,
+        image_size=None,
+        max_epochs="auto",
+        augment=None,
+        batch_size=32,
+        lr=1e-3,
+        device="auto",
+        random_state=None,
+        verbose=False,
+    ):
+        self.backbone = backbone
+        self.weights = weights
+        self.image_size = image_size
+        self.max_epochs = max_epochs
+        self.augment = augment
+        self.batch_size = batch_size
+        self.lr = lr
+        self.device = device
+        self.random_state = random_state
+        self.verbose = verbose
+
+    _no_y_hint = "Pass pretrained weights, or max_epochs=0 for an untrained backbone."
+
+    # -- what the backbone is --------------------------------------------------------
+    def _is_torchvision(self):
+        return isinstance(self.backbone, str) and self.backbone != "cnn"
+
+    def _weights_path(self):
+        """The state-dict file named by ``weights``, or None for a weights name."""
+        w = self.weights
+        if w is None:
+            return None
+        if (
+            isinstance(w, os.PathLike)
+            or os.path.sep in w
+            or os.path.exists(w)
+            or (w.endswith((".pt", ".pth")))
+        ):
+            if not os.path.isfile(w):
+                raise ValueError(f"weights file not found: {os.fspath(w)!r}")
+            return w
+        return None
+
+    def _torchvision_weights(self):
+        """The torchvision weights enum member named by ``weights``, or None."""
+        if self.weights is None or self._weights_path() is not None:
+            return None
+        if not self._is_torchvision():
+            raise ValueError(
+                f"weights={self.weights!r} is not a file; torchvision weights names only "
+                f"apply to torchvision backbones, not {self.backbone!r}."
+            )
+        from torchvision.models import get_model_weights, get_weight
+
+        enum = get_model_weights(self.backbone)
+        try:
+            if "." in self.weights:
+                return get_weight(self.weights)
+            return enum[self.weights]
+        except (KeyError, ValueError):
+            names = ["DEFAULT"] + [m.name for m in enum]
+            raise ValueError(
+                f"weights={self.weights!r} is neither a file nor a weights name of "
+                f"{self.backbone!r}; available names: {names}."
+            ) from None
+
+    def _resolved_max_epochs(self):
+        if self.max_epochs == "auto":
+            return 0 if self.weights is not None else 10
+        return self.max_epochs
+
+    # -- preprocessing -------------------------------------------------------------------
+    def _fit_preprocessing(self, column, rows):
+        tv_weights = self._torchvision_weights()
+        if self._is_torchvision():
+            from torchvision.models import list_models
+
+            if self.backbone not in list_models():
+                raise ValueError(
+                    f"backbone={self.backbone!r} is not a torchvision model name; see "
+                    "torchvision.models.list_models(), or use 'cnn'."
+                )
+        rng = np.random.default_rng(0)
+        sample = (
+            rows
+            if len(rows) <= _STATS_SAMPLE
+            else np.sort(rng.choice(rows, _STATS_SAMPLE, replace=False))
+        )
+        images = self._decode(column, sample)
+        if self._is_torchvision():
+            self.n_channels_ = 3
+        else:
+            self.n_channels_ = 1 if all(im.shape[0] == 1 for im in images) else 3
+        self.resize_size_ = None
+        if self.image_size is not None:
+            size = self.image_size
+            self.image_size_ = (size, size) if isinstance(size, int) else tuple(size)
+            if len(self.image_size_) != 2 or min(self.image_size_) < 1:
+                raise ValueError(
+                    f"image_size must be an int or a (height, width) pair, got {size!r}."
+                )
+        elif tv_weights is not None:
+            preset = tv_weights.transforms()
+            self.image_size_ = tuple(preset.crop_size) * (2 // len(preset.crop_size))
+            self.resize_size_ = list(preset.resize_size)
+        else:
+            self.image_size_ = tuple(images[0].shape[1:])
+        if tv_weights is not None:
+            preset = tv_weights.transforms()
+            self.mean_ = np.asarray(preset.mean, dtype=np.float32)
+            self.std_ = np.asarray(preset.std, dtype=np.float32)
+        else:
+            batch = self._prepare(images)
+            self.mean_ = batch.mean(dim=(0, 2, 3)).numpy()
+            self.std_ = batch.std(dim=(0, 2, 3)).clamp_min(1e-3).numpy()
+
+    def _decode(self, column, rows):
+        """Decode items at ``rows`` into a list of (C, H, W) float tensors."""
+        if column.batch:
+            array = column.items[rows]
+            array = array[..., None] if array.ndim == 3 else array
+            if array.shape[-1] not in (1, 3, 4):
+                raise ValueError(
+                    "a 4-D image batch must be (n, H, W, C) with C in 1, 3 or 4; got "
+                    f"shape {column.items.shape}."
+                )
+            array = _to_float(array[..., :3], "image batch")
+            return list(torch.from_numpy(array).permute(0, 3, 1, 2))
+        images = []
+        for i in rows:
+            try:
+                image = read_image(column.items[i])
+            except ValueError as exc:
+                raise ValueError(f"{column.where(i)}: {exc}") from None
+            images.append(torch.from_numpy(image).permute(2, 0, 1))
+        return images
+
+    def _prepare(self, images):
+        """Match channels and size, then stack into a (n, C, H, W) batch."""
+        from torchvision.transforms.v2 import functional as TF
+
+        out = []
+        luma = torch.tensor(_LUMA).view(3, 1, 1)
+        for image in images:
+            if image.shape[0] != self.n_channels_:
+                image = (
+                    image.expand(3, -1, -1)
+                    if self.n_channels_ == 3
+                    else (image * luma).sum(0, keepdim=True)
+                )
+            if self.resize_size_ is not None:
+                image = TF.resize(image, self.resize_size_, antialias=True)
+                image = TF.center_crop(image, list(self.image_size_))
+            elif tuple(image.shape[1:]) != tuple(self.image_size_):
+                image = TF.resize(image, list(self.image_size_), antialias=True)
+            out.append(image)
+        return torch.stack(out).contiguous()
+
+    def _load(self, column, rows):
+        return self._prepare(self._decode(column, rows))
+
+    def _augment(self, batch, generator):
+        if self.augment is None:
+            return batch
+        if self.augment == "default":
+            return random_affine(batch, generator)
+        return torch.stack([self.augment(image) for image in batch])
+
+    # -- the module ----------------------------------------------------------------------
+    def _build_backbone(self, weights=None):
+        """The backbone and its feature width; ``weights`` is a torchvision enum."""
+        if self.backbone == "cnn":
+            return small_cnn(self.n_channels_), 128
+        if self._is_torchvision():
+            from torchvision.models import get_model
+
+            try:
+                model = get_model(self.backbone, weights=weights)
+            except (OSError, RuntimeError) as exc:
+                if weights is None:
+                    raise
+                raise OSError(
+                    f"could not download the {weights} weights of {self.backbone!r} "
+                    f"from {weights.url}: {exc}. On a machine without internet access, "
+                    "download the file elsewhere and pass its path as weights=."
+                ) from exc
+            return model, _strip_classifier(model, self.backbone)
+        model = copy.deepcopy(self.backbone)
+        width = getattr(model, "out_features", None)
+        if width is None:
+            model.eval()
+            with torch.no_grad():
+                probe = torch.zeros(2, self.n_channels_, *self.image_size_)
+                width = model(probe).flatten(1).shape[1]
+        return model, int(width)
+
+    def _build_module(self):
+        backbone, width = self._build_backbone()
+        return ImageTower(backbone, self.n_channels_, width)
+
+    def _init_module(self):
+        backbone, width = self._build_backbone(self._torchvision_weights())
+        path = self._weights_path()
+        if path is not None:
+            _load_into(backbone, load_state_dict(path), path)
+        tower = ImageTower(backbone, self.n_channels_, width)
+        tower.normalize.mean.copy_(torch.from_numpy(self.mean_).view(1, -1, 1, 1))
+        tower.normalize.std.copy_(torch.from_numpy(self.std_).view(1, -1, 1, 1))
+        return tower
+
+
+def _load_into(backbone, state, path):
+    """Load a saved state dict into a backbone, ignoring a removed classifier's keys."""
+    expected = set(backbone.state_dict())
+    extra = [k for k in state if k not in expected]
+    missing = [k for k in expected if k not in state]
+    if missing:
+        raise ValueError(
+            f"weights file {os.fspath(path)!r} does not fit the backbone: missing "
+            f"{missing[:5]}{'...' if len(missing) > 5 else ''}, unexpected "
+            f"{extra[:5]}{'...' if len(extra) > 5 else ''}."
+        )
+    try:
+        backbone.load_state_dict({k: state[k] for k in expected})
+    except RuntimeError as exc:
+        raise ValueError(
+            f"weights file {os.fspath(path)!r} does not fit the backbone: {exc}"
+        ) from None

@@ -1,0 +1,26 @@
+"""The one place that imports scikit-learn's private helpers.
+
+scikit-learn keeps parameter validation and ``_fit_context`` private; skrub and
+imbalanced-learn import them through a single compatibility module so that a change
+in scikit-learn touches one file. skmm does the same.
+"""
+
+from sklearn.base import _fit_context
+from sklearn.utils._param_validation import (
+    HasMethods,
+    Hidden,
+    Interval,
+    RealNotInt,
+    StrOptions,
+)
+from sklearn.utils.validation import validate_data
+
+__all__ = [
+    "HasMethods",
+    "Hidden",
+    "Interval",
+    "RealNotInt",
+    "StrOptions",
+    "_fit_context",
+    "validate_data",
+]

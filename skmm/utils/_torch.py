@@ -1,0 +1,141 @@
+"""Device resolution, cross-device loading and seeding: the torch plumbing in one place."""
+
+import contextlib
+import io
+import warnings
+
+import numpy as np
+import torch
+
+
+class DeviceWarning(UserWarning):
+    """Warning raised when a fitted model is loaded on a device it was not fitted on."""
+
+
+def _cuda_index(device):
+    """Return the CUDA index asked for by ``device`` (0 for plain ``'cuda'``)."""
+    return 0 if device.index is None else device.index
+
+
+def resolve_device(device):
+    """Turn the ``device`` parameter into a concrete device string.
+
+    Parameters
+    ----------
+    device : {"auto", "cpu", "cuda"} or str or torch.device
+        ``"auto"`` picks CUDA when it is available, else the CPU. ``"cuda:N"`` asks for a
+        given GPU.
+
+    Returns
+    -------
+    device : str
+        ``"cpu"`` or ``"cuda:N"``.
+
+    Raises
+    ------
+    ValueError
+        If the device is not understood or is a GPU that this machine does not have.
+
+    Examples
+    --------
+    >>> from skmm.utils import resolve_device
+    >>> resolve_device("cpu")
+    'cpu'
+    """
+    if isinstance(device, str) and device == "auto":
+        return "cuda:0" if torch.cuda.is_available() else "cpu"
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(
+            f"device={device!r} is not a valid device; use 'auto', 'cpu', 'cuda' "
+            "or 'cuda:N'."
+        ) from exc
+    if dev.type == "cpu":
+        return "cpu"
+    if dev.type != "cuda":
+        raise ValueError(
+            f"device={device!r}: skmm runs on 'cpu' or 'cuda' devices, not {dev.type!r}."
+        )
+    if not torch.cuda.is_available():
+        raise ValueError(
+            f"device={device!r} was requested but CUDA is not available on this "
+            "machine; use device='auto' or 'cpu'."
+        )
+    index = _cuda_index(dev)
+    if index >= torch.cuda.device_count():
+        raise ValueError(
+            f"device={device!r}: this machine has {torch.cuda.device_count()} CUDA "
+            "device(s)."
+        )
+    return f"cuda:{index}"
+
+
+def available_device(fitted_device, owner="estimator"):
+    """Return ``fitted_device`` if this machine has it, else ``'cpu'`` with a warning.
+
+    Used when a fitted estimator is unpickled: a model fitted on a GPU must load on a
+    machine without one.
+
+    Parameters
+    ----------
+    fitted_device : str
+        The device the estimator was fitted on (its ``device_``).
+    owner : str, default="estimator"
+        Name used in the warning.
+
+    Returns
+    -------
+    device : str
+    """
+    dev = torch.device(fitted_device)
+    if dev.type == "cpu":
+        return "cpu"
+    if torch.cuda.is_available() and _cuda_index(dev) < torch.cuda.device_count():
+        return f"cuda:{_cuda_index(dev)}"
+    warnings.warn(
+        f"{owner} was fitted on {fitted_device!r}, which this machine does not have; "
+        "its weights are loaded on 'cpu'.",
+        DeviceWarning,
+        stacklevel=3,
+    )
+    return "cpu"
+
+
+def state_dict_to_bytes(module):
+    """Serialise the CPU copy of ``module``'s state dict to bytes."""
+    buffer = io.BytesIO()
+    state = {k: v.detach().to("cpu") for k, v in module.state_dict().items()}
+    torch.save(state, buffer)
+    return buffer.getvalue()
+
+
+def load_state_dict(source, map_location="cpu"):
+    """Read a state dict from a path, a file object or bytes, safely.
+
+    Tensors are read with ``weights_only=True`` (no arbitrary code runs) and mapped to
+    ``map_location``.
+    """
+    if isinstance(source, bytes):
+        source = io.BytesIO(source)
+    state = torch.load(source, map_location=map_location, weights_only=True)
+    if not isinstance(state, dict):
+        raise ValueError(
+            f"expected a state dict (a mapping of names to tensors), got {type(state).__name__}."
+        )
+    return state
+
+
+def seed_from(random_state):
+    """Draw an int seed from a ``random_state`` parameter (int, RandomState or None)."""
+    from sklearn.utils import check_random_state
+
+    return int(check_random_state(random_state).randint(np.iinfo(np.int32).max))
+
+
+@contextlib.contextmanager
+def torch_seed(seed):
+    """Seed torch inside the block without changing the caller's global RNG state."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield

@@ -1,0 +1,189 @@
+"""Checking the 1-D columns of items (images, texts, sounds) that encoders take."""
+
+import numbers
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from ._sklearn_compat import validate_data
+
+
+def is_missing(item):
+    """Return True if ``item`` marks a missing value (None, NaN, pd.NA, NaT)."""
+    if item is None or item is pd.NA or item is pd.NaT:
+        return True
+    if isinstance(item, (float, np.floating)):
+        return bool(np.isnan(item))
+    return False
+
+
+@dataclass
+class Column:
+    """A validated column of items.
+
+    Attributes
+    ----------
+    items : list or ndarray
+        The items, in order. For a numeric batch (``batch=True``) an ndarray whose first
+        axis is the rows.
+    missing : ndarray of bool
+        True where the item is missing.
+    name : str or None
+        The column name, used in error messages.
+    labels : sequence or None
+        Row labels (a pandas index) for error messages; positions when None.
+    batch : bool
+        True when ``items`` is a dense numeric array of shape (n, ...).
+    """
+
+    items: object
+    missing: np.ndarray
+    name: object = None
+    labels: object = None
+    batch: bool = False
+
+    def __len__(self):
+        return len(self.missing)
+
+    def where(self, i):
+        """Say where row ``i`` is, for error messages: ``column 'image', row 17``."""
+        label = i if self.labels is None else self.labels[i]
+        return (
+            f"column {self.name!r}, row {label!r}"
+            if self.name is not None
+            else (f"row {label!r}")
+        )
+
+    def present(self):
+        """Return the positions of the rows whose item is not missing."""
+        return np.flatnonzero(~self.missing)
+
+
+def check_column(estimator, X, *, batch_ndim=(), reset=True):
+    """Validate the input of an encoder that takes one column of items.
+
+    Parameters
+    ----------
+    estimator : estimator
+        The encoder; ``n_features_in_`` and ``feature_names_in_`` are set on it (with
+        ``reset=True``) or checked (with ``reset=False``) when X is a DataFrame.
+    X : sequence, Series, one-column DataFrame or ndarray
+        A 1-D sequence of items, a one-column DataFrame, or a dense numeric array whose
+        number of dimensions is in ``batch_ndim`` (a batch of images or waveforms).
+    batch_ndim : tuple of int
+        The numbers of dimensions of a numeric ndarray taken as a batch of items.
+    reset : bool
+        Whether this is ``fit`` (record the column) or ``transform`` (check it).
+
+    Returns
+    -------
+    column : Column
+    """
+    cls = type(estimator).__name__
+    if sp.issparse(X):
+        raise TypeError(
+            f"{cls} takes a column of items or a dense array; sparse data was passed."
+        )
+    name, labels = None, None
+    if not isinstance(
+        X, (pd.DataFrame, pd.Series, np.ndarray, list, tuple)
+    ) and hasattr(X, "__array__"):
+        X = np.asarray(X)
+    if (
+        isinstance(X, np.ndarray)
+        and X.ndim == 1
+        and (np.issubdtype(X.dtype, np.number) or X.dtype == bool)
+    ):
+        raise ValueError(
+            f"{cls} got a 1-D numeric array, which is not a column of items. Reshape "
+            "your data: wrap a single item in a list, or pass a batch as a 2-D array "
+            "(one item per row)."
+        )
+    if 2 in batch_ndim and _is_numeric_table(X):
+        X = validate_data(estimator, X, reset=reset, dtype=[np.float64, np.float32])
+        return Column(X, np.zeros(len(X), dtype=bool), batch=True)
+    if isinstance(X, pd.DataFrame):
+        if X.shape[1] != 1:
+            raise ValueError(
+                f"{cls} encodes one column; got a DataFrame with {X.shape[1]} columns "
+                f"{list(X.columns)}. Select the column, or use MultimodalFuser to encode "
+                "several."
+            )
+        _check_frame_columns(estimator, X, reset=reset)
+        X = X.iloc[:, 0]
+    if isinstance(X, pd.Series):
+        name, labels = X.name, X.index
+        values = X.to_numpy(dtype=object)
+    elif isinstance(X, np.ndarray):
+        if X.dtype != object and X.ndim in batch_ndim:
+            if not (np.issubdtype(X.dtype, np.number) or X.dtype == bool):
+                raise ValueError(
+                    f"{cls} takes a numeric batch array; got dtype {X.dtype}."
+                )
+            return Column(X, np.zeros(len(X), dtype=bool), batch=True)
+        if X.ndim == 2 and X.shape[1] == 1:
+            X = X[:, 0]
+        if X.ndim != 1:
+            allowed = ", ".join(f"{d}-D" for d in batch_ndim)
+            extra = f" or a numeric {allowed} batch" if batch_ndim else ""
+            raise ValueError(
+                f"{cls} takes a 1-D sequence of items{extra}; got an array of shape "
+                f"{X.shape}."
+            )
+        values = X.astype(object) if X.dtype != object else X
+    elif isinstance(X, (list, tuple)):
+        values = np.empty(len(X), dtype=object)
+        values[:] = list(X)
+    elif isinstance(X, (str, bytes)) or isinstance(X, numbers.Number) or X is None:
+        raise ValueError(
+            f"{cls} takes a 1-D sequence of items, got a single {type(X).__name__}. "
+            "Wrap it in a list."
+        )
+    else:
+        try:
+            values = np.empty(len(X), dtype=object)
+            values[:] = list(X)
+        except TypeError as exc:
+            raise ValueError(
+                f"{cls} takes a 1-D sequence of items, got {type(X).__name__}."
+            ) from exc
+    if len(values) == 0:
+        raise ValueError(f"{cls} got 0 items; at least one is required.")
+    missing = np.fromiter(
+        (is_missing(v) for v in values), dtype=bool, count=len(values)
+    )
+    return Column(values, missing, name=name, labels=labels)
+
+
+def _is_numeric_table(X):
+    """True for a numeric 2-D array or a DataFrame whose columns are all numeric."""
+    if isinstance(X, pd.DataFrame):
+        return X.shape[1] > 0 and all(
+            pd.api.types.is_numeric_dtype(dtype) for dtype in X.dtypes
+        )
+    # A 2-D object array of several columns is numbers stored as objects; one object
+    # column is a column of items.
+    return (
+        isinstance(X, np.ndarray)
+        and X.ndim == 2
+        and (X.dtype != object or X.shape[1] > 1)
+    )
+
+
+def _check_frame_columns(estimator, X, *, reset):
+    columns = np.asarray(X.columns, dtype=object)
+    if reset:
+        estimator.n_features_in_ = 1
+        if all(isinstance(c, str) for c in columns):
+            estimator.feature_names_in_ = columns
+        elif hasattr(estimator, "feature_names_in_"):
+            del estimator.feature_names_in_
+        return
+    fitted = getattr(estimator, "feature_names_in_", None)
+    if fitted is not None and list(fitted) != list(columns):
+        raise ValueError(
+            f"The feature names should match those that were passed during fit: "
+            f"fitted on {list(fitted)}, got {list(columns)}."
+        )
