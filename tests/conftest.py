@@ -1,0 +1,24 @@
+"""Shared fixtures: where the real data sets live, and small slices of them."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+# The real data sets sit beside the checkout (../shared/data); SKMM_SHARED_DATA overrides.
+SHARED_DATA = Path(
+    os.environ.get(
+        "SKMM_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"
+    )
+)
+
+
+@pytest.fixture(scope="session")
+def shared_data():
+    """Path of ../shared/data; missing data fails in CI and skips elsewhere."""
+    if not SHARED_DATA.is_dir():
+        message = f"real data sets not found at {SHARED_DATA} (set SKMM_SHARED_DATA)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return SHARED_DATA
