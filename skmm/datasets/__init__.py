@@ -1,0 +1,13 @@
+"""Data sets: small ones shipped with skmm (load_*) and downloaders (fetch_*)."""
+
+from ._av_digits import load_av_digits, make_av_digits
+from ._fetch import fetch_file, fetch_fsdd, fetch_mnist, get_data_home
+
+__all__ = [
+    "fetch_file",
+    "fetch_fsdd",
+    "fetch_mnist",
+    "get_data_home",
+    "load_av_digits",
+    "make_av_digits",
+]
