@@ -33,7 +33,7 @@ class AudioFeatures(AudioMixin, TransformerMixin, BaseEstimator):
     n_fft : int or None, default=None
         STFT window length in samples; None is about 32 ms (256 at 8 kHz).
     hop_length : int or None, default=None
-        Samples between frames; None is ``n_fft // 4``.
+        Samples between frames; None is ``n_fft // 2``.
 
     Attributes
     ----------

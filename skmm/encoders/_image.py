@@ -15,6 +15,7 @@ from ..utils._sklearn_compat import HasMethods, Interval, StrOptions
 from ..utils._torch import load_state_dict
 
 _LUMA = (0.299, 0.587, 0.114)
+_IMAGENET_MEAN, _IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 # Rows sampled to fit normalisation statistics: enough for a stable per-channel mean.
 _STATS_SAMPLE = 1000
 
@@ -185,7 +186,9 @@ class ImageEncoder(TorchEncoderMixin, BaseEstimator):
         ``None`` for random initialisation; a torchvision weights name such as
         ``"DEFAULT"`` or ``"IMAGENET1K_V1"`` (downloaded by torchvision, and their
         preprocessing used: resize, centre crop and normalisation); or the path of a
-        saved state dict for the backbone (``torch.load(..., weights_only=True)``).
+        saved state dict (read with ``torch.load(..., weights_only=True)``): either of
+        the backbone (a torchvision backbone then uses ImageNet normalisation) or of a
+        fitted encoder's ``module_``, which carries its normalisation with it.
     image_size : int, tuple of (int, int) or None, default=None
         Size every image is resized to. ``None`` keeps the size of the first training
         image (or the crop size of torchvision weights).
@@ -384,6 +387,12 @@ class ImageEncoder(TorchEncoderMixin, BaseEstimator):
             preset = tv_weights.transforms()
             self.mean_ = np.asarray(preset.mean, dtype=np.float32)
             self.std_ = np.asarray(preset.std, dtype=np.float32)
+        elif self._is_torchvision() and self._weights_path() is not None:
+            # torchvision's classification weights all expect ImageNet statistics; fixed
+            # statistics also keep a frozen encoder's features independent of the
+            # training rows (so cached embeddings are shared across CV folds).
+            self.mean_ = np.asarray(_IMAGENET_MEAN, dtype=np.float32)
+            self.std_ = np.asarray(_IMAGENET_STD, dtype=np.float32)
         else:
             batch = self._prepare(images)
             self.mean_ = batch.mean(dim=(0, 2, 3)).numpy()
@@ -475,12 +484,19 @@ class ImageEncoder(TorchEncoderMixin, BaseEstimator):
 
     def _init_module(self):
         backbone, width = self._build_backbone(self._torchvision_weights())
-        path = self._weights_path()
-        if path is not None:
-            _load_into(backbone, load_state_dict(path), path)
         tower = ImageTower(backbone, self.n_channels_, width)
         tower.normalize.mean.copy_(torch.from_numpy(self.mean_).view(1, -1, 1, 1))
         tower.normalize.std.copy_(torch.from_numpy(self.std_).view(1, -1, 1, 1))
+        path = self._weights_path()
+        if path is not None:
+            state = load_state_dict(path)
+            if "normalize.mean" in state:
+                # A fitted encoder's module_: its normalisation comes with it.
+                _load_into(tower, state, path)
+                self.mean_ = tower.normalize.mean.flatten().numpy().copy()
+                self.std_ = tower.normalize.std.flatten().numpy().copy()
+            else:
+                _load_into(backbone, state, path)
         return tower
 
 

@@ -6,6 +6,7 @@ in scikit-learn touches one file. skmm does the same.
 """
 
 from sklearn.base import _fit_context
+from sklearn.utils._indexing import _get_column_indices, _safe_indexing
 from sklearn.utils._param_validation import (
     HasMethods,
     Hidden,
@@ -13,7 +14,12 @@ from sklearn.utils._param_validation import (
     RealNotInt,
     StrOptions,
 )
-from sklearn.utils.validation import validate_data
+from sklearn.utils.metaestimators import _BaseComposition
+from sklearn.utils.validation import (
+    _check_feature_names,
+    _check_n_features,
+    validate_data,
+)
 
 __all__ = [
     "HasMethods",
@@ -21,6 +27,11 @@ __all__ = [
     "Interval",
     "RealNotInt",
     "StrOptions",
+    "_BaseComposition",
+    "_check_feature_names",
+    "_check_n_features",
     "_fit_context",
+    "_get_column_indices",
+    "_safe_indexing",
     "validate_data",
 ]

@@ -50,6 +50,8 @@ class Column:
     def where(self, i):
         """Say where row ``i`` is, for error messages: ``column 'image', row 17``."""
         label = i if self.labels is None else self.labels[i]
+        if isinstance(label, np.generic):
+            label = label.item()
         return (
             f"column {self.name!r}, row {label!r}"
             if self.name is not None
