@@ -7,6 +7,9 @@ and feature names.
 """
 
 import math
+import os
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from numbers import Integral, Real
 
 import numpy as np
@@ -17,7 +20,14 @@ from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 from tqdm.auto import tqdm
 
-from .utils._sklearn_compat import Hidden, Interval, StrOptions, _fit_context
+from .utils._cache import EmbeddingCache, fingerprint, item_key
+from .utils._sklearn_compat import (
+    HasMethods,
+    Hidden,
+    Interval,
+    StrOptions,
+    _fit_context,
+)
 from .utils._torch import (
     available_device,
     load_state_dict,
@@ -107,6 +117,35 @@ def _batches(n, batch_size, *, generator=None):
         yield order[start : start + batch_size]
 
 
+# Parameters that change how fast features are computed, not what they are.
+_RUNTIME_PARAMS = frozenset(
+    {"batch_size", "device", "memory", "num_workers", "verbose"}
+)
+_NOT_IN_FINGERPRINT = frozenset({"module_", "device_", "loss_curve_", "n_iter_"})
+
+
+def _prefetch(load, batches, num_workers):
+    """Yield ``(batch, load(batch))`` in order, loading up to ``num_workers`` ahead.
+
+    Decoding (PIL, scipy, resizing) runs in threads while the caller runs the model,
+    and at most ``num_workers + 1`` batches are held in memory at once.
+    """
+    with ThreadPoolExecutor(num_workers) as pool:
+        pending = deque()
+        remaining = iter(batches)
+        for index in remaining:
+            pending.append((index, pool.submit(load, index)))
+            if len(pending) > num_workers:
+                break
+        while pending:
+            index, future = pending.popleft()
+            batch = future.result()
+            following = next(remaining, None)
+            if following is not None:
+                pending.append((following, pool.submit(load, following)))
+            yield index, batch
+
+
 class TorchEncoderMixin(
     ClassNamePrefixFeaturesOutMixin, TorchEstimatorMixin, TransformerMixin
 ):
@@ -134,6 +173,8 @@ class TorchEncoderMixin(
         "max_epochs": [Interval(Integral, 0, None, closed="left")],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "lr": [Interval(Real, 0, None, closed="neither")],
+        "memory": [None, str, os.PathLike, HasMethods(["cache"])],
+        "num_workers": [Interval(Integral, 0, None, closed="left")],
     }
 
     # -- hooks with defaults ---------------------------------------------------------
@@ -295,30 +336,81 @@ class TorchEncoderMixin(
         return self._encode(self._check_input(X, reset=False))
 
     def _encode(self, column):
-        """Run the tower on the present items, ``batch_size`` at a time."""
+        """Run the tower on the present items, ``batch_size`` at a time.
+
+        Each distinct path or text is encoded once (as skrub's TextEncoder does), items
+        found in the ``memory`` cache are not encoded at all, and with ``num_workers``
+        threads decode the next batches while the model runs on the current one.
+        """
         out = np.full((len(column), self._n_features_out), np.nan, dtype=np.float32)
         rows = column.present()
-        # Encode each distinct path or text once (as skrub's TextEncoder does).
         if not column.batch and all(isinstance(column.items[i], str) for i in rows):
-            unique, first, inverse = np.unique(
+            _, first, inverse = np.unique(
                 column.items[rows].astype(str), return_index=True, return_inverse=True
             )
             todo = rows[first]
         else:
             todo, inverse = rows, None
         values = np.empty((len(todo), self._n_features_out), dtype=np.float32)
-        module = self.module_.eval()
-        with torch.inference_mode():
-            for index in tqdm(
-                list(_batches(len(todo), self.batch_size)),
-                desc=f"{type(self).__name__} transform",
-                disable=not self.verbose,
-            ):
-                index = index.numpy()
-                batch = self._load(column, todo[index]).to(self.device_)
-                values[index] = module(batch).float().cpu().numpy()
+        cache, keys = None, None
+        if self.memory is not None:
+            cache = EmbeddingCache(self.memory, self._cache_namespace())
+            keys = [self._item_key(column, i) for i in todo]
+            compute = np.flatnonzero(~cache.load(keys, values))
+        else:
+            compute = np.arange(len(todo))
+        self._forward(column, todo, compute, values)
+        if cache is not None:
+            cache.save([keys[i] for i in compute], values[compute])
         out[rows] = values if inverse is None else values[inverse]
         return out
+
+    def _forward(self, column, todo, compute, values):
+        """Fill ``values[compute]`` with the features of rows ``todo[compute]``."""
+        batches = [
+            compute[i : i + self.batch_size]
+            for i in range(0, len(compute), self.batch_size)
+        ]
+        module = self.module_.eval()
+        progress = tqdm(
+            total=len(compute),
+            desc=f"{type(self).__name__} transform",
+            disable=not self.verbose,
+        )
+
+        def load(index):
+            return self._load(column, todo[index])
+
+        with torch.inference_mode(), progress:
+            if not self.num_workers:
+                loaded = ((index, load(index)) for index in batches)
+            else:
+                loaded = _prefetch(load, batches, self.num_workers)
+            for index, batch in loaded:
+                values[index] = module(batch.to(self.device_)).float().cpu().numpy()
+                progress.update(len(index))
+
+    # -- the embedding cache -----------------------------------------------------------
+    _str_items_are_paths = True
+
+    def _item_key(self, column, i):
+        if column.batch:
+            return fingerprint(column.items[i])
+        return item_key(column.items[i], str_is_path=self._str_items_are_paths)
+
+    def _cache_namespace(self):
+        """Fingerprint of everything that decides an item's features."""
+        params = {
+            k: repr(v)
+            for k, v in sorted(self.get_params(deep=False).items())
+            if k not in _RUNTIME_PARAMS
+        }
+        fitted = {
+            k: v
+            for k, v in sorted(self.__dict__.items())
+            if _is_fitted_attribute(k) and k not in _NOT_IN_FINGERPRINT
+        }
+        return f"{type(self).__name__}-" + fingerprint(params, fitted, self.module_)
 
     @property
     def _n_features_out(self):

@@ -184,6 +184,17 @@ class AudioEncoder(AudioMixin, TorchEncoderMixin, BaseEstimator):
         and scales its gain by 0.7-1.3.
     batch_size : int, default=32
         Sounds per batch in training and in :meth:`transform`.
+    memory : str, path, joblib.Memory or None, default=None
+        Folder (or ``joblib.Memory``) caching each item's features on disk, keyed by
+        the item's content (a file's path, size and modification time; an array's or
+        a text's hash) and by a fingerprint of the fitted encoder (parameters and
+        weights). Cross-validation folds and grid-search candidates that share a
+        frozen encoder (pretrained, or ``max_epochs=0``) then encode each item once; a
+        retrained encoder has new weights, hence new keys, and never reads stale rows.
+    num_workers : int, default=0
+        Threads decoding the next batches while the model runs on the current one in
+        :meth:`transform`; 0 decodes in the main thread. At most
+        ``num_workers + 1`` batches are in memory at once.
     lr : float, default=1e-3
         Learning rate of Adam.
     device : {"auto", "cpu", "cuda"} or str, default="auto"
@@ -244,6 +255,8 @@ class AudioEncoder(AudioMixin, TorchEncoderMixin, BaseEstimator):
         max_epochs=10,
         augment=None,
         batch_size=32,
+        memory=None,
+        num_workers=0,
         lr=1e-3,
         device="auto",
         random_state=None,
@@ -257,6 +270,8 @@ class AudioEncoder(AudioMixin, TorchEncoderMixin, BaseEstimator):
         self.max_epochs = max_epochs
         self.augment = augment
         self.batch_size = batch_size
+        self.memory = memory
+        self.num_workers = num_workers
         self.lr = lr
         self.device = device
         self.random_state = random_state

@@ -52,7 +52,8 @@ def small_cnn(in_channels):
             torch.nn.BatchNorm2d(cout),
             torch.nn.ReLU(inplace=True),
         ]
-        return layers + ([torch.nn.MaxPool2d(2)] if pool else [])
+        # ceil_mode keeps tiny inputs (a few spectrogram frames) from vanishing.
+        return layers + ([torch.nn.MaxPool2d(2, ceil_mode=True)] if pool else [])
 
     return torch.nn.Sequential(
         *block(in_channels, 32, True),
@@ -201,6 +202,17 @@ class ImageEncoder(TorchEncoderMixin, BaseEstimator):
         (such as a torchvision transform) is applied to each ``(C, H, W)`` image tensor.
     batch_size : int, default=32
         Items per batch in training and in :meth:`transform`; memory is bounded by it.
+    memory : str, path, joblib.Memory or None, default=None
+        Folder (or ``joblib.Memory``) caching each item's features on disk, keyed by
+        the item's content (a file's path, size and modification time; an array's or
+        a text's hash) and by a fingerprint of the fitted encoder (parameters and
+        weights). Cross-validation folds and grid-search candidates that share a
+        frozen encoder (pretrained, or ``max_epochs=0``) then encode each item once; a
+        retrained encoder has new weights, hence new keys, and never reads stale rows.
+    num_workers : int, default=0
+        Threads decoding the next batches while the model runs on the current one in
+        :meth:`transform`; 0 decodes in the main thread. At most
+        ``num_workers + 1`` batches are in memory at once.
     lr : float, default=1e-3
         Learning rate of Adam.
     device : {"auto", "cpu", "cuda"} or str, default="auto"
@@ -281,6 +293,8 @@ class ImageEncoder(TorchEncoderMixin, BaseEstimator):
         max_epochs="auto",
         augment=None,
         batch_size=32,
+        memory=None,
+        num_workers=0,
         lr=1e-3,
         device="auto",
         random_state=None,
@@ -292,6 +306,8 @@ class ImageEncoder(TorchEncoderMixin, BaseEstimator):
         self.max_epochs = max_epochs
         self.augment = augment
         self.batch_size = batch_size
+        self.memory = memory
+        self.num_workers = num_workers
         self.lr = lr
         self.device = device
         self.random_state = random_state
@@ -358,12 +374,15 @@ class ImageEncoder(TorchEncoderMixin, BaseEstimator):
                     f"backbone={self.backbone!r} is not a torchvision model name; see "
                     "torchvision.models.list_models(), or use 'cnn'."
                 )
-        rng = np.random.default_rng(0)
-        sample = (
-            rows
-            if len(rows) <= _STATS_SAMPLE
-            else np.sort(rng.choice(rows, _STATS_SAMPLE, replace=False))
-        )
+        pretrained = tv_weights is not None or self._weights_path() is not None
+        if self._is_torchvision() and pretrained:
+            # Channels and normalisation are fixed: only the first image's size matters.
+            sample = rows[:1]
+        elif len(rows) <= _STATS_SAMPLE:
+            sample = rows
+        else:
+            rng = np.random.default_rng(0)
+            sample = np.sort(rng.choice(rows, _STATS_SAMPLE, replace=False))
         images = self._decode(column, sample)
         if self._is_torchvision():
             self.n_channels_ = 3
