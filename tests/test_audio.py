@@ -177,7 +177,7 @@ def test_audio_encoder_learns_fsdd(fsdd):
     test = (fsdd["take"] < 5).to_numpy()
     X, y = fsdd["path"].to_numpy(dtype=object), fsdd["digit"].to_numpy()
     enc = AudioEncoder(
-        sample_rate=8000, max_epochs=5, lr=3e-3, random_state=0, device="cpu"
+        sample_rate=8000, n_mels=40, max_epochs=5, lr=3e-3, random_state=0, device="cpu"
     )
     Z = enc.fit_transform(X[~test], y[~test])
     accuracy = (
