@@ -38,11 +38,29 @@ from .utils._torch import (
 )
 from .utils._validation import check_column
 
-__all__ = ["TorchEncoderMixin", "TorchEstimatorMixin"]
+__all__ = ["TorchEncoderMixin", "TorchEstimatorMixin", "fit_atomic"]
 
 
 def _is_fitted_attribute(name):
     return name.endswith("_") and not name.startswith("__")
+
+
+def fit_atomic(estimator, fit, *args, **kwargs):
+    """Run ``fit(work, *args)`` on a fresh copy and adopt its state only on success.
+
+    ``work`` has the estimator's parameters and private settings (such as its
+    ``set_output`` configuration) but none of its fitted attributes. A failed fit (a bad
+    item at row 9,000, say) leaves the estimator as it was, including the model of a
+    previous successful fit. Used by every skmm estimator, torch-backed or not.
+    """
+    work = object.__new__(type(estimator))
+    work.__dict__.update(
+        {k: v for k, v in estimator.__dict__.items() if not _is_fitted_attribute(k)}
+    )
+    result = fit(work, *args, **kwargs)
+    estimator.__dict__.clear()
+    estimator.__dict__.update(work.__dict__)
+    return result
 
 
 class _SerializedModule:
@@ -71,19 +89,7 @@ class TorchEstimatorMixin:
     }
 
     def _fit_atomic(self, fit, *args, **kwargs):
-        """Run ``fit(work, *args)`` on a fresh copy and adopt its state only on success.
-
-        A failed fit (bad item at row 9,000, say) leaves the estimator as it was,
-        including the model of a previous successful fit.
-        """
-        work = object.__new__(type(self))
-        work.__dict__.update(
-            {k: v for k, v in self.__dict__.items() if not _is_fitted_attribute(k)}
-        )
-        result = fit(work, *args, **kwargs)
-        self.__dict__.clear()
-        self.__dict__.update(work.__dict__)
-        return result
+        return fit_atomic(self, fit, *args, **kwargs)
 
     def _seed(self):
         """Return the int seed this fit uses for torch, numpy and the data order."""

@@ -10,6 +10,7 @@ need blocks of one width.
 """
 
 import numpy as np
+import scipy.sparse as sp
 
 
 def _is_torch(blocks):
@@ -55,6 +56,9 @@ def _weights(blocks, weights):
 def fuse_concat(blocks, weights=None):
     """Concatenate the blocks side by side, each scaled by its weight.
 
+    Numpy blocks may include scipy sparse matrices (``TfidfVectorizer`` output): the
+    result is then a sparse CSR matrix.
+
     Examples
     --------
     >>> import numpy as np
@@ -65,6 +69,8 @@ def fuse_concat(blocks, weights=None):
     _check_blocks(blocks, same_width=False)
     xp = _xp(blocks)
     scaled = [b * w for b, w in zip(blocks, _weights(blocks, weights))]
+    if any(sp.issparse(b) for b in scaled):
+        return sp.hstack(scaled, format="csr")
     return xp.concatenate(scaled, 1) if xp is np else xp.cat(scaled, 1)
 
 

@@ -6,6 +6,7 @@ in scikit-learn touches one file. skmm does the same.
 """
 
 from sklearn.base import _fit_context
+from sklearn.pipeline import _name_estimators
 from sklearn.utils._indexing import _get_column_indices, _safe_indexing
 from sklearn.utils._param_validation import (
     HasMethods,
@@ -14,9 +15,11 @@ from sklearn.utils._param_validation import (
     RealNotInt,
     StrOptions,
 )
+from sklearn.utils._user_interface import _print_elapsed_time
 from sklearn.utils.metaestimators import _BaseComposition
 from sklearn.utils.validation import (
     _check_feature_names,
+    _check_feature_names_in,
     _check_n_features,
     validate_data,
 )
@@ -29,9 +32,12 @@ __all__ = [
     "StrOptions",
     "_BaseComposition",
     "_check_feature_names",
+    "_check_feature_names_in",
     "_check_n_features",
     "_fit_context",
     "_get_column_indices",
+    "_name_estimators",
+    "_print_elapsed_time",
     "_safe_indexing",
     "validate_data",
 ]
