@@ -1,5 +1,7 @@
 """Fusion of modalities: feature level (MultimodalFuser) and decision level."""
 
+from ._fuser import MultimodalFuser, make_fuser
+from ._late import LateFusionClassifier, LateFusionRegressor
 from ._ops import (
     ELEMENTWISE,
     FUSION_OPERATORS,
@@ -16,6 +18,9 @@ from ._ops import (
 __all__ = [
     "ELEMENTWISE",
     "FUSION_OPERATORS",
+    "LateFusionClassifier",
+    "LateFusionRegressor",
+    "MultimodalFuser",
     "fuse",
     "fuse_concat",
     "fuse_max",
@@ -23,5 +28,6 @@ __all__ = [
     "fuse_product",
     "fuse_sum",
     "fuse_tensor",
+    "make_fuser",
     "tensor_width",
 ]

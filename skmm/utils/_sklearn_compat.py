@@ -16,10 +16,12 @@ from sklearn.utils._param_validation import (
     StrOptions,
 )
 from sklearn.utils._user_interface import _print_elapsed_time
+from sklearn.utils.metadata_routing import _raise_for_params, _routing_enabled
 from sklearn.utils.metaestimators import _BaseComposition
 from sklearn.utils.validation import (
     _check_feature_names,
     _check_feature_names_in,
+    _check_method_params,
     _check_n_features,
     validate_data,
 )
@@ -33,11 +35,14 @@ __all__ = [
     "_BaseComposition",
     "_check_feature_names",
     "_check_feature_names_in",
+    "_check_method_params",
     "_check_n_features",
     "_fit_context",
     "_get_column_indices",
     "_name_estimators",
     "_print_elapsed_time",
+    "_raise_for_params",
+    "_routing_enabled",
     "_safe_indexing",
     "validate_data",
 ]

@@ -1,0 +1,154 @@
+"""Permutation importance of whole modalities."""
+
+from numbers import Integral
+
+import numpy as np
+from sklearn.metrics import check_scoring
+from sklearn.utils import Bunch, check_random_state
+
+from ..utils._sklearn_compat import _get_column_indices
+
+__all__ = ["modality_importance"]
+
+
+def modality_importance(
+    estimator, X, y, *, columns=None, scoring=None, n_repeats=5, random_state=None
+):
+    """Permutation importance of each modality, its columns shuffled together.
+
+    For each modality, the rows of its columns are shuffled with one permutation
+    (so the columns of a modality, say 40 MFCC statistics, keep their relation to
+    each other but lose their relation to the target and to the other modalities),
+    and the drop of the score is recorded, ``n_repeats`` times. This is
+    :func:`sklearn.inspection.permutation_importance` with groups of columns; it
+    works for any fitted estimator that takes X: a pipeline with a
+    :class:`~skmm.fusion.MultimodalFuser`, a
+    :class:`~skmm.fusion.LateFusionClassifier`, a network.
+
+    Parameters
+    ----------
+    estimator : estimator
+        A fitted estimator that takes X.
+    X : DataFrame or ndarray of shape (n_samples, n_columns)
+        The data to score on (held-out data tells what the model relies on to
+        generalise).
+    y : array-like of shape (n_samples,)
+        The targets.
+    columns : dict, list or None, default=None
+        The modalities. A dict maps each modality's name to its columns (a name, a
+        list of names, an int, a list of ints, a slice, a boolean mask or a
+        callable, as in :class:`~sklearn.compose.ColumnTransformer`); a list gives
+        one column (or selection) per modality, named after it; None makes every
+        column of X a modality.
+    scoring : str, callable or None, default=None
+        The score, as in :func:`~sklearn.metrics.check_scoring`; None is the
+        estimator's ``score`` method.
+    n_repeats : int, default=5
+        Permutations per modality.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the permutations: one seed per modality is drawn from it, in order,
+        as :func:`~sklearn.inspection.permutation_importance` does per column.
+
+    Returns
+    -------
+    result : :class:`~sklearn.utils.Bunch`
+        ``importances_mean`` and ``importances_std`` of shape (n_modalities,),
+        ``importances`` of shape (n_modalities, n_repeats) (the score decreases),
+        ``modalities`` (the names, ndarray of str) and ``baseline_score``.
+
+    See Also
+    --------
+    plot_modality_importance : Plot the result.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import pandas as pd
+    >>> from sklearn.linear_model import LogisticRegression
+    >>> from skmm.inspection import modality_importance
+    >>> rng = np.random.RandomState(0)
+    >>> y = rng.randint(0, 2, 200)
+    >>> X = pd.DataFrame({"a": y + rng.normal(0, 0.3, 200),
+    ...                   "b": y + rng.normal(0, 0.3, 200),
+    ...                   "noise": rng.normal(size=200)})
+    >>> model = LogisticRegression().fit(X, y)
+    >>> result = modality_importance(
+    ...     model, X, y, columns={"signal": ["a", "b"], "noise": "noise"},
+    ...     random_state=0)
+    >>> result.modalities
+    array(['signal', 'noise'], dtype=object)
+    >>> bool(result.importances_mean[0] > 0.3), bool(abs(result.importances_mean[1]) < 0.05)
+    (True, True)
+    """
+    if (
+        not isinstance(n_repeats, Integral)
+        or isinstance(n_repeats, bool)
+        or n_repeats < 1
+    ):
+        raise ValueError(f"n_repeats must be an int >= 1; got {n_repeats!r}.")
+    if not hasattr(X, "shape") or len(X.shape) != 2:
+        raise ValueError(
+            "modality_importance takes a DataFrame or a 2-D array, one column (or "
+            f"several) per modality; got {type(X).__name__}."
+        )
+    modalities = _modalities(X, columns)
+    scorer = check_scoring(estimator, scoring=scoring)
+    baseline = scorer(estimator, X, y)
+    random_state = check_random_state(random_state)
+    seeds = random_state.randint(np.iinfo(np.int32).max, size=len(modalities))
+    importances = np.empty((len(modalities), n_repeats))
+    for i, ((_, indices), seed) in enumerate(zip(modalities, seeds)):
+        rng = np.random.RandomState(seed)
+        for repeat in range(n_repeats):
+            shuffled = _permute_columns(X, indices, rng.permutation(X.shape[0]))
+            importances[i, repeat] = baseline - scorer(estimator, shuffled, y)
+    return Bunch(
+        importances_mean=importances.mean(axis=1),
+        importances_std=importances.std(axis=1),
+        importances=importances,
+        modalities=np.asarray([name for name, _ in modalities], dtype=object),
+        baseline_score=baseline,
+    )
+
+
+def _modalities(X, columns):
+    """``(name, column positions)`` of each modality."""
+    if columns is None:
+        names = getattr(X, "columns", range(X.shape[1]))
+        return [(str(name), [j]) for j, name in enumerate(names)]
+    if isinstance(columns, dict):
+        items = list(columns.items())
+    elif isinstance(columns, (list, tuple)):
+        items = [(str(selection), selection) for selection in columns]
+    else:
+        raise ValueError(
+            "columns must be a dict {modality: columns}, a list of columns or None; "
+            f"got {type(columns).__name__}."
+        )
+    if not items:
+        raise ValueError("columns names no modality.")
+    modalities = []
+    for name, selection in items:
+        key = selection(X) if callable(selection) else selection
+        try:
+            indices = _get_column_indices(X, key)
+        except (ValueError, IndexError) as exc:
+            raise ValueError(
+                f"modality {name!r}: cannot select columns {key!r}: {exc}"
+            ) from exc
+        if len(indices) == 0:
+            raise ValueError(f"modality {name!r} selects no column (columns={key!r}).")
+        modalities.append((str(name), indices))
+    return modalities
+
+
+def _permute_columns(X, indices, permutation):
+    """A copy of X whose ``indices`` columns have their rows in ``permutation`` order."""
+    if hasattr(X, "iloc"):
+        shuffled = X.copy()
+        for j in indices:
+            shuffled.isetitem(j, X.iloc[permutation, j].to_numpy())
+        return shuffled
+    shuffled = np.array(X, copy=True)
+    shuffled[:, indices] = np.asarray(X)[permutation][:, indices]
+    return shuffled
