@@ -1,33 +1,110 @@
 """scikit-learn's estimator checks on every skmm estimator.
 
-Estimators that take a 2-D numeric array (the audio encoders read each row as a
-waveform) run the full ``parametrize_with_checks`` suite. ImageEncoder and TextEncoder
-take no 2-D array, so scikit-learn skips its checks for them; the input-independent
-checks are run one by one here and the rest are tested on images and texts in their
-own test files.
+Estimators that take a 2-D numeric array run the full ``parametrize_with_checks``
+suite: the audio encoders (each row read as a waveform), the fuser for every fusion,
+the late-fusion ensembles for every voting rule, and the networks (two numeric
+column groups through MLP towers). ImageEncoder and TextEncoder take no 2-D array,
+so scikit-learn skips its checks for them; the input-independent checks run one by
+one here and the rest are tested on images and texts in their own test files.
+Expected failures are listed with their reason; none is skipped silently.
 """
 
 import pytest
+import torch
+from sklearn.linear_model import Ridge
+from sklearn.naive_bayes import GaussianNB
+from sklearn.preprocessing import StandardScaler
+from sklearn.tree import DecisionTreeRegressor
 from sklearn.utils import estimator_checks as ec
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from skmm.encoders import AudioEncoder, AudioFeatures, ImageEncoder, TextEncoder
+from skmm.fusion import (
+    FUSION_OPERATORS,
+    LateFusionClassifier,
+    LateFusionRegressor,
+    MultimodalFuser,
+)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    """Tiny models: one torch thread avoids threads spinning against each other."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
 
 # Tiny settings: waveforms of a few samples at 100 Hz, one short epoch, on the CPU.
 TINY_AUDIO = dict(sample_rate=100, duration=0.2, n_fft=16, n_mels=4, device="cpu")
 
 
-def _instances():
+# Late fusion: two overlapping windows of columns, so that each model sees at least
+# one column whatever the number of features the checks use, and a NaN cell never
+# blanks a model's whole selection (a missing modality, not bad input). Module-level
+# functions, so that the pickling checks can pickle them.
+def head_columns(X):
+    return slice(0, max(1, X.shape[1] - 1))
+
+
+def tail_columns(X):
+    return slice(min(1, X.shape[1] - 1), None)
+
+
+def all_columns(X):
+    return slice(0, X.shape[1])
+
+
+def _encoders():
     yield AudioEncoder(**TINY_AUDIO, max_epochs=1, batch_size=8)
     yield AudioEncoder(**TINY_AUDIO, max_epochs=0)
     yield AudioFeatures(sample_rate=100, n_fft=16, n_mels=8, n_mfcc=4)
+
+
+def _fusers():
+    # Two column groups (even and odd columns), each standardised by its own encoder;
+    # the element-wise fusions project each group to one component for one width.
+    for fusion in sorted(FUSION_OPERATORS):
+        yield MultimodalFuser(
+            [
+                ("even", StandardScaler(), slice(0, None, 2)),
+                ("odd", StandardScaler(), slice(1, None, 2)),
+            ],
+            fusion=fusion,
+            projection=None if fusion in ("concat", "tensor") else 1,
+            weights={"even": 1.0, "odd": 2.0} if fusion == "weighted" else None,
+        )
+
+
+def _late_fusion():
+    for voting in ["hard", "soft", "product", "max", "stacking"]:
+        estimators = [
+            ("a", GaussianNB(), head_columns),
+            ("b", GaussianNB(var_smoothing=1e-3), tail_columns),
+        ]
+        if voting == "hard":
+            # A majority of two voters is a tie whenever they disagree.
+            estimators.append(("c", GaussianNB(), all_columns))
+        yield LateFusionClassifier(estimators, voting=voting, cv=3)
+    for voting in ["mean", "weighted", "median", "stacking"]:
+        yield LateFusionRegressor(
+            [
+                ("a", Ridge(), head_columns),
+                ("b", DecisionTreeRegressor(max_depth=3, random_state=0), tail_columns),
+            ],
+            voting=voting,
+            weights=[2, 1],
+            cv=3,
+        )
 
 
 XFAIL = {}
 
 
 @parametrize_with_checks(
-    list(_instances()), expected_failed_checks=lambda e: XFAIL.get(type(e), {})
+    [*_encoders(), *_fusers(), *_late_fusion()],
+    expected_failed_checks=lambda e: XFAIL.get(type(e), {}),
 )
 def test_sklearn_compatible(estimator, check):
     check(estimator)

@@ -17,7 +17,6 @@ from sklearn.model_selection import GridSearchCV, GroupKFold, StratifiedKFold
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import MinMaxScaler, StandardScaler
 from sklearn.svm import SVC
-from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from skmm.datasets import load_av_digits
 from skmm.encoders import AudioFeatures, ImageEncoder, TextEncoder
@@ -38,34 +37,7 @@ def one_torch_thread():
     torch.set_num_threads(threads)
 
 
-# -- scikit-learn's estimator checks, for every fusion ------------------------------------
-def _check_instances():
-    # Two column groups (even and odd columns), each standardised by its own encoder.
-    # The checks vary the number of columns, so the element-wise fusions project each
-    # group to one component to get one width.
-    for fusion in FUSIONS:
-        yield MultimodalFuser(
-            [
-                ("even", StandardScaler(), slice(0, None, 2)),
-                ("odd", StandardScaler(), slice(1, None, 2)),
-            ],
-            fusion=fusion,
-            projection=None if fusion in ("concat", "tensor") else 1,
-            weights={"even": 1.0, "odd": 2.0} if fusion == "weighted" else None,
-        )
-
-
-# No check is expected to fail; a check that cannot apply would be listed here with
-# its reason.
-EXPECTED_FAILED_CHECKS = {}
-
-
-@parametrize_with_checks(
-    list(_check_instances()),
-    expected_failed_checks=lambda est: EXPECTED_FAILED_CHECKS.get(est.fusion, {}),
-)
-def test_sklearn_compatible(estimator, check):
-    check(estimator)
+# scikit-learn's estimator checks for every fusion run in tests/test_common.py.
 
 
 # -- small synthetic data -----------------------------------------------------------------

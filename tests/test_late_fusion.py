@@ -34,55 +34,13 @@ from sklearn.naive_bayes import GaussianNB
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer, StandardScaler
 from sklearn.svm import SVC, LinearSVC
-from sklearn.tree import DecisionTreeRegressor
-from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from skmm.fusion import LateFusionClassifier, LateFusionRegressor
 
 TRAIN_SPEAKERS = ["george", "jackson", "nicolas", "theo"]
 
 
-# -- sklearn's estimator checks on 2-D numeric input ------------------------------------
-# Two overlapping windows of columns, so that each model sees at least one column
-# whatever the number of features the checks use, and a NaN cell never blanks a
-# model's whole selection (which would make it a missing modality, not bad input).
-def head_columns(X):
-    return slice(0, max(1, X.shape[1] - 1))
-
-
-def tail_columns(X):
-    return slice(min(1, X.shape[1] - 1), None)
-
-
-def all_columns(X):
-    return slice(0, X.shape[1])
-
-
-def _check_instances():
-    for voting in ["hard", "soft", "product", "max", "stacking"]:
-        estimators = [
-            ("a", GaussianNB(), head_columns),
-            ("b", GaussianNB(var_smoothing=1e-3), tail_columns),
-        ]
-        if voting == "hard":
-            # A majority of two voters is a tie whenever they disagree.
-            estimators.append(("c", GaussianNB(), all_columns))
-        yield LateFusionClassifier(estimators, voting=voting, cv=3)
-    for voting in ["mean", "weighted", "median", "stacking"]:
-        yield LateFusionRegressor(
-            [
-                ("a", Ridge(), head_columns),
-                ("b", DecisionTreeRegressor(max_depth=3, random_state=0), tail_columns),
-            ],
-            voting=voting,
-            weights=[2, 1],
-            cv=3,
-        )
-
-
-@parametrize_with_checks(list(_check_instances()))
-def test_sklearn_compatible(estimator, check):
-    check(estimator)
+# scikit-learn's estimator checks for every voting rule run in tests/test_common.py.
 
 
 # -- heads that make the fusion rules checkable by hand -------------------------------
