@@ -15,11 +15,11 @@ from sklearn.utils.sparsefuncs import mean_variance_axis
 from sklearn.utils.validation import check_is_fitted
 
 from ..base import fit_atomic
+from ..utils._composition import TriplesComposition, is_drop
 from ..utils._sklearn_compat import (
     Hidden,
     Interval,
     StrOptions,
-    _BaseComposition,
     _check_feature_names_in,
     _fit_context,
     _get_column_indices,
@@ -39,7 +39,7 @@ _SHOWN_ROWS = 10
 _SPARSE_THRESHOLD = 0.3
 
 
-class MultimodalFuser(TransformerMixin, _BaseComposition):
+class MultimodalFuser(TransformerMixin, TriplesComposition):
     """Encode each modality's column with its encoder, then fuse the features.
 
     Feature-level (early) fusion: a DataFrame with one column per modality goes in,
@@ -238,54 +238,7 @@ class MultimodalFuser(TransformerMixin, _BaseComposition):
         self.verbose_feature_names_out = verbose_feature_names_out
 
     # -- composition: nested parameters, as ColumnTransformer ----------------------------
-    @property
-    def _encoders(self):
-        """``(name, encoder)`` pairs, for ``_BaseComposition``'s get/set_params."""
-        try:
-            return [(name, encoder) for name, encoder, _ in self.encoders]
-        except (TypeError, ValueError):
-            return self.encoders
-
-    @_encoders.setter
-    def _encoders(self, value):
-        try:
-            self.encoders = [
-                (name, encoder, columns)
-                for (name, encoder), (_, _, columns) in zip(value, self.encoders)
-            ]
-        except (TypeError, ValueError):
-            self.encoders = value
-
-    def get_params(self, deep=True):
-        """Get the parameters, with the encoders' as ``name__param``.
-
-        Parameters
-        ----------
-        deep : bool, default=True
-            Also return the encoders and their parameters.
-
-        Returns
-        -------
-        params : dict
-            Parameter names mapped to their values.
-        """
-        return self._get_params("_encoders", deep=deep)
-
-    def set_params(self, **params):
-        """Set the parameters; ``img=...`` replaces an encoder, ``img__lr=...`` sets one.
-
-        Parameters
-        ----------
-        **params : dict
-            Parameters of the fuser and of its encoders.
-
-        Returns
-        -------
-        self : MultimodalFuser
-            This estimator.
-        """
-        self._set_params("_encoders", **params)
-        return self
+    _triples_param = "encoders"
 
     @property
     def named_encoders_(self):
@@ -317,7 +270,7 @@ class MultimodalFuser(TransformerMixin, _BaseComposition):
                 for (name, encoder, _), columns in zip(self.encoders, self._columns_)
             ]
         for name, encoder, columns in triples:
-            if _is_drop(encoder) or len(self._input_indices_[name]) == 0:
+            if is_drop(encoder) or len(self._input_indices_[name]) == 0:
                 continue
             yield name, encoder, columns
 
@@ -487,7 +440,7 @@ class MultimodalFuser(TransformerMixin, _BaseComposition):
         )
         fitted = iter(encoder for _, encoder in results)
         self.encoders_ = [
-            (name, encoder if _is_drop(encoder) else next(fitted), columns)
+            (name, encoder if is_drop(encoder) else next(fitted), columns)
             if len(self._input_indices_[name])
             else (name, encoder, columns)
             for (name, encoder, _), columns in zip(self.encoders, self._columns_)
@@ -780,10 +733,6 @@ class MultimodalFuser(TransformerMixin, _BaseComposition):
             # Malformed encoders are reported by fit's validation.
             pass
         return tags
-
-
-def _is_drop(encoder):
-    return isinstance(encoder, str) and encoder == "drop"
 
 
 def _fittable(encoder):

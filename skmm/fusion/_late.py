@@ -33,10 +33,10 @@ from sklearn.utils.validation import check_is_fitted, column_or_1d
 from threadpoolctl import threadpool_limits
 
 from ..base import fit_atomic
+from ..utils._composition import TriplesComposition, is_drop
 from ..utils._sklearn_compat import (
     HasMethods,
     StrOptions,
-    _BaseComposition,
     _check_method_params,
     _fit_context,
     _get_column_indices,
@@ -58,7 +58,7 @@ _SHOWN_ROWS = 10
 _PROBA_FLOOR = 1e-9
 
 
-class _BaseLateFusion(TransformerMixin, MetaEstimatorMixin, _BaseComposition):
+class _BaseLateFusion(TransformerMixin, MetaEstimatorMixin, TriplesComposition):
     """What LateFusionClassifier and LateFusionRegressor share.
 
     Subclasses set ``_head_check`` (``is_classifier`` or ``is_regressor``) and
@@ -77,56 +77,7 @@ class _BaseLateFusion(TransformerMixin, MetaEstimatorMixin, _BaseComposition):
     }
 
     # -- composition: nested parameters, as ColumnTransformer ----------------------------
-    @property
-    def _estimators(self):
-        """``(name, estimator)`` pairs, for ``_BaseComposition``'s get/set_params."""
-        try:
-            return [(name, estimator) for name, estimator, _ in self.estimators]
-        except (TypeError, ValueError):
-            return self.estimators
-
-    @_estimators.setter
-    def _estimators(self, value):
-        try:
-            self.estimators = [
-                (name, estimator, columns)
-                for (name, estimator), (_, _, columns) in zip(value, self.estimators)
-            ]
-        except (TypeError, ValueError):
-            self.estimators = value
-
-    def get_params(self, deep=True):
-        """Get the parameters, with the models' as ``name__param``.
-
-        Parameters
-        ----------
-        deep : bool, default=True
-            Also return the models and their parameters.
-
-        Returns
-        -------
-        params : dict
-            Parameter names mapped to their values.
-        """
-        return self._get_params("_estimators", deep=deep)
-
-    def set_params(self, **params):
-        """Set the parameters; ``audio=...`` replaces a model, ``audio__C=...`` sets one.
-
-        A model can be removed with ``set_params(name="drop")``.
-
-        Parameters
-        ----------
-        **params : dict
-            Parameters of the ensemble and of its models.
-
-        Returns
-        -------
-        self : estimator
-            This estimator.
-        """
-        self._set_params("_estimators", **params)
-        return self
+    _triples_param = "estimators"
 
     # -- checks at fit -----------------------------------------------------------------------
     def _validate_estimators(self):
@@ -143,14 +94,14 @@ class _BaseLateFusion(TransformerMixin, MetaEstimatorMixin, _BaseComposition):
             )
         names, estimators, columns = zip(*self.estimators)
         self._validate_names(names)
-        if all(_is_drop(est) for est in estimators):
+        if all(is_drop(est) for est in estimators):
             raise ValueError(
                 "All estimators are dropped. At least one is required to be an "
                 "estimator."
             )
         kind = self._head_check.__name__[3:]
         for name, est in zip(names, estimators):
-            if not _is_drop(est) and not self._head_check(est):
+            if not is_drop(est) and not self._head_check(est):
                 raise ValueError(
                     f"The estimator {name!r} ({type(est).__name__}) should be a {kind}."
                 )
@@ -252,10 +203,10 @@ class _BaseLateFusion(TransformerMixin, MetaEstimatorMixin, _BaseComposition):
         validate_data(self, X=X, y=y, skip_check_array=True)
         y = self._check_target(y, n_samples=X.shape[0])
         names, estimators, columns = self._validate_estimators()
-        active = np.array([not _is_drop(est) for est in estimators])
+        active = np.array([not is_drop(est) for est in estimators])
         self._weights_ = self._check_weights(active)
         self._names_ = [name for name, keep in zip(names, active) if keep]
-        todo = [est for est in estimators if not _is_drop(est)]
+        todo = [est for est in estimators if not is_drop(est)]
         self._columns_ = [
             _resolve_columns(X, name, key)
             for name, key, keep in zip(names, columns, active)
@@ -300,7 +251,7 @@ class _BaseLateFusion(TransformerMixin, MetaEstimatorMixin, _BaseComposition):
         fitted = iter(self.estimators_)
         self.named_estimators_ = Bunch(
             **{
-                name: est if _is_drop(est) else next(fitted)
+                name: est if is_drop(est) else next(fitted)
                 for name, est in zip(names, estimators)
             }
         )
@@ -469,7 +420,7 @@ class _BaseLateFusion(TransformerMixin, MetaEstimatorMixin, _BaseComposition):
         """
         router = MetadataRouter(owner=self)
         for name, est, _ in self.estimators:
-            if not _is_drop(est):
+            if not is_drop(est):
                 router.add(
                     **{name: est},
                     method_mapping=MethodMapping().add(caller="fit", callee="fit"),
@@ -497,7 +448,7 @@ class _BaseLateFusion(TransformerMixin, MetaEstimatorMixin, _BaseComposition):
             tags.input_tags.allow_nan = all(
                 get_tags(est).input_tags.allow_nan
                 for _, est, _ in self.estimators
-                if not _is_drop(est)
+                if not is_drop(est)
             )
         except (TypeError, ValueError):
             # Invalid estimators are reported by fit.
@@ -1038,8 +989,6 @@ class LateFusionRegressor(RegressorMixin, _BaseLateFusion):
 
 
 # -- helpers ---------------------------------------------------------------------------------
-def _is_drop(estimator):
-    return isinstance(estimator, str) and estimator == "drop"
 
 
 def _check_X(X, owner):

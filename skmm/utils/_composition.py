@@ -1,0 +1,72 @@
+"""``(name, estimator, columns)`` triples, as ColumnTransformer holds them.
+
+The feature-level fuser, the late-fusion ensembles and the networks keep the user's
+list of triples as given; :class:`TriplesComposition` exposes it to scikit-learn's
+``_BaseComposition`` as ``(name, estimator)`` pairs, so that nested parameters
+(``img__lr``) and replacing a child (``set_params(img="drop")``) work the same in
+all of them.
+"""
+
+from ._sklearn_compat import _BaseComposition
+
+
+def is_drop(estimator):
+    """True for the ``"drop"`` placeholder of a triple."""
+    return isinstance(estimator, str) and estimator == "drop"
+
+
+class TriplesComposition(_BaseComposition):
+    """get/set_params over the triples held in the parameter ``_triples_param``."""
+
+    _triples_param = "encoders"
+
+    @property
+    def _pairs(self):
+        triples = getattr(self, self._triples_param)
+        try:
+            return [(name, estimator) for name, estimator, _ in triples]
+        except (TypeError, ValueError):
+            return triples  # malformed: fit reports it
+
+    @_pairs.setter
+    def _pairs(self, value):
+        triples = getattr(self, self._triples_param)
+        try:
+            value = [
+                (name, estimator, columns)
+                for (name, estimator), (_, _, columns) in zip(value, triples)
+            ]
+        except (TypeError, ValueError):
+            pass
+        setattr(self, self._triples_param, value)
+
+    def get_params(self, deep=True):
+        """Get the parameters, with each child's as ``name__param``.
+
+        Parameters
+        ----------
+        deep : bool, default=True
+            Also return the children and their parameters.
+
+        Returns
+        -------
+        params : dict
+            Parameter names mapped to their values.
+        """
+        return self._get_params("_pairs", deep=deep)
+
+    def set_params(self, **params):
+        """Set the parameters; ``name=...`` replaces a child, ``name__p=...`` sets one.
+
+        Parameters
+        ----------
+        **params : dict
+            Parameters of this estimator and of its children.
+
+        Returns
+        -------
+        self : estimator
+            This estimator.
+        """
+        self._set_params("_pairs", **params)
+        return self
