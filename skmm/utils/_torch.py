@@ -139,3 +139,35 @@ def torch_seed(seed):
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         yield
+
+
+@contextlib.contextmanager
+def batch_norm_recalibration(module):
+    """Recompute the running statistics of ``module``'s batch-norm layers in the block.
+
+    Inside the block the statistics of the batch-norm layers in training mode are
+    reset and re-estimated as an equal-weight average over the forward passes run
+    there (under ``torch.no_grad``); layers in eval mode (frozen towers) are left
+    alone. The block receives the list of layers being recalibrated (empty when there
+    are none, and the forward passes can be skipped). Running statistics that follow fast-moving weights with momentum 0.1 lag
+    behind them, and a net then predicts much worse in eval mode than it trains;
+    a pass over the training data with the final weights fixes that (as
+    ``torch.optim.swa_utils.update_bn`` does for averaged weights).
+    """
+    norms = [
+        m
+        for m in module.modules()
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
+        and m.track_running_stats
+        and m.training
+    ]
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None
+    try:
+        with torch.no_grad():
+            yield norms
+    finally:
+        for m, momentum in zip(norms, momenta):
+            m.momentum = momentum

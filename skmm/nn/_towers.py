@@ -1,0 +1,267 @@
+"""The torch modules of the end-to-end nets: tabular tower, fusion layer, whole network.
+
+The image, text and audio towers are the encoders' own modules (built through their
+``_init_module``/``_build_module`` hooks); this file adds the MLP tower for numeric
+columns, the layer that fuses the towers' outputs and the network that ties them to an
+MLP head. The fixed fusion operators are those of :mod:`skmm.fusion._ops`, shared with
+:class:`~skmm.fusion.MultimodalFuser`; only the learned ``"attention"`` weights and the
+``"dot"`` interaction are added here.
+"""
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, clone
+
+from ..fusion._ops import fuse
+from ..utils._sklearn_compat import _safe_indexing
+from ..utils._validation import Column
+
+FUSIONS = ("concat", "sum", "mean", "product", "max", "attention", "tensor", "dot")
+# Width each tower is projected to for "tensor" fusion when ``projection`` is None: the
+# fused width is (16 + 1) ** n_towers (289 for two towers, 4,913 for three).
+TENSOR_WIDTH = 16
+# Units of the hidden layer of the tower that reads numeric columns.
+TABULAR_WIDTH = 64
+
+
+class TabularTower(torch.nn.Module):
+    """Standardised numeric features, then one ReLU layer of ``width`` units."""
+
+    def __init__(self, n_features, width=TABULAR_WIDTH):
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(n_features))
+        self.register_buffer("scale", torch.ones(n_features))
+        self.linear = torch.nn.Linear(n_features, width)
+        self.out_features = width
+
+    def forward(self, x):
+        return torch.relu(self.linear((x - self.mean) / self.scale))
+
+
+class TabularEncoder(BaseEstimator):
+    """Numeric columns (or a scikit-learn transformer's output) for a TabularTower.
+
+    It offers the hooks of :class:`~skmm.base.TorchEncoderMixin` that the nets use
+    (``_check_input``, ``_fit_preprocessing``, ``_load``, ``_init_module``,
+    ``_build_module``, ``_augment``), so that numeric columns are one more tower.
+    With ``"passthrough"`` a row with a NaN is missing for this tower; a transformer
+    (``OneHotEncoder``, ``TfidfVectorizer`` ...) is fitted on the training rows and its
+    output (densified one batch at a time) feeds the tower.
+
+    Parameters
+    ----------
+    transformer : "passthrough" or transformer, default="passthrough"
+        What turns the selected columns into numbers.
+    """
+
+    def __init__(self, transformer="passthrough"):
+        self.transformer = transformer
+
+    def _passthrough(self):
+        return isinstance(self.transformer, str) and self.transformer == "passthrough"
+
+    def _check_input(self, X, *, reset):
+        from sklearn.utils import check_array
+
+        if not self._passthrough():
+            return Column(X, np.zeros(_n_rows(X), dtype=bool), batch=True)
+        array = check_array(
+            X,
+            dtype=[np.float64, np.float32],
+            ensure_all_finite="allow-nan",
+            ensure_2d=False,
+        )
+        if array.ndim == 1:
+            array = array[:, None]
+        return Column(array, np.isnan(array).any(axis=1), batch=True)
+
+    def _features(self, column, rows):
+        rows = np.asarray(rows)
+        if self._passthrough():
+            return np.asarray(column.items[rows], dtype=np.float32)
+        out = self.transformer_.transform(_safe_indexing(column.items, rows))
+        out = out.toarray() if hasattr(out, "toarray") else np.asarray(out)
+        try:
+            out = out.astype(np.float32).reshape(len(rows), -1)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(
+                f"{type(self.transformer_).__name__} must output numbers: {exc}"
+            ) from None
+        if not np.all(np.isfinite(out)):
+            raise ValueError(
+                f"{type(self.transformer_).__name__} output NaN or infinite values."
+            )
+        return out
+
+    def _fit_preprocessing(self, column, rows):
+        if not self._passthrough():
+            self.transformer_ = clone(self.transformer).fit(
+                _safe_indexing(column.items, rows)
+            )
+        features = self._features(column, rows)
+        self.n_features_ = features.shape[1]
+        if self.n_features_ == 0:
+            raise ValueError(
+                f"{type(self.transformer_).__name__} output no features; the tower "
+                "needs at least one."
+            )
+        self.mean_ = features.mean(axis=0)
+        scale = features.std(axis=0)
+        self.scale_ = np.where(scale > 0, scale, 1.0).astype(np.float32)
+
+    def _load(self, column, rows):
+        return torch.from_numpy(self._features(column, rows))
+
+    def _augment(self, batch, generator):
+        return batch
+
+    def _build_module(self):
+        return TabularTower(self.n_features_)
+
+    def _init_module(self):
+        tower = self._build_module()
+        tower.mean.copy_(torch.from_numpy(self.mean_))
+        tower.scale.copy_(torch.from_numpy(self.scale_))
+        return tower
+
+
+def _n_rows(X):
+    return X.shape[0] if hasattr(X, "shape") else len(X)
+
+
+class FusionLayer(torch.nn.Module):
+    """Project the towers' outputs (when the fusion needs it) and fuse them.
+
+    ``forward(blocks, available)`` takes one ``(n, width_m)`` block per tower, whose
+    rows are zero where the modality is missing or dropped, and the ``(n, n_towers)``
+    boolean mask of the modalities present in each row.
+
+    Parameters
+    ----------
+    fusion : str
+        One of ``FUSIONS``.
+    widths : list of int
+        Output width of each tower.
+    projection : int or None
+        Width each tower is projected to (a linear layer and a ReLU); None keeps the
+        towers' widths, which only ``"concat"`` and ``"attention"`` allow.
+    """
+
+    def __init__(self, fusion, widths, projection):
+        super().__init__()
+        self.fusion = fusion
+        if projection is None:
+            self.projections = None
+            widths = list(widths)
+        else:
+            self.projections = torch.nn.ModuleList(
+                torch.nn.Sequential(torch.nn.Linear(w, projection), torch.nn.ReLU())
+                for w in widths
+            )
+            widths = [projection] * len(widths)
+        if fusion == "attention":
+            # Additive attention (Bahdanau style): one score per modality and sample.
+            self.scores = torch.nn.ModuleList(
+                torch.nn.Sequential(
+                    torch.nn.Linear(w, w),
+                    torch.nn.Tanh(),
+                    torch.nn.Linear(w, 1, bias=False),
+                )
+                for w in widths
+            )
+        if fusion in ("concat", "attention"):
+            self.out_features = sum(widths)
+        elif fusion == "tensor":
+            self.out_features = int(np.prod([w + 1 for w in widths]))
+        elif fusion == "dot":
+            self.out_features = len(widths) * (len(widths) - 1) // 2
+        else:
+            self.out_features = widths[0]
+
+    def project(self, blocks):
+        """The blocks the fusion operator sees: projected when the fusion needs it."""
+        if self.projections is None:
+            return list(blocks)
+        return [p(b) for p, b in zip(self.projections, blocks)]
+
+    def attention(self, blocks, available):
+        """Per-sample weights of the modalities, shape (n, n_towers).
+
+        A softmax over the available modalities of each row, times their number: equal
+        scores leave every block as it is, and a missing modality gets weight 0 (a row
+        with none available gets all zeros).
+        """
+        scores = torch.cat([s(b) for s, b in zip(self.scores, blocks)], dim=1)
+        # A very negative score, not -inf: a row with nothing available must give
+        # finite (then zeroed) weights, not NaN through the softmax.
+        scores = scores.masked_fill(~available, torch.finfo(scores.dtype).min)
+        weights = torch.softmax(scores, dim=1) * available
+        return weights * available.sum(dim=1, keepdim=True)
+
+    def forward(self, blocks, available):
+        blocks = self.project(blocks)
+        if self.fusion == "attention":
+            # The weighted blocks stay side by side: the weights gate the modalities
+            # of each sample without mixing their features.
+            weights = self.attention(blocks, available)
+            return fuse(blocks, "concat", weights=list(weights.T.unsqueeze(2)))
+        if self.fusion == "dot":
+            pairs = [
+                fuse([blocks[i], blocks[j]], "product").sum(dim=1, keepdim=True)
+                for i in range(len(blocks))
+                for j in range(i + 1, len(blocks))
+            ]
+            return torch.relu(torch.cat(pairs, dim=1))
+        return fuse(blocks, self.fusion)
+
+
+def mlp_head(in_features, hidden_layer_sizes, dropout, n_outputs):
+    """Dropout on the fused input, ReLU layers each followed by dropout, a linear output."""
+    layers = [torch.nn.Dropout(dropout)]
+    width = in_features
+    for size in hidden_layer_sizes:
+        layers += [
+            torch.nn.Linear(width, size),
+            torch.nn.ReLU(),
+            torch.nn.Dropout(dropout),
+        ]
+        width = size
+    layers.append(torch.nn.Linear(width, n_outputs))
+    return torch.nn.Sequential(*layers)
+
+
+class MultimodalNetwork(torch.nn.Module):
+    """Towers, a fusion layer and an MLP head.
+
+    ``forward(inputs, available)`` takes, for each tower, a pair ``(x, rows)``: the
+    batch of the items present in ``rows`` (positions in the batch; ``x`` is None when
+    no item is present) and the ``(n, n_towers)`` mask of the modalities that count.
+    A tower's output is zero in the rows where its modality is missing or masked, the
+    same in training (modality dropout) and prediction (missing items).
+    """
+
+    def __init__(self, towers, fusion, projection, hidden_layer_sizes, dropout, n_out):
+        super().__init__()
+        self.towers = torch.nn.ModuleList(towers)
+        self.fusion = FusionLayer(fusion, [t.out_features for t in towers], projection)
+        self.head = mlp_head(
+            self.fusion.out_features, hidden_layer_sizes, dropout, n_out
+        )
+
+    def blocks(self, inputs, available):
+        """The towers' outputs, zero where the modality does not count."""
+        n = available.shape[0]
+        out = []
+        for m, ((x, rows), tower) in enumerate(zip(inputs, self.towers)):
+            block = available.new_zeros((n, tower.out_features), dtype=torch.float32)
+            if x is not None:
+                block = block.index_copy(0, rows, tower(x).float())
+            out.append(block * available[:, m : m + 1])
+        return out
+
+    def embed(self, inputs, available):
+        """The fused representation the head reads."""
+        return self.fusion(self.blocks(inputs, available), available)
+
+    def forward(self, inputs, available):
+        return self.head(self.embed(inputs, available))
