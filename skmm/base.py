@@ -30,6 +30,7 @@ from .utils._sklearn_compat import (
 )
 from .utils._torch import (
     available_device,
+    batch_norm_recalibration,
     load_state_dict,
     resolve_device,
     seed_from,
@@ -323,6 +324,13 @@ class TorchEncoderMixin(
                 seen += len(index)
             self.loss_curve_.append(total / seen if seen else math.nan)
             epochs.set_postfix(loss=self.loss_curve_[-1])
+        # Batch-norm running statistics lag behind fast-moving weights; one pass over
+        # the training rows with the final weights makes eval mode match training.
+        net.train()
+        with batch_norm_recalibration(net) as norms:
+            for index in _batches(len(rows), self.batch_size) if norms else ():
+                if len(index) >= 2:
+                    net(data[index].to(device))
 
     # -- transform ---------------------------------------------------------------------
     def transform(self, X):

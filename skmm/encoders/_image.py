@@ -166,7 +166,8 @@ def random_affine(batch, generator, *, degrees=30.0, scale=(0.8, 1.2), flip=True
         1,
     ).to(batch)
     grid = F.affine_grid(theta, list(batch.shape), align_corners=False)
-    return F.grid_sample(batch, grid, align_corners=False)
+    # Border padding repeats the background (black digits, white product photos).
+    return F.grid_sample(batch, grid, padding_mode="border", align_corners=False)
 
 
 class ImageEncoder(TorchEncoderMixin, BaseEstimator):

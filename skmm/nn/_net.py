@@ -707,7 +707,7 @@ class MultimodalNetClassifier(ClassifierMixin, _MultimodalNetBase):
     >>> y = (X[:, 0] + X[:, 2] > 0).astype(int)
     >>> net = MultimodalNetClassifier(
     ...     [("left", "passthrough", [0, 1]), ("right", "passthrough", [2, 3])],
-    ...     fusion="attention", max_epochs=20, random_state=0, device="cpu",
+    ...     fusion="attention", lr=1e-2, max_epochs=10, random_state=0, device="cpu",
     ... ).fit(X, y)
     >>> net.score(X, y) > 0.9
     True
@@ -927,7 +927,7 @@ class MultimodalNetRegressor(RegressorMixin, _MultimodalNetBase):
     >>> y = X[:, 0] - 2 * X[:, 3]
     >>> net = MultimodalNetRegressor(
     ...     [("a", "passthrough", [0, 1]), ("b", "passthrough", [2, 3])],
-    ...     lr=1e-2, random_state=0, device="cpu",
+    ...     lr=1e-2, max_epochs=10, random_state=0, device="cpu",
     ... ).fit(X, y)
     >>> net.score(X, y) > 0.9
     True

@@ -11,6 +11,7 @@ MLP head. The fixed fusion operators are those of :mod:`skmm.fusion._ops`, share
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, clone
+from sklearn.utils import check_array
 
 from ..fusion._ops import fuse
 from ..utils._sklearn_compat import _safe_indexing
@@ -45,8 +46,8 @@ class TabularEncoder(BaseEstimator):
     (``_check_input``, ``_fit_preprocessing``, ``_load``, ``_init_module``,
     ``_build_module``, ``_augment``), so that numeric columns are one more tower.
     With ``"passthrough"`` a row with a NaN is missing for this tower; a transformer
-    (``OneHotEncoder``, ``TfidfVectorizer`` ...) is fitted on the training rows and its
-    output (densified one batch at a time) feeds the tower.
+    (``OneHotEncoder``, ``TfidfVectorizer`` ...) is fitted (without ``y``) on the
+    training rows and its output, made dense, feeds the tower.
 
     Parameters
     ----------
@@ -61,8 +62,6 @@ class TabularEncoder(BaseEstimator):
         return isinstance(self.transformer, str) and self.transformer == "passthrough"
 
     def _check_input(self, X, *, reset):
-        from sklearn.utils import check_array
-
         if not self._passthrough():
             return Column(X, np.zeros(_n_rows(X), dtype=bool), batch=True)
         array = check_array(
