@@ -187,3 +187,14 @@ def test_audio_encoder_learns_fsdd(fsdd):
     )
     assert accuracy >= 0.85, accuracy
     print(f"AudioEncoder on FSDD official split: {accuracy:.3f}")
+
+
+def test_features_do_not_depend_on_the_batch():
+    waves = [chirp() * s for s in np.linspace(0.1, 1.0, 7)]
+    enc = AudioEncoder(
+        8000, duration=0.5, n_mels=16, max_epochs=1, random_state=0, device="cpu"
+    )
+    enc.fit(waves, [0, 1, 0, 1, 0, 1, 0])
+    together = enc.transform(waves)
+    alone = np.vstack([enc.set_params(batch_size=1).transform([w]) for w in waves])
+    np.testing.assert_allclose(alone, together, atol=1e-5)

@@ -99,7 +99,16 @@ def _late_fusion():
         )
 
 
-XFAIL = {}
+XFAIL = {
+    AudioEncoder: {
+        "check_methods_subset_invariance": (
+            "float32 convolutions differ by ~1e-5 between batch sizes (oneDNN picks its "
+            "kernels by batch shape); on the checks' near-constant data the trained "
+            "tower's batch-norm amplifies that past the check's rtol of 1e-4. "
+            "test_image.py and test_audio.py check batch independence to 1e-5."
+        ),
+    },
+}
 
 
 @parametrize_with_checks(

@@ -315,3 +315,10 @@ def test_feature_names_and_pandas_output(images):
     assert list(out.columns) == list(names)
     with pytest.raises(ValueError, match="feature names should match"):
         enc.transform(pd.DataFrame({"other": list(images)}))
+
+
+def test_features_do_not_depend_on_the_batch(images):
+    enc = tiny(max_epochs=1).fit(images, [0, 1] * 5)
+    together = enc.transform(images)
+    alone = np.vstack([enc.set_params(batch_size=1).transform([im]) for im in images])
+    np.testing.assert_allclose(alone, together, atol=1e-5)

@@ -53,6 +53,16 @@ def make_av_digits(fsdd_dir, mnist_images, mnist_labels, *, takes=TAKES, seed=SE
         ``audio`` (all waveforms as int16, concatenated), ``offsets`` (start of each
         waveform in ``audio``, plus the end), ``image`` (n, 28, 28) uint8, ``digit``,
         ``speaker`` (index into ``SPEAKERS``), ``take`` and ``mnist_index``.
+
+    Examples
+    --------
+    >>> from skmm.datasets import fetch_fsdd, fetch_mnist, make_av_digits
+    >>> fsdd, mnist = fetch_fsdd(), fetch_mnist()  # doctest: +SKIP
+    >>> images, labels = mnist.files  # doctest: +SKIP
+    >>> folder = fsdd.frame["path"][0].rsplit("/", 1)[0]  # doctest: +SKIP
+    >>> arrays = make_av_digits(folder, images, labels)  # doctest: +SKIP
+    >>> arrays["image"].shape  # doctest: +SKIP
+    (1200, 28, 28)
     """
     from scipy.io import wavfile
 

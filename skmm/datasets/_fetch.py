@@ -97,6 +97,17 @@ def fetch_file(url, path, checksum, *, timeout=30):
     Returns
     -------
     path : pathlib.Path
+
+    Examples
+    --------
+    >>> import hashlib, pathlib, tempfile
+    >>> from skmm.datasets import fetch_file
+    >>> folder = pathlib.Path(tempfile.mkdtemp())
+    >>> (folder / "src.txt").write_text("hello")
+    5
+    >>> digest = hashlib.sha256(b"hello").hexdigest()
+    >>> fetch_file((folder / "src.txt").as_uri(), folder / "copy.txt", ("sha256", digest)).name
+    'copy.txt'
     """
     path = Path(path)
     algorithm, expected = checksum

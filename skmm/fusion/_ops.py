@@ -176,7 +176,14 @@ def fuse_tensor(blocks, weights=None):
 
 
 def tensor_width(widths):
-    """Output width of :func:`fuse_tensor` for blocks of the given widths."""
+    """Output width of :func:`fuse_tensor` for blocks of the given widths.
+
+    Examples
+    --------
+    >>> from skmm.fusion import tensor_width
+    >>> tensor_width([8, 8, 8])
+    729
+    """
     return int(np.prod([w + 1 for w in widths]))
 
 

@@ -9,7 +9,15 @@ import torch
 
 
 class DeviceWarning(UserWarning):
-    """Warning raised when a fitted model is loaded on a device it was not fitted on."""
+    """Warning raised when a fitted model is loaded on a device it was not fitted on.
+
+    Examples
+    --------
+    >>> import warnings
+    >>> from skmm.utils import DeviceWarning
+    >>> with warnings.catch_warnings():
+    ...     warnings.simplefilter("ignore", DeviceWarning)  # accept CPU fallbacks
+    """
 
 
 def _cuda_index(device):
@@ -87,6 +95,12 @@ def available_device(fitted_device, owner="estimator"):
     Returns
     -------
     device : str
+
+    Examples
+    --------
+    >>> from skmm.utils import available_device
+    >>> available_device("cpu")
+    'cpu'
     """
     dev = torch.device(fitted_device)
     if dev.type == "cpu":
