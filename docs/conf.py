@@ -34,7 +34,14 @@ autodoc_default_options = {
     "members": True,
     "exclude-members": ",".join(
         f"set_{method}_request"
-        for method in ("fit", "score", "predict", "predict_proba", "transform", "partial_fit")
+        for method in (
+            "fit",
+            "score",
+            "predict",
+            "predict_proba",
+            "transform",
+            "partial_fit",
+        )
     ),
 }
 numpydoc_show_class_members = False
