@@ -15,7 +15,7 @@ from sklearn.utils.sparsefuncs import mean_variance_axis
 from sklearn.utils.validation import check_is_fitted
 
 from ..base import fit_atomic
-from ..utils._composition import TriplesComposition, is_drop
+from ..utils._composition import TriplesComposition, check_table_shape, is_drop
 from ..utils._sklearn_compat import (
     Hidden,
     Interval,
@@ -760,18 +760,7 @@ def _check_X(X):
         X = X.tocsc()
     elif not (hasattr(X, "__array__") and hasattr(X, "shape")):
         X = check_array(X, ensure_all_finite="allow-nan", dtype=object, ensure_2d=False)
-    if len(X.shape) != 2:
-        raise ValueError(
-            f"MultimodalFuser takes a 2-D input, one column per modality; got an input "
-            f"of shape {X.shape}. Reshape your data, or pass a DataFrame."
-        )
-    for axis, what in enumerate(("sample", "feature")):
-        if X.shape[axis] == 0:
-            raise ValueError(
-                f"Found array with 0 {what}(s) (shape={tuple(X.shape)}) while a "
-                "minimum of 1 is required by MultimodalFuser."
-            )
-    return X
+    return check_table_shape(X, "MultimodalFuser")
 
 
 def _check_block(name, out, n_samples):

@@ -33,7 +33,7 @@ from sklearn.utils.validation import check_is_fitted, column_or_1d
 from threadpoolctl import threadpool_limits
 
 from ..base import fit_atomic
-from ..utils._composition import TriplesComposition, is_drop
+from ..utils._composition import TriplesComposition, check_table_shape, is_drop
 from ..utils._sklearn_compat import (
     HasMethods,
     StrOptions,
@@ -1000,18 +1000,7 @@ def _check_X(X, owner):
         )
     if not (hasattr(X, "__array__") and hasattr(X, "shape")):
         X = check_array(X, ensure_all_finite=False, dtype=None, ensure_2d=False)
-    if len(X.shape) != 2:
-        raise ValueError(
-            f"{owner} takes a 2-D input, one column (or several) per modality; got an "
-            f"input of shape {X.shape}. Reshape your data, or pass a DataFrame."
-        )
-    for axis, what in enumerate(("sample", "feature")):
-        if X.shape[axis] == 0:
-            raise ValueError(
-                f"Found array with 0 {what}(s) (shape={tuple(X.shape)}) while a "
-                f"minimum of 1 is required by {owner}."
-            )
-    return X
+    return check_table_shape(X, owner)
 
 
 def _resolve_columns(X, name, key):

@@ -10,6 +10,25 @@ all of them.
 from ._sklearn_compat import _BaseComposition
 
 
+def check_table_shape(X, owner):
+    """Check that ``X`` is 2-D with at least one row and one column; return it.
+
+    The input of the composites: one column (or several) per modality.
+    """
+    if len(X.shape) != 2:
+        raise ValueError(
+            f"{owner} takes a 2-D input, one column (or several) per modality; got an "
+            f"input of shape {X.shape}. Reshape your data, or pass a DataFrame."
+        )
+    for axis, what in enumerate(("sample", "feature")):
+        if X.shape[axis] == 0:
+            raise ValueError(
+                f"Found array with 0 {what}(s) (shape={tuple(X.shape)}) while a "
+                f"minimum of 1 is required by {owner}."
+            )
+    return X
+
+
 def is_drop(estimator):
     """True for the ``"drop"`` placeholder of a triple."""
     return isinstance(estimator, str) and estimator == "drop"
