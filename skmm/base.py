@@ -21,6 +21,7 @@ from sklearn.utils.validation import check_is_fitted, column_or_1d
 from tqdm.auto import tqdm
 
 from .utils._cache import EmbeddingCache, fingerprint, item_key
+from .utils._composition import fit_atomic, is_fitted_attribute
 from .utils._sklearn_compat import (
     HasMethods,
     Hidden,
@@ -39,29 +40,7 @@ from .utils._torch import (
 )
 from .utils._validation import check_column
 
-__all__ = ["TorchEncoderMixin", "TorchEstimatorMixin", "fit_atomic"]
-
-
-def _is_fitted_attribute(name):
-    return name.endswith("_") and not name.startswith("__")
-
-
-def fit_atomic(estimator, fit, *args, **kwargs):
-    """Run ``fit(work, *args)`` on a fresh copy and adopt its state only on success.
-
-    ``work`` has the estimator's parameters and private settings (such as its
-    ``set_output`` configuration) but none of its fitted attributes. A failed fit (a bad
-    item at row 9,000, say) leaves the estimator as it was, including the model of a
-    previous successful fit. Used by every skmm estimator, torch-backed or not.
-    """
-    work = object.__new__(type(estimator))
-    work.__dict__.update(
-        {k: v for k, v in estimator.__dict__.items() if not _is_fitted_attribute(k)}
-    )
-    result = fit(work, *args, **kwargs)
-    estimator.__dict__.clear()
-    estimator.__dict__.update(work.__dict__)
-    return result
+__all__ = ["TorchEncoderMixin", "TorchEstimatorMixin"]
 
 
 class _SerializedModule:
@@ -422,7 +401,7 @@ class TorchEncoderMixin(
         fitted = {
             k: v
             for k, v in sorted(self.__dict__.items())
-            if _is_fitted_attribute(k) and k not in _NOT_IN_FINGERPRINT
+            if is_fitted_attribute(k) and k not in _NOT_IN_FINGERPRINT
         }
         return f"{type(self).__name__}-" + fingerprint(params, fitted, self.module_)
 

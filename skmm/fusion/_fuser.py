@@ -14,8 +14,12 @@ from sklearn.utils.parallel import Parallel, delayed
 from sklearn.utils.sparsefuncs import mean_variance_axis
 from sklearn.utils.validation import check_is_fitted
 
-from ..base import fit_atomic
-from ..utils._composition import TriplesComposition, check_table_shape, is_drop
+from ..utils._composition import (
+    TriplesComposition,
+    check_table_shape,
+    fit_atomic,
+    is_drop,
+)
 from ..utils._sklearn_compat import (
     Hidden,
     Interval,

@@ -32,8 +32,12 @@ from sklearn.utils.parallel import Parallel, delayed
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 from threadpoolctl import threadpool_limits
 
-from ..base import fit_atomic
-from ..utils._composition import TriplesComposition, check_table_shape, is_drop
+from ..utils._composition import (
+    TriplesComposition,
+    check_table_shape,
+    fit_atomic,
+    is_drop,
+)
 from ..utils._sklearn_compat import (
     HasMethods,
     StrOptions,

@@ -10,6 +10,29 @@ all of them.
 from ._sklearn_compat import _BaseComposition
 
 
+def is_fitted_attribute(name):
+    """True for a fitted attribute's name: ``coef_``, not ``__dict__`` or ``_private``."""
+    return name.endswith("_") and not name.startswith("__")
+
+
+def fit_atomic(estimator, fit, *args, **kwargs):
+    """Run ``fit(work, *args)`` on a fresh copy and adopt its state only on success.
+
+    ``work`` has the estimator's parameters and private settings (such as its
+    ``set_output`` configuration) but none of its fitted attributes. A failed fit (a bad
+    item at row 9,000, say) leaves the estimator as it was, including the model of a
+    previous successful fit. Used by every skmm estimator, torch-backed or not.
+    """
+    work = object.__new__(type(estimator))
+    work.__dict__.update(
+        {k: v for k, v in estimator.__dict__.items() if not is_fitted_attribute(k)}
+    )
+    result = fit(work, *args, **kwargs)
+    estimator.__dict__.clear()
+    estimator.__dict__.update(work.__dict__)
+    return result
+
+
 def check_table_shape(X, owner):
     """Check that ``X`` is 2-D with at least one row and one column; return it.
 
