@@ -31,6 +31,13 @@ _ENCODER_KINDS = {
     "CountVectorizer": "text",
     "HashingVectorizer": "text",
 }
+_FILE_KINDS = {
+    **dict.fromkeys(
+        (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff"), "image"
+    ),
+    **dict.fromkeys((".webp", ".ppm", ".pgm"), "image"),
+    **dict.fromkeys((".wav", ".flac", ".mp3", ".ogg"), "audio"),
+}
 # Default levels: rates for "missing" and "dropout"; noise strength per kind (for
 # audio, the signal-to-noise ratio in dB, from clean to drowned).
 _DEFAULT_LEVELS = {
@@ -108,8 +115,9 @@ def robustness_curve(
     kind : {"image", "audio", "text", "numeric"} or None, default=None
         The modality's kind, for ``"noise"`` and ``"dropout"``. None infers it from
         the modality's encoder (``ImageEncoder``, ``AudioFeatures``, ...) or else
-        from its items (2-D arrays are images, 1-D arrays sounds, strings texts,
-        numeric columns numbers).
+        from its items (2-D arrays are images, 1-D arrays sounds, strings texts
+        unless they are file names of images or sounds, numeric columns numbers).
+        Noise needs items in memory: paths are refused.
     columns : dict, list or None, default=None
         The modalities, as in :func:`modality_shapley`; None takes the estimator's.
     n_repeats : int, default=1
@@ -269,8 +277,10 @@ def _infer_kind(X, indices, encoder, name):
         return "numeric"
     present = values[~missing_cells(values)]
     item = present[0] if len(present) else None
-    if isinstance(item, str):
-        return "text"
+    if isinstance(item, (str, os.PathLike)):
+        # A file name of a known type is an image or a sound, not a text.
+        extension = os.path.splitext(os.fspath(item))[1].lower()
+        return _FILE_KINDS.get(extension, "text")
     if isinstance(item, Real):
         return "numeric"
     if hasattr(item, "getbands"):  # a PIL image
