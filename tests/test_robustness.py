@@ -74,6 +74,27 @@ def test_missing_rates_through_the_models_own_mechanism():
     assert X["a"].notna().all()  # the input is not changed
 
 
+def test_a_modality_of_several_columns_goes_missing_as_a_whole():
+    X, y = _two_views()
+    X["a2"] = X["a"] * 2
+
+    def rows_partly_missing(estimator, data, y):
+        missing = data[["a", "a2"]].isna()
+        assert missing.any(axis=1).mean() == pytest.approx(0.4)
+        return (missing.any(axis=1) & ~missing.all(axis=1)).mean()
+
+    curve = robustness_curve(
+        Constant().fit(X, y),
+        X,
+        y,
+        modality="A",
+        columns={"A": ["a", "a2"], "b": "b"},
+        levels=[0.4],
+        scoring=rows_partly_missing,
+    )
+    np.testing.assert_array_equal(curve.scores, [0])
+
+
 def test_random_state_and_repeats():
     X, y = _two_views()
     model = _late(X, y)

@@ -148,7 +148,13 @@ def plot_modality_shapley(result, ax=None):
     ax.set_xlabel("mean |Shapley value| (output explained)")
     ax.set_title("Modality Shapley values")
     if names is not None and n_outputs > 1:
-        ax.legend(title="class", fontsize="small", loc="lower right")
+        ax.legend(
+            title="class",
+            fontsize="small",
+            loc="upper left",
+            bbox_to_anchor=(1.01, 1),
+            borderaxespad=0,
+        )
     return ax
 
 
@@ -230,14 +236,15 @@ def plot_modality_waterfall(result, row, *, output=None, ax=None):
         color=np.where(values[order] >= 0, "tab:red", "tab:blue"),
     )
     for position, i, start in zip(positions, order, starts):
-        ax.annotate(
+        ax.text(
+            start + values[i] / 2,
+            position,
             f"{values[i]:+.3g}",
-            (start + values[i], position),
-            xytext=(3 if values[i] >= 0 else -3, 0),
-            textcoords="offset points",
-            ha="left" if values[i] >= 0 else "right",
+            ha="center",
             va="center",
             fontsize="small",
+            color="white",
+            fontweight="bold",
         )
     ax.set_yticks(positions, labels=[str(result.modalities[i]) for i in order])
     ax.axvline(base, color="grey", linestyle="--", linewidth=1)

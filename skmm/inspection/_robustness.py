@@ -8,13 +8,12 @@ from sklearn.metrics import check_scoring
 from sklearn.utils import Bunch, check_random_state
 
 from ._modalities import (
-    as_missing_capable,
     check_table,
     column_values,
     missing_cells,
-    missing_value,
     replace_columns,
     resolve_modalities,
+    set_missing,
 )
 
 __all__ = ["RobustnessDisplay", "make_robustness_scorer", "robustness_curve"]
@@ -181,11 +180,19 @@ def robustness_curve(
     for a, level in enumerate(levels):
         for r in range(n_repeats):
             rng = np.random.default_rng(seeds[a, r])
-            corrupted = {
-                j: _corrupt(X, j, corruption, kind, level, rng, scales[j])
-                for j in indices
-            }
-            all_scores[a, r] = scorer(estimator, replace_columns(X, corrupted), y)
+            if corruption == "missing":
+                # The same rows in every column: a modality is missing as a whole.
+                rows = rng.permutation(X.shape[0])[: int(round(level * X.shape[0]))]
+                corrupted = set_missing(X, indices, rows)
+            else:
+                corrupted = replace_columns(
+                    X,
+                    {
+                        j: _corrupt(X, j, corruption, kind, level, rng, scales[j])
+                        for j in indices
+                    },
+                )
+            all_scores[a, r] = scorer(estimator, corrupted, y)
     scores = all_scores.mean(axis=1)
     return Bunch(
         levels=levels,
@@ -316,11 +323,6 @@ def _corrupt(X, j, corruption, kind, level, rng, scale):
                 f"{label!r} of shape {values.shape}."
             )
         return out
-    if corruption == "missing":
-        values = as_missing_capable(values)
-        n_missing = int(round(level * len(values)))
-        values[rng.permutation(len(values))[:n_missing]] = missing_value(values)
-        return values
     if values.dtype.kind in "fbiu":
         values = values.astype(np.float64)
         if corruption == "dropout":

@@ -323,13 +323,21 @@ def _game(estimator, X, y, scoring, response_method):
 def _absent_maker(X, modalities, baseline):
     """A function ``coalition -> (X with the absent modalities replaced, repeats)``."""
     if isinstance(baseline, str) and baseline == "missing":
+        # Each column's all-missing version, made once and shared by the coalitions.
+        blanks = {
+            j: set_missing(column_values(X, j)[:, None], [0], slice(None))[:, 0]
+            for modality in modalities
+            for j in modality.indices
+        }
 
         def make(coalition):
-            data = X
-            for i, modality in enumerate(modalities):
-                if not coalition >> i & 1:
-                    data = set_missing(data, modality.indices, slice(None))
-            return data, 1
+            new = {
+                j: blanks[j]
+                for i, modality in enumerate(modalities)
+                if not coalition >> i & 1
+                for j in modality.indices
+            }
+            return replace_columns(X, new), 1
 
         return make
     if isinstance(baseline, str) and baseline == "mean":
