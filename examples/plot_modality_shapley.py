@@ -1,7 +1,7 @@
 """
-===================================================================
+=====================================================================
 Which modality decided? Modality Shapley values and robustness curves
-===================================================================
+=====================================================================
 
 Two questions come up with every multimodal model: which modality drove this
 prediction, and what happens when a modality degrades or disappears?
