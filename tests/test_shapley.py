@@ -14,13 +14,13 @@ import pandas as pd
 import pytest
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.ensemble import RandomForestClassifier
-from sklearn.linear_model import LinearRegression, LogisticRegression
-from sklearn.model_selection import train_test_split
+from sklearn.linear_model import LinearRegression, LogisticRegression, Ridge
+from sklearn.model_selection import GridSearchCV, train_test_split
 from sklearn.naive_bayes import GaussianNB
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
-from skmm.fusion import LateFusionClassifier, MultimodalFuser
+from skmm.fusion import LateFusionClassifier, LateFusionRegressor, MultimodalFuser
 from skmm.inspection import (
     modality_shapley,
     plot_modality_shapley,
@@ -195,6 +195,29 @@ def test_efficiency_for_every_row_and_output():
         np.testing.assert_allclose(
             result.interactions, np.swapaxes(result.interactions, 1, 2), atol=1e-12
         )
+
+
+def test_regressors_and_searches_give_their_modalities():
+    X, y = _signal_data()
+    signal, noise = [f"s{i}" for i in range(5)], [f"n{i}" for i in range(5)]
+    regressor = LateFusionRegressor(
+        [("signal", Ridge(), signal), ("noise", Ridge(), noise)], voting="stacking"
+    ).fit(X, y)
+    result = modality_shapley(regressor, X)
+    assert result.values.shape == (len(X), 2) and result.output_names is None
+    total = result.base_values + result.values.sum(axis=1)
+    np.testing.assert_allclose(total, regressor.predict(X), atol=1e-6)
+    # With no modality, the training mean of y.
+    np.testing.assert_allclose(result.base_values, y.mean())
+    search = GridSearchCV(
+        make_pipeline(_blocks_fuser(X), LogisticRegression()),
+        {"logisticregression__C": [0.1, 1.0]},
+        cv=2,
+    ).fit(X, y)
+    result = modality_shapley(search, X)
+    assert list(result.modalities) == ["signal", "noise"]
+    total = result.base_values + result.values.sum(axis=1)
+    np.testing.assert_allclose(total, search.predict_proba(X), atol=1e-6)
 
 
 def test_symmetry_and_dummy():
