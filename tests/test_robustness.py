@@ -318,11 +318,13 @@ def test_display(monkeypatch):
     np.testing.assert_array_equal(display.line_.get_ydata(), curve.scores)
     assert display.ax_ is ax and display.figure_ is fig
     assert ax.get_xlabel() == "fraction of rows with the modality missing"
+    assert ax.get_title() == "Robustness to corrupting 'a'"
     RobustnessDisplay.from_estimator(
         model, X, y, modality="b", levels=[0, 1], name="without b", ax=ax
     )
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
     assert labels == ["LateFusionClassifier", "without b"]
+    assert ax.get_title() == "Robustness curves"  # two modalities on one axes
     plt.close(fig)
     # Decreasing levels (SNR in dB) are drawn from clean (left) to corrupted.
     display = RobustnessDisplay(levels=[30, 10, 0], scores=[0.9, 0.8, 0.5])

@@ -592,7 +592,10 @@ class RobustnessDisplay:
         ax.set_xlabel(self.level_name or "corruption level")
         ax.set_ylabel("score")
         if self.modality is not None:
-            ax.set_title(f"Robustness to corrupting {self.modality!r}")
+            title = f"Robustness to corrupting {self.modality!r}"
+            # Curves of different modalities on one axes share a neutral title.
+            previous = ax.get_title()
+            ax.set_title(title if previous in ("", title) else "Robustness curves")
         if name is not None:
             ax.legend(loc="best")
         self.ax_, self.figure_ = ax, ax.figure

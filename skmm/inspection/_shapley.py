@@ -107,7 +107,7 @@ def modality_shapley(
         - ``output_names``: the classes for per-class outputs, else None.
         - ``mean_abs_values``: the global view, the mean absolute value of each
           modality over the rows, (n_modalities,) or (n_modalities, n_outputs) (per
-          class).
+          class); with ``scoring``, the absolute values.
         - ``interactions`` (with ``interactions=True``): ndarray of shape
           (n_samples, n_modalities, n_modalities[, n_outputs]), symmetric; the
           off-diagonal entry ``[i, j]`` is half the interaction of ``i`` and ``j``
@@ -181,18 +181,15 @@ def modality_shapley(
     values = np.tensordot(shapley_weights(n_modalities), outputs, axes=(1, 0))
     if values.ndim > 1:
         values = np.moveaxis(values, 0, 1)
+    per_row = scoring is None
     result = _ShapleyBunch(
         values=values,
-        base_values=outputs[0],
-        full_values=outputs[-1],
+        base_values=outputs[0] if per_row else float(outputs[0]),
+        full_values=outputs[-1] if per_row else float(outputs[-1]),
         modalities=np.asarray(names, dtype=object),
         output_names=output_names,
-        mean_abs_values=np.abs(values).mean(axis=0) if scoring is None else None,
+        mean_abs_values=np.abs(values).mean(axis=0) if per_row else np.abs(values),
     )
-    if scoring is not None:
-        result.mean_abs_values = np.abs(values)
-        result.base_values = float(outputs[0])
-        result.full_values = float(outputs[-1])
     if interactions:
         # (M, M, n[, k]) -> (n, M, M[, k]); a score gives (M, M).
         pairs = np.tensordot(interaction_weights(n_modalities), outputs, axes=(2, 0))
