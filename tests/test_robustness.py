@@ -252,7 +252,7 @@ def test_paths_are_refused():
     "kwargs, error, message",
     [
         (dict(modality="c"), ValueError, r"modality 'c' is not one of .*\['a', 'b'\]"),
-        (dict(modality="a", corruption="blur"), ValueError, "corruption must be one"),
+        (dict(modality="a", corruption="blur"), ValueError, r"rng\); got 'blur'"),
         (dict(modality="a", levels=[0, 2]), ValueError, "are rates in \\[0, 1\\]"),
         (dict(modality="a", levels=[]), ValueError, "non-empty 1-D"),
         (dict(modality="a", n_repeats=0), ValueError, "n_repeats must be an int"),

@@ -226,7 +226,7 @@ def _check_corruption(corruption):
     if not isinstance(corruption, str) or corruption not in _CORRUPTIONS:
         raise ValueError(
             f"corruption must be one of {_CORRUPTIONS} or a callable "
-            "corruption(values, level, rng); got {corruption!r}."
+            f"corruption(values, level, rng); got {corruption!r}."
         )
 
 
