@@ -7,6 +7,7 @@ import numpy as np
 from sklearn.metrics import check_scoring
 from sklearn.utils import Bunch, check_random_state
 
+from ..utils._validation import is_missing
 from ._modalities import (
     check_table,
     column_values,
@@ -335,7 +336,7 @@ def _corrupt(X, j, corruption, kind, level, rng, scale):
         return values + rng.normal(0, level * scale, len(values))
     out = np.empty(len(values), dtype=object)
     for row, item in enumerate(values):
-        if item is None or (isinstance(item, float) and np.isnan(item)):
+        if is_missing(item):
             out[row] = item  # a missing item stays missing
         else:
             out[row] = _corrupt_item(item, corruption, kind, level, rng, label, row)
