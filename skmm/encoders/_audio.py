@@ -107,18 +107,79 @@ class _Standardize(torch.nn.Module):
         return (x - self.mean) / self.std
 
 
-class AudioTower(torch.nn.Module):
-    """Waveform batch (n, samples) -> log-mel -> standardise -> small CNN -> 128 features."""
+def utterance_normalize(log_mel, floor_db=40.0, eps=1e-3):
+    """Cepstral mean and variance normalisation, per sound and mel band.
 
-    def __init__(self, sample_rate, n_fft, hop_length, n_mels):
+    Each band of each spectrogram ``(n, n_mels, frames)``, in dB, is centred and
+    scaled over the sound's frames that are within ``floor_db`` of its loudest one:
+    a voice's or a microphone's fixed colouring (a constant offset per band in
+    log-mel) is removed, which is what lets a model trained on a few voices carry to
+    others. The quieter frames (silence, and the zero padding up to ``duration``)
+    would dominate the statistics of a short word; they are set to 0, the mean.
+    """
+    level = log_mel.amax(dim=1, keepdim=True)
+    voiced = (level > level.amax(dim=2, keepdim=True) - floor_db).to(log_mel.dtype)
+    count = voiced.sum(dim=2, keepdim=True).clamp_min(1.0)
+    mean = (log_mel * voiced).sum(dim=2, keepdim=True) / count
+    var = (((log_mel - mean) * voiced) ** 2).sum(dim=2, keepdim=True) / count
+    return (log_mel - mean) / (var.sqrt() + eps) * voiced
+
+
+class SpecAugment(torch.nn.Module):
+    """SpecAugment's masking (Park et al., 2019), in training mode only.
+
+    Each spectrogram gets one band of up to ``freq_width`` mel bands and one span of
+    up to ``time_width`` of its frames set to its mean (zero after normalisation).
+    The masks are drawn from torch's generator, which fits seed per fit.
+    """
+
+    def __init__(self, freq_width=0.15, time_width=0.15):
+        super().__init__()
+        self.freq_width = freq_width
+        self.time_width = time_width
+
+    def forward(self, spec):
+        if not self.training:
+            return spec
+        n, n_bands, n_frames = spec.shape
+        out = spec.clone()
+        for axis, size, width in ((1, n_bands, self.freq_width), (2, n_frames, self.time_width)):
+            span = max(1, int(width * size))
+            lengths = torch.randint(0, span + 1, (n,))
+            starts = (torch.rand(n) * (size - lengths + 1)).long()
+            index = torch.arange(size)
+            mask = (index[None] >= starts[:, None]) & (index[None] < (starts + lengths)[:, None])
+            shape = (n, size, 1) if axis == 1 else (n, 1, size)
+            out = out.masked_fill(mask.view(shape).to(out.device), 0.0)
+        return out
+
+
+class AudioTower(torch.nn.Module):
+    """Waveform batch (n, samples) -> log-mel -> normalise -> small CNN -> 128 features.
+
+    ``normalize="utterance"`` standardises each sound's bands over time (cepstral
+    mean and variance normalisation), ``"global"`` with the training set's mean and
+    standard deviation; ``spec_augment`` masks bands and frames in training.
+    """
+
+    def __init__(
+        self, sample_rate, n_fft, hop_length, n_mels, normalize="global", spec_augment=False
+    ):
         super().__init__()
         self.log_mel = LogMelSpectrogram(sample_rate, n_fft, hop_length, n_mels)
         self.standardize = _Standardize()
+        self.per_utterance = normalize == "utterance"
+        self.spec_augment = SpecAugment() if spec_augment else torch.nn.Identity()
         self.cnn = small_cnn(1)
         self.out_features = 128
 
     def forward(self, waveform):
-        return self.cnn(self.standardize(self.log_mel(waveform)).unsqueeze(1))
+        spec = self.log_mel(waveform)
+        if self.per_utterance:
+            spec = utterance_normalize(spec)
+        else:
+            spec = self.standardize(spec)
+        return self.cnn(self.spec_augment(spec).unsqueeze(1))
 
 
 class AudioMixin:
@@ -169,8 +230,16 @@ class AudioEncoder(AudioMixin, TorchEncoderMixin, BaseEstimator):
     sample_rate : int, default=16000
         Sample rate the sounds are resampled to, in Hz; waveform arrays must already
         be at this rate.
-    n_mels : int, default=64
-        Mel bands of the spectrogram.
+    n_mels : int or "auto", default="auto"
+        Mel bands of the spectrogram. ``"auto"`` is 32 up to 8 kHz (narrowband
+        speech carries 0-4 kHz, which 32 bands resolve; more bands give a tower fed a
+        few hundred recordings more room to learn the voices instead of the words)
+        and 64 above.
+    normalize : {"utterance", "global"}, default="utterance"
+        ``"utterance"`` standardises each sound's mel bands over time (cepstral mean
+        and variance normalisation), which removes a voice's and a microphone's
+        fixed colouring; ``"global"`` uses the training set's mean and standard
+        deviation only.
     duration : float, default=1.0
         Seconds each sound is cropped or zero-padded to.
     n_fft : int or None, default=None
@@ -180,8 +249,9 @@ class AudioEncoder(AudioMixin, TorchEncoderMixin, BaseEstimator):
     max_epochs : int, default=10
         Training epochs on ``y``; 0 leaves the CNN untrained.
     augment : {"default"} or None, default=None
-        ``"default"`` shifts each training sound in time by up to 10% of ``duration``
-        and scales its gain by 0.7-1.3.
+        ``"default"`` shifts each training sound in time by up to 10% of ``duration``,
+        scales its gain by 0.7-1.3 and masks one band of up to 15% of the mel bands
+        and one span of up to 15% of the frames (SpecAugment).
     batch_size : int, default=32
         Sounds per batch in training and in :meth:`transform`.
     memory : str, path, joblib.Memory or None, default=None
@@ -245,6 +315,8 @@ class AudioEncoder(AudioMixin, TorchEncoderMixin, BaseEstimator):
     _parameter_constraints = {
         **TorchEncoderMixin._encoder_parameter_constraints,
         **_AUDIO_PARAMS,
+        "n_mels": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"})],
+        "normalize": [StrOptions({"utterance", "global"})],
         "duration": [Interval(Real, 0, None, closed="neither")],
         "augment": [None, StrOptions({"default"})],
     }
@@ -253,7 +325,8 @@ class AudioEncoder(AudioMixin, TorchEncoderMixin, BaseEstimator):
         self,
         sample_rate=16000,
         *,
-        n_mels=64,
+        n_mels="auto",
+        normalize="utterance",
         duration=1.0,
         n_fft=None,
         hop_length=None,
@@ -271,6 +344,7 @@ class AudioEncoder(AudioMixin, TorchEncoderMixin, BaseEstimator):
     ):
         self.sample_rate = sample_rate
         self.n_mels = n_mels
+        self.normalize = normalize
         self.duration = duration
         self.n_fft = n_fft
         self.hop_length = hop_length
@@ -309,9 +383,19 @@ class AudioEncoder(AudioMixin, TorchEncoderMixin, BaseEstimator):
             max(float(log_mel.std()), 1e-3) if log_mel.numel() > 1 else 1.0
         )
 
+    def _n_mels(self):
+        if self.n_mels == "auto":
+            return 32 if self.sample_rate <= 8000 else 64
+        return self.n_mels
+
     def _build_module(self):
         return AudioTower(
-            self.sample_rate, self._n_fft(), self._hop_length(), self.n_mels
+            self.sample_rate,
+            self._n_fft(),
+            self._hop_length(),
+            self._n_mels(),
+            normalize=self.normalize,
+            spec_augment=self.augment == "default",
         )
 
     def _init_module(self):
