@@ -2,6 +2,7 @@
 
 import re
 from collections import Counter
+from itertools import islice
 from numbers import Integral
 
 import torch
@@ -216,11 +217,14 @@ class TextEncoder(TorchEncoderMixin, BaseEstimator):
     _str_items_are_paths = False
 
     def _tokenize(self, text):
+        # Only the first max_length tokens are kept: a huge text never becomes a
+        # huge list of tokens.
         if self.tokenizer == "word":
-            return _WORD.findall(text.lower())
+            matches = islice(_WORD.finditer(text.lower()), self.max_length)
+            return [m.group() for m in matches]
         if self.tokenizer == "char":
-            return list(text.lower())
-        return list(self.tokenizer(text))
+            return list(islice(text.lower(), self.max_length))
+        return list(islice(self.tokenizer(text), self.max_length))
 
     def _tokens(self, column, rows):
         out = []
