@@ -22,6 +22,9 @@ _PCM_SCALE = {
     np.dtype("int32"): 2147483648.0,
     np.dtype("int64"): 9223372036854775808.0,
 }
+# Float amplitudes beyond the largest PCM scale are not sound under any convention,
+# and their power spectrum overflows float32 (NaN features).
+_MAX_AMPLITUDE = 2.0**31
 # Sample rates a file may declare: a header claiming more is malformed, and would
 # make the resampling filter (its length grows with the rate) take any memory.
 _MAX_RATE = 1_000_000
@@ -41,7 +44,8 @@ def _resample(wave, rate, sample_rate):
 def _pcm_to_float(data, *, from_file=False):
     """Turn samples into float32 amplitudes by their dtype, never by their content.
 
-    The rule (documented in :class:`AudioEncoder`): floats are taken as they are;
+    The rule (documented in :class:`AudioEncoder`): floats are taken as they are
+    (finite, and at most 2**31 in magnitude);
     uint8 is 8-bit PCM, ``(x - 128) / 128``; int8, int16 and int32 are divided by
     their full scale (128, 32768, 2**31), as are int64 samples read from a 64-bit WAV
     file. Other integer arrays (int64 from a Python list of ints, unsigned types)
@@ -69,6 +73,12 @@ def _pcm_to_float(data, *, from_file=False):
         wave = data.astype(np.float32)
         if not np.all(np.isfinite(wave)):
             raise ValueError("samples contain NaN or infinity")
+        peak = float(np.abs(wave).max(initial=0))
+        if peak > _MAX_AMPLITUDE:
+            raise ValueError(
+                f"samples reach {peak:g}, beyond any PCM scale (2**31): their power "
+                "would overflow; float samples are amplitudes, nominally in [-1, 1]"
+            )
         return wave
     raise ValueError(f"samples have dtype {data.dtype}, not real numbers")
 
