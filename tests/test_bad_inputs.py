@@ -90,6 +90,11 @@ def _write(tmp_path, name, data):
 _INT16 = (np.sin(np.arange(40)) * 10000).astype(np.int16)
 _GOOD_WAV = _wav(_INT16)
 
+
+def _with_rate(rate):
+    """The good WAV with another sample rate (and byte rate) in its header."""
+    return _GOOD_WAV[:24] + struct.pack("<II", rate, 2 * rate) + _GOOD_WAV[32:]
+
 # (case, factory(tmp_path) -> bad item, regex of the problem). Marked "issue" are the
 # cases of issue 14; the others were added as an attacker or a careless user would try.
 IMAGE_DEFECTS = [
@@ -188,10 +193,13 @@ AUDIO_DEFECTS = [
     ),
     (
         "sample rate 0 in the header",
-        lambda p: _write(
-            p, "r0.wav", _GOOD_WAV[:24] + struct.pack("<I", 0) + _GOOD_WAV[28:]
-        ),
+        lambda p: _write(p, "r0.wav", _with_rate(0)),
         "sample rate of 0 Hz",
+    ),
+    (
+        "absurd sample rate (a resampling filter of any size)",
+        lambda p: _write(p, "r9.wav", _with_rate(2_000_000_000)),
+        "sample rate of 2000000000 Hz",
     ),
     ("garbage bytes", lambda p: b"not a wav at all", "cannot read .* as WAV"),
     ("empty waveform", lambda p: np.zeros(0, np.float32), "empty waveform"),
@@ -423,9 +431,7 @@ def test_image_scaling_is_by_dtype():
         "float in [0, 1]": u8 / 255.0,
         "int64": u8.astype(np.int64),
         "uint16 (x 257 = the same fraction of 65535)": u8.astype(np.uint16) * 257,
-        "16-bit PNG": [
-            Image.fromarray(im.astype(np.uint16) * 257, mode="I;16") for im in u8
-        ],
+        "16-bit PIL images": [Image.fromarray(im.astype(np.uint16) * 257) for im in u8],
         "nested lists": [im.tolist() for im in u8],
     }
     for name, X in forms.items():
@@ -447,7 +453,7 @@ def test_16_bit_png_files_are_divided_by_65535(tmp_path):
 
     for value in (1000, 65535):
         path = tmp_path / f"{value}.png"
-        Image.fromarray(np.full((4, 4), value, np.uint16), mode="I;16").save(path)
+        Image.fromarray(np.full((4, 4), value, np.uint16)).save(path)
         np.testing.assert_allclose(read_image(str(path)), value / 65535, rtol=1e-6)
 
 
@@ -469,9 +475,12 @@ def test_every_pillow_mode_decodes(mode, colour):
     array = read_image(image)
     assert array.shape[:2] == (4, 6) and array.shape[2] in (1, 3)
     assert array.dtype == np.float32 and 0 <= array.min() <= array.max() <= 1
-    expected = np.asarray(image.convert("RGB" if array.shape[2] == 3 else "L"))
-    if mode != "I;16":
-        np.testing.assert_allclose(array[..., 0], expected[..., 0] / 255, atol=1e-6)
+    if mode == "I;16":
+        np.testing.assert_allclose(array, 1000 / 65535, rtol=1e-6)
+    else:
+        expected = np.asarray(image.convert("RGB" if array.shape[2] == 3 else "L"))
+        expected = expected.reshape(array.shape)
+        np.testing.assert_allclose(array, expected / 255, atol=1e-6)
 
 
 def test_animated_gif_uses_its_first_frame(tmp_path):

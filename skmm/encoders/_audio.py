@@ -70,7 +70,8 @@ def _pcm_to_float(data, *, from_file=False):
         return data.astype(np.float32) / np.float32(32768)
     if np.issubdtype(data.dtype, np.floating):
         # Checked after the cast: a float64 beyond float32's range becomes infinite.
-        wave = data.astype(np.float32)
+        with np.errstate(over="ignore"):
+            wave = data.astype(np.float32)
         if not np.all(np.isfinite(wave)):
             raise ValueError("samples contain NaN or infinity")
         peak = float(np.abs(wave).max(initial=0))

@@ -107,7 +107,8 @@ def _to_float(array, what):
         return array.astype(np.float32) / 255
     if np.issubdtype(array.dtype, np.floating):
         # Checked after the cast: a float64 beyond float32's range becomes infinite.
-        array = array.astype(np.float32)
+        with np.errstate(over="ignore"):
+            array = array.astype(np.float32)
         if not np.all(np.isfinite(array)):
             raise ValueError(f"{what} contains NaN or infinity")
         low, high = float(array.min(initial=0)), float(array.max(initial=0))
