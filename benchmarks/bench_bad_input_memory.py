@@ -104,7 +104,9 @@ def main():
     rows.append(("301 texts, one of 1 MB", long_text, "301 short titles", short))
     if "--old" in sys.argv:
         old = run("text", "old-dedup")
-        rows.append(("old dedup line alone (1 MB text)", old, "301 short titles", short))
+        rows.append(
+            ("old dedup line alone (1 MB text)", old, "301 short titles", short)
+        )
     with tempfile.TemporaryDirectory() as folder:
         for kind, (h, w) in (("small", (480, 640)), ("huge", (HUGE_SIDE, HUGE_SIDE))):
             image = Image.fromarray(photo(h, w))
@@ -120,8 +122,10 @@ def main():
             full = run("image", folder, f"huge-{fmt}-full")
             side = f"{HUGE_SIDE}x{HUGE_SIDE}"
             rows.append((f"4 {side} {fmt.upper()} photos", huge, "4 640x480", small))
-            rows.append((f"  same, full-size decode", full, "4 640x480", small))
-    print(f"{'batch':<36} {'peak growth':>12}   {'ordinary batch':<18} {'growth':>8}  ratio")
+            rows.append(("  same, full-size decode", full, "4 640x480", small))
+    print(
+        f"{'batch':<36} {'peak growth':>12}   {'ordinary batch':<18} {'growth':>8}  ratio"
+    )
     for name, grown, reference, base in rows:
         print(
             f"{name:<36} {grown:9.1f} MB   {reference:<18} {base:6.1f} MB  "

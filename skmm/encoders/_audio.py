@@ -283,11 +283,14 @@ class AudioEncoder(AudioMixin, TorchEncoderMixin, BaseEstimator):
         Sounds per batch in training and in :meth:`transform`.
     memory : str, path, joblib.Memory or None, default=None
         Folder (or ``joblib.Memory``) caching each item's features on disk, keyed by
-        the item's content (a file's path, size and modification time; an array's or
-        a text's hash) and by a fingerprint of the fitted encoder (parameters and
-        weights). Cross-validation folds and grid-search candidates that share a
-        frozen encoder (pretrained, or ``max_epochs=0``) then encode each item once; a
-        retrained encoder has new weights, hence new keys, and never reads stale rows.
+        the item's content (a file's path, size, times and inode; an array's hash) and
+        by a fingerprint of the fitted encoder (parameters and weights).
+        Cross-validation folds and grid-search candidates that share a frozen encoder
+        (pretrained, or ``max_epochs=0``) then encode each item once; a retrained
+        encoder has new weights, hence new keys, and never reads stale rows.
+        :class:`~skmm.utils.EmbeddingMemory` with ``hash_files=True`` keys files by
+        their bytes instead. Entries carry a checksum and are recomputed when it does
+        not match; a folder that cannot be written warns once and is not used.
     num_workers : int, default=0
         Threads decoding the next batches while the model runs on the current one in
         :meth:`transform`; 0 decodes in the main thread. At most
@@ -321,6 +324,24 @@ class AudioEncoder(AudioMixin, TorchEncoderMixin, BaseEstimator):
     See Also
     --------
     AudioFeatures : Training-free MFCC statistics, a strong baseline for SVMs.
+
+    Notes
+    -----
+    An item is a file path (WAV; other formats with the optional ``soundfile``), the
+    bytes of a WAV file, or a 1-D array or list of samples at ``sample_rate``; a 2-D
+    array is a batch, one sound per row. Samples are scaled by their type, never by
+    their content: floats are amplitudes taken as they are (finite, and at most
+    2**31 in magnitude); ``int8``, ``int16`` and ``int32`` are divided by their full
+    scale (128, 32768, 2**31), ``uint8`` is 8-bit PCM, ``(x - 128) / 128``, and other
+    integer arrays (``int64``, as a Python list of ints becomes, or unsigned types)
+    carry no sample width, so they are read as 16-bit PCM and must lie in
+    [-32768, 32767]. A WAV file's own sample type decides its scale.
+
+    WAV files are read strictly: a truncated file, junk after the header, an
+    unknown chunk or a sample rate outside 1 Hz to 1 MHz raise ``ValueError``
+    naming the column and row, as do NaN or infinite samples and empty sounds; only
+    ``None``/NaN items are missing. A WAV file has no checksum: random bytes of
+    exactly the length its header declares are valid (noisy) PCM and are encoded.
 
     Examples
     --------

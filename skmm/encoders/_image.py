@@ -320,11 +320,14 @@ class ImageEncoder(TorchEncoderMixin, BaseEstimator):
         Items per batch in training and in :meth:`transform`; memory is bounded by it.
     memory : str, path, joblib.Memory or None, default=None
         Folder (or ``joblib.Memory``) caching each item's features on disk, keyed by
-        the item's content (a file's path, size and modification time; an array's or
-        a text's hash) and by a fingerprint of the fitted encoder (parameters and
-        weights). Cross-validation folds and grid-search candidates that share a
-        frozen encoder (pretrained, or ``max_epochs=0``) then encode each item once; a
-        retrained encoder has new weights, hence new keys, and never reads stale rows.
+        the item's content (a file's path, size, times and inode; an array's hash) and
+        by a fingerprint of the fitted encoder (parameters and weights).
+        Cross-validation folds and grid-search candidates that share a frozen encoder
+        (pretrained, or ``max_epochs=0``) then encode each item once; a retrained
+        encoder has new weights, hence new keys, and never reads stale rows.
+        :class:`~skmm.utils.EmbeddingMemory` with ``hash_files=True`` keys files by
+        their bytes instead. Entries carry a checksum and are recomputed when it does
+        not match; a folder that cannot be written warns once and is not used.
     num_workers : int, default=0
         Threads decoding the next batches while the model runs on the current one in
         :meth:`transform`; 0 decodes in the main thread. At most
@@ -366,6 +369,28 @@ class ImageEncoder(TorchEncoderMixin, BaseEstimator):
     TextEncoder : The same for text.
     AudioEncoder : The same for sounds.
     skmm.fusion.MultimodalFuser : Encode and fuse several modalities.
+
+    Notes
+    -----
+    An item is a file path, the bytes of an image file, a PIL image or an array (or
+    nested list) of shape (H, W) or (H, W, C) with C in 1, 3 or 4. Pixel values are
+    scaled by their type, never by their content: ``uint8`` and every other integer
+    type are 8-bit (divided by 255; values outside [0, 255] raise), ``uint16`` and
+    16-bit files (PNG, TIFF) are divided by 65535, ``bool`` is 0/1, and floats are
+    taken as they are and must lie in [0, 1]. Pillow modes: 1/L/LA are gray (alpha
+    dropped), I;16 and I are 16-bit gray, F is float (so within [0, 1]), and every
+    other mode (P with its palette, RGBA, CMYK, YCbCr...) is converted to RGB. An
+    animated GIF or multi-page TIFF gives its first frame.
+
+    After ``fit``, a file or PIL image more than twice the input size in both
+    dimensions is shrunk while it is decoded (JPEG in draft mode, other formats by an
+    integer box reduction, both keeping each side at least the input size), so a
+    batch of huge photos takes memory close to that of small ones; the result can
+    differ slightly from resizing the full-size image. Arrays are not shrunk. Pillow's
+    decompression-bomb limit (``PIL.Image.MAX_IMAGE_PIXELS``) applies: an image
+    beyond twice that size is refused. Every broken item (unreadable, truncated,
+    empty, NaN, out of range) raises ``ValueError`` naming the column and row; only
+    ``None``/NaN items are missing.
 
     Examples
     --------

@@ -105,7 +105,8 @@ class TextEncoder(TorchEncoderMixin, BaseEstimator):
     memory : str, path, joblib.Memory or None, default=None
         Folder (or ``joblib.Memory``) caching each item's features on disk, keyed by
         the text's hash and by a fingerprint of the fitted encoder (parameters and
-        weights). Cross-validation folds and grid-search candidates that share a
+        weights); entries carry a checksum, and a folder that cannot be written
+        warns once and is not used. Cross-validation folds and grid-search candidates that share a
         frozen encoder (pretrained, or ``max_epochs=0``) then encode each item once; a
         retrained encoder has new weights, hence new keys, and never reads stale rows.
     num_workers : int, default=0
