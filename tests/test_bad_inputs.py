@@ -65,6 +65,19 @@ def _png(array):
     return buffer.getvalue()
 
 
+def _png_bomb(side=100_000):
+    """A PNG whose header claims side x side pixels (10 GB), with a few bytes of data."""
+    import zlib
+
+    def chunk(kind, data):
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    header = struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0)  # 8-bit gray
+    idat = zlib.compress(b"\x00" * 64)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat)
+
+
 def _jpeg(array):
     buffer = io.BytesIO()
     Image.fromarray(array).save(buffer, format="JPEG")
@@ -135,6 +148,11 @@ IMAGE_DEFECTS = [
         "cannot decode",
     ),
     ("garbage bytes", lambda p: b"\x89PNG garbage", r"\(not an image\)"),
+    (
+        "PNG header claiming 100000x100000",
+        lambda p: _write(p, "bomb.png", _png_bomb()),
+        "refusing to decode .*decompression bomb",
+    ),
     ("empty bytes", lambda p: b"", "empty bytes"),
     (
         "PIL mode F above 1",
