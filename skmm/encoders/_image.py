@@ -384,9 +384,10 @@ class ImageEncoder(TorchEncoderMixin, BaseEstimator):
 
     After ``fit``, a file or PIL image more than twice the input size in both
     dimensions is shrunk while it is decoded (JPEG in draft mode, other formats by an
-    integer box reduction, both keeping each side at least the input size), so a
-    batch of huge photos takes memory close to that of small ones; the result can
-    differ slightly from resizing the full-size image. Arrays are not shrunk. Pillow's
+    integer box reduction after an 8-bit decode, one image at a time, both keeping
+    each side at least the input size), so a batch of huge photos never holds them
+    at full size in float32; the result can differ slightly from resizing the
+    full-size image. Arrays are not shrunk. Pillow's
     decompression-bomb limit (``PIL.Image.MAX_IMAGE_PIXELS``) applies: an image
     beyond twice that size is refused. Every broken item (unreadable, truncated,
     empty, NaN, out of range) raises ``ValueError`` naming the column and row; only

@@ -188,7 +188,10 @@ def _foreign_column(estimator, X, *, reset):
     one-column frame is checked like a pandas one (its feature names recorded).
     """
     cls = type(estimator).__name__
-    columns = getattr(X, "columns", None)
+    # polars has ``columns``; pyarrow's ``columns`` are the arrays, its names
+    # ``column_names``.
+    columns = getattr(X, "column_names", getattr(X, "columns", None))
+    name = None
     if columns is not None and not callable(columns) and hasattr(X, "__getitem__"):
         columns = list(columns)
         if len(columns) != 1:
@@ -198,8 +201,8 @@ def _foreign_column(estimator, X, *, reset):
                 "MultimodalFuser to encode several."
             )
         _check_frame_columns(estimator, pd.DataFrame(columns=columns), reset=reset)
-        X = X[columns[0]]
-    name = getattr(X, "name", None)
+        name, X = columns[0], X[columns[0]]
+    name = getattr(X, "name", name)
     name = name if isinstance(name, str) else None
     if hasattr(X, "__array__"):
         return np.asarray(X), name
