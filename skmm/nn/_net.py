@@ -1,129 +1,71 @@
 """End-to-end multimodal nets: encoder towers trained jointly through a fusion layer."""
 
-import copy
-import math
 from abc import abstractmethod
-from contextlib import contextmanager
 from numbers import Integral, Real
 from typing import NamedTuple
 
 import numpy as np
-import pandas as pd
-import scipy.sparse as sp
 import torch
 from sklearn.base import (
     ClassifierMixin,
     ClassNamePrefixFeaturesOutMixin,
     RegressorMixin,
     TransformerMixin,
-    clone,
 )
 from sklearn.metrics import r2_score
-from sklearn.model_selection import train_test_split
-from sklearn.utils import Bunch, check_array, check_consistent_length
+from sklearn.utils import check_array, check_consistent_length
 from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 from tqdm.auto import tqdm
 
-from ..base import TorchEncoderMixin, TorchEstimatorMixin, _batches
-from ..utils._sklearn_compat import (
-    Interval,
-    StrOptions,
-    _BaseComposition,
-    _check_feature_names,
-    _check_n_features,
-    _fit_context,
-    _get_column_indices,
-    _safe_indexing,
-)
-from ..utils._torch import batch_norm_recalibration, resolve_device, torch_seed
+from ..base import _batches, validation_split
+from ..utils._sklearn_compat import Interval, StrOptions
+from ..utils._torch import batch_norm_recalibration, torch_seed
 from ..utils._validation import Column
-from ._towers import FUSIONS, TENSOR_WIDTH, MultimodalNetwork, TabularEncoder
+from ._base import (
+    TRAINING_CONSTRAINTS,
+    TowerComposite,
+    check_weights,
+    naming,
+    weighted_mean,
+)
+from ._towers import NET_FUSIONS, TENSOR_WIDTH, MultimodalNetwork
 
 __all__ = ["MultimodalNetClassifier", "MultimodalNetRegressor"]
 
 
-@contextmanager
-def _naming(name):
-    """Prefix a ValueError raised for one encoder with that encoder's name."""
-    try:
-        yield
-    except ValueError as exc:
-        raise ValueError(f"encoder {name!r}: {exc}") from exc
-
-
-def _without_module(encoder):
-    """A shallow copy of a fitted encoder without its ``module_`` (held by the net)."""
-    if isinstance(encoder, str) or "module_" not in vars(encoder):
-        return encoder
-    encoder = copy.copy(encoder)
-    del encoder.module_
-    return encoder
-
-
 class _Source(NamedTuple):
-    """Where a tower's items come from.
+    """Where a tower's inputs come from.
 
-    ``data`` holds the decoded present items (training) with ``position`` mapping a
-    row to its index there (-1 when missing); in prediction both are None and items
-    are decoded one batch at a time.
+    In training, ``data`` holds the present items decoded once (or, for a frozen
+    tower, its features: ``encoded``) with ``position`` mapping a row to its index
+    there (-1 when missing); in prediction both are None and items are decoded one
+    batch at a time.
     """
 
     name: str
     encoder: object
     column: Column
-    data: torch.Tensor | None
-    position: np.ndarray | None
-
-
-def _validation_split(n, fraction, seed, labels):
-    """Split ``range(n)`` into sorted training and validation positions.
-
-    Stratified on ``labels`` when every class can appear on both sides.
-    """
-    n_val = math.ceil(fraction * n)
-    if n - n_val < 2:
-        raise ValueError(
-            f"validation_fraction={fraction} leaves {n - n_val} of the {n} samples for "
-            "training; at least 2 are needed. Use more data, a smaller "
-            "validation_fraction or early_stopping=False."
-        )
-    stratify = None
-    if labels is not None:
-        counts = np.bincount(labels)
-        counts = counts[counts > 0]
-        if counts.min() >= 2 and min(n_val, n - n_val) >= len(counts):
-            stratify = labels
-    train, val = train_test_split(
-        np.arange(n), test_size=n_val, random_state=seed, stratify=stratify
-    )
-    return np.sort(train), np.sort(val)
+    data: torch.Tensor | None = None
+    position: np.ndarray | None = None
+    encoded: bool = False
 
 
 class _MultimodalNetBase(
-    ClassNamePrefixFeaturesOutMixin,
-    TransformerMixin,
-    TorchEstimatorMixin,
-    _BaseComposition,
+    ClassNamePrefixFeaturesOutMixin, TransformerMixin, TowerComposite
 ):
-    """What the classifier and the regressor share: towers, fusion, training loop."""
+    """What the classifier and the regressor share: the network, batches, training."""
 
     _parameter_constraints = {
-        **TorchEstimatorMixin._torch_parameter_constraints,
-        "encoders": [list],
-        "fusion": [StrOptions(set(FUSIONS))],
+        **TRAINING_CONSTRAINTS,
+        "fusion": [StrOptions(set(NET_FUSIONS))],
         "projection": [None, Interval(Integral, 1, None, closed="left")],
         "hidden_layer_sizes": ["array-like"],
         "dropout": [Interval(Real, 0, 1, closed="left")],
         "alpha": [Interval(Real, 0, None, closed="left")],
         "l1": [Interval(Real, 0, None, closed="left")],
-        "lr": [Interval(Real, 0, None, closed="neither")],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
-        "max_epochs": [Interval(Integral, 1, None, closed="left")],
-        "early_stopping": ["boolean"],
-        "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
-        "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
         "modality_dropout": [Interval(Real, 0, 1, closed="left")],
     }
 
@@ -131,96 +73,9 @@ class _MultimodalNetBase(
     def __init__(self):
         pass
 
-    # -- composition: (name, encoder, columns) triples as in ColumnTransformer ----------
-    @property
-    def _encoders(self):
-        """(name, encoder) pairs, for ``_BaseComposition``'s get_params/set_params."""
-        try:
-            return [(name, enc) for name, enc, _ in self.encoders]
-        except (TypeError, ValueError):
-            return self.encoders
-
-    @_encoders.setter
-    def _encoders(self, value):
-        try:
-            self.encoders = [
-                (name, enc, cols)
-                for (name, enc), (_, _, cols) in zip(value, self.encoders)
-            ]
-        except (TypeError, ValueError):
-            self.encoders = value
-
-    def get_params(self, deep=True):
-        """Get the parameters, including the encoders' as ``name__param``.
-
-        Parameters
-        ----------
-        deep : bool, default=True
-            Also return the parameters of the encoders.
-
-        Returns
-        -------
-        params : dict
-            Parameter names mapped to their values.
-        """
-        return self._get_params("_encoders", deep=deep)
-
-    def set_params(self, **params):
-        """Set the parameters; ``name=`` replaces an encoder, ``name__param=`` sets one.
-
-        Parameters
-        ----------
-        **params : dict
-            Parameters of the net and of its encoders.
-
-        Returns
-        -------
-        self : estimator instance
-            The net.
-        """
-        self._set_params("_encoders", **params)
-        return self
-
-    @property
-    def named_encoders_(self):
-        """The fitted encoders by name (a Bunch); dropped ones are ``"drop"``."""
-        return Bunch(**{name: enc for name, enc, _ in self.encoders_})
-
-    def _towers(self):
-        """The fitted (name, encoder, columns) triples that have a tower."""
-        return [entry for entry in self.encoders_ if not isinstance(entry[1], str)]
-
     def _check_encoders(self):
-        """Validate the triples and return unfitted copies of the encoders."""
-        if not self.encoders or not all(
-            isinstance(e, (tuple, list)) and len(e) == 3 for e in self.encoders
-        ):
-            raise ValueError(
-                "encoders must be a non-empty list of (name, encoder, columns) triples; "
-                f"got {self.encoders!r}."
-            )
-        names, encoders, _ = zip(*self.encoders)
-        self._validate_names(names)
-        self._check_estimators_are_instances(encoders)
-        out = []
-        for name, enc, columns in self.encoders:
-            if isinstance(enc, str) and enc in ("drop", "passthrough"):
-                enc = enc if enc == "drop" else TabularEncoder()
-            elif isinstance(enc, TorchEncoderMixin):
-                enc = clone(enc)
-                enc._validate_params()
-            elif hasattr(enc, "fit") and hasattr(enc, "transform"):
-                enc = TabularEncoder(enc)
-            else:
-                raise TypeError(
-                    f"encoder {name!r} must be an skmm encoder (ImageEncoder, "
-                    "TextEncoder, AudioEncoder), a scikit-learn transformer, "
-                    f"'passthrough' or 'drop'; got {enc!r}."
-                )
-            out.append((name, enc, columns))
-        n_towers = sum(not isinstance(enc, str) for _, enc, _ in out)
-        if n_towers == 0:
-            raise ValueError("every encoder is 'drop'; the net needs at least one.")
+        entries = super()._check_encoders()
+        n_towers = sum(not isinstance(enc, str) for _, enc, _ in entries)
         if self.fusion == "dot" and n_towers < 2:
             raise ValueError(
                 f"fusion='dot' takes dot products between towers and needs at least "
@@ -231,50 +86,7 @@ class _MultimodalNetBase(
             raise ValueError(
                 f"hidden_layer_sizes must be positive integers; got {sizes!r}."
             )
-        return out
-
-    # -- input ---------------------------------------------------------------------------
-    def _check_X(self, X, *, reset):
-        """Check the table: a DataFrame, or a 2-D array whose columns are selected."""
-        cls = type(self).__name__
-        if sp.issparse(X):
-            raise TypeError(
-                f"{cls} does not take sparse input; pass a dense array or a DataFrame."
-            )
-        if isinstance(X, pd.DataFrame):
-            if X.shape[0] == 0 or X.shape[1] == 0:
-                raise ValueError(
-                    f"{cls} got a DataFrame of shape {X.shape}; at least one row and "
-                    "one column are required."
-                )
-        else:
-            # NaN marks missing values; the towers check their own columns.
-            X = check_array(X, dtype=None, ensure_all_finite=False, input_name="X")
-        _check_feature_names(self, X, reset=reset)
-        _check_n_features(self, X, reset=reset)
-        return X
-
-    def _select(self, X, name, columns, *, reset):
-        """The columns of one encoder: resolved at fit, reused as fitted later."""
-        if reset:
-            if callable(columns):
-                columns = columns(X)
-            if len(_get_column_indices(X, columns)) == 0:
-                raise ValueError(
-                    f"encoder {name!r} selects no column; X has {X.shape[1]} "
-                    "feature(s)."
-                )
-        return _safe_indexing(X, columns, axis=1), columns
-
-    def _columns(self, X, entries, *, reset):
-        """Each tower's validated ``Column``, and the resolved column selections."""
-        columns, selections = [], []
-        for name, enc, cols in entries:
-            selected, cols = self._select(X, name, cols, reset=reset)
-            with _naming(name):
-                columns.append(enc._check_input(selected, reset=reset))
-            selections.append(cols)
-        return columns, selections
+        return entries
 
     # -- the network ---------------------------------------------------------------------
     def _network(self, towers):
@@ -294,106 +106,41 @@ class _MultimodalNetBase(
     def _build_module(self):
         return self._network([enc._build_module() for _, enc, _ in self._towers()])
 
-    @staticmethod
-    def _is_frozen(encoder):
-        """A tower its encoder would use as is (``max_epochs=0`` or pretrained)."""
-        return (
-            isinstance(encoder, TorchEncoderMixin)
-            and encoder._resolved_max_epochs() == 0
-        )
-
-    def _link_encoders(self):
-        """Give each fitted encoder its trained tower, so it can encode on its own."""
-        for (_, enc, _), tower in zip(self._towers(), self.module_.towers):
-            if isinstance(enc, TorchEncoderMixin):
-                enc.module_ = tower
-                enc.device_ = self.device_
-
-    def __getstate__(self):
-        state = super().__getstate__()
-        if "encoders_" in state:
-            # The towers' weights are pickled once, inside module_.
-            state["encoders_"] = [
-                (name, _without_module(enc), cols)
-                for name, enc, cols in state["encoders_"]
-            ]
-        return state
-
-    def __setstate__(self, state):
-        super().__setstate__(state)
-        if "module_" in self.__dict__:
-            self._link_encoders()
-
     # -- fit -------------------------------------------------------------------------------
-    @_fit_context(prefer_skip_nested_validation=False)
-    def fit(self, X, y):
-        """Fit the encoders' preprocessing, then train towers, fusion and head jointly.
-
-        Parameters
-        ----------
-        X : DataFrame or array-like of shape (n_samples, n_features)
-            One column per modality (images, texts, sounds) and numeric columns, as
-            selected by ``encoders``. ``None``/NaN marks a missing item.
-        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
-            Targets: class labels for the classifier, real values for the regressor.
-
-        Returns
-        -------
-        self : object
-            The fitted net.
-        """
-        self._fit_atomic(type(self)._fit, X, y)
-        return self
-
-    def _fit(self, X, y):
-        entries = self._check_encoders()
-        X = self._check_X(X, reset=True)
+    def _fit(self, X, y, sample_weight):
+        entries, X, seed = self._fit_begin(X)
         n = X.shape[0]
-        if n < 2:
-            raise ValueError(
-                f"n_samples = {n}: {type(self).__name__} needs at least 2 samples."
-            )
         target, labels = self._check_target(y, n)
-        self.device_ = resolve_device(self.device)
-        seed = self._seed()
+        weight = self._row_weights(target, check_weights(sample_weight, n))
         towers = [entry for entry in entries if not isinstance(entry[1], str)]
         columns, selections = self._columns(X, towers, reset=True)
-        resolved = iter(selections)
-        self.encoders_ = [
-            (name, enc, cols if isinstance(enc, str) else next(resolved))
-            for name, enc, cols in entries
-        ]
+        self._resolve_encoders(entries, selections)
         if self.early_stopping:
-            train, val = _validation_split(n, self.validation_fraction, seed, labels)
+            train, val = validation_split(n, self.validation_fraction, seed, labels)
         else:
             train, val = np.arange(n), None
         with torch_seed(seed):
-            for (name, enc, _), column in zip(towers, columns):
-                rows = np.intersect1d(column.present(), train)
-                if len(rows) == 0:
-                    raise ValueError(
-                        f"encoder {name!r}: every training item is missing; nothing "
-                        "to fit on."
-                    )
-                with _naming(name):
-                    enc._fit_preprocessing(column, rows)
+            self._fit_preprocessing(towers, columns, train)
             module = self._network([enc._init_module() for _, enc, _ in towers])
-            sources = self._preload(towers, columns)
-            self._train(module, sources, target, train, val, seed)
+            sources = []
+            for (name, enc, _), column, tower in zip(towers, columns, module.towers):
+                rows = column.present()
+                data, encoded = self._preload(name, enc, tower, column, rows)
+                position = np.full(len(column), -1)
+                position[rows] = np.arange(len(rows))
+                sources.append(_Source(name, enc, column, data, position, encoded))
+            data = (sources, target, weight, self._loss_function())
+            self._fit_loop(
+                module,
+                data,
+                train,
+                val,
+                max_epochs=self.max_epochs,
+                seed=seed,
+                early_stopping=self.early_stopping,
+            )
         self.module_ = module.to(self.device_).eval()
         self._link_encoders()
-
-    def _preload(self, towers, columns):
-        """Decode every present item once, for training."""
-        sources = []
-        for (name, enc, _), column in zip(towers, columns):
-            rows = column.present()
-            with _naming(name):
-                data = enc._load(column, rows)
-            position = np.full(len(column), -1)
-            position[rows] = np.arange(len(rows))
-            sources.append(_Source(name, enc, column, data, position))
-        return sources
 
     def _batch(self, sources, rows, generator=None):
         """The towers' inputs for ``rows`` and the mask of the modalities that count.
@@ -404,20 +151,20 @@ class _MultimodalNetBase(
         device = self.device_
         present = np.zeros((len(rows), len(sources)), dtype=bool)
         inputs = []
-        for m, (name, enc, column, data, position) in enumerate(sources):
+        for m, (name, enc, column, data, position, encoded) in enumerate(sources):
             if data is None:
                 have = ~column.missing[rows]
-                with _naming(name):
+                with naming(name):
                     x = enc._load(column, rows[have]) if have.any() else None
             else:
                 where = position[rows]
                 have = where >= 0
                 x = data[torch.from_numpy(where[have])] if have.any() else None
-            if x is not None and generator is not None:
+            if x is not None and generator is not None and not encoded:
                 x = enc._augment(x, generator)
             present[:, m] = have
             local = torch.from_numpy(np.flatnonzero(have)).to(device)
-            inputs.append((None if x is None else x.to(device), local))
+            inputs.append((None if x is None else x.to(device), local, encoded))
         available = present
         if generator is not None and self.modality_dropout > 0:
             keep = torch.rand(present.shape, generator=generator).numpy()
@@ -425,103 +172,48 @@ class _MultimodalNetBase(
             available = np.where(kept.any(axis=1, keepdims=True), kept, present)
         return inputs, torch.from_numpy(available).to(device)
 
-    def _train(self, module, sources, target, train, val, seed):
-        """Adam on the training rows; early stopping keeps the best validation epoch."""
-        module.to(self.device_)
-        for tower, source in zip(module.towers, sources):
-            if self._is_frozen(source.encoder):
-                tower.requires_grad_(False)
-        params = [p for p in module.parameters() if p.requires_grad]
-        # Penalties apply to weight matrices and kernels, not to biases and norms.
-        weights = [p for p in params if p.ndim > 1]
-        optimizer = torch.optim.Adam(
-            [
-                {"params": weights, "weight_decay": self.alpha},
-                {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0},
-            ],
-            lr=self.lr,
+    # -- the training loop's steps ----------------------------------------------------------
+    def _train_step(self, module, data, batch, generator):
+        sources, target, weight, loss_fn = data
+        out = module(*self._batch(sources, batch, generator))
+        loss = weighted_mean(
+            loss_fn(out, target[batch].to(self.device_)), weight, batch
         )
-        loss_fn = self._loss_function()
-        generator = torch.Generator().manual_seed(seed)
-        self.loss_curve_ = []
-        self.validation_scores_ = None if val is None else []
-        best, best_state, stall = None, None, 0
-        epochs = tqdm(
-            range(self.max_epochs),
-            desc=f"{type(self).__name__} fit",
-            disable=not self.verbose,
-        )
-        self.n_iter_ = 0
-        for _ in epochs:
-            self.n_iter_ += 1
-            module.train()
-            for tower, source in zip(module.towers, sources):
-                if self._is_frozen(source.encoder):
-                    tower.eval()  # frozen batch-norm statistics too
-            total, seen = 0.0, 0
-            for index in _batches(len(train), self.batch_size, generator=generator):
-                # A batch of one cannot train batch-norm layers; skip the remainder.
-                if len(index) < 2:
-                    continue
-                rows = train[index.numpy()]
-                out = module(*self._batch(sources, rows, generator))
-                loss = loss_fn(out, target[rows].to(self.device_))
-                penalty = (
-                    self.l1 * sum(p.abs().sum() for p in weights) if self.l1 else 0.0
-                )
-                optimizer.zero_grad()
-                (loss + penalty).backward()
-                optimizer.step()
-                total += loss.item() * len(rows)
-                seen += len(rows)
-            self.loss_curve_.append(total / seen if seen else math.nan)
-            if val is None:
-                epochs.set_postfix(loss=self.loss_curve_[-1])
-                continue
-            self._recalibrate(module, sources, train)
-            score, val_loss = self._evaluate(module, sources, target, val, loss_fn)
-            self.validation_scores_.append(score)
-            epochs.set_postfix(loss=self.loss_curve_[-1], val_score=score)
-            # Best validation score; between equal scores, the lower validation loss.
-            if best is None or (score, -val_loss) > best:
-                best, stall = (score, -val_loss), 0
-                best_state = {
-                    k: v.detach().clone() for k, v in module.state_dict().items()
-                }
-            else:
-                stall += 1
-                if stall >= self.n_iter_no_change:
-                    break
-        if best_state is not None:
-            module.load_state_dict(best_state)
-            self.best_validation_score_ = best[0]
-        else:
-            self._recalibrate(module, sources, train)
+        objective = loss
+        if self.l1:
+            # L1 on weight matrices and kernels, as alpha's weight decay.
+            objective = loss + self.l1 * sum(
+                p.abs().sum()
+                for p in module.parameters()
+                if p.requires_grad and p.ndim > 1
+            )
+        return objective, loss.item(), len(batch)
 
-    def _recalibrate(self, module, sources, train):
+    def _validation_step(self, module, data, val):
+        sources, target, weight, loss_fn = data
+        out = torch.cat(
+            [
+                module(*self._batch(sources, val[index.numpy()]))
+                for index in _batches(len(val), self.batch_size)
+            ]
+        )
+        y_val = target[val].to(self.device_)
+        loss = weighted_mean(loss_fn(out, y_val), weight, val)
+        return self._score_outputs(out, y_val), float(loss)
+
+    def _recalibrate(self, module, data, train):
         """Re-estimate the towers' batch-norm statistics with the current weights.
 
         With the running averages left to lag behind the weights, a CNN tower can
         score 0.3 in eval mode where its batches score 0.6 (hard AV digits).
         """
+        sources = data[0]
         with batch_norm_recalibration(module.towers) as norms:
             if not norms:
                 return
             for index in _batches(len(train), self.batch_size):
                 if len(index) >= 2:
                     module.blocks(*self._batch(sources, train[index.numpy()]))
-
-    def _evaluate(self, module, sources, target, val, loss_fn):
-        module.eval()
-        with torch.inference_mode():
-            out = torch.cat(
-                [
-                    module(*self._batch(sources, val[index.numpy()]))
-                    for index in _batches(len(val), self.batch_size)
-                ]
-            )
-            y_val = target[val].to(self.device_)
-            return self._score_outputs(out, y_val), float(loss_fn(out, y_val))
 
     # -- prediction ------------------------------------------------------------------------
     def _forward(self, X, *, embed=False):
@@ -531,7 +223,7 @@ class _MultimodalNetBase(
         towers = self._towers()
         columns, _ = self._columns(X, towers, reset=False)
         sources = [
-            _Source(name, enc, column, None, None)
+            _Source(name, enc, column)
             for (name, enc, _), column in zip(towers, columns)
         ]
         module = self.module_.eval()
@@ -561,6 +253,9 @@ class _MultimodalNetBase(
             The fused features, float32.
         """
         return self._forward(X, embed=True)
+
+    def _row_weights(self, target, weight):
+        return weight
 
     @property
     def _n_features_out(self):
@@ -623,11 +318,19 @@ class MultimodalNetClassifier(ClassifierMixin, _MultimodalNetBase):
         L1 penalty: ``l1`` times the sum of the absolute weights is added to each
         batch's loss.
     lr : float, default=1e-3
-        Learning rate of Adam.
+        Learning rate of the optimizer.
+    tower_lr : dict of str to float or None, default=None
+        Learning rates of some towers by encoder name (a pretrained tower fine-tuned
+        gently, say); the others, the fusion and the head use ``lr``.
+    optimizer : torch.optim.Optimizer class, default=torch.optim.Adam
+        The optimizer class, built on the trainable parameters.
+    callbacks : list of :class:`skmm.callbacks.Callback` or callables, default=None
+        Called after each epoch with the history: checkpoints, learning-rate
+        schedules, custom stops (see :mod:`skmm.callbacks`).
     batch_size : int, default=64
         Rows per batch in training and prediction.
     max_epochs : int, default=30
-        Maximum passes over the training data.
+        Maximum passes over the training data (early stopping may stop sooner).
     early_stopping : bool, default=True
         Hold out ``validation_fraction`` of the rows (stratified when the classes
         allow it), stop when the validation accuracy has not improved for
@@ -676,6 +379,9 @@ class MultimodalNetClassifier(ClassifierMixin, _MultimodalNetBase):
         stopping.
     n_iter_ : int
         Epochs run.
+    history_ : list of dict
+        One record per epoch: ``epoch``, ``train_loss``, ``lr`` and, with early
+        stopping, ``valid_score``, ``valid_loss`` and ``best``.
     n_features_in_ : int
         Number of columns of X.
     feature_names_in_ : ndarray of str
@@ -731,6 +437,9 @@ class MultimodalNetClassifier(ClassifierMixin, _MultimodalNetBase):
         alpha=1e-4,
         l1=0.0,
         lr=1e-3,
+        tower_lr=None,
+        optimizer=torch.optim.Adam,
+        callbacks=None,
         batch_size=64,
         max_epochs=30,
         early_stopping=True,
@@ -750,6 +459,9 @@ class MultimodalNetClassifier(ClassifierMixin, _MultimodalNetBase):
         self.alpha = alpha
         self.l1 = l1
         self.lr = lr
+        self.tower_lr = tower_lr
+        self.optimizer = optimizer
+        self.callbacks = callbacks
         self.batch_size = batch_size
         self.max_epochs = max_epochs
         self.early_stopping = early_stopping
@@ -789,10 +501,14 @@ class MultimodalNetClassifier(ClassifierMixin, _MultimodalNetBase):
         return len(self.classes_)
 
     def _loss_function(self):
-        weight = self._class_weights_
-        if weight is not None:
-            weight = torch.as_tensor(weight, dtype=torch.float32, device=self.device_)
-        return torch.nn.CrossEntropyLoss(weight=weight)
+        return torch.nn.CrossEntropyLoss(reduction="none")
+
+    def _row_weights(self, target, weight):
+        """Class weights folded into the rows' weights (as in sklearn's SGD)."""
+        if self._class_weights_ is None:
+            return weight
+        rows = torch.as_tensor(self._class_weights_, dtype=torch.float32)[target]
+        return rows if weight is None else rows * weight
 
     @staticmethod
     def _score_outputs(out, target):
@@ -862,11 +578,19 @@ class MultimodalNetRegressor(RegressorMixin, _MultimodalNetBase):
     l1 : float, default=0.0
         L1 penalty added to each batch's loss, times the sum of the absolute weights.
     lr : float, default=1e-3
-        Learning rate of Adam.
+        Learning rate of the optimizer.
+    tower_lr : dict of str to float or None, default=None
+        Learning rates of some towers by encoder name (a pretrained tower fine-tuned
+        gently, say); the others, the fusion and the head use ``lr``.
+    optimizer : torch.optim.Optimizer class, default=torch.optim.Adam
+        The optimizer class, built on the trainable parameters.
+    callbacks : list of :class:`skmm.callbacks.Callback` or callables, default=None
+        Called after each epoch with the history: checkpoints, learning-rate
+        schedules, custom stops (see :mod:`skmm.callbacks`).
     batch_size : int, default=64
         Rows per batch in training and prediction.
     max_epochs : int, default=30
-        Maximum passes over the training data.
+        Maximum passes over the training data (early stopping may stop sooner).
     early_stopping : bool, default=True
         Hold out ``validation_fraction`` of the rows, stop when the validation R² has
         not improved for ``n_iter_no_change`` epochs and restore the best epoch's
@@ -908,6 +632,9 @@ class MultimodalNetRegressor(RegressorMixin, _MultimodalNetBase):
         The best validation R², whose weights were kept; only set with early stopping.
     n_iter_ : int
         Epochs run.
+    history_ : list of dict
+        One record per epoch: ``epoch``, ``train_loss``, ``lr`` and, with early
+        stopping, ``valid_score``, ``valid_loss`` and ``best``.
     n_features_in_ : int
         Number of columns of X.
     feature_names_in_ : ndarray of str
@@ -944,6 +671,9 @@ class MultimodalNetRegressor(RegressorMixin, _MultimodalNetBase):
         alpha=1e-4,
         l1=0.0,
         lr=1e-3,
+        tower_lr=None,
+        optimizer=torch.optim.Adam,
+        callbacks=None,
         batch_size=64,
         max_epochs=30,
         early_stopping=True,
@@ -962,6 +692,9 @@ class MultimodalNetRegressor(RegressorMixin, _MultimodalNetBase):
         self.alpha = alpha
         self.l1 = l1
         self.lr = lr
+        self.tower_lr = tower_lr
+        self.optimizer = optimizer
+        self.callbacks = callbacks
         self.batch_size = batch_size
         self.max_epochs = max_epochs
         self.early_stopping = early_stopping
@@ -994,7 +727,7 @@ class MultimodalNetRegressor(RegressorMixin, _MultimodalNetBase):
         return self.n_outputs_
 
     def _loss_function(self):
-        return torch.nn.MSELoss()
+        return torch.nn.MSELoss(reduction="none")
 
     @staticmethod
     def _score_outputs(out, target):

@@ -13,11 +13,18 @@ import torch
 from sklearn.base import BaseEstimator, clone
 from sklearn.utils import check_array
 
-from ..fusion._ops import fuse
+from ..fusion._ops import FUSION_OPERATORS, fuse
 from ..utils._sklearn_compat import _safe_indexing
 from ..utils._validation import Column
 
-FUSIONS = ("concat", "sum", "mean", "product", "max", "attention", "tensor", "dot")
+# The fusions the nets offer: the fixed operators of the one registry shared with the
+# fuser (``weighted`` is replaced by learned weights, ``attention``), then the fusions
+# with parameters of their own.
+LEARNED_FUSIONS = ("attention", "dot")
+NET_FUSIONS = (
+    *(name for name in FUSION_OPERATORS if name != "weighted"),
+    *LEARNED_FUSIONS,
+)
 # Width each tower is projected to for "tensor" fusion when ``projection`` is None: the
 # fused width is (16 + 1) ** n_towers (289 for two towers, 4,913 for three).
 TENSOR_WIDTH = 16
@@ -42,9 +49,8 @@ class TabularTower(torch.nn.Module):
 class TabularEncoder(BaseEstimator):
     """Numeric columns (or a scikit-learn transformer's output) for a TabularTower.
 
-    It offers the hooks of :class:`~skmm.base.TorchEncoderMixin` that the nets use
-    (``_check_input``, ``_fit_preprocessing``, ``_load``, ``_init_module``,
-    ``_build_module``, ``_augment``), so that numeric columns are one more tower.
+    It implements the :class:`~skmm.base.Tower` protocol that the nets use, so that
+    numeric columns are one more tower.
     With ``"passthrough"`` a row with a NaN is missing for this tower; a transformer
     (``OneHotEncoder``, ``TfidfVectorizer`` ...) is fitted (without ``y``) on the
     training rows and its output, made dense, feeds the tower.
@@ -114,6 +120,10 @@ class TabularEncoder(BaseEstimator):
     def _augment(self, batch, generator):
         return batch
 
+    def _frozen(self):
+        # A small layer over the user's own columns: always trained with the net.
+        return False
+
     def _build_module(self):
         return TabularTower(self.n_features_)
 
@@ -138,7 +148,7 @@ class FusionLayer(torch.nn.Module):
     Parameters
     ----------
     fusion : str
-        One of ``FUSIONS``.
+        One of ``NET_FUSIONS``.
     widths : list of int
         Output width of each tower.
     projection : int or None
@@ -232,9 +242,11 @@ def mlp_head(in_features, hidden_layer_sizes, dropout, n_outputs):
 class MultimodalNetwork(torch.nn.Module):
     """Towers, a fusion layer and an MLP head.
 
-    ``forward(inputs, available)`` takes, for each tower, a pair ``(x, rows)``: the
-    batch of the items present in ``rows`` (positions in the batch; ``x`` is None when
-    no item is present) and the ``(n, n_towers)`` mask of the modalities that count.
+    ``forward(inputs, available)`` takes, for each tower, a triple ``(x, rows,
+    encoded)``: the batch of the items present in ``rows`` (positions in the batch;
+    ``x`` is None when no item is present), or with ``encoded`` the frozen tower's
+    precomputed output for them; and the ``(n, n_towers)`` mask of the modalities
+    that count.
     A tower's output is zero in the rows where its modality is missing or masked, the
     same in training (modality dropout) and prediction (missing items).
     """
@@ -251,10 +263,10 @@ class MultimodalNetwork(torch.nn.Module):
         """The towers' outputs, zero where the modality does not count."""
         n = available.shape[0]
         out = []
-        for m, ((x, rows), tower) in enumerate(zip(inputs, self.towers)):
+        for m, ((x, rows, encoded), tower) in enumerate(zip(inputs, self.towers)):
             block = available.new_zeros((n, tower.out_features), dtype=torch.float32)
             if x is not None:
-                block = block.index_copy(0, rows, tower(x).float())
+                block = block.index_copy(0, rows, (x if encoded else tower(x)).float())
             out.append(block * available[:, m : m + 1])
         return out
 
