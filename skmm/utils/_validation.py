@@ -201,7 +201,9 @@ def _foreign_column(estimator, X, *, reset):
                 f"{len(columns)} columns {columns}. Select the column, or use "
                 "MultimodalFuser to encode several."
             )
-        _check_frame_columns(estimator, pd.DataFrame(columns=columns), reset=reset)
+        # The feature names are recorded or checked as for a pandas frame.
+        header = pd.DataFrame(columns=columns)
+        validate_data(estimator, X=header, skip_check_array=True, reset=reset)
         name, X = columns[0], X[columns[0]]
     name = getattr(X, "name", name)
     name = name if isinstance(name, str) else None
