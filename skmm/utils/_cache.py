@@ -203,8 +203,9 @@ class EmbeddingCache:
     def _read(self, key, shape):
         """The entry of ``key`` if it is there and verified, else None."""
         try:
-            with np.load(self._path(key), allow_pickle=False) as entry:
-                value, checksum = entry["value"], entry["checksum"]
+            # Our own handle: closed even when the entry is not a valid archive.
+            with open(self._path(key), "rb") as f, np.load(f, allow_pickle=False) as z:
+                value, checksum = z["value"], z["checksum"]
         except MemoryError:
             raise
         except Exception:  # noqa: BLE001 - absent, unreadable or not an entry: a miss
