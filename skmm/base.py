@@ -173,20 +173,21 @@ class TrainingMixin:
     An estimator provides ``_train_step(module, data, batch, generator)`` returning
     ``(objective, loss, n)`` (the tensor to minimise, the loss to record and the rows
     it covers); with a validation split ``_validation_step(module, data, val)``
-    returning ``(score, loss)`` (higher scores are better); optionally
-    ``_param_groups(module)``, ``_train_mode(module)``, ``_recalibrate(module, data,
-    train)`` and ``_epoch_batches(data, train, generator)``. ``data`` is what the estimator
-    passed to :meth:`_fit_loop`.
+    returning ``(score, loss)`` (higher scores are better), optionally with a dict of
+    more entries for the epoch's history record; optionally ``_param_groups(module,
+    data)``, ``_train_mode(module, data)``, ``_recalibrate(module, data, train)`` and
+    ``_epoch_batches(data, train, generator)``. ``data`` is what the estimator passed
+    to :meth:`_fit_loop`.
     """
 
     # A batch of one cannot train batch-norm layers (nor give in-batch negatives).
     _min_batch = 2
 
-    def _param_groups(self, module):
+    def _param_groups(self, module, data):
         return [{"params": [p for p in module.parameters() if p.requires_grad]}]
 
-    def _make_optimizer(self, module):
-        groups = [g for g in self._param_groups(module) if g["params"]]
+    def _make_optimizer(self, module, data):
+        groups = [g for g in self._param_groups(module, data) if g["params"]]
         optimizer = self.optimizer
         if not (
             isinstance(optimizer, type) and issubclass(optimizer, torch.optim.Optimizer)
@@ -199,7 +200,7 @@ class TrainingMixin:
             return None
         return optimizer(groups, lr=self.lr)
 
-    def _train_mode(self, module):
+    def _train_mode(self, module, data):
         module.train()
 
     def _recalibrate(self, module, data, train):
@@ -212,7 +213,7 @@ class TrainingMixin:
 
     def _run_single_epoch(self, module, optimizer, data, train, generator):
         """One pass over ``train``; returns the mean recorded loss."""
-        self._train_mode(module)
+        self._train_mode(module, data)
         total, seen = 0.0, 0
         for batch in self._epoch_batches(data, train, generator):
             objective, loss, n = self._train_step(module, data, batch, generator)
@@ -236,7 +237,7 @@ class TrainingMixin:
         are restored.
         """
         module.to(self.device_)
-        optimizer = self._make_optimizer(module)
+        optimizer = self._make_optimizer(module, data)
         callbacks = _check_callbacks(self.callbacks)
         generator = torch.Generator().manual_seed(seed)
         history = []
@@ -266,11 +267,12 @@ class TrainingMixin:
                 self._recalibrate(module, data, train)
                 module.eval()
                 with torch.inference_mode():
-                    score, val_loss = self._validation_step(module, data, val)
+                    score, val_loss, *extra = self._validation_step(module, data, val)
                 self.validation_scores_.append(score)
                 # Best validation score; between equal scores, the lower loss.
                 improved = best is None or (score, -val_loss) > best
                 record.update(valid_score=score, valid_loss=val_loss, best=improved)
+                record.update(*extra)
                 if improved:
                     best, stall = (score, -val_loss), 0
                     if early_stopping:

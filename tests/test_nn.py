@@ -445,7 +445,7 @@ def test_a_failed_fit_leaves_the_net_as_it_was(blobs):
             "Names provided are not unique",
         ),
         ([("a", "scale", ["x"])], TypeError, "encoder 'a' must be an skmm encoder"),
-        ([("a", "passthrough", ["w"])], ValueError, "not a column of the dataframe"),
+        ([("a", "passthrough", ["w"])], ValueError, r"not columns of the dataframe: {.w.}"),
         ([("a", "passthrough", [])], ValueError, "selects no column; X has 2"),
         ([("a", ImageEncoder, "x")], TypeError, "got estimator class"),
     ],

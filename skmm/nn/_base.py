@@ -251,13 +251,13 @@ class TowerComposite(TrainingMixin, TorchEstimatorMixin, TriplesComposition):
                 return torch.from_numpy(features), True
             return enc._load(column, rows), False
 
-    def _train_mode(self, module):
+    def _train_mode(self, module, data):
         module.train()
         for tower, (_, enc, _) in zip(module.towers, self._towers()):
             if enc._frozen():
                 tower.eval()  # frozen batch-norm statistics too
 
-    def _param_groups(self, module):
+    def _param_groups(self, module, data):
         """Each tower's trainable parameters at its learning rate, then the rest.
 
         Frozen towers get no gradient; ``tower_lr`` sets a tower's learning rate by

@@ -1,6 +1,7 @@
 """End-to-end multimodal nets: encoder towers trained jointly through a fusion layer."""
 
 from abc import abstractmethod
+from dataclasses import dataclass
 from numbers import Integral, Real
 from typing import NamedTuple
 
@@ -20,6 +21,7 @@ from sklearn.utils.validation import check_is_fitted, column_or_1d
 from tqdm.auto import tqdm
 
 from ..base import _batches, validation_split
+from ..utils._docs import fill_doc
 from ..utils._sklearn_compat import Interval, StrOptions
 from ..utils._torch import batch_norm_recalibration, torch_seed
 from ..utils._validation import Column
@@ -30,7 +32,7 @@ from ._base import (
     naming,
     weighted_mean,
 )
-from ._towers import NET_FUSIONS, TENSOR_WIDTH, MultimodalNetwork
+from ._towers import NET_FUSIONS, TENSOR_WIDTH, TOKEN_WIDTH, MultimodalNetwork
 
 __all__ = ["MultimodalNetClassifier", "MultimodalNetRegressor"]
 
@@ -52,6 +54,22 @@ class _Source(NamedTuple):
     encoded: bool = False
 
 
+@dataclass
+class _NetData:
+    """What the training loop's steps read: the sources, targets, row weights, loss,
+    each tower's loss weight (updated by ``tower_loss_weight="auto"``) and the stage."""
+
+    sources: list
+    target: torch.Tensor
+    weight: torch.Tensor | None
+    loss_fn: object
+    tower_weights: np.ndarray = None
+    stage: str = "joint"
+
+    def __post_init__(self):
+        self.tower_weights = np.ones(len(self.sources))
+
+
 class _MultimodalNetBase(
     ClassNamePrefixFeaturesOutMixin, TransformerMixin, TowerComposite
 ):
@@ -67,6 +85,11 @@ class _MultimodalNetBase(
         "l1": [Interval(Real, 0, None, closed="left")],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "modality_dropout": [Interval(Real, 0, 1, closed="left")],
+        "tower_loss_weight": [
+            Interval(Real, 0, None, closed="left"),
+            StrOptions({"auto"}),
+        ],
+        "schedule": [StrOptions({"joint", "staged"})],
     }
 
     @abstractmethod
@@ -93,7 +116,9 @@ class _MultimodalNetBase(
         projection = self.projection
         if projection is None and self.fusion not in ("concat", "attention"):
             widths = [t.out_features for t in towers]
-            projection = TENSOR_WIDTH if self.fusion == "tensor" else min(widths)
+            projection = {"tensor": TENSOR_WIDTH, "transformer": TOKEN_WIDTH}.get(
+                self.fusion, min(widths)
+            )
         return MultimodalNetwork(
             towers,
             self.fusion,
@@ -129,16 +154,10 @@ class _MultimodalNetBase(
                 position = np.full(len(column), -1)
                 position[rows] = np.arange(len(rows))
                 sources.append(_Source(name, enc, column, data, position, encoded))
-            data = (sources, target, weight, self._loss_function())
-            self._fit_loop(
-                module,
-                data,
-                train,
-                val,
-                max_epochs=self.max_epochs,
-                seed=seed,
-                early_stopping=self.early_stopping,
-            )
+            data = _NetData(sources, target, weight, self._loss_function())
+            if self.tower_loss_weight != "auto":
+                data.tower_weights[:] = self.tower_loss_weight
+            self._train_stages(module, data, train, val, seed)
         self.module_ = module.to(self.device_).eval()
         self._link_encoders()
 
@@ -173,33 +192,139 @@ class _MultimodalNetBase(
         return inputs, torch.from_numpy(available).to(device)
 
     # -- the training loop's steps ----------------------------------------------------------
+    def _train_stages(self, module, data, train, val, seed):
+        """Run the training loop once, or once per stage of ``schedule="staged"``.
+
+        The stages: the towers alone on their own heads (nothing fused yet), then the
+        fusion and the head on the trained towers, then everything at a tenth of the
+        learning rate; each stage stops early on its own validation score.
+        """
+        stages = ["joint"] if self.schedule == "joint" else ["towers", "head", "tune"]
+        history, losses, scores = [], [], []
+        for stage in stages:
+            data.stage = stage
+            self._fit_loop(
+                module,
+                data,
+                train,
+                val,
+                max_epochs=self.max_epochs,
+                seed=seed + len(history),
+                early_stopping=self.early_stopping,
+            )
+            history += [{**record, "stage": stage} for record in self.history_]
+            losses += self.loss_curve_
+            scores += self.validation_scores_ or []
+        for i, record in enumerate(history, 1):
+            record["epoch"] = i
+        self.history_, self.loss_curve_, self.n_iter_ = history, losses, len(history)
+        self.validation_scores_ = scores if val is not None else None
+
+    def _param_groups(self, module, data):
+        """The parameters that the current stage trains."""
+        groups = super()._param_groups(module, data)
+        fused = {id(p) for m in (module.fusion, module.head) for p in m.parameters()}
+        towers = {id(p) for m in module.towers for p in m.parameters()}
+        keep = {
+            "joint": lambda p: True,
+            "tune": lambda p: True,
+            "towers": lambda p: id(p) not in fused,
+            "head": lambda p: id(p) in fused,
+        }[data.stage]
+        lr_scale = 0.1 if data.stage == "tune" else 1.0
+        out = []
+        for group in groups:
+            params = [p for p in group["params"] if keep(p)]
+            if data.stage == "head" and towers.intersection(map(id, params)):
+                params = [p for p in params if id(p) not in towers]
+            out.append({**group, "params": params, "lr": group["lr"] * lr_scale})
+        return out
+
+    def _train_mode(self, module, data):
+        super()._train_mode(module, data)
+        if data.stage == "head":
+            module.towers.eval()  # trained already: their batch-norm statistics too
+
+    def _losses(self, module, data, rows, generator=None):
+        """The fused loss, each tower's loss (on its present rows) and the outputs."""
+        inputs, available = self._batch(data.sources, rows, generator)
+        fused, per_tower = module.forward_all(inputs, available)
+        y = data.target[rows].to(self.device_)
+        fused_loss = weighted_mean(data.loss_fn(fused, y), data.weight, rows)
+        tower_losses = []
+        for m, out in enumerate(per_tower):
+            have = available[:, m]
+            if not bool(have.any()):
+                tower_losses.append(None)
+                continue
+            tower_losses.append(
+                weighted_mean(
+                    data.loss_fn(out[have], y[have]),
+                    data.weight,
+                    rows[have.cpu().numpy()],
+                )
+            )
+        return fused_loss, tower_losses, fused, per_tower, available
+
     def _train_step(self, module, data, batch, generator):
-        sources, target, weight, loss_fn = data
-        out = module(*self._batch(sources, batch, generator))
-        loss = weighted_mean(
-            loss_fn(out, target[batch].to(self.device_)), weight, batch
+        fused_loss, tower_losses, *_ = self._losses(module, data, batch, generator)
+        towers = sum(
+            w * loss
+            for w, loss in zip(data.tower_weights.tolist(), tower_losses)
+            if loss is not None and w > 0
         )
-        objective = loss
+        if data.stage == "towers":
+            objective = recorded = sum(t for t in tower_losses if t is not None)
+        elif data.stage == "head":
+            objective = recorded = fused_loss
+        else:
+            objective, recorded = fused_loss + towers, fused_loss
         if self.l1:
             # L1 on weight matrices and kernels, as alpha's weight decay.
-            objective = loss + self.l1 * sum(
+            objective = objective + self.l1 * sum(
                 p.abs().sum()
                 for p in module.parameters()
                 if p.requires_grad and p.ndim > 1
             )
-        return objective, loss.item(), len(batch)
+        return objective, float(recorded.detach()), len(batch)
 
     def _validation_step(self, module, data, val):
-        sources, target, weight, loss_fn = data
-        out = torch.cat(
-            [
-                module(*self._batch(sources, val[index.numpy()]))
-                for index in _batches(len(val), self.batch_size)
-            ]
-        )
-        y_val = target[val].to(self.device_)
-        loss = weighted_mean(loss_fn(out, y_val), weight, val)
-        return self._score_outputs(out, y_val), float(loss)
+        outs, towers, present = [], [], []
+        for index in _batches(len(val), self.batch_size):
+            inputs, available = self._batch(data.sources, val[index.numpy()])
+            fused, per_tower = module.forward_all(inputs, available)
+            outs.append(fused)
+            towers.append(per_tower)
+            present.append(available)
+        out, present = torch.cat(outs), torch.cat(present)
+        y_val = data.target[val].to(self.device_)
+        loss = float(weighted_mean(data.loss_fn(out, y_val), data.weight, val))
+        tower_scores = {}
+        for m, source in enumerate(data.sources):
+            have = present[:, m]
+            if bool(have.any()):
+                tower_out = torch.cat([t[m] for t in towers])[have]
+                tower_scores[source.name] = self._score_outputs(tower_out, y_val[have])
+        if self.tower_loss_weight == "auto" and tower_scores:
+            data.tower_weights[:] = self._blend_weights(
+                [tower_scores.get(s.name, np.nan) for s in data.sources]
+            )
+        score = self._score_outputs(out, y_val)
+        if data.stage == "towers":
+            # Nothing is fused yet: the towers' mean score decides early stopping.
+            score = float(np.mean(list(tower_scores.values())))
+        return score, loss, {"tower_scores": tower_scores}
+
+    def _blend_weights(self, scores):
+        """``tower_loss_weight="auto"``: each tower's loss weighed by how it generalises.
+
+        In the spirit of gradient blending (Wang et al., CVPR 2020): a tower's weight
+        is its validation score above chance, relative to the best tower's; a tower
+        that only memorises its training rows gets little weight.
+        """
+        excess = np.nan_to_num(np.asarray(scores, dtype=float) - self._chance_score())
+        excess = np.clip(excess, 0, None)
+        return excess / excess.max() if excess.max() > 0 else np.ones_like(excess)
 
     def _recalibrate(self, module, data, train):
         """Re-estimate the towers' batch-norm statistics with the current weights.
@@ -207,7 +332,9 @@ class _MultimodalNetBase(
         With the running averages left to lag behind the weights, a CNN tower can
         score 0.3 in eval mode where its batches score 0.6 (hard AV digits).
         """
-        sources = data[0]
+        if data.stage == "head":
+            return  # the towers do not change in this stage
+        sources = data.sources
         with batch_norm_recalibration(module.towers) as norms:
             if not norms:
                 return
@@ -216,8 +343,13 @@ class _MultimodalNetBase(
                     module.blocks(*self._batch(sources, train[index.numpy()]))
 
     # -- prediction ------------------------------------------------------------------------
-    def _forward(self, X, *, embed=False):
-        """Run the net on ``X``, ``batch_size`` rows at a time; numpy float32 output."""
+    def _forward(self, X, *, output="head"):
+        """Run the net on ``X``, ``batch_size`` rows at a time; numpy float32 output.
+
+        ``output`` is ``"head"`` (the fused head's output), ``"embed"`` (the fused
+        vector), ``"towers"`` (each tower head's output, NaN where the modality is
+        missing) or ``"weights"`` (the learned modality weights).
+        """
         check_is_fitted(self)
         X = self._check_X(X, reset=False)
         towers = self._towers()
@@ -234,10 +366,46 @@ class _MultimodalNetBase(
                 desc=f"{type(self).__name__} predict",
                 disable=not self.verbose,
             ):
-                with_rows = self._batch(sources, index.numpy())
-                result = module.embed(*with_rows) if embed else module(*with_rows)
+                inputs, available = self._batch(sources, index.numpy())
+                if output == "head":
+                    result = module(inputs, available)
+                elif output == "embed":
+                    result = module.embed(inputs, available)
+                elif output == "weights":
+                    blocks = module.blocks(inputs, available)
+                    result = module.fusion.modality_weights(blocks, available)
+                else:
+                    _, per_tower = module.forward_all(inputs, available)
+                    result = torch.stack(per_tower, dim=1).float()
+                    result[~available] = torch.nan
                 out.append(result.float().cpu().numpy())
         return np.concatenate(out)
+
+    def modality_weights(self, X):
+        """How much each modality counts in each row's fused vector.
+
+        For ``fusion="attention"`` the learned per-row gates; for
+        ``fusion="transformer"`` the attention of the summary token to each
+        modality's token in the last layer (mean over heads). A missing modality
+        gets 0.
+
+        Parameters
+        ----------
+        X : DataFrame or array-like of shape (n_samples, n_features)
+            The same columns as in :meth:`fit`.
+
+        Returns
+        -------
+        weights : ndarray of shape (n_samples, n_towers)
+            Rows sum to 1 (0 for a row with no modality present); columns in the
+            order of the towers (``encoders_`` without the dropped ones).
+        """
+        if self.fusion not in ("attention", "transformer"):
+            raise ValueError(
+                f"fusion={self.fusion!r} learns no modality weights; use "
+                "'attention' or 'transformer', or skmm.inspection for any model."
+            )
+        return self._forward(X, output="weights")
 
     def transform(self, X):
         """Return the fused representation that the head reads.
@@ -252,7 +420,7 @@ class _MultimodalNetBase(
         X_out : ndarray of shape (n_samples, n_features_out)
             The fused features, float32.
         """
-        return self._forward(X, embed=True)
+        return self._forward(X, output="embed")
 
     def _row_weights(self, target, weight):
         return weight
@@ -269,19 +437,8 @@ class _MultimodalNetBase(
         return tags
 
 
-class MultimodalNetClassifier(ClassifierMixin, _MultimodalNetBase):
-    """End-to-end multimodal classifier: encoder towers, a fusion layer, an MLP head.
-
-    Each modality goes through a tower: the torch module of an skmm encoder
-    (:class:`~skmm.encoders.ImageEncoder` CNN, :class:`~skmm.encoders.TextEncoder`
-    LSTM/GRU, :class:`~skmm.encoders.AudioEncoder` spectrogram CNN: one
-    implementation, with the encoder's preprocessing and augmentation) or, for numeric
-    columns, a 64-unit ReLU layer over the standardised values. The towers' outputs are
-    fused and an MLP head reads the fused vector; everything is trained jointly with
-    Adam and a cross-entropy loss.
-
-    Parameters
-    ----------
+# The parameters and attributes the classifier and the regressor share.
+_NET_TOP = """\
     encoders : list of (str, encoder, columns) tuples
         As in :class:`~sklearn.compose.ColumnTransformer`: a name, then an skmm encoder,
         ``"passthrough"`` (numeric columns, a row with a NaN is missing), any
@@ -294,20 +451,24 @@ class MultimodalNetClassifier(ClassifierMixin, _MultimodalNetBase):
         business, and ``max_epochs`` only says whether the tower trains: a tower whose
         encoder would not train (``max_epochs=0``, or pretrained ``weights`` with
         ``max_epochs="auto"``) stays frozen.
-    fusion : {"concat", "sum", "mean", "product", "max", "attention", "tensor", \
-"dot"}, default="concat"
+    fusion : {"concat", "sum", "mean", "product", "max", "tensor", "attention", \
+"transformer", "dot"}, default="concat"
         How the towers' outputs are combined. ``"concat"`` puts them side by side;
         ``"sum"``, ``"mean"``, ``"product"`` and ``"max"`` are element-wise and
         ``"tensor"`` is the outer product of ``[1, z_m]`` (Tensor Fusion Network), all
         the operators of :class:`~skmm.fusion.MultimodalFuser`; ``"attention"``
         scales each tower's output by a weight learned per sample (a softmax over the
         modalities present, times their number, from an additive attention score) and
-        concatenates them; ``"dot"`` is the ReLU of the dot product of each pair of
-        towers (for matching pairs such as image and text).
+        concatenates them; ``"transformer"`` makes each tower's output a token (plus
+        a learned modality embedding) and runs a small transformer encoder over the
+        tokens, whose summary token is the fused vector, with missing modalities
+        masked out of attention; ``"dot"`` is the ReLU of the dot product of each
+        pair of towers (for matching pairs such as image and text).
     projection : int or None, default=None
         Width each tower is projected to (a linear layer and a ReLU) before fusion.
         None projects only when the fusion needs a common width: to the narrowest
-        tower's width, or to 16 for ``"tensor"`` (its width is ``17 ** n_towers``).
+        tower's width, to 16 for ``"tensor"`` (its width is ``17 ** n_towers``) and
+        to 64 for ``"transformer"``.
     hidden_layer_sizes : tuple of int, default=(128,)
         Hidden ReLU layers of the head; ``()`` for a linear head.
     dropout : float, default=0.2
@@ -317,6 +478,8 @@ class MultimodalNetClassifier(ClassifierMixin, _MultimodalNetBase):
     l1 : float, default=0.0
         L1 penalty: ``l1`` times the sum of the absolute weights is added to each
         batch's loss.
+"""
+_NET_TRAINING = """\
     lr : float, default=1e-3
         Learning rate of the optimizer.
     tower_lr : dict of str to float or None, default=None
@@ -332,10 +495,11 @@ class MultimodalNetClassifier(ClassifierMixin, _MultimodalNetBase):
     max_epochs : int, default=30
         Maximum passes over the training data (early stopping may stop sooner).
     early_stopping : bool, default=True
-        Hold out ``validation_fraction`` of the rows (stratified when the classes
-        allow it), stop when the validation accuracy has not improved for
-        ``n_iter_no_change`` epochs and restore the weights of the best epoch (ties go
-        to the lower validation loss). False trains on all rows for ``max_epochs``.
+        Hold out ``validation_fraction`` of the rows (stratified by class for the
+        classifier), stop when the validation score (accuracy, or R² for the
+        regressor) has not improved for ``n_iter_no_change`` epochs and restore the
+        weights of the best epoch (ties go to the lower validation loss). False
+        trains on all rows for ``max_epochs``.
     validation_fraction : float, default=0.1
         Share of the rows held out for early stopping.
     n_iter_no_change : int, default=5
@@ -344,9 +508,22 @@ class MultimodalNetClassifier(ClassifierMixin, _MultimodalNetBase):
         In training, each modality of each row is zeroed with this probability (never
         all of a row's modalities), so that the net copes with missing ones. A missing
         item (None/NaN) is zeroed the same way, in training and prediction.
-    class_weight : "balanced", dict or None, default=None
-        Weights of the classes in the loss; ``"balanced"`` is
-        ``n_samples / (n_classes * np.bincount(y))``.
+    tower_loss_weight : float or "auto", default="auto"
+        Each tower also has a linear head of its own, trained on the target beside
+        the fused head: the loss is the fused head's plus ``tower_loss_weight`` times
+        each tower's (on the rows where its modality is present). It keeps every
+        tower learning when another modality fits faster (the failure of joint
+        training that Wang et al., CVPR 2020, describe). ``"auto"`` weighs each tower
+        by how it generalises, in the spirit of their gradient blending: its
+        validation score above chance relative to the best tower's, updated every
+        epoch (1 for all without early stopping); 0 trains the fused head alone.
+    schedule : {"joint", "staged"}, default="joint"
+        ``"joint"`` trains everything together. ``"staged"`` trains the towers
+        alone on their own heads first, then the fusion and the head on the trained
+        (fixed) towers, then everything at a tenth of the learning rate; each stage
+        runs up to ``max_epochs`` and stops early on its own.
+"""
+_NET_RUNTIME = """\
     device : {"auto", "cpu", "cuda"} or str, default="auto"
         Where the net runs; ``"auto"`` is CUDA when available.
     random_state : int, RandomState instance or None, default=None
@@ -355,9 +532,8 @@ class MultimodalNetClassifier(ClassifierMixin, _MultimodalNetBase):
     verbose : bool, default=False
         Show a progress bar over the epochs (with the loss and validation score) and
         over the batches in prediction.
-
-    Attributes
-    ----------
+"""
+_NET_ATTRIBUTES = """\
     encoders_ : list of (str, encoder, columns) tuples
         The fitted encoders (``"passthrough"`` and transformers become tabular
         encoders), with the resolved columns. Each skmm encoder holds its trained tower
@@ -368,6 +544,51 @@ class MultimodalNetClassifier(ClassifierMixin, _MultimodalNetBase):
         The network: ``towers``, ``fusion`` and ``head``, on ``device_``.
     device_ : str
         The device used.
+"""
+_NET_HISTORY = """\
+    n_iter_ : int
+        Epochs run.
+    history_ : list of dict
+        One record per epoch: ``epoch``, ``train_loss``, ``lr``, ``stage`` and, with
+        early stopping, ``valid_score``, ``valid_loss``, ``best`` and
+        ``tower_scores`` (each tower head's validation score, by name).
+    n_features_in_ : int
+        Number of columns of X.
+    feature_names_in_ : ndarray of str
+        Column names, when X is a DataFrame with string column names.
+"""
+
+
+@fill_doc(
+    net_top=_NET_TOP,
+    net_training=_NET_TRAINING,
+    net_runtime=_NET_RUNTIME,
+    net_attributes=_NET_ATTRIBUTES,
+    net_history=_NET_HISTORY,
+)
+class MultimodalNetClassifier(ClassifierMixin, _MultimodalNetBase):
+    """End-to-end multimodal classifier: encoder towers, a fusion layer, an MLP head.
+
+    Each modality goes through a tower: the torch module of an skmm encoder
+    (:class:`~skmm.encoders.ImageEncoder` CNN, :class:`~skmm.encoders.TextEncoder`
+    LSTM/GRU, :class:`~skmm.encoders.AudioEncoder` spectrogram CNN: one
+    implementation, with the encoder's preprocessing and augmentation) or, for numeric
+    columns, a 64-unit ReLU layer over the standardised values. The towers' outputs are
+    fused and an MLP head reads the fused vector; everything is trained jointly with
+    Adam and a cross-entropy loss.
+
+    Parameters
+    ----------
+    {net_top}
+    {net_training}
+    class_weight : "balanced", dict or None, default=None
+        Weights of the classes in the loss; ``"balanced"`` is
+        ``n_samples / (n_classes * np.bincount(y))``.
+    {net_runtime}
+
+    Attributes
+    ----------
+    {net_attributes}
     classes_ : ndarray of shape (n_classes,)
         The class labels.
     loss_curve_ : list of float
@@ -377,16 +598,7 @@ class MultimodalNetClassifier(ClassifierMixin, _MultimodalNetBase):
     best_validation_score_ : float
         The best validation accuracy, whose weights were kept; only set with early
         stopping.
-    n_iter_ : int
-        Epochs run.
-    history_ : list of dict
-        One record per epoch: ``epoch``, ``train_loss``, ``lr`` and, with early
-        stopping, ``valid_score``, ``valid_loss`` and ``best``.
-    n_features_in_ : int
-        Number of columns of X.
-    feature_names_in_ : ndarray of str
-        Column names, when X is a DataFrame with string column names.
-
+    {net_history}
     See Also
     --------
     MultimodalNetRegressor : The same for real-valued targets.
@@ -446,6 +658,8 @@ class MultimodalNetClassifier(ClassifierMixin, _MultimodalNetBase):
         validation_fraction=0.1,
         n_iter_no_change=5,
         modality_dropout=0.0,
+        tower_loss_weight="auto",
+        schedule="joint",
         class_weight=None,
         device="auto",
         random_state=None,
@@ -468,6 +682,8 @@ class MultimodalNetClassifier(ClassifierMixin, _MultimodalNetBase):
         self.validation_fraction = validation_fraction
         self.n_iter_no_change = n_iter_no_change
         self.modality_dropout = modality_dropout
+        self.tower_loss_weight = tower_loss_weight
+        self.schedule = schedule
         self.class_weight = class_weight
         self.device = device
         self.random_state = random_state
@@ -514,6 +730,30 @@ class MultimodalNetClassifier(ClassifierMixin, _MultimodalNetBase):
     def _score_outputs(out, target):
         return float((out.argmax(dim=1) == target).float().mean())
 
+    def _chance_score(self):
+        return 1 / len(self.classes_)
+
+    def tower_predict_proba(self, X):
+        """Class probabilities of each tower's own head: one modality at a time.
+
+        Parameters
+        ----------
+        X : DataFrame or array-like of shape (n_samples, n_features)
+            The same columns as in :meth:`fit`.
+
+        Returns
+        -------
+        proba : dict of str to ndarray of shape (n_samples, n_classes)
+            By tower name; rows where the modality is missing are NaN. Averaging them
+            (over the present modalities) is a late fusion of the towers.
+        """
+        logits = torch.from_numpy(self._forward(X, output="towers")).double()
+        names = [name for name, _, _ in self._towers()]
+        return {
+            name: torch.softmax(logits[:, m], dim=1).numpy()
+            for m, name in enumerate(names)
+        }
+
     def predict_proba(self, X):
         """Class probabilities.
 
@@ -547,6 +787,13 @@ class MultimodalNetClassifier(ClassifierMixin, _MultimodalNetBase):
         return self.classes_[scores.argmax(axis=1)]
 
 
+@fill_doc(
+    net_top=_NET_TOP,
+    net_training=_NET_TRAINING,
+    net_runtime=_NET_RUNTIME,
+    net_attributes=_NET_ATTRIBUTES,
+    net_history=_NET_HISTORY,
+)
 class MultimodalNetRegressor(RegressorMixin, _MultimodalNetBase):
     """End-to-end multimodal regressor: encoder towers, a fusion layer, an MLP head.
 
@@ -560,66 +807,13 @@ class MultimodalNetRegressor(RegressorMixin, _MultimodalNetBase):
 
     Parameters
     ----------
-    encoders : list of (str, encoder, columns) tuples
-        As in :class:`~sklearn.compose.ColumnTransformer`; see
-        :class:`MultimodalNetClassifier`.
-    fusion : {"concat", "sum", "mean", "product", "max", "attention", "tensor", \
-"dot"}, default="concat"
-        How the towers' outputs are combined; see :class:`MultimodalNetClassifier`.
-    projection : int or None, default=None
-        Width each tower is projected to before fusion; None projects only when the
-        fusion needs a common width (to the narrowest tower, 16 for ``"tensor"``).
-    hidden_layer_sizes : tuple of int, default=(128,)
-        Hidden ReLU layers of the head; ``()`` for a linear head.
-    dropout : float, default=0.2
-        Dropout rate on the fused vector and after each hidden layer, in training.
-    alpha : float, default=1e-4
-        L2 penalty (Adam weight decay) on the weight matrices and kernels.
-    l1 : float, default=0.0
-        L1 penalty added to each batch's loss, times the sum of the absolute weights.
-    lr : float, default=1e-3
-        Learning rate of the optimizer.
-    tower_lr : dict of str to float or None, default=None
-        Learning rates of some towers by encoder name (a pretrained tower fine-tuned
-        gently, say); the others, the fusion and the head use ``lr``.
-    optimizer : torch.optim.Optimizer class, default=torch.optim.Adam
-        The optimizer class, built on the trainable parameters.
-    callbacks : list of :class:`skmm.callbacks.Callback` or callables, default=None
-        Called after each epoch with the history: checkpoints, learning-rate
-        schedules, custom stops (see :mod:`skmm.callbacks`).
-    batch_size : int, default=64
-        Rows per batch in training and prediction.
-    max_epochs : int, default=30
-        Maximum passes over the training data (early stopping may stop sooner).
-    early_stopping : bool, default=True
-        Hold out ``validation_fraction`` of the rows, stop when the validation R² has
-        not improved for ``n_iter_no_change`` epochs and restore the best epoch's
-        weights. False trains on all rows for ``max_epochs``.
-    validation_fraction : float, default=0.1
-        Share of the rows held out for early stopping.
-    n_iter_no_change : int, default=5
-        Epochs without improvement before stopping.
-    modality_dropout : float, default=0.0
-        In training, each modality of each row is zeroed with this probability (never
-        all of a row's); missing items are zeroed the same way.
-    device : {"auto", "cpu", "cuda"} or str, default="auto"
-        Where the net runs; ``"auto"`` is CUDA when available.
-    random_state : int, RandomState instance or None, default=None
-        Seeds weights, validation split, data order, augmentation and dropout.
-    verbose : bool, default=False
-        Show progress bars over the epochs and the prediction batches.
+    {net_top}
+    {net_training}
+    {net_runtime}
 
     Attributes
     ----------
-    encoders_ : list of (str, encoder, columns) tuples
-        The fitted encoders with the resolved columns; each skmm encoder holds its
-        trained tower as ``module_``.
-    named_encoders_ : :class:`~sklearn.utils.Bunch`
-        The fitted encoders by name.
-    module_ : torch.nn.Module
-        The network: ``towers``, ``fusion`` and ``head``, on ``device_``.
-    device_ : str
-        The device used.
+    {net_attributes}
     n_outputs_ : int
         Number of targets.
     y_mean_, y_scale_ : ndarray
@@ -630,16 +824,7 @@ class MultimodalNetRegressor(RegressorMixin, _MultimodalNetBase):
         Validation R² of each epoch; None without early stopping.
     best_validation_score_ : float
         The best validation R², whose weights were kept; only set with early stopping.
-    n_iter_ : int
-        Epochs run.
-    history_ : list of dict
-        One record per epoch: ``epoch``, ``train_loss``, ``lr`` and, with early
-        stopping, ``valid_score``, ``valid_loss`` and ``best``.
-    n_features_in_ : int
-        Number of columns of X.
-    feature_names_in_ : ndarray of str
-        Column names, when X is a DataFrame with string column names.
-
+    {net_history}
     See Also
     --------
     MultimodalNetClassifier : The same for class labels.
@@ -680,6 +865,8 @@ class MultimodalNetRegressor(RegressorMixin, _MultimodalNetBase):
         validation_fraction=0.1,
         n_iter_no_change=5,
         modality_dropout=0.0,
+        tower_loss_weight="auto",
+        schedule="joint",
         device="auto",
         random_state=None,
         verbose=False,
@@ -701,6 +888,8 @@ class MultimodalNetRegressor(RegressorMixin, _MultimodalNetBase):
         self.validation_fraction = validation_fraction
         self.n_iter_no_change = n_iter_no_change
         self.modality_dropout = modality_dropout
+        self.tower_loss_weight = tower_loss_weight
+        self.schedule = schedule
         self.device = device
         self.random_state = random_state
         self.verbose = verbose
@@ -732,6 +921,30 @@ class MultimodalNetRegressor(RegressorMixin, _MultimodalNetBase):
     @staticmethod
     def _score_outputs(out, target):
         return float(r2_score(target.cpu().numpy(), out.float().cpu().numpy()))
+
+    def _chance_score(self):
+        return 0.0  # R² of predicting the mean
+
+    def tower_predict(self, X):
+        """Predictions of each tower's own head: one modality at a time.
+
+        Parameters
+        ----------
+        X : DataFrame or array-like of shape (n_samples, n_features)
+            The same columns as in :meth:`fit`.
+
+        Returns
+        -------
+        y_pred : dict of str to ndarray of shape (n_samples,) or (n_samples, n_outputs)
+            By tower name; rows where the modality is missing are NaN.
+        """
+        out = self._forward(X, output="towers").astype(np.float64)
+        out = out * self.y_scale_ + self.y_mean_
+        names = [name for name, _, _ in self._towers()]
+        squeeze = np.ndim(self.y_mean_) == 0
+        return {
+            name: out[:, m, 0] if squeeze else out[:, m] for m, name in enumerate(names)
+        }
 
     def predict(self, X):
         """Predict the targets.
