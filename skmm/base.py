@@ -14,6 +14,7 @@ from numbers import Integral, Real
 from typing import Protocol
 
 import numpy as np
+import pandas as pd
 import torch
 from sklearn.base import ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.preprocessing import LabelEncoder
@@ -593,17 +594,17 @@ class TorchEncoderMixin(
         out = np.full((len(column), self._n_features_out), np.nan, dtype=np.float32)
         rows = column.present()
         if not column.batch and all(isinstance(column.items[i], str) for i in rows):
-            _, first, inverse = np.unique(
-                column.items[rows].astype(str), return_index=True, return_inverse=True
-            )
-            todo = rows[first]
+            # Hashing the str objects: memory follows the texts' real lengths (a
+            # fixed-width str array would be n x the longest text).
+            inverse, _ = pd.factorize(column.items[rows])
+            todo = rows[np.unique(inverse, return_index=True)[1]]
         else:
             todo, inverse = rows, None
         values = np.empty((len(todo), self._n_features_out), dtype=np.float32)
         cache, keys = None, None
         if self.memory is not None:
             cache = EmbeddingCache(self.memory, self._cache_namespace())
-            keys = [self._item_key(column, i) for i in todo]
+            keys = [self._item_key(column, i, cache.hash_files) for i in todo]
             compute = np.flatnonzero(~cache.load(keys, values))
         else:
             compute = np.arange(len(todo))
@@ -641,10 +642,14 @@ class TorchEncoderMixin(
     # -- the embedding cache -----------------------------------------------------------
     _str_items_are_paths = True
 
-    def _item_key(self, column, i):
+    def _item_key(self, column, i, hash_files=False):
         if column.batch:
             return fingerprint(column.items[i])
-        return item_key(column.items[i], str_is_path=self._str_items_are_paths)
+        return item_key(
+            column.items[i],
+            str_is_path=self._str_items_are_paths,
+            hash_files=hash_files,
+        )
 
     def _cache_namespace(self):
         """Fingerprint of everything that decides an item's features."""

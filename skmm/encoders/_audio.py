@@ -1,5 +1,6 @@
 """AudioEncoder: sounds (WAV paths or waveforms) to CNN features over log-mel spectrograms."""
 
+import io
 import math
 import os
 from numbers import Integral, Real
@@ -13,7 +14,20 @@ from ..utils._sklearn_compat import Interval, StrOptions
 from ._image import small_cnn
 from ._mel import LogMelSpectrogram, default_n_fft
 
-_INT_SCALE = {np.dtype("int16"): 32768.0, np.dtype("int32"): 2147483648.0}
+# Full scale of each PCM sample type: the rule that turns integer samples into
+# amplitudes in [-1, 1] (uint8 is offset binary, centred on 128).
+_PCM_SCALE = {
+    np.dtype("int8"): 128.0,
+    np.dtype("int16"): 32768.0,
+    np.dtype("int32"): 2147483648.0,
+    np.dtype("int64"): 9223372036854775808.0,
+}
+# Float amplitudes beyond the largest PCM scale are not sound under any convention,
+# and their power spectrum overflows float32 (NaN features).
+_MAX_AMPLITUDE = 2.0**31
+# Sample rates a file may declare: a header claiming more is malformed, and would
+# make the resampling filter (its length grows with the rate) take any memory.
+_MAX_RATE = 1_000_000
 # Items sampled to fit the spectrogram normalisation: enough for stable statistics.
 _STATS_SAMPLE = 500
 
@@ -27,66 +41,146 @@ def _resample(wave, rate, sample_rate):
     return resample_poly(wave, sample_rate // g, rate // g).astype(np.float32)
 
 
-def _pcm_to_float(data):
+def _pcm_to_float(data, *, from_file=False):
+    """Turn samples into float32 amplitudes by their dtype, never by their content.
+
+    The rule (documented in :class:`AudioEncoder`): floats are taken as they are
+    (finite, and at most 2**31 in magnitude);
+    uint8 is 8-bit PCM, ``(x - 128) / 128``; int8, int16 and int32 are divided by
+    their full scale (128, 32768, 2**31), as are int64 samples read from a 64-bit WAV
+    file. Other integer arrays (int64 from a Python list of ints, unsigned types)
+    carry no sample width, so they are read as 16-bit PCM and must lie in
+    [-32768, 32767].
+    """
+    data = np.asarray(data)
     if data.dtype == np.uint8:
         return (data.astype(np.float32) - 128.0) / 128.0
-    if data.dtype in _INT_SCALE:
-        return data.astype(np.float32) / _INT_SCALE[data.dtype]
-    return data.astype(np.float32)
+    if np.issubdtype(data.dtype, np.integer):
+        dtype = data.dtype.newbyteorder("=")
+        if dtype in _PCM_SCALE and (from_file or dtype != np.int64):
+            return data.astype(np.float32) / np.float32(_PCM_SCALE[dtype])
+        low, high = int(data.min(initial=0)), int(data.max(initial=0))
+        if low < -32768 or high > 32767:
+            raise ValueError(
+                f"integer samples of dtype {data.dtype} lie in [{low}, {high}]: "
+                "integers other than int8/int16/int32/uint8 are read as 16-bit PCM "
+                "and must lie in [-32768, 32767]; pass floats in [-1, 1], or cast to "
+                "the PCM type of your data"
+            )
+        return data.astype(np.float32) / np.float32(32768)
+    if np.issubdtype(data.dtype, np.floating):
+        # Checked after the cast: a float64 beyond float32's range becomes infinite.
+        with np.errstate(over="ignore"):
+            wave = data.astype(np.float32)
+        if not np.all(np.isfinite(wave)):
+            raise ValueError("samples contain NaN or infinity")
+        peak = float(np.abs(wave).max(initial=0))
+        if peak > _MAX_AMPLITUDE:
+            raise ValueError(
+                f"samples reach {peak:g}, beyond any PCM scale (2**31): their power "
+                "would overflow; float samples are amplitudes, nominally in [-1, 1]"
+            )
+        return wave
+    raise ValueError(f"samples have dtype {data.dtype}, not real numbers")
+
+
+def _read_wav(source, name):
+    """Read a WAV file strictly: any structural flaw is an error, not a warning."""
+    import warnings
+
+    from scipy.io import wavfile
+
+    try:
+        with warnings.catch_warnings():
+            # scipy only warns on a truncated data chunk or an unknown chunk (junk
+            # after the header); such a file is broken, as a truncated image is.
+            warnings.simplefilter("error", wavfile.WavFileWarning)
+            rate, data = wavfile.read(source)
+    except MemoryError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - scipy raises struct.error and others
+        message = str(exc) or type(exc).__name__
+        raise ValueError(f"cannot read {name} as WAV: {message}") from None
+    return rate, data
 
 
 def read_audio(item, sample_rate):
     """Load one sound as a mono float32 waveform at ``sample_rate``.
 
     ``item`` is a file path (WAV through scipy; FLAC, OGG, MP3 through the optional
-    ``soundfile`` package) or a 1-D array already at ``sample_rate``. Raises
-    ``ValueError`` saying what is wrong with the item.
+    ``soundfile`` package), the bytes of a WAV file, or a 1-D array or list of samples
+    already at ``sample_rate`` (scaled by dtype, see :func:`_pcm_to_float`). Raises
+    ``ValueError`` saying what is wrong with the item: a missing, empty or malformed
+    file, no samples, NaN or infinity.
     """
-    if isinstance(item, (str, os.PathLike)):
-        path = os.fspath(item)
-        if not os.path.isfile(path):
-            raise ValueError(f"file not found: {path!r}")
-        if path.lower().endswith(".wav"):
-            from scipy.io import wavfile
-
-            try:
-                rate, data = wavfile.read(path)
-            except (ValueError, OSError, EOFError) as exc:
-                raise ValueError(f"cannot read {path!r} as WAV: {exc}") from None
+    if isinstance(item, (str, os.PathLike, bytes, bytearray, memoryview)):
+        if isinstance(item, (str, os.PathLike)):
+            path = os.fspath(item)
+            name = repr(path)
+            if os.path.isdir(path):
+                raise ValueError(f"{name} is a directory, not an audio file")
+            if not os.path.isfile(path):
+                raise ValueError(f"file not found: {name}")
+            if os.path.getsize(path) == 0:
+                raise ValueError(f"{name} is an empty file")
+            is_wav = path.lower().endswith(".wav")
+        else:
+            path, name = io.BytesIO(item), f"{len(item)} bytes"
+            is_wav = True  # bytes are read as a WAV file, whatever they hold
+        if is_wav:
+            rate, data = _read_wav(path, name)
         else:
             try:
                 import soundfile
             except ImportError:
                 raise ValueError(
-                    f"cannot read {path!r}: formats other than WAV need the optional "
+                    f"cannot read {name}: formats other than WAV need the optional "
                     "'soundfile' package (pip install 'skmm[audio]')"
                 ) from None
             try:
                 data, rate = soundfile.read(path, dtype="float32")
-            except (RuntimeError, soundfile.LibsndfileError) as exc:
-                raise ValueError(f"cannot read {path!r} as audio: {exc}") from None
-        wave = _pcm_to_float(np.asarray(data))
+            except MemoryError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - any decoder failure
+                raise ValueError(f"cannot read {name} as audio: {exc}") from None
+        if not 1 <= rate <= _MAX_RATE:
+            raise ValueError(f"{name} declares a sample rate of {rate} Hz")
+        try:
+            wave = _pcm_to_float(data, from_file=True)
+        except ValueError as exc:
+            raise ValueError(f"{name}: {exc}") from None
         if wave.ndim == 2:  # (samples, channels): mix down to mono
-            wave = wave.mean(axis=1)
+            wave = wave.mean(axis=1) if wave.shape[1] else wave[:, 0]
         if wave.size == 0:
-            raise ValueError(f"{path!r} holds no samples")
+            raise ValueError(f"{name} holds no samples")
         return _resample(wave, int(rate), int(sample_rate))
-    if isinstance(item, np.ndarray) or isinstance(item, list):
-        wave = np.asarray(item)
+    if isinstance(item, (np.ndarray, list, tuple)):
+        try:
+            wave = np.asarray(item)
+        except ValueError:
+            raise ValueError(
+                "a nested sequence whose rows have different lengths is not a waveform"
+            ) from None
+        if wave.dtype == object:
+            raise ValueError(
+                "waveform values must be numbers; got "
+                f"{sorted({type(v).__name__ for v in wave.ravel()})}"
+            )
         if wave.ndim != 1:
             raise ValueError(
                 f"expected a 1-D waveform, got an array of shape {wave.shape}"
             )
         if wave.size == 0:
             raise ValueError("empty waveform")
-        if not (np.issubdtype(wave.dtype, np.number) and not np.iscomplexobj(wave)):
+        if wave.dtype == bool or np.iscomplexobj(wave):
             raise ValueError(f"waveform has dtype {wave.dtype}, not real numbers")
-        wave = _pcm_to_float(wave)
-        if not np.all(np.isfinite(wave)):
-            raise ValueError("waveform contains NaN or infinity")
-        return wave
+        try:
+            return _pcm_to_float(wave)
+        except ValueError as exc:
+            raise ValueError(f"waveform {exc}") from None
     raise ValueError(
-        f"expected an audio file path or a 1-D waveform; got {type(item).__name__}"
+        "expected an audio file path, WAV file bytes or a 1-D waveform; got "
+        f"{type(item).__name__}"
     )
 
 
@@ -198,7 +292,10 @@ class AudioMixin:
     def _waves(self, column, rows):
         """Read the sounds at ``rows`` as a list of 1-D float32 arrays."""
         if column.batch:
-            return list(np.asarray(column.items[rows], dtype=np.float32))
+            try:
+                return list(_pcm_to_float(column.items[rows]))
+            except ValueError as exc:
+                raise ValueError(f"waveform batch: {exc}") from None
         waves = []
         for i in rows:
             try:
@@ -256,11 +353,14 @@ class AudioEncoder(AudioMixin, TorchEncoderMixin, BaseEstimator):
         Sounds per batch in training and in :meth:`transform`.
     memory : str, path, joblib.Memory or None, default=None
         Folder (or ``joblib.Memory``) caching each item's features on disk, keyed by
-        the item's content (a file's path, size and modification time; an array's or
-        a text's hash) and by a fingerprint of the fitted encoder (parameters and
-        weights). Cross-validation folds and grid-search candidates that share a
-        frozen encoder (pretrained, or ``max_epochs=0``) then encode each item once; a
-        retrained encoder has new weights, hence new keys, and never reads stale rows.
+        the item's content (a file's path, size, times and inode; an array's hash) and
+        by a fingerprint of the fitted encoder (parameters and weights).
+        Cross-validation folds and grid-search candidates that share a frozen encoder
+        (pretrained, or ``max_epochs=0``) then encode each item once; a retrained
+        encoder has new weights, hence new keys, and never reads stale rows.
+        :class:`~skmm.utils.EmbeddingMemory` with ``hash_files=True`` keys files by
+        their bytes instead. Entries carry a checksum and are recomputed when it does
+        not match; a folder that cannot be written warns once and is not used.
     num_workers : int, default=0
         Threads decoding the next batches while the model runs on the current one in
         :meth:`transform`; 0 decodes in the main thread. At most
@@ -299,6 +399,24 @@ class AudioEncoder(AudioMixin, TorchEncoderMixin, BaseEstimator):
     See Also
     --------
     AudioFeatures : Training-free MFCC statistics, a strong baseline for SVMs.
+
+    Notes
+    -----
+    An item is a file path (WAV; other formats with the optional ``soundfile``), the
+    bytes of a WAV file, or a 1-D array or list of samples at ``sample_rate``; a 2-D
+    array is a batch, one sound per row. Samples are scaled by their type, never by
+    their content: floats are amplitudes taken as they are (finite, and at most
+    2**31 in magnitude); ``int8``, ``int16`` and ``int32`` are divided by their full
+    scale (128, 32768, 2**31), ``uint8`` is 8-bit PCM, ``(x - 128) / 128``, and other
+    integer arrays (``int64``, as a Python list of ints becomes, or unsigned types)
+    carry no sample width, so they are read as 16-bit PCM and must lie in
+    [-32768, 32767]. A WAV file's own sample type decides its scale.
+
+    WAV files are read strictly: a truncated file, junk after the header, an
+    unknown chunk or a sample rate outside 1 Hz to 1 MHz raise ``ValueError``
+    naming the column and row, as do NaN or infinite samples and empty sounds; only
+    ``None``/NaN items are missing. A WAV file has no checksum: random bytes of
+    exactly the length its header declares are valid (noisy) PCM and are encoded.
 
     Examples
     --------
