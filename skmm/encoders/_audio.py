@@ -328,10 +328,11 @@ class AudioEncoder(AudioMixin, TorchEncoderMixin, BaseEstimator):
         Sample rate the sounds are resampled to, in Hz; waveform arrays must already
         be at this rate.
     n_mels : int or "auto", default="auto"
-        Mel bands of the spectrogram. ``"auto"`` is 32 up to 8 kHz (narrowband
-        speech carries 0-4 kHz, which 32 bands resolve; more bands give a tower fed a
-        few hundred recordings more room to learn the voices instead of the words)
-        and 64 above.
+        Mel bands of the spectrogram. ``"auto"`` is 16 up to 8 kHz and 64 above. At
+        8 kHz, 16 bands keep the spectral envelope (the formants, which carry the
+        words) and blur the harmonics of the pitch (which carry the voice): a tower
+        trained on four voices of FSDD scores 0.47 on two unheard ones with 16 bands
+        and ``augment="default"``, 0.23 with 32.
     normalize : {"utterance", "global"}, default="utterance"
         ``"utterance"`` standardises each sound's mel bands over time (cepstral mean
         and variance normalisation), which removes a voice's and a microphone's
@@ -503,7 +504,7 @@ class AudioEncoder(AudioMixin, TorchEncoderMixin, BaseEstimator):
 
     def _n_mels(self):
         if self.n_mels == "auto":
-            return 32 if self.sample_rate <= 8000 else 64
+            return 16 if self.sample_rate <= 8000 else 64
         return self.n_mels
 
     def _build_module(self):

@@ -14,6 +14,7 @@ negatives per step, and the towers learn from the first epochs.
 import math
 
 import numpy as np
+import pandas as pd
 import torch
 import torch.nn.functional as F
 
@@ -116,7 +117,8 @@ def item_groups(column):
         flat = np.ascontiguousarray(column.items).reshape(n, -1)
         return np.unique(flat, axis=0, return_inverse=True)[1].ravel()
     if all(isinstance(item, str) for item in column.items):
-        return np.unique(column.items.astype(str), return_inverse=True)[1]
+        # factorize compares the strings themselves: no n x longest-text array.
+        return pd.factorize(column.items)[0]
     return np.arange(n)
 
 
