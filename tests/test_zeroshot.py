@@ -3,6 +3,7 @@
 import pickle
 import re
 
+import joblib
 import numpy as np
 import pandas as pd
 import pytest
@@ -216,12 +217,19 @@ def test_pipeline_clone_pickle_and_frozen_matcher(matcher, data):
     np.testing.assert_allclose(frozen.coef_, fitted[-1].coef_)
 
 
+def test_fit_leaves_the_matcher_untouched(matcher, data):
+    X, y = data
+    before = joblib.hash(matcher)
+    ZeroShotClassifier(matcher, template="colour_{}").fit(X, y)
+    assert joblib.hash(matcher) == before
+
+
 def test_errors(matcher, data):
     X, y = data
     unfitted = MultimodalMatcher(matcher.encoders)
     with pytest.raises(NotFittedError, match="needs a fitted MultimodalMatcher"):
         ZeroShotClassifier(unfitted, classes=COLOURS).fit(X)
-    with pytest.raises(ValueError, match="pass classes= for zero-shot, or labels y"):
+    with pytest.raises(ValueError, match="Pass classes= for zero-shot, or labels y"):
         ZeroShotClassifier(matcher).fit(X)
     with pytest.raises(ValueError, match=re.escape("with '{}' where the class name")):
         ZeroShotClassifier(matcher, classes=COLOURS, template="a photo").fit(X)

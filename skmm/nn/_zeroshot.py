@@ -3,6 +3,8 @@
 from numbers import Integral, Real
 
 import numpy as np
+import pandas as pd
+import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
@@ -22,13 +24,19 @@ from ..utils._validation import _is_numeric_table
 
 __all__ = ["ZeroShotClassifier"]
 
-# What few_shot="auto" resolves to, measured on the fashion catalogue (matcher of
-# plot_zero_shot.py, 10 article types, photos never seen in the matcher's fit,
-# accuracy averaged over 5 draws of the labelled photos):
-#   labelled photos per class       1      5      20
-#   "centroid" (prompt_weight=1)    ...
-#   "linear_probe" (alpha=1)        ...
-_AUTO = "centroid"
+# What few_shot="auto" resolves to, measured on the fashion catalogue (the matcher of
+# plot_zero_shot.py trained on 2,000 photo/title pairs; 621 photos never seen in its
+# fit, of the 10 most common article types; accuracy on the photos not labelled,
+# mean of 5 draws of the labelled ones; zero-shot with the bare names: 0.31):
+#   labelled photos per class           1      5      20
+#   "centroid", prompt_weight=0.5       0.446  0.564  0.630
+#   "centroid", prompt_weight=1         0.454  0.562  0.630
+#   "centroid", prompt_weight=2         0.420  0.554  0.632
+#   "linear_probe", alpha=0.01          0.534  0.650  0.700
+#   "linear_probe", alpha=0.1           0.562  0.665  0.708
+#   "linear_probe", alpha=1             0.566  0.647  0.670
+#   LogisticRegression(C=10), no prompt 0.383  0.614  0.677
+_AUTO = "linear_probe"
 
 
 class ZeroShotClassifier(ClassifierMixin, BaseEstimator):
@@ -60,7 +68,7 @@ class ZeroShotClassifier(ClassifierMixin, BaseEstimator):
     query : str, default=None
         Name of the matcher's encoder whose items are ``X``; the prompts go through
         the other one. None is the first encoder.
-    few_shot : {"auto", "centroid", "linear_probe"} or None, default="auto"
+    few_shot : {"auto", "linear_probe", "centroid"} or None, default="auto"
         How labelled items are used:
 
         - ``"centroid"``: each class's vector is the L2-normalised sum of
@@ -71,7 +79,7 @@ class ZeroShotClassifier(ClassifierMixin, BaseEstimator):
         - ``"linear_probe"``: a multinomial logistic regression on the embeddings,
           at the matcher's temperature, whose weights start at the prompt
           embeddings and are pulled back to them by an L2 penalty ``alpha``.
-        - ``"auto"``: ``"centroid"``, the better of the two on the fashion
+        - ``"auto"``: ``"linear_probe"``, the better of the two on the fashion
           catalogue at 1, 5 and 20 labelled photos per class (see Notes).
         - None: the labels only name the classes, the class vectors are the
           prompts alone (zero-shot); a grid search over ``template`` then scores
@@ -80,7 +88,7 @@ class ZeroShotClassifier(ClassifierMixin, BaseEstimator):
         Without ``y`` (zero-shot) it is ignored.
     prompt_weight : float, default=1.0
         With ``"centroid"``: how many labelled items the prompt counts for.
-    alpha : float, default=1.0
+    alpha : float, default=0.1
         With ``"linear_probe"``: strength of the penalty ``alpha * ||W - P||^2``
         pulling the weights ``W`` to the prompt embeddings ``P``.
     max_iter : int, default=100
@@ -104,6 +112,8 @@ class ZeroShotClassifier(ClassifierMixin, BaseEstimator):
         The few-shot method used; None for zero-shot.
     class_count_ : ndarray of shape (n_classes,)
         Number of labelled items of each class (zeros for zero-shot).
+    n_iter_ : int
+        Iterations of the linear probe (0 for the other methods, closed-form).
     n_features_in_ : int
         Number of features of ``X``, when it is a numeric table.
     feature_names_in_ : ndarray of str
@@ -123,10 +133,14 @@ class ZeroShotClassifier(ClassifierMixin, BaseEstimator):
     matcher's contrastive temperature, as CLIP's zero-shot probabilities are.
 
     Measured on the fashion catalogue (``examples/plot_zero_shot.py``): a matcher
-    trained on 2,000 photo/title pairs sorts 1,000 unseen photos into the 10 most
-    common article types from their names alone ... The ``"centroid"`` combination
-    beats the linear probe at 1, 5 and 20 labelled photos per class, hence the
-    default.
+    trained on 2,000 photo/title pairs sorts 621 photos it never saw into the 10
+    most common article types with 31% accuracy from the bare names (chance: 10%),
+    and 42% with templates taken from its training titles ("Nike Men Black {}").
+    With 1, 5 and 20 labelled photos per class, the linear probe started at the
+    prompts is right on 56%, 67% and 71% of the other photos, the centroid
+    combination on 45%, 56% and 63%, and a ``LogisticRegression`` on the same
+    embeddings without the prompts on 38%, 61% and 68%: the probe is the default.
+    The prompt's head start matters most with few labels.
 
     Examples
     --------
@@ -173,7 +187,7 @@ class ZeroShotClassifier(ClassifierMixin, BaseEstimator):
         query=None,
         few_shot="auto",
         prompt_weight=1.0,
-        alpha=1.0,
+        alpha=0.1,
         max_iter=100,
     ):
         self.matcher = matcher
@@ -215,6 +229,21 @@ class ZeroShotClassifier(ClassifierMixin, BaseEstimator):
 
     def _query_items(self, X, side, *, reset):
         """The query side's items of ``X``; a numeric table is checked as sklearn does."""
+        if sp.issparse(X):
+            raise TypeError(
+                "ZeroShotClassifier takes the items of the matcher's side (a column "
+                "of items or a dense array); sparse data was passed."
+            )
+        if not isinstance(X, (pd.DataFrame, pd.Series, list, tuple)) and hasattr(
+            X, "__array__"
+        ):
+            X = np.asarray(X)
+        if isinstance(X, np.ndarray) and X.ndim == 1 and X.dtype != object:
+            raise ValueError(
+                "ZeroShotClassifier got a 1-D numeric array, which is not a column of "
+                "items. Reshape your data: X.reshape(-1, 1) if it is one feature, or "
+                "X.reshape(1, -1) if it is one item."
+            )
         X = self.matcher._select_side(X, self.matcher._side(side))
         if _is_numeric_table(X):
             X = validate_data(self, X, reset=reset, dtype=[np.float64, np.float32])
@@ -264,7 +293,8 @@ class ZeroShotClassifier(ClassifierMixin, BaseEstimator):
         X = self._query_items(X, side, reset=True)
         if y is None and self.classes is None:
             raise ValueError(
-                "ZeroShotClassifier needs the class names: pass classes= for "
+                "ZeroShotClassifier requires y to be passed, but the target y is None "
+                "and classes=None: it needs the class names. Pass classes= for "
                 "zero-shot, or labels y for few-shot."
             )
         few_shot = None if y is None else self.few_shot
@@ -282,6 +312,7 @@ class ZeroShotClassifier(ClassifierMixin, BaseEstimator):
         prompts = self._prompt_embeddings(classes, prompt_side)
         temperature = float(self.matcher.temperature_)
         count = np.zeros(len(classes), dtype=np.int64)
+        n_iter = 0
         coef, intercept, method = prompts, np.zeros(len(classes)), None
         if codes is not None:
             count = np.bincount(codes, minlength=len(classes))
@@ -290,16 +321,17 @@ class ZeroShotClassifier(ClassifierMixin, BaseEstimator):
             if method == "centroid":
                 coef = self._centroids(prompts, z, codes, weight)
             else:
-                coef, intercept = self._linear_probe(
+                coef, intercept, n_iter = self._linear_probe(
                     prompts, z, codes, weight, temperature
                 )
         self.classes_ = classes
-        self.prompt_embeddings_ = prompts.astype(np.float32)
-        self.coef_ = coef.astype(np.float32)
-        self.intercept_ = intercept.astype(np.float32)
+        self.prompt_embeddings_ = prompts
+        self.coef_ = coef
+        self.intercept_ = intercept
         self.temperature_ = temperature
         self.few_shot_ = method
         self.class_count_ = count
+        self.n_iter_ = n_iter
         return self
 
     def _check_classes(self):
@@ -376,14 +408,16 @@ class ZeroShotClassifier(ClassifierMixin, BaseEstimator):
             return loss
 
         optimizer.step(objective)
-        return coef.detach().numpy(), bias.detach().numpy()
+        n_iter = optimizer.state[coef]["n_iter"]
+        return coef.detach().numpy(), bias.detach().numpy(), int(n_iter)
 
     # -- prediction ----------------------------------------------------------------
     def _scores(self, X):
         check_is_fitted(self)
         side, _ = self._sides()
         z = self.matcher.embed(self._query_items(X, side, reset=False), side=side)
-        return z @ self.coef_.T + self.intercept_
+        # In float64: the softmax at a temperature near 0.07 magnifies rounding.
+        return z.astype(np.float64) @ self.coef_.T + self.intercept_
 
     def decision_function(self, X):
         """The score of each class for each item: its similarity to the class vector.
@@ -439,6 +473,9 @@ class ZeroShotClassifier(ClassifierMixin, BaseEstimator):
         tags = super().__sklearn_tags__()
         # With the class names given, a fit needs no y (zero-shot).
         tags.target_tags.required = self.classes is None
+        # The matcher was trained on other data (pairs), so on data whose labels
+        # it knows nothing of (scikit-learn's blobs) it has no reason to score well.
+        tags.classifier_tags.poor_score = True
         return tags
 
 
