@@ -294,8 +294,8 @@ def test_fashion_zero_and_few_shot(shared_data):
     unseen = unseen[unseen["article"].isin(items["article"].value_counts().index[:10])]
     photos, y = unseen["image"].reset_index(drop=True), unseen["article"].to_numpy()
     zero_shot = ZeroShotClassifier(matcher, classes=np.unique(y)).fit(photos[:1])
-    # Measured 0.641 on the 621 photos, chance being 0.1.
-    assert zero_shot.score(photos, y) > 0.55
+    # Measured 0.641 on the 621 photos, chance being 0.1 (the issue asks for 4x).
+    assert zero_shot.score(photos, y) > 0.6
 
     z = matcher.embed(photos, side="image")
     few, probe, zero = [], [], []
@@ -310,11 +310,7 @@ def test_fashion_zero_and_few_shot(shared_data):
         lr = LogisticRegression().fit(z[labelled], y[labelled])
         probe.append(lr.score(z[rest], y[rest]))
         zero.append(zero_shot.score(photos[rest], y[rest]))
-    print(
-        f"5 per class: few-shot {np.mean(few):.3f}, LogisticRegression "
-        f"{np.mean(probe):.3f}, zero-shot {np.mean(zero):.3f}"
-    )
-    # Measured (mean of the 3 draws): few-shot ..., LogisticRegression ...,
-    # zero-shot ....
-    assert np.mean(few) > np.mean(zero) + 0.02
-    assert np.mean(few) > np.mean(probe) + 0.02
+    # Measured (mean of the 3 draws): few-shot 0.678, LogisticRegression 0.621,
+    # zero-shot 0.647 (58 s in all on 2 busy cores).
+    assert np.mean(few) > np.mean(zero) + 0.01
+    assert np.mean(few) > np.mean(probe) + 0.03
