@@ -620,6 +620,13 @@ class _ScaledImageEncoder(ImageEncoder):
         return tower
 
 
+class _OtherScaledImageEncoder(ImageEncoder):
+    def _init_module(self):
+        tower = super()._init_module()
+        self.logit_scale_ = 20.0
+        return tower
+
+
 def _two_photos(n, seed=0):
     """Pairs of photos of one scene: the second a noisy copy of the first."""
     rng = np.random.default_rng(seed)
@@ -679,6 +686,18 @@ def test_towers_temperature_is_used():
     # A fixed temperature wins over the towers'.
     fixed = _aligned(_ScaledImageEncoder, temperature=0.5).fit(X)
     assert fixed.temperature_ == pytest.approx(0.5)
+    backbone = _Fixed()
+    mixed = MultimodalMatcher(
+        [
+            ("first", _ScaledImageEncoder(backbone, max_epochs=0), "first"),
+            ("second", _OtherScaledImageEncoder(backbone, max_epochs=0), "second"),
+        ],
+        embedding_dim=None,
+        max_epochs=0,
+        device="cpu",
+    )
+    with pytest.raises(ValueError, match=r"different logit scales .*Pass a float"):
+        mixed.fit(X)
 
 
 def test_aligned_towers_must_share_a_width():
