@@ -816,13 +816,13 @@ def _similarity(za, zb):
 class EmbeddingIndex:
     """Embeddings of one side's items, computed once and searched many times.
 
-    :meth:`MultimodalMatcher.kneighbors` takes it in place of the items: a
+    :meth:`~skmm.nn.MultimodalMatcher.kneighbors` takes it in place of the items: a
     catalogue's titles (or photos) are then embedded once, not at every search.
 
     Parameters
     ----------
     embeddings : array-like of shape (n_items, n_embedding)
-        L2-normalised embeddings, as :meth:`MultimodalMatcher.embed` returns them.
+        L2-normalised embeddings, as :meth:`~skmm.nn.MultimodalMatcher.embed` returns them.
         A ``numpy.memmap`` (from ``np.save`` then ``np.load(..., mmap_mode="r")``)
         is read a chunk at a time, so a catalogue larger than memory can be searched.
     side : str

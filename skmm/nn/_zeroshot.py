@@ -46,7 +46,7 @@ _AUTO = "linear_probe"
 class ZeroShotClassifier(ClassifierMixin, BaseEstimator):
     """Classify items by the closeness of their embedding to each class's prompt.
 
-    A fitted :class:`MultimodalMatcher` places the items of its two sides (photos and
+    A fitted :class:`~skmm.nn.MultimodalMatcher` places the items of its two sides (photos and
     titles, say) in one space. Each class name, written into a ``template`` ("a photo
     of {}"), is embedded by the text side: the class whose prompt is closest to a
     photo's embedding is the prediction, with no labelled photo at all (zero-shot, as
@@ -281,7 +281,7 @@ class ZeroShotClassifier(ClassifierMixin, BaseEstimator):
         Parameters
         ----------
         X : sequence of items, array-like or DataFrame
-            Items of the query side, as :meth:`MultimodalMatcher.embed` takes them.
+            Items of the query side, as :meth:`~skmm.nn.MultimodalMatcher.embed` takes them.
             Used only with ``y``.
         y : array-like of shape (n_samples,), default=None
             The items' classes (few-shot). None: zero-shot, ``classes`` required.
