@@ -713,3 +713,13 @@ def test_aligned_towers_must_share_a_width():
         .module_.out_features
         == 4
     )
+
+
+def test_aligned_towers_fine_tune_from_their_temperature():
+    # max_epochs > 0 trains contrastively from there: with frozen towers and no
+    # projection, only the temperature learns (a sharper softmax for twins this close).
+    X = _two_photos(60)
+    matcher = _aligned(_ScaledImageEncoder, max_epochs=3, early_stopping=False)
+    matcher.set_params(batch_size=16, lr=0.1).fit(X)
+    assert matcher.n_iter_ == 3
+    assert matcher.temperature_ < 1 / 50
