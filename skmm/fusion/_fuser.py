@@ -1,5 +1,6 @@
 """MultimodalFuser: encode each modality's column, then fuse the features (early fusion)."""
 
+import warnings
 from numbers import Integral, Real
 
 import numpy as np
@@ -7,9 +8,15 @@ import scipy.sparse as sp
 from sklearn.base import TransformerMixin, clone
 from sklearn.decomposition import PCA
 from sklearn.impute import SimpleImputer
+from sklearn.model_selection import check_cv
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, StandardScaler
 from sklearn.utils import Bunch, check_array, get_tags
+from sklearn.utils.metadata_routing import (
+    MetadataRouter,
+    MethodMapping,
+    process_routing,
+)
 from sklearn.utils.parallel import Parallel, delayed
 from sklearn.utils.sparsefuncs import mean_variance_axis
 from sklearn.utils.validation import check_is_fitted
@@ -21,23 +28,38 @@ from ..utils._composition import (
     is_drop,
 )
 from ..utils._sklearn_compat import (
+    HasMethods,
     Hidden,
     Interval,
     StrOptions,
     _check_feature_names_in,
+    _check_method_params,
     _fit_context,
     _get_column_indices,
     _name_estimators,
     _print_elapsed_time,
+    _raise_for_params,
+    _routing_enabled,
     _safe_indexing,
+    _VisualBlock,
     validate_data,
 )
+from ._missing import (
+    all_missing_message,
+    missing_message,
+    missing_rows,
+    row_labels,
+    shown_rows,
+)
 from ._ops import ELEMENTWISE, FUSION_OPERATORS, fuse, tensor_width
+from ._projection import (
+    CLASS_PROJECTIONS,
+    ClassProjection,
+    default_projection_estimator,
+)
 
 __all__ = ["MultimodalFuser", "make_fuser"]
 
-# Rows named in a "modality is missing" error; the count says how many there are.
-_SHOWN_ROWS = 10
 # As ColumnTransformer's default sparse_threshold: the output is sparse when some
 # block is sparse and the fused matrix is less than 30% non-zero.
 _SPARSE_THRESHOLD = 0.3
@@ -209,13 +231,22 @@ class MultimodalFuser(TransformerMixin, TriplesComposition):
     _parameter_constraints = {
         "encoders": [list, Hidden(tuple)],
         "fusion": [StrOptions(set(FUSION_OPERATORS))],
-        "projection": [Interval(Integral, 1, None, closed="left"), dict, None],
+        "projection": [
+            Interval(Integral, 1, None, closed="left"),
+            StrOptions(set(CLASS_PROJECTIONS)),
+            dict,
+            None,
+        ],
+        "projection_estimator": [HasMethods("fit"), None],
+        "cv": ["cv_object"],
         "weights": [dict, None],
         "normalize": [StrOptions({"standard", "block"}), None, dict],
         "missing": [StrOptions({"error", "zero", "mean", "indicator"})],
+        "remainder": [StrOptions({"drop", "passthrough"}), HasMethods("transform")],
         "n_jobs": [Integral, None],
         "verbose": ["verbose"],
         "verbose_feature_names_out": ["boolean", str, callable],
+        "random_state": ["random_state"],
     }
 
     def __init__(
@@ -224,22 +255,30 @@ class MultimodalFuser(TransformerMixin, TriplesComposition):
         *,
         fusion="concat",
         projection=None,
+        projection_estimator=None,
+        cv=5,
         weights=None,
         normalize="standard",
         missing="error",
+        remainder="drop",
         n_jobs=None,
         verbose=False,
         verbose_feature_names_out=True,
+        random_state=None,
     ):
         self.encoders = encoders
         self.fusion = fusion
         self.projection = projection
+        self.projection_estimator = projection_estimator
+        self.cv = cv
         self.weights = weights
         self.normalize = normalize
         self.missing = missing
+        self.remainder = remainder
         self.n_jobs = n_jobs
         self.verbose = verbose
         self.verbose_feature_names_out = verbose_feature_names_out
+        self.random_state = random_state
 
     # -- composition: nested parameters, as ColumnTransformer ----------------------------
     _triples_param = "encoders"
@@ -273,6 +312,8 @@ class MultimodalFuser(TransformerMixin, TriplesComposition):
                 (name, encoder, columns)
                 for (name, encoder, _), columns in zip(self.encoders, self._columns_)
             ]
+            if self._remainder_[2]:
+                triples.append(self._remainder_)
         for name, encoder, columns in triples:
             if is_drop(encoder) or len(self._input_indices_[name]) == 0:
                 continue
@@ -356,7 +397,8 @@ class MultimodalFuser(TransformerMixin, TriplesComposition):
                     )
 
     def _resolve_columns(self, X):
-        """Resolve callables to column selections and record each one's positions."""
+        """Resolve callables to column selections and record each one's positions;
+        the columns no encoder selects go to ``remainder``, as in ColumnTransformer."""
         columns, indices = [], {}
         for name, _, selection in self.encoders:
             if callable(selection):
@@ -364,6 +406,10 @@ class MultimodalFuser(TransformerMixin, TriplesComposition):
             columns.append(selection)
             indices[name] = _get_column_indices(X, selection)
         self._columns_ = columns
+        used = {i for positions in indices.values() for i in positions}
+        rest = [i for i in range(X.shape[1]) if i not in used]
+        indices["remainder"] = rest
+        self._remainder_ = ("remainder", self.remainder, rest)
         self._input_indices_ = indices
 
     def _projection_for(self, name):
@@ -371,13 +417,17 @@ class MultimodalFuser(TransformerMixin, TriplesComposition):
             return self.projection.get(name)
         return self.projection
 
+    def _class_projection(self):
+        """True when every block is projected to one class-indexed space."""
+        return isinstance(self.projection, str)
+
     def _normalize_for(self, name):
         if isinstance(self.normalize, dict):
             return self.normalize.get(name, "standard")
         return self.normalize
 
     # -- fit and transform -----------------------------------------------------------------
-    def fit(self, X, y=None):
+    def fit(self, X, y=None, **params):
         """Fit the encoders on their columns, and the fusion on their output.
 
         Parameters
@@ -386,24 +436,33 @@ class MultimodalFuser(TransformerMixin, TriplesComposition):
             One column (or several) per modality.
         y : array-like of shape (n_samples,), default=None
             Targets, passed to every encoder's ``fit`` (skmm's encoders train on
-            them).
+            them); class labels are required by ``projection="proba"`` and
+            ``"decision"``.
+        **params : dict
+            ``groups``, passed to the splitter of the class projection's
+            cross-fitting. With metadata routing enabled
+            (``sklearn.set_config(enable_metadata_routing=True)``), any metadata
+            the encoders, the splitter or ``projection_estimator`` request (such as
+            ``sample_weight``).
 
         Returns
         -------
         self : MultimodalFuser
             The fitted fuser.
         """
-        self.fit_transform(X, y)
+        self.fit_transform(X, y, **params)
         return self
 
     @_fit_context(
         # The encoders are validated by their own fit.
         prefer_skip_nested_validation=False
     )
-    def fit_transform(self, X, y=None):
+    def fit_transform(self, X, y=None, **params):
         """Fit the encoders and the fusion, and return the fused features.
 
-        Each column is encoded once. A failed fit leaves the fuser as it was.
+        Each column is encoded once. A failed fit leaves the fuser as it was. With
+        a class projection, the training rows get cross-fitted class scores (see
+        ``projection``), so the output differs from ``fit(X, y).transform(X)``.
 
         Parameters
         ----------
@@ -411,20 +470,39 @@ class MultimodalFuser(TransformerMixin, TriplesComposition):
             One column (or several) per modality.
         y : array-like of shape (n_samples,), default=None
             Targets, passed to every encoder's ``fit``.
+        **params : dict
+            Metadata, as in :meth:`fit`.
 
         Returns
         -------
         X_out : {ndarray, sparse matrix} of shape (n_samples, n_features_out)
             The fused features.
         """
+        _raise_for_params(params, self, "fit_transform", allow=["groups"])
         # The fuser holds no torch state, but its fit must be as failure-safe as the
         # encoders': the same helper runs it on a copy and adopts it on success.
-        return fit_atomic(self, type(self)._fit_transform, X, y)
+        return fit_atomic(self, type(self)._fit_transform, X, y, params)
 
-    def _fit_transform(self, X, y):
+    def _route(self, params):
+        """The metadata of each encoder's fit, the splitter and the projection."""
+        if _routing_enabled():
+            return process_routing(self, "fit_transform", **params)
+        # Without metadata routing, only groups is accepted: it goes to the splitter.
+        routed = Bunch(
+            splitter=Bunch(split={"groups": params.get("groups")}),
+            projection_estimator=Bunch(fit={}),
+        )
+        for name, _, _ in self.encoders:
+            routed[name] = Bunch(fit_transform={})
+        routed["remainder"] = Bunch(fit_transform={})
+        return routed
+
+    def _fit_transform(self, X, y, params):
         X = _check_X(X)
         validate_data(self, X=X, skip_check_array=True)
         names = self._validate_encoders()
+        if self.remainder != "drop":
+            names.append("remainder")
         self._validate_fusion_params(names)
         self._resolve_columns(X)
         todo = list(self._iter(fitted=False))
@@ -433,31 +511,71 @@ class MultimodalFuser(TransformerMixin, TriplesComposition):
                 "MultimodalFuser has nothing to fuse: every encoder is 'drop' or "
                 "selects no column."
             )
+        routed = self._route(params)
+        labels = row_labels(X)
+        selections = {
+            name: _safe_indexing(X, columns, axis=1) for name, _, columns in todo
+        }
+        absent = self._absent(todo, selections, labels, fit=True)
+        y_array = None if y is None else np.asarray(y)
         results = Parallel(n_jobs=self.n_jobs)(
             delayed(_fit_transform_one)(
                 _fittable(encoder),
-                _safe_indexing(X, columns, axis=1),
-                y,
+                _safe_indexing(selections[name], np.flatnonzero(~absent[name])),
+                None if y is None else y_array[~absent[name]],
+                _check_method_params(
+                    X, routed[name].fit_transform, np.flatnonzero(~absent[name])
+                ),
                 self._log_message(name, i, len(todo)),
             )
             for i, (name, encoder, columns) in enumerate(todo, start=1)
         )
-        fitted = iter(encoder for _, encoder in results)
+        fitted = dict(zip([name for name, _, _ in todo], (e for _, e in results)))
         self.encoders_ = [
-            (name, encoder if is_drop(encoder) else next(fitted), columns)
-            if len(self._input_indices_[name])
-            else (name, encoder, columns)
+            (name, fitted.get(name, encoder), columns)
             for (name, encoder, _), columns in zip(self.encoders, self._columns_)
         ]
-        n_samples = X.shape[0]
+        if self._remainder_[2]:
+            name, encoder, columns = self._remainder_
+            self.encoders_.append((name, fitted.get(name, encoder), columns))
         blocks = {
-            name: _check_block(name, out, n_samples)
+            name: _scatter(
+                _check_block(name, out, int((~absent[name]).sum())), absent[name]
+            )
             for (name, _, _), (out, _) in zip(todo, results)
         }
-        return self._fuse(blocks, _row_labels(X), fit=True)
+        self._encoded_widths_ = {name: b.shape[1] for name, b in blocks.items()}
+        return self._fuse(blocks, labels, fit=True, y=y_array, routed=routed)
+
+    def _absent(self, todo, selections, labels, *, fit):
+        """Each modality's rows whose cells are all missing (None, NaN, pd.NA)."""
+        absent = {}
+        for name, _, columns in todo:
+            rows = missing_rows(selections[name])
+            if fit and rows.all():
+                raise ValueError(
+                    all_missing_message("MultimodalFuser", name, columns, len(rows))
+                )
+            if self.missing == "error" and rows.any():
+                raise ValueError(
+                    missing_message(
+                        "MultimodalFuser",
+                        name,
+                        columns,
+                        rows,
+                        labels,
+                        "Set missing='zero', 'mean' or 'indicator' to fill missing "
+                        "modalities.",
+                    )
+                )
+            absent[name] = rows
+        return absent
 
     def transform(self, X):
         """Encode each modality with its fitted encoder and fuse the features.
+
+        Each encoder runs on the rows where its modality is present; the others
+        are filled as ``missing`` says.
 
         Parameters
         ----------
@@ -473,18 +591,24 @@ class MultimodalFuser(TransformerMixin, TriplesComposition):
         X = _check_X(X)
         validate_data(self, X=X, skip_check_array=True, reset=False)
         todo = list(self._iter(fitted=True))
-        outputs = Parallel(n_jobs=self.n_jobs)(
-            delayed(encoder.transform)(
-                _safe_indexing(X, self._positions(name, columns), axis=1)
-            )
-            for name, encoder, columns in todo
-        )
-        n_samples = X.shape[0]
-        blocks = {
-            name: _check_block(name, out, n_samples)
-            for (name, _, _), out in zip(todo, outputs)
+        selections = {
+            name: _safe_indexing(X, self._positions(name, columns), axis=1)
+            for name, _, columns in todo
         }
-        return self._fuse(blocks, _row_labels(X), fit=False)
+        absent = self._absent(todo, selections, row_labels(X), fit=False)
+        outputs = Parallel(n_jobs=self.n_jobs)(
+            delayed(_transform_one)(
+                encoder, selections[name], np.flatnonzero(~absent[name])
+            )
+            for name, encoder, _ in todo
+        )
+        blocks = {}
+        for (name, _, _), out in zip(todo, outputs):
+            present = int((~absent[name]).sum())
+            if out is None:
+                out = np.empty((0, self._encoded_widths_[name]))
+            blocks[name] = _scatter(_check_block(name, out, present), absent[name])
+        return self._fuse(blocks, row_labels(X), fit=False)
 
     def _positions(self, name, columns):
         """Positions of a modality's columns: a scalar stays a scalar (a 1-D Series)."""
@@ -495,19 +619,24 @@ class MultimodalFuser(TransformerMixin, TriplesComposition):
         return f"({i} of {total}) Processing {name}" if self.verbose else None
 
     # -- from encoded blocks to the fused matrix -------------------------------------------
-    def _fuse(self, blocks, labels, *, fit):
+    def _fuse(self, blocks, labels, *, fit, y=None, routed=None):
         """Fill missing rows, normalise, project, weigh and fuse the blocks."""
         missing = {name: _missing_rows(block) for name, block in blocks.items()}
         for name, rows in missing.items():
             if fit and rows.all():
                 raise ValueError(
-                    f"modality {name!r} is missing (NaN) in all {len(rows)} training "
-                    "rows; there is nothing to fit it on."
+                    f"MultimodalFuser: the output of encoder {name!r} is NaN in all "
+                    f"{len(rows)} training rows; there is nothing to fit on."
                 )
             if self.missing == "error" and rows.any():
-                raise ValueError(_missing_message(name, rows, labels))
+                raise ValueError(
+                    f"MultimodalFuser: the output of encoder {name!r} is NaN in "
+                    f"{int(rows.sum())} row(s): {shown_rows(rows, labels)}. Set "
+                    "missing='zero', 'mean' or 'indicator' to fill missing "
+                    "modalities."
+                )
         if fit:
-            fused = self._fit_blocks(blocks)
+            fused = self._fit_blocks(blocks, y, routed)
             self.sparse_output_ = _density(fused) < _SPARSE_THRESHOLD
         else:
             fused = [
@@ -523,6 +652,13 @@ class MultimodalFuser(TransformerMixin, TriplesComposition):
         if self.weights is not None:
             weights = [self.weights.get(name, 1.0) for name in blocks]
         out = fuse(fused, self.fusion, weights)
+        if self.projection == "proba" and self.fusion in ("product", "max"):
+            # Probabilities multiplied (or maxed) across modalities, renormalised to
+            # sum to one per row: the product and max rules of decision-level fusion.
+            total = out.sum(axis=1, keepdims=True)
+            out = np.divide(
+                out, total, out=np.full_like(out, 1.0 / out.shape[1]), where=total > 0
+            )
         if self.missing == "indicator":
             indicator = np.column_stack(list(missing.values())).astype(out.dtype)
             out = (
@@ -540,13 +676,25 @@ class MultimodalFuser(TransformerMixin, TriplesComposition):
             return block.toarray()
         return block
 
-    def _fit_blocks(self, blocks):
+    def _fit_blocks(self, blocks, y, routed):
         """Fit each block's imputation, scaling and projection; return the blocks
         ready to fuse, and set the output indices."""
         n_samples = next(iter(blocks.values())).shape[0]
+        if self._class_projection():
+            if y is None:
+                raise ValueError(
+                    f"projection={self.projection!r} fits a classifier per modality, "
+                    "so fit needs class labels y; without y use projection=<int> "
+                    "(PCA)."
+                )
+            n_classes = len(np.unique(y))
+            width = 1 if self.projection == "decision" and n_classes == 2 else n_classes
         widths = {}
         for name, block in blocks.items():
             k = self._projection_for(name)
+            if self._class_projection():
+                widths[name] = width
+                continue
             if k is not None:
                 allowed = min(n_samples, block.shape[1])
                 if n_samples < 2:
@@ -564,9 +712,10 @@ class MultimodalFuser(TransformerMixin, TriplesComposition):
         if self.fusion in ELEMENTWISE and len(set(widths.values())) > 1:
             raise ValueError(
                 f"fusion={self.fusion!r} needs blocks of one width, but they have "
-                f"widths {widths}; set projection=k to project every block to k PCA "
-                "components."
+                f"widths {widths}; set projection='proba' to map every block to "
+                "class probabilities, or projection=k for k PCA components."
             )
+        self._warn_unaligned(len(blocks))
         self.block_transformers_, self.block_scales_ = {}, {}
         fused = []
         for name, block in blocks.items():
@@ -578,9 +727,16 @@ class MultimodalFuser(TransformerMixin, TriplesComposition):
                     ("project", self._projector(name)),
                 ]
             )
-            z = pipe.fit_transform(block)
+            if self._class_projection():
+                # Cross-fitted: the training rows are scored by models that did not
+                # see them, as new rows will be.
+                z = pipe[:-1].fit_transform(block)
+                params = routed.get("projection_estimator", Bunch(fit={})).fit
+                z = pipe[-1].fit_transform(z, y, **routed.splitter.split, **params)
+            else:
+                z = pipe.fit_transform(block)
             scale = 1.0
-            if self._normalize_for(name) == "block":
+            if self._normalize_for(name) == "block" and not self._class_projection():
                 variance = float(
                     mean_variance_axis(sp.csr_matrix(z), axis=0)[1].sum()
                     if sp.issparse(z)
@@ -592,6 +748,30 @@ class MultimodalFuser(TransformerMixin, TriplesComposition):
             fused.append(z * scale)
         self._set_output_indices(widths)
         return fused
+
+    def _warn_unaligned(self, n_blocks):
+        """Element-wise fusion of unaligned blocks adds apples to oranges: say so."""
+        if self.fusion not in ELEMENTWISE or n_blocks < 2:
+            return
+        if not self._class_projection():
+            warnings.warn(
+                f"fusion={self.fusion!r} combines coordinate k of every block, but "
+                f"projection={self.projection!r} does not map the blocks to one space "
+                "(coordinate k of one PCA has nothing to do with coordinate k of "
+                "another). Set projection='proba' (class probabilities, cross-fitted) "
+                "unless the encoders already share one space (as CLIP's image and "
+                "text towers do), or use fusion='concat'.",
+                UserWarning,
+                stacklevel=4,
+            )
+        elif self.projection == "decision" and self.fusion == "product":
+            warnings.warn(
+                "fusion='product' of standardised decision values multiplies signed "
+                "scores (two negative scores give a positive one); "
+                "projection='proba' makes it the product of probabilities.",
+                UserWarning,
+                stacklevel=4,
+            )
 
     def _imputer(self):
         if self.missing == "error":
@@ -609,12 +789,15 @@ class MultimodalFuser(TransformerMixin, TriplesComposition):
         return StandardScaler(with_mean=not sparse)
 
     def _projector(self, name):
+        if self._class_projection():
+            return ClassProjection(
+                self.projection, estimator=self.projection_estimator, cv=self.cv
+            )
         k = self._projection_for(name)
         if k is None:
             return "passthrough"
-        # svd_solver="auto" goes randomized on large blocks: a fixed seed keeps fit
-        # deterministic without a random_state parameter.
-        return PCA(n_components=k, random_state=0)
+        # svd_solver="auto" goes randomized on large blocks: random_state seeds it.
+        return PCA(n_components=k, random_state=self.random_state)
 
     def _set_output_indices(self, widths):
         names = list(widths)
@@ -631,7 +814,8 @@ class MultimodalFuser(TransformerMixin, TriplesComposition):
             )
             indices = dict.fromkeys(names, slice(0, width))
         self.output_indices_ = {
-            name: indices.get(name, slice(0, 0)) for name, _, _ in self.encoders
+            name: indices.get(name, slice(0, 0))
+            for name in [name for name, _, _ in self.encoders] + ["remainder"]
         }
 
     # -- feature names -----------------------------------------------------------------------
@@ -681,7 +865,11 @@ class MultimodalFuser(TransformerMixin, TriplesComposition):
         blocks = []
         for name, encoder, _ in self._iter(fitted=True):
             k = self._projection_for(name)
-            if k is not None:
+            if self._class_projection():
+                names = self.block_transformers_[name][
+                    "project"
+                ].get_feature_names_out()
+            elif k is not None:
                 names = [f"pca{i}" for i in range(k)]
             elif hasattr(encoder, "get_feature_names_out"):
                 names = encoder.get_feature_names_out(
@@ -716,6 +904,74 @@ class MultimodalFuser(TransformerMixin, TriplesComposition):
 
         return [[prefix(name, f) for f in names] for name, names in blocks]
 
+    # -- routing and display -----------------------------------------------------------------
+    def get_metadata_routing(self):
+        """Get the metadata routing of this object.
+
+        Each encoder's ``fit_transform`` (or ``fit``) and ``transform``, the
+        splitter of the class projection's cross-fitting and
+        ``projection_estimator``'s ``fit`` are routed from :meth:`fit` and
+        :meth:`fit_transform`, as in ``ColumnTransformer``.
+
+        Returns
+        -------
+        routing : MetadataRouter
+            The routing information.
+        """
+        router = MetadataRouter(owner=self)
+        children = list(self.encoders)
+        if self.remainder != "drop":
+            children.append(("remainder", self.remainder, None))
+        for name, step, _ in children:
+            if isinstance(step, str):
+                # "passthrough" is an identity FunctionTransformer: it requests nothing.
+                step = _fittable(step)
+            mapping = MethodMapping()
+            for caller in ("fit", "fit_transform"):
+                if hasattr(step, "fit_transform"):
+                    mapping.add(caller=caller, callee="fit_transform")
+                else:
+                    mapping.add(caller=caller, callee="fit")
+            mapping.add(caller="transform", callee="transform")
+            router.add(method_mapping=mapping, **{name: step})
+        router.add(
+            splitter=check_cv(self.cv),
+            method_mapping=MethodMapping()
+            .add(caller="fit", callee="split")
+            .add(caller="fit_transform", callee="split"),
+        )
+        if self._class_projection():
+            router.add(
+                projection_estimator=self.projection_estimator
+                or default_projection_estimator(),
+                method_mapping=MethodMapping()
+                .add(caller="fit", callee="fit")
+                .add(caller="fit_transform", callee="fit"),
+            )
+        return router
+
+    def _sk_visual_block_(self):
+        """The HTML diagram: each modality's encoder side by side, then the fusion."""
+        triples = getattr(self, "encoders_", self.encoders)
+        if not hasattr(self, "encoders_") and self.remainder != "drop":
+            triples = [*triples, ("remainder", self.remainder, "")]
+        names, encoders, columns = zip(*triples) if triples else ((), (), ())
+        encoders_block = _VisualBlock(
+            "parallel",
+            list(encoders),
+            names=list(names),
+            name_details=[str(c) for c in columns],
+        )
+        fusion = f"fusion={self.fusion!r}"
+        if self.projection is not None:
+            fusion += f", projection={self.projection!r}"
+        fusion_block = _VisualBlock(
+            "single", self, names=fusion, name_details=f"missing={self.missing!r}"
+        )
+        return _VisualBlock(
+            "serial", [encoders_block, fusion_block], dash_wrapped=False
+        )
+
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         try:
@@ -748,13 +1004,36 @@ def _fittable(encoder):
     return clone(encoder)
 
 
-def _fit_transform_one(encoder, X, y, message):
+def _fit_transform_one(encoder, X, y, params, message):
     with _print_elapsed_time("MultimodalFuser", message):
         if hasattr(encoder, "fit_transform"):
-            out = encoder.fit_transform(X, y)
+            out = encoder.fit_transform(X, y, **params)
         else:
-            out = encoder.fit(X, y).transform(X)
+            out = encoder.fit(X, y, **params).transform(X)
     return out, encoder
+
+
+def _transform_one(encoder, X, rows):
+    """The encoder's output on ``rows`` of its columns; None when no row is present."""
+    if len(rows) == 0:
+        return None
+    return encoder.transform(_safe_indexing(X, rows))
+
+
+def _scatter(block, absent):
+    """Put a block computed on the present rows back among NaN rows for the absent
+    ones (which the ``missing`` policy then fills)."""
+    if not absent.any():
+        return block
+    n_samples, width = len(absent), block.shape[1]
+    nan_rows = np.full((int(absent.sum()), width), np.nan)
+    order = np.argsort(
+        np.concatenate([np.flatnonzero(~absent), np.flatnonzero(absent)]), kind="stable"
+    )
+    if sp.issparse(block):
+        return sp.vstack([block, sp.csr_matrix(nan_rows)], format="csr")[order]
+    out = np.vstack([block, nan_rows.astype(block.dtype)])[order]
+    return out.reshape(n_samples, width)
 
 
 def _check_X(X):
@@ -778,6 +1057,8 @@ def _check_block(name, out, n_samples):
             accept_sparse="csr",
             dtype=[np.float64, np.float32],
             ensure_all_finite="allow-nan",
+            # No row is present when a modality is missing in every row of a batch.
+            ensure_min_samples=0,
         )
     except ValueError as exc:
         raise ValueError(
@@ -806,23 +1087,6 @@ def _missing_rows(block):
         rows[row_of[np.isnan(block.data)]] = True
         return rows
     return np.isnan(block).any(axis=1)
-
-
-def _row_labels(X):
-    index = getattr(X, "index", None)
-    return None if index is None or isinstance(X, np.ndarray) else index
-
-
-def _missing_message(name, rows, labels):
-    positions = np.flatnonzero(rows)
-    shown = positions[:_SHOWN_ROWS]
-    shown = list(shown) if labels is None else list(labels[shown])
-    more = ", ..." if len(positions) > _SHOWN_ROWS else ""
-    return (
-        f"modality {name!r} is missing (NaN features) in {len(positions)} row(s): "
-        f"{', '.join(map(repr, shown))}{more}. Set missing='zero', 'mean' or "
-        "'indicator' to fill missing modalities."
-    )
 
 
 def make_fuser(*encoders, **kwargs):
