@@ -50,12 +50,16 @@ from ..utils._sklearn_compat import (
     _safe_indexing,
     validate_data,
 )
-from ..utils._validation import is_missing
+from ._missing import (
+    SHOWN_ROWS,
+    all_missing_message,
+    missing_message,
+    missing_rows,
+    row_labels,
+)
 
 __all__ = ["LateFusionClassifier", "LateFusionRegressor"]
 
-# Rows named in a "modality is missing" message; the count says how many there are.
-_SHOWN_ROWS = 10
 # Probabilities are floored before the product rule takes their logs, so that one
 # model's exact zero (a random forest's vote share, say) is a strong veto but not an
 # infinite one.
@@ -72,7 +76,7 @@ class _BaseLateFusion(TransformerMixin, MetaEstimatorMixin, TriplesComposition):
 
     _parameter_constraints = {
         "estimators": [list],
-        "weights": ["array-like", None],
+        "weights": ["array-like", dict, None],
         "final_estimator": [None, HasMethods("fit")],
         "cv": ["cv_object"],
         "missing": [StrOptions({"skip", "error"})],
@@ -111,21 +115,47 @@ class _BaseLateFusion(TransformerMixin, MetaEstimatorMixin, TriplesComposition):
                 )
         return names, estimators, columns
 
-    def _check_weights(self, active):
-        """The weights of the models that are not dropped, as a float array."""
+    def _check_weights(self, names, active):
+        """The weights of the models that are not dropped, as a float array.
+
+        A dict gives weights by model name (1 for a name not listed), as the fuser
+        takes them; a list gives them by position, as VotingClassifier does.
+        """
         if self.weights is None:
             return np.ones(int(np.sum(active)))
-        weights = np.asarray(self.weights, dtype=float)
+        if isinstance(self.weights, dict):
+            unknown = sorted(set(self.weights) - set(names), key=str)
+            if unknown:
+                raise ValueError(
+                    f"weights has names {unknown} that are not model names; the "
+                    f"models are {list(names)}."
+                )
+            given = [self.weights.get(name, 1.0) for name in names]
+        else:
+            given = self.weights
+        try:
+            weights = np.asarray(given, dtype=float)
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"weights must be numbers; got {self.weights!r}."
+            ) from None
         if weights.ndim != 1 or len(weights) != len(self.estimators):
             raise ValueError(
                 "Number of `estimators` and weights must be equal; got "
                 f"{np.size(weights)} weights, {len(self.estimators)} estimators."
             )
         weights = weights[active]
-        if not np.all(np.isfinite(weights) & (weights > 0)):
+        if not np.all(np.isfinite(weights) & (weights >= 0)):
             raise ValueError(
-                f"weights must be positive finite numbers; got {list(self.weights)}. "
-                "Remove a model with set_params(name='drop')."
+                f"weights must be finite numbers >= 0; got {self.weights!r}."
+            )
+        if not np.any(weights > 0) and self.voting not in (
+            "mean",
+            "median",
+            "stacking",
+        ):
+            raise ValueError(
+                f"at least one weight must be positive; got {self.weights!r}."
             )
         return weights
 
@@ -159,14 +189,23 @@ class _BaseLateFusion(TransformerMixin, MetaEstimatorMixin, TriplesComposition):
         """The (n_samples, n_models) mask of the rows where each modality is present."""
         present = []
         for name, selection in zip(self._names_, selections):
-            missing = _missing_rows(selection)
+            missing = missing_rows(selection)
+            owner, columns = type(self).__name__, self._given_columns_[name]
             if fit and missing.all():
                 raise ValueError(
-                    f"model {name!r}: its columns are missing (None/NaN) in all "
-                    f"{len(missing)} training rows; there is nothing to fit it on."
+                    all_missing_message(owner, name, columns, len(missing))
                 )
             if self.missing == "error" and missing.any():
-                raise ValueError(_missing_message(name, missing, labels))
+                raise ValueError(
+                    missing_message(
+                        owner,
+                        name,
+                        columns,
+                        missing,
+                        labels,
+                        "Set missing='skip' to let the other models decide those rows.",
+                    )
+                )
             present.append(~missing)
         return np.column_stack(present)
 
@@ -208,8 +247,9 @@ class _BaseLateFusion(TransformerMixin, MetaEstimatorMixin, TriplesComposition):
         y = self._check_target(y, n_samples=X.shape[0])
         names, estimators, columns = self._validate_estimators()
         active = np.array([not is_drop(est) for est in estimators])
-        self._weights_ = self._check_weights(active)
+        self._weights_ = self._check_weights(names, active)
         self._names_ = [name for name, keep in zip(names, active) if keep]
+        self._given_columns_ = dict(zip(names, columns))
         todo = [est for est in estimators if not is_drop(est)]
         self._columns_ = [
             _resolve_columns(X, name, key)
@@ -220,7 +260,7 @@ class _BaseLateFusion(TransformerMixin, MetaEstimatorMixin, TriplesComposition):
             self._response_method(name, est) for name, est in zip(self._names_, todo)
         ]
         routed = self._route(self._names_, fit_params)
-        labels = _row_labels(X)
+        labels = row_labels(X)
         selections = self._select(X)
         present = self._present(selections, labels, fit=True)
         rows = [np.flatnonzero(present[:, j]) for j in range(len(todo))]
@@ -324,7 +364,7 @@ class _BaseLateFusion(TransformerMixin, MetaEstimatorMixin, TriplesComposition):
         X = _check_X(X, type(self).__name__)
         validate_data(self, X=X, skip_check_array=True, reset=False)
         selections = self._select(X)
-        present = self._present(selections, _row_labels(X), fit=False)
+        present = self._present(selections, row_labels(X), fit=False)
         outputs = []
         for j, (est, selection) in enumerate(zip(self.estimators_, selections)):
             rows = np.flatnonzero(present[:, j])
@@ -337,6 +377,10 @@ class _BaseLateFusion(TransformerMixin, MetaEstimatorMixin, TriplesComposition):
             else:
                 out = np.empty((0, self._width(model_method)))
             outputs.append(_scatter(out, rows, X.shape[0]))
+        if self.voting in ("hard", "soft", "product", "max", "weighted"):
+            # A model of weight 0 is fitted (as in VotingClassifier) but has no vote:
+            # where it is the only model present, the row falls back as if none were.
+            present = present & (self._weights_ > 0)
         return outputs, present
 
     def _meta_features(self, outputs, present):
@@ -356,10 +400,10 @@ class _BaseLateFusion(TransformerMixin, MetaEstimatorMixin, TriplesComposition):
         """Rows where every modality is missing, with a warning naming them."""
         none = ~present.any(axis=1)
         if none.any():
-            shown = np.flatnonzero(none)[:_SHOWN_ROWS].tolist()
+            shown = np.flatnonzero(none)[:SHOWN_ROWS].tolist()
             warnings.warn(
                 f"{int(none.sum())} row(s) have every modality missing (rows "
-                f"{shown}{', ...' if none.sum() > _SHOWN_ROWS else ''}); they get "
+                f"{shown}{', ...' if none.sum() > SHOWN_ROWS else ''}); they get "
                 f"{self._fallback_name}.",
                 UserWarning,
                 stacklevel=3,
@@ -1015,42 +1059,6 @@ def _resolve_columns(X, name, key):
     if len(indices) == 0:
         raise ValueError(f"model {name!r} selects no column of X (columns={key!r}).")
     return indices[0] if np.isscalar(key) else indices
-
-
-def _row_labels(X):
-    index = getattr(X, "index", None)
-    return None if index is None or isinstance(X, np.ndarray) else index
-
-
-def _missing_cells(values):
-    if values.dtype.kind in "fc":
-        return np.isnan(values)
-    if values.dtype == object:
-        return np.fromiter(map(is_missing, values), dtype=bool, count=len(values))
-    return np.zeros(len(values), dtype=bool)
-
-
-def _missing_rows(selection):
-    """True for the rows whose every selected cell is missing (None or NaN)."""
-    if hasattr(selection, "iloc"):
-        frame = selection.to_frame() if selection.ndim == 1 else selection
-        columns = [frame.iloc[:, j].to_numpy() for j in range(frame.shape[1])]
-    else:
-        values = np.asarray(selection)
-        columns = [values] if values.ndim == 1 else list(values.T)
-    return np.logical_and.reduce([_missing_cells(column) for column in columns])
-
-
-def _missing_message(name, missing, labels):
-    positions = np.flatnonzero(missing)
-    shown = positions[:_SHOWN_ROWS]
-    shown = shown.tolist() if labels is None else list(labels[shown])
-    more = ", ..." if len(positions) > _SHOWN_ROWS else ""
-    return (
-        f"model {name!r}: its modality is missing (all its cells None/NaN) in "
-        f"{len(positions)} row(s): {', '.join(map(repr, shown))}{more}. Set "
-        "missing='skip' to let the other models decide those rows."
-    )
 
 
 def _restrict(splits, rows, n_samples, name):
