@@ -76,8 +76,9 @@ def missing_message(owner, name, columns, rows, labels, fix):
 
 def all_missing_message(owner, name, columns, n_rows):
     """The message for a modality missing in every training row."""
+    what = "encoder" if owner == "MultimodalFuser" else "model"
     return (
         f"{owner}: modality {name!r} ({describe_columns(columns)}) is missing "
         f"(None/NaN) in all {n_rows} training rows; there is nothing to fit its "
-        "encoder on."
+        f"{what} on."
     )
