@@ -998,3 +998,48 @@ def test_metadata_routing_reaches_encoders(frame):
         assert not hasattr(fz["n"], "sample_weight_")
     with pytest.raises(ValueError, match="only supported if enable_metadata_routing"):
         fz.fit(frame, sample_weight=weights)
+
+
+def test_an_encoder_with_no_output_column_is_left_out(frame):
+    nothing = FunctionTransformer(
+        lambda X: np.empty((len(X), 0)), feature_names_out=lambda self, names: []
+    )
+    fz = MultimodalFuser(
+        [("x", "passthrough", ["a", "b"]), ("none", nothing, ["c"])], normalize=None
+    )
+    out = fz.fit_transform(frame)
+    assert_allclose(out, frame[["a", "b"]].to_numpy())
+    assert list(fz.get_feature_names_out()) == ["x__a", "x__b"]
+    assert fz.output_indices_["none"] == slice(0, 0)
+    assert_allclose(fz.transform(frame), out)
+    with pytest.raises(ValueError, match="every encoder outputs 0 columns"):
+        MultimodalFuser([("none", nothing, ["c"])]).fit(frame)
+
+
+class BrokenOnNegative(TransformerMixin, BaseEstimator):
+    """Returns an all-NaN row for a present item it cannot encode (x < 0)."""
+
+    def fit(self, X, y=None):
+        return self
+
+    def transform(self, X):
+        values = np.asarray(X, dtype=float).reshape(-1, 1)
+        return np.where(values < 0, np.nan, values)
+
+
+def test_a_present_but_broken_item_is_not_taken_for_missing(frame):
+    # Row r3 of column b is present (a number), but its encoder gives NaN: an error
+    # under every policy, never an imputed row.
+    frame = frame.assign(b=frame["b"].abs())
+    frame.loc["r3", "b"] = -1.0
+    for missing in ["error", "zero", "mean", "indicator"]:
+        fz = MultimodalFuser(
+            [("x", "passthrough", ["a"]), ("bad", BrokenOnNegative(), "b")],
+            missing=missing,
+        )
+        with pytest.raises(
+            ValueError,
+            match=r"encoder 'bad' \(column 'b'\) returned NaN features for the present "
+            r"item\(s\) in 1 row\(s\): 'r3'; a present but broken item is not",
+        ):
+            fz.fit(frame)

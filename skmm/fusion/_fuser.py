@@ -46,6 +46,7 @@ from ..utils._sklearn_compat import (
 )
 from ._missing import (
     all_missing_message,
+    describe_columns,
     missing_message,
     missing_rows,
     row_labels,
@@ -538,14 +539,43 @@ class MultimodalFuser(TransformerMixin, TriplesComposition):
         if self._remainder_[2]:
             name, encoder, columns = self._remainder_
             self.encoders_.append((name, fitted.get(name, encoder), columns))
-        blocks = {
-            name: _scatter(
-                _check_block(name, out, int((~absent[name]).sum())), absent[name]
+        outputs = [out for out, _ in results]
+        self._encoded_widths_ = {}
+        blocks = self._blocks(todo, outputs, absent, labels)
+        if not blocks:
+            raise ValueError(
+                "MultimodalFuser has nothing to fuse: every encoder outputs 0 columns."
             )
-            for (name, _, _), (out, _) in zip(todo, results)
-        }
-        self._encoded_widths_ = {name: b.shape[1] for name, b in blocks.items()}
         return self._fuse(blocks, labels, fit=True, y=y_array, routed=routed)
+
+    def _blocks(self, todo, outputs, absent, labels):
+        """The encoders' outputs as blocks over all the rows (NaN where absent).
+
+        A block of no column is left out of the fusion, as ColumnTransformer leaves
+        out a transformer that outputs none. An all-NaN output for a present item
+        is an error: a present but broken item is never taken for a missing one.
+        """
+        blocks = {}
+        for (name, _, columns), out in zip(todo, outputs):
+            present = int((~absent[name]).sum())
+            if out is None:
+                out = np.empty((0, self._encoded_widths_[name]))
+            out = _check_block(name, out, present)
+            self._encoded_widths_.setdefault(name, out.shape[1])
+            if out.shape[1] == 0:
+                continue
+            broken = _all_nan_rows(out)
+            if broken.any():
+                rows = np.zeros(len(absent[name]), dtype=bool)
+                rows[np.flatnonzero(~absent[name])[broken]] = True
+                raise ValueError(
+                    f"MultimodalFuser: encoder {name!r} ({describe_columns(columns)}) "
+                    f"returned NaN features for the present item(s) in "
+                    f"{int(rows.sum())} row(s): {shown_rows(rows, labels)}; a "
+                    "present but broken item is not treated as missing."
+                )
+            blocks[name] = _scatter(out, absent[name])
+        return blocks
 
     def _absent(self, todo, selections, labels, *, fit):
         """Each modality's rows whose cells are all missing (None, NaN, pd.NA)."""
@@ -602,12 +632,7 @@ class MultimodalFuser(TransformerMixin, TriplesComposition):
             )
             for name, encoder, _ in todo
         )
-        blocks = {}
-        for (name, _, _), out in zip(todo, outputs):
-            present = int((~absent[name]).sum())
-            if out is None:
-                out = np.empty((0, self._encoded_widths_[name]))
-            blocks[name] = _scatter(_check_block(name, out, present), absent[name])
+        blocks = self._blocks(todo, outputs, absent, row_labels(X))
         return self._fuse(blocks, row_labels(X), fit=False)
 
     def _positions(self, name, columns):
@@ -746,6 +771,7 @@ class MultimodalFuser(TransformerMixin, TriplesComposition):
             self.block_transformers_[name] = pipe
             self.block_scales_[name] = scale
             fused.append(z * scale)
+        self._fused_names_ = list(blocks)
         self._set_output_indices(widths)
         return fused
 
@@ -839,7 +865,7 @@ class MultimodalFuser(TransformerMixin, TriplesComposition):
         """
         check_is_fitted(self)
         input_features = _check_feature_names_in(self, input_features)
-        names = [name for name, _, _ in self._iter(fitted=True)]
+        names = self._fused_names_
         if self.fusion in ELEMENTWISE:
             width = self.output_indices_[names[0]].stop
             out = [f"fused{i}" for i in range(width)]
@@ -864,6 +890,8 @@ class MultimodalFuser(TransformerMixin, TriplesComposition):
         """Each fused block's feature names, prefixed as verbose_feature_names_out says."""
         blocks = []
         for name, encoder, _ in self._iter(fitted=True):
+            if name not in self._fused_names_:
+                continue  # an encoder that outputs no column
             k = self._projection_for(name)
             if self._class_projection():
                 names = self.block_transformers_[name][
@@ -1059,6 +1087,8 @@ def _check_block(name, out, n_samples):
             ensure_all_finite="allow-nan",
             # No row is present when a modality is missing in every row of a batch.
             ensure_min_samples=0,
+            # An encoder may output no column (ColumnTransformer allows it too).
+            ensure_min_features=0,
         )
     except ValueError as exc:
         raise ValueError(
@@ -1077,6 +1107,16 @@ def _density(blocks):
         return 1.0
     stored = sum(b.nnz if sp.issparse(b) else b.size for b in blocks)
     return stored / sum(b.shape[0] * b.shape[1] for b in blocks)
+
+
+def _all_nan_rows(block):
+    """True for the rows of a block that are NaN in every column."""
+    if sp.issparse(block):
+        dense_nan = np.zeros(block.shape, dtype=bool)
+        coo = block.tocoo()
+        dense_nan[coo.row, coo.col] = np.isnan(coo.data)
+        return dense_nan.all(axis=1)
+    return np.isnan(block).all(axis=1)
 
 
 def _missing_rows(block):
