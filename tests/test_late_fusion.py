@@ -919,3 +919,16 @@ def test_tfidf_and_function_transformer_with_none_cells():
         match=r"modality 'txt' \(column 'title'\) is missing \(None/NaN\) in 6 row",
     ):
         clf.set_params(missing="error").fit(X, y)
+
+
+def test_html_diagram_shows_models_columns_and_rule():
+    from sklearn.utils._repr_html.estimator import estimator_html_repr
+
+    X, y = _echo_data()
+    soft = LateFusionClassifier(_echo_estimators())
+    html = estimator_html_repr(soft)
+    for text in ["EchoClassifier", "voting=&#x27;soft&#x27;", "[&#x27;a0&#x27;"]:
+        assert text in html, text
+    stacking = soft.set_params(voting="stacking", cv=2)
+    html = estimator_html_repr(stacking)
+    assert "final_estimator" in html and "LogisticRegression" in html

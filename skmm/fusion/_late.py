@@ -48,6 +48,7 @@ from ..utils._sklearn_compat import (
     _raise_for_params,
     _routing_enabled,
     _safe_indexing,
+    _VisualBlock,
     validate_data,
 )
 from ._missing import (
@@ -485,6 +486,27 @@ class _BaseLateFusion(TransformerMixin, MetaEstimatorMixin, TriplesComposition):
         )
         return router
 
+    def _sk_visual_block_(self):
+        """The HTML diagram: each model with its columns, then the combination."""
+        names, estimators, columns = zip(*self.estimators)
+        models = _VisualBlock(
+            "parallel",
+            list(estimators),
+            names=list(names),
+            name_details=[str(c) for c in columns],
+            dash_wrapped=False,
+        )
+        if self.voting != "stacking":
+            rule = _VisualBlock(
+                "single", self, names=f"voting={self.voting!r}", dash_wrapped=False
+            )
+            return _VisualBlock("serial", [models, rule], dash_wrapped=False)
+        final = getattr(self, "final_estimator_", self._final_estimator())
+        final_block = _VisualBlock(
+            "parallel", [final], names=["final_estimator"], dash_wrapped=False
+        )
+        return _VisualBlock("serial", [models, final_block], dash_wrapped=False)
+
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.sparse = False
@@ -555,9 +577,13 @@ class LateFusionClassifier(ClassifierMixin, _BaseLateFusion):
         ``"soft"``, ``"product"`` and ``"max"`` need ``predict_proba``; ``"hard"``
         and ``"stacking"`` also take heads with only a ``decision_function`` (such
         as ``SVC()``). With ``"hard"``, :meth:`predict_proba` is not available.
-    weights : array-like of shape (n_estimators,), default=None
-        Positive weight of each model (dropped ones included) in the hard, soft,
-        product and max rules; uniform when None. Not used by stacking.
+    weights : dict of str to float, array-like of shape (n_estimators,) or None, \
+            default=None
+        Weight of each model in the hard, soft, product and max rules: a dict by
+        model name (1 for a name not listed), as :class:`MultimodalFuser` takes
+        them, or a list by position (dropped models included), as
+        ``VotingClassifier`` takes them; uniform when None. A weight of 0 keeps the
+        model fitted but gives it no vote. Not used by stacking.
     final_estimator : classifier, default=None
         The classifier stacking trains on the models' outputs;
         ``LogisticRegression()`` when None. Probabilities are small features, so
@@ -573,8 +599,12 @@ class LateFusionClassifier(ClassifierMixin, _BaseLateFusion):
         are far better than on new speakers, and the final estimator learns to
         trust them too much.
     missing : {"skip", "error"}, default="skip"
-        A model's modality is missing in a row when all its selected cells are None
-        or NaN. ``"skip"``: at fit, each model is trained on the rows where its
+        A model's modality is missing in a row when all its selected cells are None,
+        NaN or pd.NA; the model never sees those cells (a ``TfidfVectorizer`` in its
+        pipeline gets no None). ``"error"`` means what it means in
+        :class:`MultimodalFuser`; ``"skip"`` is late fusion's own policy (the
+        fuser's ``"zero"``, ``"mean"`` and ``"indicator"`` fill a block, which late
+        fusion has no need of). ``"skip"``: at fit, each model is trained on the rows where its
         modality is present; at predict, a missing model gets no vote and the
         other weights are renormalised (stacking fills its output with its mean
         output and adds a 0/1 indicator column per model; its final estimator is
@@ -886,9 +916,11 @@ class LateFusionRegressor(RegressorMixin, _BaseLateFusion):
         the predictions of the present models; ``"stacking"``: the out-of-fold
         predictions (with ``cv``) train ``final_estimator``, and the models are
         refitted on all the data.
-    weights : array-like of shape (n_estimators,), default=None
-        Positive weight of each model (dropped ones included), used by
-        ``"weighted"``; uniform when None.
+    weights : dict of str to float, array-like of shape (n_estimators,) or None, \
+            default=None
+        Weight of each model, used by ``"weighted"``: a dict by model name (1 for a
+        name not listed) or a list by position (dropped models included); uniform
+        when None. A weight of 0 gives the model no say.
     final_estimator : regressor, default=None
         The regressor stacking trains on the predictions; ``RidgeCV()`` when None.
     cv : int, cross-validation generator or iterable, default=5
