@@ -1,4 +1,4 @@
-"""scikit-learn's own ColumnTransformer tests, run on MultimodalFuser by renaming.
+"""scikit-learn's own ColumnTransformer and Voting tests, run on skmm by renaming.
 
 The tests are read from the installed scikit-learn (``sklearn/compose/tests/
 test_column_transformer.py``); those about ``remainder``,
@@ -9,7 +9,10 @@ routing are kept, and the names are replaced: ``ColumnTransformer`` by a
 ``make_column_transformer`` by ``make_fuser``. Nothing else is changed. Where a test
 uses something the fuser does not have (sparse stacking thresholds,
 ``force_int_remainder_cols``, the ``transformers`` keyword, ...), it is an expected
-failure with its reason; the count of passes is in the fusion issue's closing note.
+failure with its reason. ``sklearn/ensemble/tests/test_voting.py`` runs the same way
+on LateFusionClassifier and LateFusionRegressor, every model reading every column.
+Measured with scikit-learn 1.9: 80 of the 137 ColumnTransformer cases and 30 of the
+41 voting cases pass.
 """
 
 import re
@@ -141,3 +144,100 @@ def _mark(name):
 
 # Each kept test runs here under its own name, with its own parametrisation.
 globals().update({name: _mark(name) for name in TESTS})
+
+
+# -- scikit-learn's VotingClassifier / VotingRegressor tests on late fusion ---------------
+# ``VotingClassifier([(name, est), ...])`` becomes a LateFusionClassifier whose models
+# all read every column (``slice(None)``), with VotingClassifier's defaults; nothing
+# else in the tests is changed.
+from skmm.fusion import LateFusionClassifier, LateFusionRegressor  # noqa: E402
+
+VOTING_SOURCE = Path(sklearn.__file__).parent / "ensemble" / "tests" / "test_voting.py"
+
+
+class _AllColumns:
+    def _triples(self):
+        try:
+            return [(name, est, slice(None)) for name, est in self.estimators]
+        except (TypeError, ValueError):
+            return self.estimators  # malformed: fit reports it
+
+
+class VotingClassifier(_AllColumns, LateFusionClassifier):
+    def __init__(
+        self,
+        estimators,
+        *,
+        voting="hard",
+        weights=None,
+        n_jobs=None,
+        flatten_transform=True,
+        verbose=False,
+    ):
+        self.estimators = estimators
+        self.voting = voting
+        self.weights = weights
+        self.n_jobs = n_jobs
+        self.flatten_transform = flatten_transform
+        self.verbose = verbose
+        self.final_estimator = None
+        self.cv = 5
+        self.missing = "skip"
+
+
+class VotingRegressor(_AllColumns, LateFusionRegressor):
+    def __init__(self, estimators, *, weights=None, n_jobs=None, verbose=False):
+        self.estimators = estimators
+        self.weights = weights
+        self.n_jobs = n_jobs
+        self.verbose = verbose
+        self.voting = "weighted"
+        self.final_estimator = None
+        self.cv = 5
+        self.missing = "skip"
+
+
+def _ported_voting_module():
+    text = VOTING_SOURCE.read_text().replace("@pytest.mark.thread_unsafe\n", "")
+    module = types.ModuleType("ported_test_voting")
+    exec(compile(text, str(VOTING_SOURCE), "exec"), module.__dict__)
+    module.VotingClassifier = VotingClassifier
+    module.VotingRegressor = VotingRegressor
+    return module
+
+
+@pytest.fixture
+def global_random_seed():
+    """scikit-learn's conftest fixture, with its default seed."""
+    return 42
+
+
+VOTING = _ported_voting_module()
+VOTING_TESTS = sorted(name for name in vars(VOTING) if name.startswith("test_"))
+# Tests with a failing case (30 of the 41 cases pass): late fusion names its output
+# columns ``name__class`` (not ``votingclassifier_name0``), has no
+# ``flatten_transform``, words its parameter errors its own way, checks at fit that
+# soft voting's models have predict_proba, and takes binary and multiclass targets
+# only.
+VOTING_DIFFERS = {
+    "test_get_features_names_out_classifier",
+    "test_get_features_names_out_classifier_error",
+    "test_get_features_names_out_regressor",
+    "test_multilabel",
+    "test_sample_weight_kwargs",
+    "test_set_estimator_drop",
+    "test_transform",
+    "test_voting_classifier_estimator_init",
+}
+
+
+def _mark_voting(name):
+    function = getattr(VOTING, name)
+    if name in VOTING_DIFFERS:
+        function = pytest.mark.xfail(
+            strict=False, reason="LateFusionClassifier differs from VotingClassifier"
+        )(function)
+    return function
+
+
+globals().update({f"{name}_voting": _mark_voting(name) for name in VOTING_TESTS})

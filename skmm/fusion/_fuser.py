@@ -35,7 +35,6 @@ from ..utils._sklearn_compat import (
     _check_feature_names_in,
     _check_method_params,
     _fit_context,
-    _get_column_indices,
     _name_estimators,
     _print_elapsed_time,
     _raise_for_params,
@@ -46,6 +45,7 @@ from ..utils._sklearn_compat import (
 )
 from ._missing import (
     all_missing_message,
+    column_indices,
     describe_columns,
     missing_message,
     missing_rows,
@@ -405,7 +405,7 @@ class MultimodalFuser(TransformerMixin, TriplesComposition):
             if callable(selection):
                 selection = selection(X)
             columns.append(selection)
-            indices[name] = _get_column_indices(X, selection)
+            indices[name] = column_indices(X, selection)
         self._columns_ = columns
         used = {i for positions in indices.values() for i in positions}
         rest = [i for i in range(X.shape[1]) if i not in used]

@@ -29,7 +29,11 @@ from sklearn.utils.metadata_routing import (
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.parallel import Parallel, delayed
-from sklearn.utils.validation import check_is_fitted, column_or_1d
+from sklearn.utils.validation import (
+    check_is_fitted,
+    column_or_1d,
+    has_fit_parameter,
+)
 from threadpoolctl import threadpool_limits
 
 from ..utils._composition import (
@@ -43,7 +47,6 @@ from ..utils._sklearn_compat import (
     StrOptions,
     _check_method_params,
     _fit_context,
-    _get_column_indices,
     _print_elapsed_time,
     _raise_for_params,
     _routing_enabled,
@@ -54,6 +57,7 @@ from ..utils._sklearn_compat import (
 from ._missing import (
     SHOWN_ROWS,
     all_missing_message,
+    column_indices,
     missing_message,
     missing_rows,
     row_labels,
@@ -91,17 +95,18 @@ class _BaseLateFusion(TransformerMixin, MetaEstimatorMixin, TriplesComposition):
     # -- checks at fit -----------------------------------------------------------------------
     def _validate_estimators(self):
         """Check the triples; return the names, estimators and columns of all of them."""
-        if not self.estimators or not all(
+        triples = self._triples()
+        if not triples or not all(
             isinstance(item, (tuple, list))
             and len(item) == 3
             and isinstance(item[0], str)
-            for item in self.estimators
+            for item in triples
         ):
             raise ValueError(
                 "estimators must be a non-empty list of (name, estimator, columns) "
                 f"triples; got {self.estimators!r}."
             )
-        names, estimators, columns = zip(*self.estimators)
+        names, estimators, columns = zip(*triples)
         self._validate_names(names)
         if all(is_drop(est) for est in estimators):
             raise ValueError(
@@ -115,6 +120,10 @@ class _BaseLateFusion(TransformerMixin, MetaEstimatorMixin, TriplesComposition):
                     f"The estimator {name!r} ({type(est).__name__}) should be a {kind}."
                 )
         return names, estimators, columns
+
+    def _triples(self):
+        """The ``(name, estimator, columns)`` triples every step reads."""
+        return self.estimators
 
     def _check_weights(self, names, active):
         """The weights of the models that are not dropped, as a float array.
@@ -180,6 +189,13 @@ class _BaseLateFusion(TransformerMixin, MetaEstimatorMixin, TriplesComposition):
         )
         for name in names:
             routed[name] = Bunch(fit=weight)
+        if weight:
+            for name, est, _ in self._triples():
+                if not is_drop(est) and not has_fit_parameter(est, "sample_weight"):
+                    raise TypeError(
+                        f"Underlying estimator {type(est).__name__} does not support "
+                        f"sample weights (model {name!r})."
+                    )
         return routed
 
     def _select(self, X):
@@ -468,7 +484,7 @@ class _BaseLateFusion(TransformerMixin, MetaEstimatorMixin, TriplesComposition):
             The routing information.
         """
         router = MetadataRouter(owner=self)
-        for name, est, _ in self.estimators:
+        for name, est, _ in self._triples():
             if not is_drop(est):
                 router.add(
                     **{name: est},
@@ -488,7 +504,7 @@ class _BaseLateFusion(TransformerMixin, MetaEstimatorMixin, TriplesComposition):
 
     def _sk_visual_block_(self):
         """The HTML diagram: each model with its columns, then the combination."""
-        names, estimators, columns = zip(*self.estimators)
+        names, estimators, columns = zip(*self._triples())
         models = _VisualBlock(
             "parallel",
             list(estimators),
@@ -517,7 +533,7 @@ class _BaseLateFusion(TransformerMixin, MetaEstimatorMixin, TriplesComposition):
             # the models, so NaN is allowed when every model allows it.
             tags.input_tags.allow_nan = all(
                 get_tags(est).input_tags.allow_nan
-                for _, est, _ in self.estimators
+                for _, est, _ in self._triples()
                 if not is_drop(est)
             )
         except (TypeError, ValueError):
@@ -765,6 +781,9 @@ class LateFusionClassifier(ClassifierMixin, _BaseLateFusion):
             if hasattr(est, method):
                 break
         else:
+            if self.voting == "hard":
+                # A majority of labels needs only predict, as in VotingClassifier.
+                return "predict"
             raise ValueError(
                 f"model {name!r} ({type(est).__name__}) has neither predict_proba nor "
                 "decision_function."
@@ -810,6 +829,8 @@ class LateFusionClassifier(ClassifierMixin, _BaseLateFusion):
         return full
 
     def _feature_names(self, name, method):
+        if method == "predict":
+            return [name]
         if self._width(method) == 1:
             return [f"{name}__{self.classes_[-1]}"]
         return [f"{name}__{label}" for label in self.classes_]
@@ -1087,7 +1108,7 @@ def _resolve_columns(X, name, key):
     """A model's columns as positions; a scalar selection stays a scalar (1-D)."""
     if callable(key):
         key = key(X)
-    indices = _get_column_indices(X, key)
+    indices = column_indices(X, key)
     if len(indices) == 0:
         raise ValueError(f"model {name!r} selects no column of X (columns={key!r}).")
     return indices[0] if np.isscalar(key) else indices

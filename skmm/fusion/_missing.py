@@ -8,6 +8,7 @@ rest: so a ``TfidfVectorizer`` or a ``FunctionTransformer`` never meets a None c
 
 import numpy as np
 
+from ..utils._sklearn_compat import _get_column_indices
 from ..utils._validation import is_missing
 
 # Rows named in a "modality is missing" message; the count says how many there are.
@@ -40,6 +41,17 @@ def missing_rows(selection):
     if not columns:
         return np.zeros(0, dtype=bool)
     return np.logical_and.reduce([_missing_cells(column) for column in columns])
+
+
+def column_indices(X, key):
+    """Positions of the columns ``key`` selects, as ``ColumnTransformer`` reads it.
+
+    ``slice(None)`` (every column) is also taken on arrays, where scikit-learn's
+    helper, which reads an open slice as one of names, refuses it.
+    """
+    if isinstance(key, slice) and key.start is None and key.stop is None:
+        key = slice(0, None, key.step)
+    return _get_column_indices(X, key)
 
 
 def row_labels(X):
