@@ -904,17 +904,21 @@ class MultimodalFuser(TransformerMixin, TriplesComposition):
                     input_features[self._input_indices_[name]]
                 )
             else:
+                # ColumnTransformer's wording, for the same situation.
                 raise AttributeError(
-                    f"encoder {name!r} (type {type(encoder).__name__}) does not provide "
-                    "get_feature_names_out."
+                    f"Transformer {name} (type {type(encoder).__name__}) does not "
+                    "provide get_feature_names_out."
                 )
             blocks.append((name, list(names)))
         if self.verbose_feature_names_out is False:
             seen = [f for _, names in blocks for f in names]
             duplicates = sorted({f for f in seen if seen.count(f) > 1})
             if duplicates:
+                shown = str(duplicates[:5])
+                if len(duplicates) > 5:
+                    shown = shown[:-1] + ", ...]"
                 raise ValueError(
-                    f"Output feature names: {duplicates[:5]} are not unique. Please "
+                    f"Output feature names: {shown} are not unique. Please "
                     "set verbose_feature_names_out=True to add prefixes to feature "
                     "names"
                 )
