@@ -594,7 +594,11 @@ def test_av_digits_missing_images(av_digits):
     for X in (X_train, X_test):
         holes = rng.random(len(X)) < 0.2
         X.loc[holes, "image"] = None
-    with pytest.raises(ValueError, match=r"modality 'img' is missing .* row\(s\): \d+"):
+    with pytest.raises(
+        ValueError,
+        match=r"modality 'img' \(column 'image'\) is missing \(None/NaN\) in \d+ "
+        r"row\(s\): \d+",
+    ):
         av_pipeline().fit(X_train, y_train)
     audio = av_pipeline([av_encoders()[1]]).fit(X_train, y_train).score(X_test, y_test)
     for missing in ("zero", "mean", "indicator"):
