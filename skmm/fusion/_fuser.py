@@ -76,10 +76,12 @@ class MultimodalFuser(TransformerMixin, TriplesComposition):
     ``LogisticRegression``, ``RandomForestClassifier``, ...). Between encoding and
     fusion, each block goes through the same steps, all fitted on the training data:
 
-    1. missing rows (an encoder outputs NaN for a missing item) are filled as
-       ``missing`` says;
+    1. each encoder is fitted and run on the rows where its modality is present
+       (not every selected cell None, NaN or pd.NA), and the other rows are filled
+       as ``missing`` says;
     2. the block is normalised as ``normalize`` says;
-    3. the block is projected to ``projection`` PCA components, when asked;
+    3. the block is projected as ``projection`` says (PCA, or a class-aligned
+       space), when asked;
     4. the block is multiplied by its entry of ``weights`` and fused by ``fusion``.
 
     Parameters
@@ -108,13 +110,44 @@ class MultimodalFuser(TransformerMixin, TriplesComposition):
           ``prod(width_m + 1)``: it grows multiplicatively, so project the blocks
           (``projection=8`` gives 81 features for two modalities, 729 for three).
 
-        The element-wise fusions need blocks of one width: set ``projection``
-        unless the encoders already agree.
-    projection : int, dict of str to int, or None, default=None
-        Number of principal components (PCA fitted on the training data, after
-        normalisation) each block is projected to; a dict projects only the named
-        blocks. It cannot exceed a block's width nor the number of training rows.
-        None keeps the blocks as they are.
+        The element-wise fusions need blocks of one width and one space: coordinate
+        k must mean the same thing in every block. Set ``projection="proba"``
+        unless the encoders already share a space (the fuser warns otherwise).
+    projection : {"proba", "decision"}, int, dict of str to int, or None, \
+            default=None
+        How each block is projected after normalisation, fitted on the training
+        data:
+
+        - ``"proba"``: onto the class probabilities of a classifier fitted on the
+          block (``projection_estimator``), so that every modality lives in one
+          class-indexed space. ``fit_transform`` gives the training rows
+          cross-fitted probabilities (from models that did not see them, with
+          ``cv``), as stacking does, so the head learns from outputs like those of
+          new rows; ``fit(X, y).transform(X)`` therefore differs from
+          ``fit_transform(X, y)``. ``"mean"`` then averages the probabilities, and
+          ``"product"`` and ``"max"`` are renormalised to sum to 1 per row: the
+          product and max rules of decision-level fusion. Needs class labels ``y``.
+        - ``"decision"``: the same with the classifier's decision values,
+          standardised (a product of signed scores means little: the fuser warns).
+        - an int: that many principal components (PCA); a dict projects only the
+          named blocks. It cannot exceed a block's width nor the number of training
+          rows. PCA spaces are not aligned across modalities.
+        - None keeps the blocks as they are.
+
+        On hard AV-digits (held-out speakers, the demo's CNN and MFCC features),
+        mean, product and max fusion reach 0.78, 0.86 and 0.75 with ``"proba"``
+        against 0.66, 0.37 and 0.59 with 32 PCA components (the image alone:
+        0.66).
+    projection_estimator : classifier or None, default=None
+        The classifier of ``projection="proba"`` or ``"decision"``, cloned per
+        modality; ``LogisticRegression(C=0.1, max_iter=1000)`` when None (strongly
+        regularised, so that its probabilities do not saturate on blocks of
+        hundreds of features).
+    cv : int, cross-validation generator or iterable, default=5
+        The folds of the class projection's cross-fitting (an int is a stratified
+        K-fold without shuffling). ``groups`` passed to :meth:`fit` go to the
+        splitter: use a grouped splitter when rows come in groups (speakers,
+        patients) that new data will not share.
     weights : dict of str to float or None, default=None
         Weight of each modality by name (1 for a name not listed). ``"concat"`` and
         ``"tensor"`` scale each block by its weight, ``"sum"`` and ``"weighted"``
@@ -142,12 +175,24 @@ class MultimodalFuser(TransformerMixin, TriplesComposition):
         one. Standardising TF-IDF features amplifies rare words: leave such a block
         as it is, e.g. ``normalize={"img": "block", "txt": None}``.
     missing : {"error", "zero", "mean", "indicator"}, default="error"
-        What a missing item becomes (a row with NaN in a modality's block, which is
-        what skmm's encoders output for a None/NaN cell): ``"error"`` raises a
-        ValueError naming the modality and the rows; ``"zero"`` fills it with
-        zeros, ``"mean"`` with the block's training mean; ``"indicator"`` fills it
-        with the mean and appends one 0/1 column per modality, 1 where the modality
-        is missing. A modality missing in every training row is an error.
+        What a missing modality becomes in a row. A modality is missing where every
+        cell it selects is None, NaN or pd.NA: its encoder never sees those cells
+        (a ``TfidfVectorizer`` or a ``FunctionTransformer`` gets no None), and its
+        block is filled there. ``"error"`` raises a ValueError naming the modality,
+        its columns and the rows; ``"zero"`` fills the block with zeros, ``"mean"``
+        with its training mean; ``"indicator"`` fills it with the mean and appends
+        one 0/1 column per modality, 1 where the modality is missing. A NaN in some
+        of a block's features (a ``"passthrough"`` block with one NaN cell) is
+        filled the same way. A modality missing in every training row is an error,
+        and so is a present item that its encoder turns into an all-NaN row (a
+        broken item is never taken for a missing one). The same names mean the
+        same in :class:`LateFusionClassifier`, whose ``"skip"`` gives a missing
+        modality no vote.
+    remainder : {"drop", "passthrough"} or transformer, default="drop"
+        The columns no encoder selects, as in ``ColumnTransformer``: dropped,
+        passed through as they are, or encoded by the given transformer, and then
+        fused as one more modality named ``"remainder"`` (plain numeric columns
+        beside the modalities, say).
     n_jobs : int or None, default=None
         Encoders fitted and run in parallel with joblib. ``None`` is 1 unless in a
         :func:`joblib.parallel_config` context; -1 uses all processors. Keep it
@@ -161,7 +206,10 @@ class MultimodalFuser(TransformerMixin, TriplesComposition):
         ``"{transformer_name}:{feature_name}"`` and a callable maps
         ``(transformer_name, feature_name)`` to a name. Element-wise fusions name
         their features ``fused0``, ``fused1``, ...; projected blocks name theirs
-        ``pca0``, ``pca1``, ... before prefixing.
+        ``pca0``, ``pca1``, ... (``proba_<class>`` with a class projection) before
+        prefixing.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the PCA projection (its randomized solver on large blocks).
 
     Attributes
     ----------
@@ -171,15 +219,17 @@ class MultimodalFuser(TransformerMixin, TriplesComposition):
     named_encoders_ : :class:`~sklearn.utils.Bunch`
         The fitted encoders by name.
     output_indices_ : dict of str to slice
-        The output columns of each modality: its block for ``"concat"``; the whole
-        fused block, which every modality shares, for the other fusions; an empty
-        slice for a dropped modality. With ``missing="indicator"``, the last
+        The output columns of each modality (and of ``"remainder"``): its block for
+        ``"concat"``; the whole fused block, which every modality shares, for the
+        other fusions; an empty slice for a dropped modality or one whose encoder
+        outputs no column. With ``missing="indicator"``, the last
         columns are the indicators, one per fused modality in ``encoders`` order.
     block_transformers_ : dict of str to :class:`~sklearn.pipeline.Pipeline`
         The fitted steps between each encoder and the fusion: ``impute`` (a
         :class:`~sklearn.impute.SimpleImputer`), ``scale`` (a
         :class:`~sklearn.preprocessing.StandardScaler`) and ``project`` (a
-        :class:`~sklearn.decomposition.PCA`), each ``"passthrough"`` when unused.
+        :class:`~sklearn.decomposition.PCA`, or the class projection with its
+        fitted ``estimator_``), each ``"passthrough"`` when unused.
     block_scales_ : dict of str to float
         The factor each block is multiplied by after ``block_transformers_``
         (``normalize="block"``; 1.0 otherwise).
@@ -225,8 +275,19 @@ class MultimodalFuser(TransformerMixin, TriplesComposition):
     array(['txt__black', 'num__weight'], dtype=object)
     >>> fuser.output_indices_["num"]
     slice(6, 8, None)
-    >>> fuser.set_params(fusion="sum", projection=2).fit_transform(X).shape
-    (4, 2)
+    >>> fuser.set_params(fusion="concat", remainder="drop").fit_transform(X).shape
+    (4, 8)
+
+    Element-wise fusion in one space, the modalities' class probabilities:
+
+    >>> y = ["cheap", "dear", "cheap", "dear"]
+    >>> fuser.set_params(fusion="product", projection="proba", cv=2)
+    MultimodalFuser(...)
+    >>> fuser.fit(X, y).transform(X).round(2)
+    array([[0.62, 0.38],
+           [0.4 , 0.6 ],
+           [0.56, 0.44],
+           [0.43, 0.57]])
     """
 
     _parameter_constraints = {
