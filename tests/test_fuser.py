@@ -1089,3 +1089,38 @@ def test_av_digits_aligned_elementwise_fusion_beats_each_modality(av_digits):
     assert results["max"] > single + 0.05
     for fusion in ["mean", "product", "max"]:
         assert results[fusion] > results[f"{fusion} PCA-32"] + 0.08
+
+
+@pytest.mark.parametrize("kind", ["cca", "pls"])
+def test_cca_and_pls_align_two_modalities_by_hand(classes, kind):
+    from sklearn.cross_decomposition import CCA, PLSCanonical
+
+    X, y = classes
+    a = StandardScaler().fit_transform(X[["a0", "a1"]])
+    b = StandardScaler().fit_transform(X[["b0", "b1", "b2"]])
+    reference = {"cca": CCA, "pls": PLSCanonical}[kind](n_components=2).fit(a, b)
+    x_scores, y_scores = reference.transform(a, b)
+    fz = class_fuser(fusion="concat", projection=kind)
+    out = fz.fit_transform(X)
+    # The default keeps min(8, widths, rows) = 2 components, paired: component k of
+    # one block's scores goes with component k of the other's.
+    assert_allclose(out, np.hstack([x_scores, y_scores]), atol=1e-8)
+    assert_allclose(fz.transform(X), out, atol=1e-8)
+    assert list(fz.get_feature_names_out()) == [
+        f"{m}__{kind}{i}" for m in "ab" for i in range(2)
+    ]
+    mean = class_fuser(fusion="mean", projection=kind).fit(X).transform(X)
+    assert_allclose(mean, (x_scores + y_scores) / 2, atol=1e-8)
+    # A given estimator is cloned and used as it is.
+    one = class_fuser(
+        fusion="sum", projection=kind, projection_estimator=CCA(n_components=1)
+    ).fit(X)
+    assert one.transform(X).shape == (90, 1)
+    with pytest.raises(ValueError, match=f"projection='{kind}' aligns two modalities"):
+        MultimodalFuser(
+            [
+                (m, "passthrough", [c])
+                for m, c in [("p", "a0"), ("q", "a1"), ("r", "b0")]
+            ],
+            projection=kind,
+        ).fit(X)

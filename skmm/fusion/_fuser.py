@@ -55,7 +55,10 @@ from ._missing import (
 from ._ops import ELEMENTWISE, FUSION_OPERATORS, fuse, tensor_width
 from ._projection import (
     CLASS_PROJECTIONS,
+    PAIRED_PROJECTIONS,
     ClassProjection,
+    PairedProjection,
+    default_paired_estimator,
     default_projection_estimator,
 )
 
@@ -113,8 +116,8 @@ class MultimodalFuser(TransformerMixin, TriplesComposition):
         The element-wise fusions need blocks of one width and one space: coordinate
         k must mean the same thing in every block. Set ``projection="proba"``
         unless the encoders already share a space (the fuser warns otherwise).
-    projection : {"proba", "decision"}, int, dict of str to int, or None, \
-            default=None
+    projection : {"proba", "decision", "cca", "pls"}, int, dict of str to int, \
+            or None, default=None
         How each block is projected after normalisation, fitted on the training
         data:
 
@@ -129,6 +132,12 @@ class MultimodalFuser(TransformerMixin, TriplesComposition):
           product and max rules of decision-level fusion. Needs class labels ``y``.
         - ``"decision"``: the same with the classifier's decision values,
           standardised (a product of signed scores means little: the fuser warns).
+        - ``"cca"``, ``"pls"``: exactly two modalities aligned with each other,
+          without labels: a :class:`~sklearn.cross_decomposition.CCA` or
+          :class:`~sklearn.cross_decomposition.PLSCanonical` (``projection_estimator``,
+          by default with min(8, widths, rows) components) fitted on the two
+          blocks; each block becomes its scores, component k of one paired with
+          component k of the other.
         - an int: that many principal components (PCA); a dict projects only the
           named blocks. It cannot exceed a block's width nor the number of training
           rows. PCA spaces are not aligned across modalities.
@@ -137,12 +146,14 @@ class MultimodalFuser(TransformerMixin, TriplesComposition):
         On hard AV-digits (held-out speakers, the demo's CNN and MFCC features),
         mean, product and max fusion reach 0.78, 0.86 and 0.75 with ``"proba"``
         against 0.66, 0.37 and 0.59 with 32 PCA components (the image alone:
-        0.66).
-    projection_estimator : classifier or None, default=None
+        0.66); unsupervised, mean fusion reaches 0.50 after CCA and 0.74 after PLS
+        (8 components).
+    projection_estimator : estimator or None, default=None
         The classifier of ``projection="proba"`` or ``"decision"``, cloned per
         modality; ``LogisticRegression(C=0.1, max_iter=1000)`` when None (strongly
         regularised, so that its probabilities do not saturate on blocks of
-        hundreds of features).
+        hundreds of features). With ``"cca"`` or ``"pls"``, the cross-decomposition
+        estimator fitted on the two blocks.
     cv : int, cross-validation generator or iterable, default=5
         The folds of the class projection's cross-fitting (an int is a stratified
         K-fold without shuffling). ``groups`` passed to :meth:`fit` go to the
@@ -295,7 +306,7 @@ class MultimodalFuser(TransformerMixin, TriplesComposition):
         "fusion": [StrOptions(set(FUSION_OPERATORS))],
         "projection": [
             Interval(Integral, 1, None, closed="left"),
-            StrOptions(set(CLASS_PROJECTIONS)),
+            StrOptions(set(CLASS_PROJECTIONS) | set(PAIRED_PROJECTIONS)),
             dict,
             None,
         ],
@@ -481,7 +492,13 @@ class MultimodalFuser(TransformerMixin, TriplesComposition):
 
     def _class_projection(self):
         """True when every block is projected to one class-indexed space."""
-        return isinstance(self.projection, str)
+        return isinstance(self.projection, str) and self.projection in CLASS_PROJECTIONS
+
+    def _paired_projection(self):
+        """True when two blocks are aligned with each other by CCA or PLS."""
+        return (
+            isinstance(self.projection, str) and self.projection in PAIRED_PROJECTIONS
+        )
 
     def _normalize_for(self, name):
         if isinstance(self.normalize, dict):
@@ -765,6 +782,8 @@ class MultimodalFuser(TransformerMixin, TriplesComposition):
     def _fit_blocks(self, blocks, y, routed):
         """Fit each block's imputation, scaling and projection; return the blocks
         ready to fuse, and set the output indices."""
+        if self._paired_projection():
+            return self._fit_paired_blocks(blocks)
         n_samples = next(iter(blocks.values())).shape[0]
         if self._class_projection():
             if y is None:
@@ -836,11 +855,49 @@ class MultimodalFuser(TransformerMixin, TriplesComposition):
         self._set_output_indices(widths)
         return fused
 
+    def _fit_paired_blocks(self, blocks):
+        """Impute and scale each of two blocks, then align them with one CCA/PLS."""
+        if len(blocks) != 2:
+            raise ValueError(
+                f"projection={self.projection!r} aligns two modalities with each "
+                f"other; got {len(blocks)} ({list(blocks)}). Use projection='proba' "
+                "to align any number of modalities."
+            )
+        self.block_transformers_, self.block_scales_ = {}, {}
+        steps, fitted = {}, []
+        for name, block in blocks.items():
+            steps[name] = Pipeline(
+                [
+                    ("impute", self._imputer()),
+                    ("scale", self._scaler(name, False)),
+                ]
+            )
+            fitted.append(steps[name].fit_transform(self._densify(name, block)))
+        if self.projection_estimator is None:
+            widths = [z.shape[1] for z in fitted]
+            estimator = default_paired_estimator(
+                self.projection, widths, len(fitted[0])
+            )
+        else:
+            estimator = clone(self.projection_estimator)
+        estimator.fit(fitted[0], fitted[1])
+        out = []
+        for (name, pipe), side, z in zip(steps.items(), ("x", "y"), fitted):
+            project = PairedProjection(estimator, side, self.projection).fit(z)
+            pipe.steps.append(("project", project))
+            self.block_transformers_[name] = pipe
+            self.block_scales_[name] = 1.0
+            out.append(project.transform(z))
+        width = out[0].shape[1]
+        self._fused_names_ = list(blocks)
+        self._set_output_indices(dict.fromkeys(blocks, width))
+        return out
+
     def _warn_unaligned(self, n_blocks):
         """Element-wise fusion of unaligned blocks adds apples to oranges: say so."""
         if self.fusion not in ELEMENTWISE or n_blocks < 2:
             return
-        if not self._class_projection():
+        if not (self._class_projection() or self._paired_projection()):
             warnings.warn(
                 f"fusion={self.fusion!r} combines coordinate k of every block, but "
                 f"projection={self.projection!r} does not map the blocks to one space "
@@ -954,7 +1011,7 @@ class MultimodalFuser(TransformerMixin, TriplesComposition):
             if name not in self._fused_names_:
                 continue  # an encoder that outputs no column
             k = self._projection_for(name)
-            if self._class_projection():
+            if self._class_projection() or self._paired_projection():
                 names = self.block_transformers_[name][
                     "project"
                 ].get_feature_names_out()

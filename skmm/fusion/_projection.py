@@ -9,6 +9,7 @@ This is what decision-level fusion combines, brought to the feature level.
 
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin, clone
+from sklearn.cross_decomposition import CCA, PLSCanonical
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import check_cv, cross_val_predict
 from sklearn.preprocessing import StandardScaler
@@ -17,7 +18,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from ..utils._sklearn_compat import _routing_enabled
 
-__all__ = ["CLASS_PROJECTIONS"]
+__all__ = ["CLASS_PROJECTIONS", "PAIRED_PROJECTIONS"]
 
 CLASS_PROJECTIONS = {"proba": "predict_proba", "decision": "decision_function"}
 """Name of a class-aligned projection -> the classifier's method it uses."""
@@ -129,3 +130,68 @@ class ClassProjection(TransformerMixin, BaseEstimator):
         check_is_fitted(self)
         classes = self.classes_[-self.n_features_out_ :]
         return np.asarray([f"{self.kind}_{c}" for c in classes], dtype=object)
+
+
+PAIRED_PROJECTIONS = {"cca": CCA, "pls": PLSCanonical}
+"""Name of an unsupervised alignment of two modalities -> its estimator class."""
+
+# Components of the default CCA/PLS: enough for 10 classes' worth of shared structure,
+# few enough for a small training set.
+_PAIRED_COMPONENTS = 8
+
+
+def default_paired_estimator(kind, widths, n_samples):
+    """``CCA`` or ``PLSCanonical`` with as many components as the blocks allow."""
+    k = min(_PAIRED_COMPONENTS, *widths, n_samples)
+    return PAIRED_PROJECTIONS[kind](n_components=k)
+
+
+class PairedProjection(TransformerMixin, BaseEstimator):
+    """One side of a CCA or PLS fitted on two blocks: that block's scores.
+
+    CCA and PLS pair their components: component k of the first block's scores is
+    the most correlated with component k of the second's, so the two blocks live in
+    one space, coordinate by coordinate, and element-wise fusion means something.
+    The shared ``estimator`` is fitted on both blocks beforehand; each side
+    centres (and, when the estimator scales, scales) its block as the estimator
+    did, and multiplies it by its rotations.
+
+    Parameters
+    ----------
+    estimator : fitted CCA, PLSCanonical or other ``_PLS`` estimator
+        The shared alignment.
+    side : {"x", "y"}
+        Which of the two blocks this is.
+    kind : str
+        The prefix of the feature names (``cca0``, ``cca1``, ...).
+    """
+
+    def __init__(self, estimator, side, kind):
+        self.estimator = estimator
+        self.side = side
+        self.kind = kind
+
+    def fit(self, X, y=None):
+        """Record the centring and scaling the estimator applied to this block."""
+        X = np.asarray(X, dtype=np.float64)
+        self.mean_ = X.mean(axis=0)
+        if getattr(self.estimator, "scale", True):
+            std = X.std(axis=0, ddof=1)
+            std[std == 0.0] = 1.0
+        else:
+            std = np.ones(X.shape[1])
+        self.std_ = std
+        self.rotations_ = getattr(self.estimator, f"{self.side}_rotations_")
+        return self
+
+    def transform(self, X):
+        """The block's scores on the paired components."""
+        check_is_fitted(self)
+        X = np.asarray(X, dtype=np.float64)
+        return ((X - self.mean_) / self.std_) @ self.rotations_
+
+    def get_feature_names_out(self, input_features=None):
+        """``cca0``, ``cca1``, ... (or ``pls0``, ...)."""
+        check_is_fitted(self)
+        width = self.rotations_.shape[1]
+        return np.asarray([f"{self.kind}{i}" for i in range(width)], dtype=object)
