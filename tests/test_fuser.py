@@ -23,6 +23,12 @@ from skmm.encoders import AudioFeatures, ImageEncoder, TextEncoder
 from skmm.fusion import FUSION_OPERATORS, MultimodalFuser, make_fuser
 
 FUSIONS = sorted(FUSION_OPERATORS)
+
+# Several tests fuse unaligned blocks element-wise on purpose (to check the operators
+# by hand); the warning about it is tested once, in its own test.
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:fusion=.* combines coordinate k:UserWarning"
+)
 TEST_SPEAKERS = ["lucas", "yweweler"]
 
 
