@@ -14,7 +14,6 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder
 from sklearn.svm import SVC
 from sklearn.utils.class_weight import compute_class_weight
-from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from skmm.encoders import AudioEncoder, ImageEncoder, TextEncoder
 from skmm.fusion import fuse
@@ -27,35 +26,7 @@ from skmm.utils._torch import (
     torch_seed,
 )
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    # Tiny models on a shared 2-core machine: a second thread only adds contention.
-    n_threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n_threads)
-
-
-# -- scikit-learn's checks on the numeric path: two column groups, two MLP towers --------
-TWO_GROUPS = [("a", "passthrough", slice(0, 1)), ("b", "passthrough", slice(1, None))]
-
-
-def _instances():
-    yield MultimodalNetClassifier(TWO_GROUPS, lr=1e-2, device="cpu")
-    yield MultimodalNetRegressor(TWO_GROUPS, lr=1e-2, device="cpu")
-
-
-# Every check passes on this path; a check that cannot apply would be listed here with
-# its reason, per estimator class.
-XFAIL = {MultimodalNetClassifier: {}, MultimodalNetRegressor: {}}
-
-
-@parametrize_with_checks(
-    list(_instances()), expected_failed_checks=lambda e: XFAIL[type(e)]
-)
-def test_sklearn_compatible(estimator, check):
-    check(estimator)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # -- synthetic multimodal data -------------------------------------------------------------
@@ -106,11 +77,11 @@ def image_audio(**params):
     ).set_params(**params)
 
 
-def numeric(X, y, **params):
+def numeric(X, y, sample_weight=None, **params):
     return MultimodalNetClassifier(
         [("left", "passthrough", [0, 1]), ("right", "passthrough", [2, 3])],
         **{"max_epochs": 5, "device": "cpu", "random_state": 0, **params},
-    ).fit(X, y)
+    ).fit(X, y, sample_weight=sample_weight)
 
 
 @pytest.fixture(scope="module")
@@ -329,9 +300,25 @@ def test_class_weight_balanced_weights_the_loss():
         X, y, max_epochs=15, early_stopping=False, class_weight="balanced"
     )
     expected = compute_class_weight("balanced", classes=balanced.classes_, y=y)
-    assert_allclose(balanced._loss_function().weight.numpy(), expected, rtol=1e-6)
-    assert balanced._loss_function().weight[1] > 2
+    assert_allclose(balanced._class_weights_, expected, rtol=1e-6)
+    assert balanced._class_weights_[1] > 2
     n_rare = [(net.predict(X) == "rare").sum() for net in (plain, balanced)]
+    assert n_rare[1] > n_rare[0], n_rare
+
+
+def test_sample_weight_weighs_the_loss():
+    # Same data as above: weighting the rare rows like class_weight="balanced" does
+    # must give the same net, and more "rare" predictions than no weights.
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 4))
+    y = np.where(X[:, 0] + rng.normal(0, 1.0, 200) > 1.4, "rare", "common")
+    params = dict(max_epochs=15, early_stopping=False)
+    balanced = numeric(X, y, **params, class_weight="balanced")
+    weights = compute_class_weight("balanced", classes=balanced.classes_, y=y)
+    weighted = numeric(X, y, **params, sample_weight=weights[(y == "rare").astype(int)])
+    plain = numeric(X, y, **params)
+    assert_allclose(weighted.predict_proba(X), balanced.predict_proba(X), atol=1e-5)
+    n_rare = [(net.predict(X) == "rare").sum() for net in (plain, weighted)]
     assert n_rare[1] > n_rare[0], n_rare
 
 
@@ -396,7 +383,7 @@ def test_verbose_shows_progress(blobs, capsys):
     net = numeric(X, y, verbose=True, max_epochs=2)
     net.predict(X)
     err = capsys.readouterr().err
-    assert "MultimodalNetClassifier fit" in err and "val_score" in err
+    assert "MultimodalNetClassifier fit" in err and "valid_score" in err
     assert "MultimodalNetClassifier predict" in err
 
 
@@ -458,7 +445,7 @@ def test_a_failed_fit_leaves_the_net_as_it_was(blobs):
             "Names provided are not unique",
         ),
         ([("a", "scale", ["x"])], TypeError, "encoder 'a' must be an skmm encoder"),
-        ([("a", "passthrough", ["w"])], ValueError, "not a column|w"),
+        ([("a", "passthrough", ["w"])], ValueError, r"not columns of the dataframe: {.w.}"),
         ([("a", "passthrough", [])], ValueError, "selects no column; X has 2"),
         ([("a", ImageEncoder, "x")], TypeError, "got estimator class"),
     ],

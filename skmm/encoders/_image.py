@@ -215,7 +215,12 @@ class ImageEncoder(TorchEncoderMixin, BaseEstimator):
         :meth:`transform`; 0 decodes in the main thread. At most
         ``num_workers + 1`` batches are in memory at once.
     lr : float, default=1e-3
-        Learning rate of Adam.
+        Learning rate of the optimizer.
+    optimizer : torch.optim.Optimizer class, default=torch.optim.Adam
+        The optimizer class, built on the trainable parameters with ``lr``.
+    callbacks : list of :class:`skmm.callbacks.Callback` or callables, default=None
+        Called after each training epoch with the history (see
+        :mod:`skmm.callbacks`: checkpoints, learning-rate schedules, custom stops).
     device : {"auto", "cpu", "cuda"} or str, default="auto"
         Where the model runs; ``"auto"`` is CUDA when available.
     random_state : int, RandomState instance or None, default=None
@@ -297,6 +302,8 @@ class ImageEncoder(TorchEncoderMixin, BaseEstimator):
         memory=None,
         num_workers=0,
         lr=1e-3,
+        optimizer=torch.optim.Adam,
+        callbacks=None,
         device="auto",
         random_state=None,
         verbose=False,
@@ -310,6 +317,8 @@ class ImageEncoder(TorchEncoderMixin, BaseEstimator):
         self.memory = memory
         self.num_workers = num_workers
         self.lr = lr
+        self.optimizer = optimizer
+        self.callbacks = callbacks
         self.device = device
         self.random_state = random_state
         self.verbose = verbose

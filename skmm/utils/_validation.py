@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from ._composition import check_table
 from ._sklearn_compat import validate_data
 
 
@@ -113,7 +114,7 @@ def check_column(estimator, X, *, batch_ndim=(), reset=True):
                 f"{list(X.columns)}. Select the column, or use MultimodalFuser to encode "
                 "several."
             )
-        _check_frame_columns(estimator, X, reset=reset)
+        check_table(estimator, X, reset=reset)
         X = X.iloc[:, 0]
     if isinstance(X, pd.Series):
         name, labels = X.name, X.index
@@ -172,20 +173,3 @@ def _is_numeric_table(X):
         and X.ndim == 2
         and (X.dtype != object or X.shape[1] > 1)
     )
-
-
-def _check_frame_columns(estimator, X, *, reset):
-    columns = np.asarray(X.columns, dtype=object)
-    if reset:
-        estimator.n_features_in_ = 1
-        if all(isinstance(c, str) for c in columns):
-            estimator.feature_names_in_ = columns
-        elif hasattr(estimator, "feature_names_in_"):
-            del estimator.feature_names_in_
-        return
-    fitted = getattr(estimator, "feature_names_in_", None)
-    if fitted is not None and list(fitted) != list(columns):
-        raise ValueError(
-            f"The feature names should match those that were passed during fit: "
-            f"fitted on {list(fitted)}, got {list(columns)}."
-        )
