@@ -18,11 +18,10 @@ def test_quick_demo_runs_and_fusion_helps(tmp_path):
     best_single = max(r["accuracy"] for r in results if r["family"] == "single")
     # Floors a few points under the quick run's measurements (seed 0, 2-core CPU):
     # image only 0.525, audio only 0.475, concat 0.692, product of the cross-fitted
-    # class probabilities 0.725, the end-to-end net 0.617.
+    # class probabilities 0.725.
     assert best_single > 0.48
     assert acc["fuser concat + SVC"] > best_single + 0.12
     assert acc["fuser product (proba) + SVC"] > best_single + 0.15
-    assert acc["end-to-end net (concat)"] > best_single + 0.05
     assert "Which fusion when:" in text
     assert (tmp_path / "accuracy.png").stat().st_size > 1000
     assert (tmp_path / "confusion_matrix.png").stat().st_size > 1000
