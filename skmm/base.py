@@ -279,7 +279,9 @@ class TorchEncoderMixin(
         loss_fn = (
             torch.nn.MSELoss() if self.classes_ is None else torch.nn.CrossEntropyLoss()
         )
-        optimizer = torch.optim.Adam(net.parameters(), lr=self.lr)
+        # The tower's groups say which of its layers train (train_layers).
+        groups = self._configure_training(module) + [{"params": head.parameters()}]
+        optimizer = torch.optim.Adam(groups, lr=self.lr)
         data = self._load(column, rows)
         generator = torch.Generator().manual_seed(seed)
         epochs = tqdm(
