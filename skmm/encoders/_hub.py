@@ -17,6 +17,7 @@ import importlib.util
 import math
 import os
 import pickle
+import socket
 import weakref
 from urllib.parse import urlparse
 
@@ -287,16 +288,38 @@ def _hf_hint(name):
 def _hf_call(load, name, **kwargs):
     """``load(name, ...)``: a folder with no network; a hub id from the cache first."""
     local = os.path.isdir(name)
+    if not local and (os.path.isabs(name) or name.startswith((".", "~"))):
+        raise ValueError(f"backbone='hf:{name}': no such folder.")
     kwargs = dict(kwargs, trust_remote_code=False)
     try:
         return load(name, local_files_only=True, **kwargs)
     except OSError as exc:
         if local:
             raise ValueError(f"backbone='hf:{name}': {exc}") from None
+    if not _hf_hub_reachable():
+        raise OSError(f"{_hf_hint(name)} (the hub is unreachable or HF_HUB_OFFLINE)")
     try:
         return load(name, local_files_only=False, **kwargs)
     except OSError as exc:
         raise OSError(f"{_hf_hint(name)} ({exc})") from exc
+
+
+def _hf_hub_reachable():
+    """Whether the Hugging Face hub answers, checked in at most a few seconds.
+
+    huggingface_hub retries a failed request five times with backoff (23 s): a
+    machine with no network should hear so at once.
+    """
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return False
+    try:
+        host = urlparse(constants.ENDPOINT).hostname
+        socket.create_connection((host, 443), timeout=3).close()
+    except OSError:
+        return False
+    return True
 
 
 _HF_PROCESSORS = {
