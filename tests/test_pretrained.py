@@ -18,8 +18,7 @@ from sklearn.base import clone
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 
-from skmm.encoders import AudioEncoder, ImageEncoder, TextEncoder
-from skmm.encoders import _hub
+from skmm.encoders import AudioEncoder, ImageEncoder, TextEncoder, _hub
 
 TITLES = [
     "Nike Men Black Running Shoes",
