@@ -308,14 +308,17 @@ def test_pickle_batches_and_memory(
     out = enc.fit_transform(X)
     assert enc.device_ == "cpu" and next(enc.module_.parameters()).device.type == "cpu"
     assert max(sizes) == 3 and sum(sizes) == len(X)
-    # The pickle holds the weights: it loads with the hub's files gone.
-    loaded = pickle.loads(pickle.dumps(enc))
+    # The pickle holds the weights and the preprocessing: loading it reads no file.
+    data = pickle.dumps(enc)
+    with monkeypatch.context() as offline:
+        for reader in ("read_weights_file", "_hf_call", "wordllama_files"):
+            offline.setattr(_hub, reader, lambda *a, **k: pytest.fail("file read"))
+        loaded = pickle.loads(data)
+        np.testing.assert_array_equal(loaded.set_params(memory=None).transform(X), out)
+    assert sum(sizes) == len(X) * 2
     sizes.clear()
-    np.testing.assert_array_equal(loaded.transform(X), out)
+    np.testing.assert_array_equal(loaded.set_params(memory=tmp_path).transform(X), out)
     assert sizes == []  # every row came from the cache
-    loaded.set_params(memory=None)
-    np.testing.assert_array_equal(loaded.transform(X), out)
-    assert sum(sizes) == len(X)
     # A refit frozen encoder finds its rows in the cache, without hashing weights.
     monkeypatch.setattr(
         _hub.BackboneMixin,
