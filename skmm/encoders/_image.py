@@ -277,10 +277,10 @@ class ImageEncoder(_hub.BackboneMixin, TorchEncoderMixin, BaseEstimator):
 
     Notes
     -----
-    Pickles hold the tower's weights (a CPU state dict: about 45 MB for a ResNet-18,
-    14 MB for an EfficientNet-Lite0), so a loaded encoder needs no download; an
-    ``"hf:"``, ``"timm:"`` or ``"open_clip:"`` backbone needs its library installed
-    where it is loaded.
+    Pickles hold the tower's weights (a CPU state dict: 45 MB for a ResNet-18), so a
+    loaded encoder needs no download; an ``"hf:"``, ``"timm:"`` or ``"open_clip:"``
+    backbone needs its library installed where it is loaded. A module passed as
+    ``backbone`` is a parameter, pickled as well beside the fitted weights.
 
     Examples
     --------
