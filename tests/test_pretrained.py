@@ -522,6 +522,21 @@ def test_train_layers_changes_only_those_parameters(hf_bert, train_layers):
         assert any(k.startswith("model.encoder.layer.0.") for k in changed)
 
 
+def test_wordllama_embedding_fine_tunes():
+    pytest.importorskip("wordllama")
+    frozen = TextEncoder("wordllama", **cpu()).fit(TITLES)
+    tuned = TextEncoder("wordllama", max_epochs=3, lr=1e-1, **cpu())
+    tuned.fit(TITLES, [0, 1, 0, 1, 0])
+    before = frozen.module_.embedding.weight
+    after = tuned.module_.embedding.weight
+    batch = tuned._load(tuned._check_input(TITLES, reset=False), range(5))
+    rows = torch.unique(batch[:, 0][batch[:, 1] == 1])
+    changed = (before != after).any(dim=1).nonzero().flatten()
+    # Exactly the embeddings of the tokens in the training titles moved.
+    assert changed.tolist() == rows.tolist()
+    assert not np.allclose(tuned.transform(TITLES), frozen.transform(TITLES))
+
+
 def test_configure_training_groups_and_frozen_batch_norm():
     enc = ImageEncoder("resnet18", max_epochs=1, train_layers="last", lr=1e-4)
     enc.set_params(device="cpu", image_size=32).fit([np.zeros((8, 8))] * 2, [0, 1])
