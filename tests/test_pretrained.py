@@ -386,7 +386,7 @@ def test_hf_hub_id_offline_says_how_to_work_offline(monkeypatch, tmp_path):
 def test_bad_backbones_and_weights(photos):
     with pytest.raises(ValueError, match="not a text backbone"):
         TextEncoder("resnet18", device="cpu").fit(TITLES)
-    with pytest.raises(ValueError, match="not a audio backbone|not an audio"):
+    with pytest.raises(ValueError, match="not an audio backbone"):
         AudioEncoder(backbone="timm:resnet18", device="cpu").fit([np.zeros(100)])
     with pytest.raises(ValueError, match="names no model after 'hf:'"):
         TextEncoder("hf:", device="cpu").fit(TITLES)
@@ -481,7 +481,7 @@ def test_hf_folder_with_a_pickled_payload(hf_bert, tmp_path):
     marker = tmp_path / "pwned"
     state = transformers.AutoModel.from_pretrained(hf_bert).state_dict()
     torch.save({**state, "payload": _Payload(marker)}, folder / "pytorch_model.bin")
-    with pytest.raises(ValueError, match="backbone='hf:.*model'"):
+    with pytest.raises(ValueError, match="backbone='hf:.*model'.*never unpickles"):
         TextEncoder(f"hf:{folder}", device="cpu").fit(TITLES)
     assert not marker.exists()
 

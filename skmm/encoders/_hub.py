@@ -73,8 +73,9 @@ def parse_backbone(backbone, modality):
         kind, name = "torchvision", backbone
     if kind not in _KINDS[modality]:
         choices = sorted(_KINDS[modality] - {"module", "torchvision"})
+        article = "an" if modality == "image" or modality == "audio" else "a"
         raise ValueError(
-            f"backbone={backbone!r} is not a {modality} backbone; use one of "
+            f"backbone={backbone!r} is not {article} {modality} backbone; use one of "
             f"{choices} (prefixes 'timm:', 'hf:', 'open_clip:' followed by a model "
             "name), or a torch.nn.Module."
         )
@@ -346,11 +347,11 @@ def hf_model(name, config, pretrained):
         return transformers.AutoModel.from_config(config)
     try:
         return _hf_call(transformers.AutoModel.from_pretrained, name)
-    except (ValueError, OSError):
-        raise
-    except Exception as exc:  # transformers' refusal to unpickle an unsafe file
+    except pickle.UnpicklingError:
         raise ValueError(
-            f"backbone='hf:{name}': cannot load the weights safely: {exc}"
+            f"backbone='hf:{name}': its weights file holds pickled Python objects, "
+            "and skmm never unpickles code from a file. Save the model as "
+            "safetensors (save_pretrained does by default)."
         ) from None
 
 
