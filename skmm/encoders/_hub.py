@@ -623,6 +623,14 @@ class BackboneMixin:
         mark_frozen(module)
         return [{"params": trainable, "lr": self.lr}] if trainable else []
 
+    def _param_groups(self, module, data):
+        """The training loop's optimizer groups when the encoder trains on its own.
+
+        ``module`` is the tower followed by its linear head.
+        """
+        tower, head = module
+        return self._configure_training(tower) + [{"params": list(head.parameters())}]
+
     def _cache_namespace(self):
         """Fingerprint of everything that decides an item's features.
 

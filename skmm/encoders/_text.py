@@ -4,6 +4,7 @@ import copy
 import os
 import re
 from collections import Counter
+from itertools import islice
 from numbers import Integral
 
 import torch
@@ -222,15 +223,21 @@ class TextEncoder(_hub.BackboneMixin, TorchEncoderMixin, BaseEstimator):
         Folder (or ``joblib.Memory``) caching each item's features on disk, keyed by
         the text's hash and by a fingerprint of the fitted encoder: its parameters and
         its weights, identified by their source for a frozen pretrained tower, else
-        by a hash of the tensors computed once per fit. Cross-validation folds and
-        grid-search candidates that share a frozen encoder then encode each item
-        once; a retrained encoder has new weights, hence new keys.
+        by a hash of the tensors computed once per fit. Entries carry a checksum, and
+        a folder that cannot be written warns once and is not used. Cross-validation
+        folds and grid-search candidates that share a frozen encoder then encode each
+        item once; a retrained encoder has new weights, hence new keys.
     num_workers : int, default=0
         Threads tokenizing the next batches while the model runs on the current one
         in :meth:`transform`; 0 tokenizes in the main thread. At most
         ``num_workers + 1`` batches are in memory at once.
     lr : float, default=1e-3
-        Learning rate of Adam for this tower (also inside :mod:`skmm.nn`).
+        Learning rate of the optimizer for this tower (also inside :mod:`skmm.nn`).
+    optimizer : torch.optim.Optimizer class, default=torch.optim.Adam
+        The optimizer class, built on the trainable parameters with ``lr``.
+    callbacks : list of :class:`skmm.callbacks.Callback` or callables, default=None
+        Called after each training epoch with the history (see
+        :mod:`skmm.callbacks`: checkpoints, learning-rate schedules, custom stops).
     device : {"auto", "cpu", "cuda"} or str, default="auto"
         Where the model runs; ``"auto"`` is CUDA when available.
     random_state : int, RandomState instance or None, default=None
@@ -329,6 +336,8 @@ class TextEncoder(_hub.BackboneMixin, TorchEncoderMixin, BaseEstimator):
         memory=None,
         num_workers=0,
         lr=1e-3,
+        optimizer=torch.optim.Adam,
+        callbacks=None,
         device="auto",
         random_state=None,
         verbose=False,
@@ -349,6 +358,8 @@ class TextEncoder(_hub.BackboneMixin, TorchEncoderMixin, BaseEstimator):
         self.memory = memory
         self.num_workers = num_workers
         self.lr = lr
+        self.optimizer = optimizer
+        self.callbacks = callbacks
         self.device = device
         self.random_state = random_state
         self.verbose = verbose
@@ -409,11 +420,14 @@ class TextEncoder(_hub.BackboneMixin, TorchEncoderMixin, BaseEstimator):
 
     # -- preprocessing -------------------------------------------------------------------
     def _tokenize(self, text):
+        # Only the first max_length tokens are kept: a huge text never becomes a
+        # huge list of tokens.
         if self.tokenizer == "word":
-            return _WORD.findall(text.lower())
+            matches = islice(_WORD.finditer(text.lower()), self.max_length)
+            return [m.group() for m in matches]
         if self.tokenizer == "char":
-            return list(text.lower())
-        return list(self.tokenizer(text))
+            return list(islice(text.lower(), self.max_length))
+        return list(islice(self.tokenizer(text), self.max_length))
 
     def _texts(self, column, rows):
         out = []

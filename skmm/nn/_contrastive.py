@@ -14,6 +14,7 @@ negatives per step, and the towers learn from the first epochs.
 import math
 
 import numpy as np
+import pandas as pd
 import torch
 import torch.nn.functional as F
 
@@ -31,21 +32,41 @@ class TwoTowerNetwork(torch.nn.Module):
     ----------
     towers : list of two torch.nn.Module
         The towers, each with an ``out_features`` attribute.
-    embedding_dim : int
-        Width of the shared embedding space.
+    embedding_dim : int or None
+        Width of the shared embedding space. None: no projection (towers that are
+        already aligned, such as CLIP's), so both towers must have the same width.
     temperature : "learned" or float
-        Softmax temperature of the loss: learned (starting at 0.07), or fixed.
+        Softmax temperature of the loss: learned, or fixed.
+    initial_temperature : float, default=0.07
+        Where a learned temperature starts (CLIP's 0.07, or the towers' own).
     """
 
-    def __init__(self, towers, embedding_dim, temperature):
+    def __init__(
+        self,
+        towers,
+        embedding_dim,
+        temperature,
+        initial_temperature=INITIAL_TEMPERATURE,
+    ):
         super().__init__()
         self.towers = torch.nn.ModuleList(towers)
-        self.heads = torch.nn.ModuleList(
-            torch.nn.Linear(t.out_features, embedding_dim) for t in towers
-        )
+        widths = [t.out_features for t in towers]
+        if embedding_dim is None:
+            if len(set(widths)) != 1:
+                raise ValueError(
+                    f"embedding_dim=None uses the towers' outputs as the embeddings, "
+                    f"so both towers must have the same width; they have {widths}. "
+                    "Pass an int embedding_dim to project them to one space."
+                )
+            self.heads = torch.nn.ModuleList(torch.nn.Identity() for _ in towers)
+            embedding_dim = widths[0]
+        else:
+            self.heads = torch.nn.ModuleList(
+                torch.nn.Linear(w, embedding_dim) for w in widths
+            )
         learned = isinstance(temperature, str)
         init = torch.tensor(
-            math.log(1 / (INITIAL_TEMPERATURE if learned else temperature))
+            math.log(1 / (initial_temperature if learned else temperature))
         )
         if learned:
             self.log_scale = torch.nn.Parameter(init)
@@ -53,16 +74,21 @@ class TwoTowerNetwork(torch.nn.Module):
             self.register_buffer("log_scale", init)
         self.out_features = embedding_dim
 
-    def embed(self, side, x):
-        """L2-normalised embeddings of a batch of the items of tower ``side``."""
-        return F.normalize(self.heads[side](self.towers[side](x).float()), dim=1)
+    def embed(self, side, x, encoded=False):
+        """L2-normalised embeddings of a batch of the items of tower ``side``.
+
+        With ``encoded``, ``x`` is already the tower's output (a frozen tower's
+        features, computed once per fit).
+        """
+        features = x if encoded else self.towers[side](x)
+        return F.normalize(self.heads[side](features.float()), dim=1)
 
     def logit_scale(self):
         """1 / temperature, capped (as in CLIP) so the softmax stays trainable."""
         return self.log_scale.exp().clamp(max=MAX_LOGIT_SCALE)
 
 
-def contrastive_loss(za, zb, n_pairs, scale, same_a, same_b):
+def contrastive_loss(za, zb, n_pairs, scale, same_a, same_b, weight=None):
     """Symmetric cross-entropy over a batch's similarity matrix (CLIP's loss).
 
     Parameters
@@ -78,6 +104,8 @@ def contrastive_loss(za, zb, n_pairs, scale, same_a, same_b):
     same_a, same_b : bool Tensor of shape (n_pairs, n)
         True where a candidate is the same item as the pair's own (a duplicated title,
         say). Those candidates are not negatives and are left out of the softmax.
+    weight : Tensor of shape (n_pairs,) or None
+        Weights of the matching pairs (``sample_weight``); None weighs them equally.
 
     Returns
     -------
@@ -90,7 +118,11 @@ def contrastive_loss(za, zb, n_pairs, scale, same_a, same_b):
     for queries, candidates, same in ((za, zb, same_b), (zb, za, same_a)):
         logits = scale * queries[:n_pairs] @ candidates.T
         logits = logits.masked_fill(same & ~own, float("-inf"))
-        loss = loss + F.cross_entropy(logits, target)
+        losses = F.cross_entropy(logits, target, reduction="none")
+        if weight is None:
+            loss = loss + losses.mean()
+        else:
+            loss = loss + (losses * weight).sum() / weight.sum().clamp_min(1e-12)
     return loss / 2
 
 
@@ -101,11 +133,15 @@ def item_groups(column):
     (images given as arrays, say) are taken as all different.
     """
     n = len(column)
-    if column.batch:
-        flat = np.ascontiguousarray(column.items).reshape(n, -1)
+    items = np.asarray(column.items)
+    if column.batch and items.dtype != object:
+        flat = np.ascontiguousarray(items).reshape(n, -1)
         return np.unique(flat, axis=0, return_inverse=True)[1].ravel()
-    if all(isinstance(item, str) for item in column.items):
-        return np.unique(column.items.astype(str), return_inverse=True)[1]
+    # Texts come as a batch too when a scikit-learn transformer (a vectorizer) reads
+    # them for a tabular tower. factorize compares the strings themselves: no
+    # n x longest-text array.
+    if items.ndim == 1 and all(isinstance(item, str) for item in items):
+        return pd.factorize(items)[0]
     return np.arange(n)
 
 

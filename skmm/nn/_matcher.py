@@ -5,7 +5,7 @@ from numbers import Integral, Real
 
 import numpy as np
 import torch
-from sklearn.base import ClassifierMixin, TransformerMixin, clone
+from sklearn.base import ClassifierMixin, TransformerMixin
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import f1_score, precision_recall_curve, roc_auc_score
 from sklearn.pipeline import make_pipeline
@@ -15,28 +15,29 @@ from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 from tqdm.auto import tqdm
 
-from ..base import TorchEncoderMixin, TorchEstimatorMixin, _batches
-from ..utils._sklearn_compat import Interval, StrOptions, _BaseComposition, _fit_context
-from ..utils._torch import resolve_device, torch_seed
+from ..base import _batches
+from ..utils._sklearn_compat import Interval, StrOptions
+from ..utils._torch import torch_seed
+from ._base import TRAINING_CONSTRAINTS, TowerComposite, check_weights, naming
 from ._contrastive import (
+    INITIAL_TEMPERATURE,
     TwoTowerNetwork,
     contrastive_loss,
     generated_negatives,
     item_groups,
 )
-from ._net import _MultimodalNetBase, _naming, _without_module
 from ._towers import TabularEncoder
 
-__all__ = ["MultimodalMatcher"]
+__all__ = ["EmbeddingIndex", "MultimodalMatcher"]
 
-# Seed of the non-matching pairs that ``score(X)`` generates, so that a score is the
-# same for every call (and every candidate of a grid search).
-_SCORE_SEED = 0
+# Candidates embedded (or read from an index) per chunk in kneighbors, and the largest
+# block of similarities computed at once: 2**21 float32 values, 8 MB (with the
+# argpartition indices and the merge, about 40 MB at peak), whatever the catalogue.
+_CHUNK_SIZE = 8192
+_BLOCK_SIZE = 2**21
 
 
-class MultimodalMatcher(
-    ClassifierMixin, TransformerMixin, TorchEstimatorMixin, _BaseComposition
-):
+class MultimodalMatcher(ClassifierMixin, TransformerMixin, TowerComposite):
     """Tell whether two items belong together: a two-tower matcher.
 
     Each row of ``X`` is a pair of items of two modalities: a product photo and its
@@ -66,18 +67,33 @@ class MultimodalMatcher(
         or a scikit-learn transformer whose numeric output feeds a tabular tower;
         then the column(s): a name or position (one column of items for an skmm
         encoder), a list, a slice, a boolean mask or a callable.
-    embedding_dim : int, default=64
-        Width of the shared embedding space.
+    embedding_dim : int or None, default=64
+        Width of the shared embedding space: each tower is followed by a linear
+        projection to it. None: no projection, the towers' outputs are the
+        embeddings, for towers that are already aligned (the image and text towers
+        of one CLIP model); both towers must then have the same width.
     temperature : "learned" or float, default="learned"
-        Temperature of the softmax in the loss: learned, starting at 0.07 (as in
-        CLIP), or fixed.
+        Temperature of the softmax in the loss: learned, or fixed. A learned
+        temperature starts at the towers' own when their encoders provide one (a
+        fitted ``logit_scale_``, 1 / temperature, as CLIP towers do), else at 0.07
+        (as in CLIP).
     lr : float, default=1e-3
-        Learning rate of Adam.
+        Learning rate of the optimizer.
+    tower_lr : dict of str to float or None, default=None
+        Learning rates of some towers by encoder name; the others and the
+        projections use ``lr``.
+    optimizer : torch.optim.Optimizer class, default=torch.optim.Adam
+        The optimizer class, built on the trainable parameters.
+    callbacks : list of :class:`skmm.callbacks.Callback` or callables, default=None
+        Called after each epoch with the history (see :mod:`skmm.callbacks`).
     batch_size : int, default=128
         Matching pairs per training batch (the in-batch negatives: larger batches
         give each pair more of them), and rows per batch in prediction.
     max_epochs : int, default=10
-        Maximum passes over the training pairs.
+        Maximum passes over the training pairs. 0 trains nothing: with aligned
+        pretrained towers and ``embedding_dim=None`` the matcher is usable as is
+        (``fit`` then only fits the preprocessing, ``threshold_`` and the
+        calibration on the held-out pairs).
     early_stopping : bool, default=True
         Stop when the ROC AUC on the held-out pairs has not improved for
         ``n_iter_no_change`` epochs and restore the weights of the best epoch. False
@@ -117,7 +133,8 @@ class MultimodalMatcher(
         The similarity from which a pair is predicted to match, chosen to maximise
         F1 on the held-out pairs.
     temperature_ : float
-        The softmax temperature at the end of training (learned or fixed).
+        The softmax temperature at the end of training (learned, fixed, or the
+        towers' own with ``max_epochs=0``).
     calibrator_ : Pipeline
         Platt scaling (a logistic regression on the standardised similarity) fitted
         on the held-out pairs, used by :meth:`predict_proba`.
@@ -129,6 +146,12 @@ class MultimodalMatcher(
         ROC AUC on the held-out pairs of the weights kept.
     n_iter_ : int
         Epochs run.
+    history_ : list of dict
+        One record per epoch: ``epoch``, ``train_loss``, ``lr``, ``valid_score``,
+        ``valid_loss``, ``best``.
+    score_seed_ : int
+        Seed of the non-matching pairs that :meth:`score` generates without ``y``
+        (drawn from ``random_state`` at fit, so every call scores the same pairs).
     n_features_in_ : int
         Number of columns of X.
     feature_names_in_ : ndarray of str
@@ -137,6 +160,10 @@ class MultimodalMatcher(
     See Also
     --------
     skmm.nn.MultimodalNetClassifier : Towers fused into one classifier of the rows.
+    skmm.nn.ZeroShotClassifier : Classify one side's items by prompts embedded by
+        the other side.
+    skmm.nn.EmbeddingIndex : Candidate embeddings computed once, for
+        :meth:`kneighbors`.
     sklearn.neighbors.NearestNeighbors : Retrieval on fixed features.
 
     Notes
@@ -153,7 +180,10 @@ class MultimodalMatcher(
     not the probability at 0.5.
 
     The training items are decoded once and held in memory; prediction reads
-    ``batch_size`` rows at a time.
+    ``batch_size`` rows at a time. :meth:`kneighbors` embeds the candidates a chunk
+    at a time and keeps only each query's best ones, so its memory does not grow
+    with the number of candidates; :meth:`embed` computes a catalogue's embeddings
+    once, to reuse them through an :class:`EmbeddingIndex`.
 
     Examples
     --------
@@ -174,20 +204,17 @@ class MultimodalMatcher(
     """
 
     _parameter_constraints = {
-        **TorchEstimatorMixin._torch_parameter_constraints,
-        "encoders": [list],
-        "embedding_dim": [Interval(Integral, 1, None, closed="left")],
+        **TRAINING_CONSTRAINTS,
+        "embedding_dim": [None, Interval(Integral, 1, None, closed="left")],
+        "max_epochs": [Interval(Integral, 0, None, closed="left")],
         "temperature": [
             StrOptions({"learned"}),
             Interval(Real, 0, None, closed="neither"),
         ],
-        "lr": [Interval(Real, 0, None, closed="neither")],
         "batch_size": [Interval(Integral, 2, None, closed="left")],
-        "max_epochs": [Interval(Integral, 1, None, closed="left")],
-        "early_stopping": ["boolean"],
-        "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
-        "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
     }
+    _n_sides = 2
+    _allow_drop = False
 
     def __init__(
         self,
@@ -196,6 +223,9 @@ class MultimodalMatcher(
         embedding_dim=64,
         temperature="learned",
         lr=1e-3,
+        tower_lr=None,
+        optimizer=torch.optim.Adam,
+        callbacks=None,
         batch_size=128,
         max_epochs=10,
         early_stopping=True,
@@ -209,6 +239,9 @@ class MultimodalMatcher(
         self.embedding_dim = embedding_dim
         self.temperature = temperature
         self.lr = lr
+        self.tower_lr = tower_lr
+        self.optimizer = optimizer
+        self.callbacks = callbacks
         self.batch_size = batch_size
         self.max_epochs = max_epochs
         self.early_stopping = early_stopping
@@ -217,57 +250,6 @@ class MultimodalMatcher(
         self.device = device
         self.random_state = random_state
         self.verbose = verbose
-
-    # The (name, encoder, columns) plumbing is the end-to-end nets' own: one
-    # implementation of the encoders' parameters, of the table input and of the
-    # fitted encoders' link to their trained towers.
-    _encoders = _MultimodalNetBase._encoders
-    get_params = _MultimodalNetBase.get_params
-    set_params = _MultimodalNetBase.set_params
-    named_encoders_ = _MultimodalNetBase.named_encoders_
-    _check_X = _MultimodalNetBase._check_X
-    _select = _MultimodalNetBase._select
-    _columns = _MultimodalNetBase._columns
-    _towers = _MultimodalNetBase._towers
-    _is_frozen = staticmethod(_MultimodalNetBase._is_frozen)
-    _link_encoders = _MultimodalNetBase._link_encoders
-
-    def _check_encoders(self):
-        """Validate the two triples and return unfitted copies of the encoders."""
-        cls = type(self).__name__
-        if not (
-            isinstance(self.encoders, list)
-            and len(self.encoders) == 2
-            and all(isinstance(e, tuple) and len(e) == 3 for e in self.encoders)
-        ):
-            raise ValueError(
-                f"{cls} matches pairs: encoders must be a list of two (name, encoder, "
-                f"columns) triples, one per side; got {self.encoders!r}."
-            )
-        names, encoders, _ = zip(*self.encoders)
-        self._validate_names(names)
-        self._check_estimators_are_instances(encoders)
-        out = []
-        for name, enc, columns in self.encoders:
-            if isinstance(enc, TorchEncoderMixin):
-                enc = clone(enc)
-                enc._validate_params()
-            elif isinstance(enc, str) and enc == "passthrough":
-                enc = TabularEncoder()
-            elif (
-                not isinstance(enc, str)
-                and hasattr(enc, "fit")
-                and hasattr(enc, "transform")
-            ):
-                enc = TabularEncoder(enc)
-            else:
-                raise TypeError(
-                    f"encoder {name!r} must be an skmm encoder (ImageEncoder, "
-                    "TextEncoder, AudioEncoder), a scikit-learn transformer or "
-                    f"'passthrough': a matcher needs both sides; got {enc!r}."
-                )
-            out.append((name, enc, columns))
-        return out
 
     # -- input -----------------------------------------------------------------------
     def _check_target(self, y, n):
@@ -322,60 +304,42 @@ class MultimodalMatcher(
             )
 
     # -- fit -------------------------------------------------------------------------
-    @_fit_context(prefer_skip_nested_validation=False)
-    def fit(self, X, y=None):
-        """Train the two towers contrastively and choose the matching threshold.
-
-        Parameters
-        ----------
-        X : DataFrame or array-like of shape (n_samples, n_features)
-            One pair per row: the columns of the two sides, as selected by
-            ``encoders``.
-        y : array-like of shape (n_samples,), default=None
-            1 for a matching pair and 0 for a non-matching one, used as an extra
-            negative (with other labels, the greater one is a match). None: every
-            row is a matching pair.
-
-        Returns
-        -------
-        self : object
-            The fitted matcher.
-        """
-        self._fit_atomic(type(self)._fit, X, y)
-        return self
-
-    def _fit(self, X, y):
-        entries = self._check_encoders()
-        X = self._check_X(X, reset=True)
+    def _fit(self, X, y, sample_weight):
+        entries, X, seed = self._fit_begin(X)
         n = X.shape[0]
-        if n < 2:
-            raise ValueError(
-                f"n_samples = {n}: {type(self).__name__} needs at least 2 pairs."
-            )
         match = self._check_target(y, n)
+        weight = check_weights(sample_weight, n)
         columns, selections = self._pair_columns(X, entries, reset=True)
-        self.encoders_ = [
-            (name, enc, cols) for (name, enc, _), cols in zip(entries, selections)
-        ]
-        self.device_ = resolve_device(self.device)
-        seed = self._seed()
+        self._resolve_encoders(entries, selections)
         groups = [item_groups(column) for column in columns]
         train, val = self._split(match, seed)
         held_out = self._held_out_pairs(match[val], [g[val] for g in groups], seed)
         with torch_seed(seed):
-            for (name, enc, _), column in zip(entries, columns):
-                with _naming(name):
-                    enc._fit_preprocessing(column, train)
+            self._fit_preprocessing(entries, columns, train)
             module = self._build_network([enc._init_module() for _, enc, _ in entries])
-            data = []
-            for (name, enc, _), column in zip(entries, columns):
-                with _naming(name):
-                    data.append(enc._load(column, np.arange(n)))
-            self._train(module, data, match, groups, train, val, held_out, seed)
+            every = np.arange(n)
+            items = [
+                self._preload(name, enc, tower, column, every)
+                for (name, enc, _), column, tower in zip(
+                    entries, columns, module.towers
+                )
+            ]
+            self._fit_loop(
+                module,
+                (items, match, groups, weight, held_out),
+                train,
+                val,
+                max_epochs=self.max_epochs,
+                seed=seed,
+                early_stopping=self.early_stopping,
+            )
         self.module_ = module.to(self.device_).eval()
         self.temperature_ = 1 / float(self.module_.logit_scale().detach())
-        scores, labels = self._held_out_scores(module, data, val, held_out)
+        scores, labels = self._held_out_scores(module, items, val, held_out)
         self._fit_threshold(scores, labels)
+        # The non-matching pairs score(X) generates come from the fit's seed: the
+        # same at every call (and for every candidate of a grid search).
+        self.score_seed_ = seed
         self._link_encoders()
 
     def _split(self, match, seed):
@@ -422,97 +386,89 @@ class MultimodalMatcher(
         return out
 
     def _build_network(self, towers):
-        return TwoTowerNetwork(towers, self.embedding_dim, self.temperature)
+        return TwoTowerNetwork(
+            towers,
+            self.embedding_dim,
+            self.temperature,
+            initial_temperature=self._towers_temperature(),
+        )
+
+    def _towers_temperature(self):
+        """The temperature the towers come with (1 / their ``logit_scale_``), or 0.07.
+
+        Aligned pretrained towers (CLIP's) were trained at a temperature of their own;
+        their encoders give it as a fitted ``logit_scale_``.
+        """
+        scales = {
+            name: float(enc.logit_scale_)
+            for name, enc, _ in self.encoders_
+            if getattr(enc, "logit_scale_", None) is not None
+        }
+        if not scales:
+            return INITIAL_TEMPERATURE
+        if len(set(scales.values())) > 1:
+            raise ValueError(
+                f"the towers come with different logit scales {scales}: they were not "
+                "trained together. Pass a float temperature."
+            )
+        return 1 / next(iter(scales.values()))
 
     def _build_module(self):
         return self._build_network(
             [enc._build_module() for _, enc, _ in self.encoders_]
         )
 
-    def _train(self, module, data, match, groups, train, val, held_out, seed):
-        """Adam on the contrastive loss; early stopping on the held-out ROC AUC."""
-        device = self.device_
-        module.to(device)
-        encoders = [enc for _, enc, _ in self.encoders_]
-        frozen = [self._is_frozen(enc) for enc in encoders]
-        for tower, freeze in zip(module.towers, frozen):
-            if freeze:
-                tower.requires_grad_(False)
-        optimizer = torch.optim.Adam(
-            [p for p in module.parameters() if p.requires_grad], lr=self.lr
-        )
-        generator = torch.Generator().manual_seed(seed)
+    # -- the training loop's steps ----------------------------------------------------
+    def _epoch_batches(self, data, train, generator):
+        """Batches of matching pairs, each with its share of the known non-matches."""
+        match = data[1]
         pairs, others = train[match[train]], train[~match[train]]
-        self.loss_curve_, self.validation_scores_ = [], []
-        best, best_state, stall = -np.inf, None, 0
-        epochs = tqdm(
-            range(self.max_epochs),
-            desc=f"{type(self).__name__} fit",
-            disable=not self.verbose,
+        n_batches = math.ceil(len(pairs) / self.batch_size)
+        extra = np.array_split(
+            torch.randperm(len(others), generator=generator).numpy(), n_batches
         )
-        self.n_iter_ = 0
-        for _ in epochs:
-            self.n_iter_ += 1
-            module.train()
-            for tower, freeze in zip(module.towers, frozen):
-                if freeze:
-                    tower.eval()  # frozen batch-norm statistics too
-            n_batches = math.ceil(len(pairs) / self.batch_size)
-            extra = np.array_split(
-                torch.randperm(len(others), generator=generator).numpy(), n_batches
-            )
-            total, seen = 0.0, 0
-            for index, chunk in zip(
-                _batches(len(pairs), self.batch_size, generator=generator), extra
-            ):
-                # One pair alone has no in-batch negative to learn from.
-                if len(index) < 2:
-                    continue
-                rows = np.concatenate([pairs[index.numpy()], others[chunk]])
-                z = [
-                    module.embed(m, enc._augment(d[rows], generator).to(device))
-                    for m, (enc, d) in enumerate(zip(encoders, data))
-                ]
-                # Where a candidate is the same item as a pair's own (a title shared
-                # by two products): no negative, left out of the softmax.
-                same = [
-                    torch.from_numpy(g[rows[: len(index)], None] == g[rows]).to(device)
-                    for g in groups
-                ]
-                loss = contrastive_loss(*z, len(index), module.logit_scale(), *same)
-                optimizer.zero_grad()
-                loss.backward()
-                optimizer.step()
-                total += loss.item() * len(index)
-                seen += len(index)
-            self.loss_curve_.append(total / seen if seen else math.nan)
-            scores, labels = self._held_out_scores(module, data, val, held_out)
-            score = roc_auc_score(labels, scores)
-            self.validation_scores_.append(score)
-            epochs.set_postfix(loss=self.loss_curve_[-1], val_auc=score)
-            if score > best:
-                best, stall = score, 0
-                if self.early_stopping:
-                    best_state = {
-                        k: v.detach().clone() for k, v in module.state_dict().items()
-                    }
-            else:
-                stall += 1
-                if self.early_stopping and stall >= self.n_iter_no_change:
-                    break
-        if best_state is not None:
-            module.load_state_dict(best_state)
-        self.best_validation_score_ = (
-            best if self.early_stopping else self.validation_scores_[-1]
-        )
+        for index, chunk in zip(
+            _batches(len(pairs), self.batch_size, generator=generator), extra
+        ):
+            # One pair alone has no in-batch negative to learn from.
+            if len(index) >= 2:
+                yield pairs[index.numpy()], others[chunk]
 
-    def _embed_rows(self, module, side, data, rows):
+    def _train_step(self, module, data, batch, generator):
+        items, _, groups, weight, _ = data
+        pairs, others = batch
+        rows = np.concatenate([pairs, others])
+        encoders = [enc for _, enc, _ in self.encoders_]
+        z = []
+        for m, (enc, (x, encoded)) in enumerate(zip(encoders, items)):
+            x = x[rows] if encoded else enc._augment(x[rows], generator)
+            z.append(module.embed(m, x.to(self.device_), encoded=encoded))
+        # Where a candidate is the same item as a pair's own (a title shared by two
+        # products): no negative, left out of the softmax.
+        same = [
+            torch.from_numpy(g[pairs, None] == g[rows]).to(self.device_) for g in groups
+        ]
+        pair_weight = None if weight is None else weight[pairs].to(self.device_)
+        loss = contrastive_loss(
+            *z, len(pairs), module.logit_scale(), *same, weight=pair_weight
+        )
+        return loss, loss.item(), len(pairs)
+
+    def _validation_step(self, module, data, val):
+        items, _, _, _, held_out = data
+        scores, labels = self._held_out_scores(module, items, val, held_out)
+        return roc_auc_score(labels, scores), 0.0
+
+    def _embed_rows(self, module, side, items, rows):
         """Embeddings of preloaded ``rows``, ``batch_size`` at a time, in eval mode."""
+        x, encoded = items
         module.eval()
         with torch.inference_mode():
             return torch.cat(
                 [
-                    module.embed(side, data[rows[index.numpy()]].to(self.device_)).cpu()
+                    module.embed(
+                        side, x[rows[index.numpy()]].to(self.device_), encoded=encoded
+                    ).cpu()
                     for index in _batches(len(rows), self.batch_size)
                 ]
             ).numpy()
@@ -535,38 +491,23 @@ class MultimodalMatcher(
             scores[:, None], labels
         )
 
-    # -- link to the encoders and pickling -------------------------------------------
-    def __getstate__(self):
-        state = super().__getstate__()
-        if "encoders_" in state:
-            # The towers' weights are pickled once, inside module_.
-            state["encoders_"] = [
-                (name, _without_module(enc), cols)
-                for name, enc, cols in state["encoders_"]
-            ]
-        return state
-
-    def __setstate__(self, state):
-        super().__setstate__(state)
-        if "module_" in self.__dict__:
-            self._link_encoders()
-
     # -- prediction ------------------------------------------------------------------
-    def _embed_column(self, side, column):
-        """Embeddings of a validated column, ``batch_size`` rows at a time."""
+    def _embed_column(self, side, column, rows=None):
+        """Embeddings of a validated column (or of its ``rows``), in batches."""
         name, enc, _ = self.encoders_[side]
+        rows = np.arange(len(column)) if rows is None else rows
         module = self.module_.eval()
-        out = np.empty((len(column), module.out_features), dtype=np.float32)
+        out = np.empty((len(rows), module.out_features), dtype=np.float32)
         with torch.inference_mode():
             for index in tqdm(
-                list(_batches(len(column), self.batch_size)),
+                list(_batches(len(rows), self.batch_size)),
                 desc=f"{type(self).__name__} {name}",
                 disable=not self.verbose,
             ):
-                rows = index.numpy()
-                with _naming(name):
-                    batch = enc._load(column, rows)
-                out[rows] = module.embed(side, batch.to(self.device_)).cpu().numpy()
+                index = index.numpy()
+                with naming(name):
+                    batch = enc._load(column, rows[index])
+                out[index] = module.embed(side, batch.to(self.device_)).cpu().numpy()
         return out
 
     def _embed_pairs(self, X):
@@ -647,7 +588,7 @@ class MultimodalMatcher(
             return f1_score(y, self.predict(X), pos_label=self.classes_[1])
         (za, zb), columns = self._embed_pairs(X)
         rows, partners = generated_negatives(
-            *(item_groups(c) for c in columns), _SCORE_SEED
+            *(item_groups(c) for c in columns), self.score_seed_
         )
         similarity = np.concatenate(
             [_similarity(za, zb), _similarity(za[rows], zb[partners])]
@@ -694,65 +635,62 @@ class MultimodalMatcher(
             dtype=object,
         )
 
-    def kneighbors(
-        self, queries, candidates, n_neighbors=5, *, query=None, return_similarity=False
-    ):
-        """Retrieve the candidates most similar to each query.
+    def _side(self, name):
+        """The position (0 or 1) of the encoder called ``name``; None is the first."""
+        names = [n for n, _, _ in self.encoders_]
+        if name is None:
+            return 0
+        if not isinstance(name, str) or name not in names:
+            raise ValueError(
+                f"side {name!r} is not the name of an encoder; use one of {names}."
+            )
+        return names.index(name)
+
+    def embed(self, items, *, side=None):
+        """The L2-normalised embeddings of one side's items.
+
+        Compute a catalogue's embeddings once, then search them many times: wrap them
+        in an :class:`EmbeddingIndex` for :meth:`kneighbors`, or use them directly
+        (the similarity of two items of different sides is the dot product of their
+        embeddings).
 
         Parameters
         ----------
-        queries : sequence of items or array-like
-            Items of one side (images, say), given as its encoder takes them: a
-            list, Series or one-column DataFrame of items, or an array of the numeric
-            columns of a ``"passthrough"`` side.
-        candidates : sequence of items or array-like
-            Items of the other side (titles, say), in the same way.
-        n_neighbors : int, default=5
-            Number of candidates returned per query.
-        query : str, default=None
-            Name of the encoder whose items are the queries; None is the first one.
-        return_similarity : bool, default=False
-            Also return the similarities of the retrieved candidates.
+        items : sequence of items, array-like or DataFrame
+            Items of the side, as its encoder takes them: a list, Series or
+            one-column DataFrame of items, or an array of the numeric columns of a
+            ``"passthrough"`` side. A DataFrame holding the side's columns by name
+            (the table given to :meth:`fit`, say) has them selected.
+        side : str, default=None
+            Name of the encoder whose items these are; None is the first one.
 
         Returns
         -------
-        similarity : ndarray of shape (n_queries, n_neighbors)
-            The similarities, best first; only with ``return_similarity=True``.
-        indices : ndarray of shape (n_queries, n_neighbors)
-            Positions in ``candidates`` of each query's best candidates, best first.
+        embeddings : ndarray of shape (n_items, n_embedding)
+            One L2-normalised row per item, float32; ``batch_size`` items are run
+            at a time.
         """
         check_is_fitted(self)
-        names = [name for name, _, _ in self.encoders_]
-        if query is None:
-            query = names[0]
-        if query not in names:
-            raise ValueError(
-                f"query={query!r} is not the name of an encoder; use one of {names}."
-            )
-        side = names.index(query)
-        zq, zc = (
-            self._embed_items(m, items)
-            for m, items in ((side, queries), (1 - side, candidates))
-        )
-        if not isinstance(n_neighbors, Integral) or not 1 <= n_neighbors <= len(zc):
-            raise ValueError(
-                f"Expected 1 <= n_neighbors <= n_candidates, but n_neighbors = "
-                f"{n_neighbors!r}, n_candidates = {len(zc)}."
-            )
-        similarity = np.empty((len(zq), n_neighbors), dtype=np.float32)
-        indices = np.empty((len(zq), n_neighbors), dtype=np.intp)
-        # A block of queries at a time keeps the similarity matrix within batch_size rows.
-        for index in _batches(len(zq), self.batch_size):
-            rows = index.numpy()
-            block = zq[rows] @ zc.T
-            best = np.argsort(-block, axis=1, kind="stable")[:, :n_neighbors]
-            indices[rows] = best
-            similarity[rows] = np.take_along_axis(block, best, axis=1)
-        return (similarity, indices) if return_similarity else indices
+        m = self._side(side)
+        return self._embed_column(m, self._items_column(m, items))
 
-    def _embed_items(self, side, items):
+    def _select_side(self, items, side):
+        """The side's columns of a DataFrame that holds them by name (and others)."""
+        columns = self.encoders_[side][2]
+        if (
+            hasattr(items, "columns")
+            and items.shape[1] > 1
+            and isinstance(columns, (str, list))
+            and set(np.atleast_1d(columns)) <= set(items.columns)
+        ):
+            return items[columns]
+        return items
+
+    def _items_column(self, side, items):
+        """The validated ``Column`` of one side's items (no missing item allowed)."""
         name, enc, _ = self.encoders_[side]
-        with _naming(name):
+        items = self._select_side(items, side)
+        with naming(name):
             column = enc._check_input(items, reset=False)
         self._check_present(name, column)
         if isinstance(enc, TabularEncoder) and enc._passthrough():
@@ -762,7 +700,102 @@ class MultimodalMatcher(
                     f"encoder {name!r}: the items have {width} features, but the "
                     f"tower was fitted on {enc.n_features_}."
                 )
-        return self._embed_column(side, column)
+        return column
+
+    def kneighbors(
+        self, queries, candidates, n_neighbors=5, *, query=None, return_similarity=False
+    ):
+        """Retrieve the candidates most similar to each query.
+
+        The candidates are embedded (or, from an :class:`EmbeddingIndex`, read)
+        ``8192`` at a time, and each chunk's best candidates are merged into each
+        query's running best: memory is bounded by the number of queries and the
+        chunk, not by the number of candidates (100,000 titles, say).
+
+        Parameters
+        ----------
+        queries : sequence of items, array-like or EmbeddingIndex
+            Items of one side (images, say), given as :meth:`embed` takes them, or
+            their precomputed embeddings in an :class:`EmbeddingIndex`.
+        candidates : sequence of items, array-like or EmbeddingIndex
+            Items of the other side (titles, say), in the same way. Embed a
+            catalogue once with :meth:`embed` and pass its :class:`EmbeddingIndex`
+            to every search.
+        n_neighbors : int, default=5
+            Number of candidates returned per query.
+        query : str, default=None
+            Name of the encoder whose items are the queries. None: the side of
+            ``queries`` when it is an :class:`EmbeddingIndex`, else the other side of
+            ``candidates`` when that is one, else the first encoder.
+        return_similarity : bool, default=False
+            Also return the similarities of the retrieved candidates.
+
+        Returns
+        -------
+        similarity : ndarray of shape (n_queries, n_neighbors)
+            The similarities, best first; only with ``return_similarity=True``.
+        indices : ndarray of shape (n_queries, n_neighbors)
+            Positions in ``candidates`` of each query's best candidates, best first
+            (between equal similarities, the first candidate first).
+        """
+        check_is_fitted(self)
+        names = [name for name, _, _ in self.encoders_]
+        if query is None:
+            if isinstance(queries, EmbeddingIndex):
+                query = queries.side
+            elif isinstance(candidates, EmbeddingIndex) and candidates.side in names:
+                query = names[1 - names.index(candidates.side)]
+        if query is not None and query not in names:
+            raise ValueError(
+                f"query={query!r} is not the name of an encoder; use one of {names}."
+            )
+        side = self._side(query)
+        zq = np.concatenate(
+            [chunk for _, chunk in self._source(queries, side, "queries")._chunks()]
+        )
+        source = self._source(candidates, 1 - side, "candidates")
+        if not isinstance(n_neighbors, Integral) or not 1 <= n_neighbors <= len(source):
+            raise ValueError(
+                f"Expected 1 <= n_neighbors <= n_candidates, but n_neighbors = "
+                f"{n_neighbors!r}, n_candidates = {len(source)}."
+            )
+        similarity = np.full((len(zq), n_neighbors), -np.inf, dtype=np.float32)
+        indices = np.zeros((len(zq), n_neighbors), dtype=np.intp)
+        for start, zc in source._chunks():
+            # A block of queries at a time bounds the similarity matrix in memory.
+            step = max(1, _BLOCK_SIZE // len(zc))
+            for q in range(0, len(zq), step):
+                block = zq[q : q + step] @ zc.T
+                best = _top_k(block, min(n_neighbors, block.shape[1]))
+                merged_sim = np.hstack(
+                    [similarity[q : q + step], np.take_along_axis(block, best, 1)]
+                )
+                merged_idx = np.hstack([indices[q : q + step], best + start])
+                # Best first; between equal similarities, the first candidate.
+                order = np.lexsort((merged_idx, -merged_sim), axis=1)[:, :n_neighbors]
+                similarity[q : q + step] = np.take_along_axis(merged_sim, order, 1)
+                indices[q : q + step] = np.take_along_axis(merged_idx, order, 1)
+        return (similarity, indices) if return_similarity else indices
+
+    def _source(self, items, side, what):
+        """Chunks of the embeddings of ``items`` (or of an EmbeddingIndex)."""
+        name = self.encoders_[side][0]
+        width = self.module_.out_features
+        if isinstance(items, EmbeddingIndex):
+            if items.side != name:
+                raise ValueError(
+                    f"the {what} are an EmbeddingIndex of side {items.side!r}, but "
+                    f"the {what} must be items of {name!r} here."
+                )
+            if items.embeddings.shape[1] != width:
+                raise ValueError(
+                    f"the {what}' EmbeddingIndex has embeddings of width "
+                    f"{items.embeddings.shape[1]}, but this matcher embeds into "
+                    f"{width} dimensions."
+                )
+            return items
+        column = self._items_column(side, items)
+        return _EmbeddedChunks(self, side, column)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -778,3 +811,125 @@ class MultimodalMatcher(
 def _similarity(za, zb):
     """Row-wise dot product of L2-normalised embeddings, in float64."""
     return np.einsum("ij,ij->i", za.astype(np.float64), zb.astype(np.float64))
+
+
+class EmbeddingIndex:
+    """Embeddings of one side's items, computed once and searched many times.
+
+    :meth:`~skmm.nn.MultimodalMatcher.kneighbors` takes it in place of the items: a
+    catalogue's titles (or photos) are then embedded once, not at every search.
+
+    Parameters
+    ----------
+    embeddings : array-like of shape (n_items, n_embedding)
+        L2-normalised embeddings, as :meth:`~skmm.nn.MultimodalMatcher.embed` returns them.
+        A ``numpy.memmap`` (from ``np.save`` then ``np.load(..., mmap_mode="r")``)
+        is read a chunk at a time, so a catalogue larger than memory can be searched.
+    side : str
+        Name of the matcher's encoder that embedded them.
+
+    Attributes
+    ----------
+    embeddings : ndarray or memmap of shape (n_items, n_embedding)
+        The embeddings, as given (not copied).
+    side : str
+        The encoder's name.
+
+    See Also
+    --------
+    MultimodalMatcher.embed : Compute the embeddings.
+    MultimodalMatcher.kneighbors : Search them.
+
+    Notes
+    -----
+    Each chunk's rows are checked to have unit norm when searched: raw tower
+    features or embeddings of another matcher of another width are refused, but
+    embeddings of another matcher with the same width cannot be told apart.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skmm.nn import EmbeddingIndex, MultimodalMatcher
+    >>> rng = np.random.default_rng(0)
+    >>> latent = rng.normal(size=(300, 3))
+    >>> X = np.hstack([latent @ rng.normal(size=(3, 5)), latent @ rng.normal(size=(3, 4))])
+    >>> matcher = MultimodalMatcher(
+    ...     [("a", "passthrough", slice(0, 5)), ("b", "passthrough", slice(5, 9))],
+    ...     embedding_dim=8, batch_size=32, max_epochs=5, random_state=0,
+    ...     device="cpu",
+    ... ).fit(X)
+    >>> index = EmbeddingIndex(matcher.embed(X[:, 5:], side="b"), side="b")
+    >>> matcher.kneighbors(X[:2, :5], index, n_neighbors=3).shape
+    (2, 3)
+    """
+
+    def __init__(self, embeddings, side):
+        if not hasattr(embeddings, "shape") or not hasattr(embeddings, "dtype"):
+            embeddings = np.asarray(embeddings)
+        if embeddings.ndim != 2 or not np.issubdtype(embeddings.dtype, np.floating):
+            raise ValueError(
+                "EmbeddingIndex takes a 2-D float array of embeddings (one row per "
+                f"item); got shape {embeddings.shape} and dtype {embeddings.dtype}."
+            )
+        if len(embeddings) == 0:
+            raise ValueError("EmbeddingIndex got 0 embeddings; at least one is needed.")
+        if not isinstance(side, str):
+            raise TypeError(
+                f"side must be the name of the encoder (a str); got {side!r}."
+            )
+        self.embeddings = embeddings
+        self.side = side
+
+    def __len__(self):
+        return len(self.embeddings)
+
+    def __repr__(self):
+        n, d = self.embeddings.shape
+        return f"EmbeddingIndex(<{n} x {d} embeddings>, side={self.side!r})"
+
+    def _chunks(self):
+        for start in range(0, len(self), _CHUNK_SIZE):
+            chunk = np.asarray(
+                self.embeddings[start : start + _CHUNK_SIZE], dtype=np.float32
+            )
+            norms = np.linalg.norm(chunk, axis=1)
+            bad = np.flatnonzero(~(np.abs(norms - 1) <= 1e-3))
+            if len(bad):
+                raise ValueError(
+                    f"row {start + bad[0]} of the EmbeddingIndex of {self.side!r} has "
+                    f"norm {norms[bad[0]]:.4g}, not 1: build the index from "
+                    "MultimodalMatcher.embed, which L2-normalises the embeddings."
+                )
+            yield start, chunk
+
+
+class _EmbeddedChunks:
+    """A validated column of one side's items, embedded a chunk at a time."""
+
+    def __init__(self, matcher, side, column):
+        self.matcher, self.side, self.column = matcher, side, column
+
+    def __len__(self):
+        return len(self.column)
+
+    def _chunks(self):
+        for start in range(0, len(self), _CHUNK_SIZE):
+            rows = np.arange(start, min(start + _CHUNK_SIZE, len(self)))
+            yield start, self.matcher._embed_column(self.side, self.column, rows)
+
+
+def _top_k(block, k):
+    """Column positions of each row's ``k`` largest values (unordered).
+
+    ``np.argpartition`` (linear time) instead of a full sort; in the rare rows where
+    values tied with the k-th straddle the cut, a stable sort keeps the first ones,
+    so the result is that of sorting the whole row.
+    """
+    if k >= block.shape[1]:
+        return np.broadcast_to(np.arange(block.shape[1]), block.shape).copy()
+    best = np.argpartition(-block, k - 1, axis=1)[:, :k]
+    kth = np.take_along_axis(block, best, 1).min(axis=1)
+    tied = (block >= kth[:, None]).sum(axis=1) > k
+    if tied.any():
+        best[tied] = np.argsort(-block[tied], axis=1, kind="stable")[:, :k]
+    return best
