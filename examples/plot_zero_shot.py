@@ -56,7 +56,7 @@ pairs = items.iloc[order[:2000]]
 matcher = MultimodalMatcher(
     [
         ("image", ImageEncoder("cnn", image_size=32), "image"),
-        ("title", TextEncoder(rnn="gru"), "title"),
+        ("title", TextEncoder("gru"), "title"),
     ],
     embedding_dim=64,
     batch_size=128,

@@ -376,7 +376,7 @@ def _catalogue_matcher(**params):
     return MultimodalMatcher(
         [
             ("image", ImageEncoder("cnn", image_size=8), "picture"),
-            ("text", TextEncoder(rnn="gru", embedding_dim=8, hidden_size=8), "title"),
+            ("text", TextEncoder("gru", embedding_dim=8, hidden_size=8), "title"),
         ],
         **params,
     )
@@ -481,7 +481,7 @@ def test_fashion_titles(shared_data):
     matcher = MultimodalMatcher(
         [
             ("image", ImageEncoder("cnn", image_size=32), "image"),
-            ("title", TextEncoder(rnn="gru"), "title"),
+            ("title", TextEncoder("gru"), "title"),
         ],
         max_epochs=4,
         random_state=0,

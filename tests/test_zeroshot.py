@@ -282,7 +282,7 @@ def test_fashion_zero_and_few_shot(shared_data):
     matcher = MultimodalMatcher(
         [
             ("image", ImageEncoder("cnn", image_size=32), "image"),
-            ("title", TextEncoder(rnn="gru"), "title"),
+            ("title", TextEncoder("gru"), "title"),
         ],
         embedding_dim=64,
         batch_size=128,
