@@ -11,6 +11,7 @@ import pickle
 import sys
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from PIL import Image
@@ -644,3 +645,30 @@ def test_efficientnet_lite0_transfers_to_fashion_photos(fashion):
     # Measured: pretrained 0.827, random 0.100.
     assert scores["pretrained"] >= 0.77, scores
     assert scores["random"] <= 0.2, scores
+
+
+def test_pretrained_tower_fine_tunes_its_last_layers_inside_a_net(hf_bert):
+    # Issue 18: train_layers="last" in a MultimodalNetClassifier changes only the
+    # tower's last block (and the net's own layers), at the tower's learning rate.
+    pytest.importorskip("transformers")
+    from skmm.nn import MultimodalNetClassifier
+
+    X = pd.DataFrame({"title": TITLES * 4, "price": np.arange(20.0)})
+    y = np.array([0, 1, 0, 1, 0] * 4)
+    enc = TextEncoder(f"hf:{hf_bert}", max_epochs=1, train_layers="last", max_length=8)
+    net = MultimodalNetClassifier(
+        [("txt", enc, "title"), ("num", "passthrough", ["price"])],
+        max_epochs=2,
+        early_stopping=False,
+        batch_size=8,
+        tower_lr={"txt": 1e-2},
+        **cpu(),
+    )
+    before = clone(enc).set_params(max_epochs=0).fit(X["title"]).module_.state_dict()
+    after = net.fit(X, y).module_.towers[0].state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed and all(k.startswith("model.encoder.layer.1.") for k in changed)
+    # A frozen pretrained tower (max_epochs=0) does not change at all.
+    frozen = clone(net).set_params(txt__max_epochs=0).fit(X, y)
+    tower = frozen.module_.towers[0].state_dict()
+    assert all(torch.equal(before[k], tower[k]) for k in before)

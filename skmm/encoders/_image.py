@@ -746,7 +746,10 @@ class ImageEncoder(_hub.BackboneMixin, TorchEncoderMixin, BaseEstimator):
             )
             backbone = HFImageBackbone(model)
         elif kind == "open_clip":
-            backbone = _hub.open_clip_model(name, weights).visual
+            clip = _hub.open_clip_model(name, weights)
+            backbone = clip.visual
+            # CLIP's 1 / temperature, which a matcher on its aligned towers starts from.
+            backbone.logit_scale = float(clip.logit_scale.detach().exp())
         else:
             backbone = copy.deepcopy(self.backbone)
         width = getattr(backbone, "out_features", None)
@@ -757,6 +760,8 @@ class ImageEncoder(_hub.BackboneMixin, TorchEncoderMixin, BaseEstimator):
     def _tower(self, pretrained):
         backbone, width = self._backbone(pretrained)
         tower = ImageTower(backbone, self.n_channels_, width)
+        if hasattr(backbone, "logit_scale"):
+            tower.logit_scale = backbone.logit_scale
         tower.normalize.mean.copy_(torch.from_numpy(self.mean_).view(1, -1, 1, 1))
         tower.normalize.std.copy_(torch.from_numpy(self.std_).view(1, -1, 1, 1))
         weights = self._weights() if pretrained else None

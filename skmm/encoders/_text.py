@@ -103,12 +103,17 @@ class HFTextTower(_hub.FreezableMixin, torch.nn.Module):
 
 
 class OpenClipTextTower(_hub.FreezableMixin, torch.nn.Module):
-    """The text tower of an open_clip model (``encode_text``, unnormalised)."""
+    """The text tower of an open_clip model (``encode_text``, unnormalised).
+
+    ``logit_scale`` is the CLIP model's 1 / temperature, which a matcher built on
+    its aligned towers starts from.
+    """
 
     def __init__(self, model, out_features):
         super().__init__()
         self.model = model
         self.out_features = out_features
+        self.logit_scale = float(model.logit_scale.detach().exp())
 
     def forward(self, ids):
         return self.model.encode_text(ids)

@@ -390,20 +390,21 @@ class MultimodalMatcher(ClassifierMixin, TransformerMixin, TowerComposite):
             towers,
             self.embedding_dim,
             self.temperature,
-            initial_temperature=self._towers_temperature(),
+            initial_temperature=self._towers_temperature(towers),
         )
 
-    def _towers_temperature(self):
-        """The temperature the towers come with (1 / their ``logit_scale_``), or 0.07.
+    def _towers_temperature(self, towers):
+        """The temperature the towers come with (1 / their logit scale), or 0.07.
 
-        Aligned pretrained towers (CLIP's) were trained at a temperature of their own;
-        their encoders give it as a fitted ``logit_scale_``.
+        Aligned pretrained towers (CLIP's) were trained at a temperature of their own:
+        an open_clip tower carries it as ``logit_scale``, another encoder may give it
+        as a fitted ``logit_scale_``.
         """
-        scales = {
-            name: float(enc.logit_scale_)
-            for name, enc, _ in self.encoders_
-            if getattr(enc, "logit_scale_", None) is not None
-        }
+        scales = {}
+        for (name, enc, _), tower in zip(self.encoders_, towers):
+            scale = getattr(tower, "logit_scale", getattr(enc, "logit_scale_", None))
+            if isinstance(scale, (int, float)):
+                scales[name] = float(scale)
         if not scales:
             return INITIAL_TEMPERATURE
         if len(set(scales.values())) > 1:
