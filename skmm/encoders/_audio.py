@@ -399,9 +399,10 @@ class AudioEncoder(_hub.BackboneMixin, AudioMixin, TorchEncoderMixin, BaseEstima
         config). A path: a state dict of the CNN tower or of the module (tensors
         only: ``.safetensors`` or ``torch.load(..., weights_only=True)``).
     max_epochs : int or "auto", default="auto"
-        Training epochs on ``y``. ``"auto"`` is 0 (a frozen feature extractor, and
-        :meth:`fit` needs no ``y``) when the tower starts from pretrained weights, and
-        10 otherwise.
+        Passes over the training items with ``y`` (as in the nets and the matcher, which
+        may stop sooner); 0 uses the tower as it is (frozen). ``"auto"`` is 0 (a frozen
+        feature extractor, and :meth:`fit` needs no ``y``) when the tower starts from
+        pretrained weights, and 10 otherwise.
     train_layers : {"all", "last", "head"}, default="all"
         What trains when ``max_epochs > 0``: the whole tower, its last block and
         what follows it, or none of it (only the head on top).

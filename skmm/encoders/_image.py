@@ -312,9 +312,10 @@ class ImageEncoder(_hub.BackboneMixin, TorchEncoderMixin, BaseEstimator):
         Size every image is resized to. ``None`` keeps the size of the first training
         image, or the size the pretrained weights expect.
     max_epochs : int or "auto", default="auto"
-        Training epochs on ``y``. ``"auto"`` is 0 (a frozen feature extractor, and
-        :meth:`fit` needs no ``y``) when the tower starts from pretrained weights,
-        and 10 otherwise.
+        Passes over the training items with ``y`` (as in the nets and the matcher, which
+        may stop sooner); 0 uses the tower as it is (frozen). ``"auto"`` is 0 (a frozen
+        feature extractor, and :meth:`fit` needs no ``y``) when the tower starts from
+        pretrained weights, and 10 otherwise.
     train_layers : {"all", "last", "head"}, default="all"
         What trains when ``max_epochs > 0``: the whole tower, only its last block
         (the last child of its main stack of blocks, and the layers after it), or

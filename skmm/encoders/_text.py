@@ -215,9 +215,10 @@ class TextEncoder(_hub.BackboneMixin, TorchEncoderMixin, BaseEstimator):
         tag: downloaded by open_clip. A path: a state dict (``.safetensors`` or a
         ``torch.save`` file read with ``weights_only=True``).
     max_epochs : int or "auto", default="auto"
-        Training epochs on ``y``. ``"auto"`` is 0 (a frozen feature extractor) when
-        the tower starts from pretrained weights, and 10 otherwise; 0 with random
-        weights gives untrained (random) features.
+        Passes over the training items with ``y`` (as in the nets and the matcher, which
+        may stop sooner); 0 uses the tower as it is (frozen). ``"auto"`` is 0 (a frozen
+        feature extractor) when the tower starts from pretrained weights, and 10
+        otherwise; 0 with random weights gives untrained (random) features.
     train_layers : {"all", "last", "head"}, default="all"
         What trains when ``max_epochs > 0``: the whole tower (with ``"wordllama"``,
         the embedding matrix itself), its last block and what follows it (a
