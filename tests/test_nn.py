@@ -610,38 +610,34 @@ TRAIN_SPEAKERS = ["george", "jackson", "nicolas", "theo"]
 
 
 @pytest.mark.slow
-def test_fusion_beats_each_modality_on_hard_av_digits():
+def test_fusion_beats_each_tower_on_hard_av_digits(record_measure):
+    """Issue 19: with the encoders' own towers and the nets' default settings, the
+    fused nets beat the best single tower on unheard speakers."""
     from skmm.datasets import load_av_digits
 
     bunch = load_av_digits(variant="hard")
     train = np.isin(bunch.speaker, TRAIN_SPEAKERS)
     X, y = bunch.data, bunch.target.to_numpy()
     img = ("img", ImageEncoder("cnn"), "image")
-    # 16 mel bands keep the spectral envelope and blur the pitch: the tower then
-    # transfers to unheard voices (about 0.48 on the test speakers, against 0.26
-    # with 32 bands).
-    audio = AudioEncoder(sample_rate=8000, n_mels=16, duration=0.8, augment="default")
-    snd = ("snd", audio, "audio")
+    snd = ("snd", AudioEncoder(sample_rate=8000, augment="default"), "audio")
 
     def accuracy(encoders, fusion="concat"):
         net = MultimodalNetClassifier(
-            encoders,
-            fusion=fusion,
-            dropout=0.5,
-            modality_dropout=0.3,
-            batch_size=32,
-            max_epochs=20,
-            n_iter_no_change=8,
-            device="cpu",
-            random_state=0,
+            encoders, fusion=fusion, max_epochs=15, device="cpu", random_state=0
         )
         return net.fit(X[train], y[train]).score(X[~train], y[~train])
 
     single = {"image": accuracy([img]), "audio": accuracy([snd])}
-    fused = {f: accuracy([img, snd], f) for f in ("concat", "attention")}
-    print(f"hard AV digits, test speakers: {single} -> {fused}")
-    assert min(single.values()) > 0.3  # chance is 0.1
-    assert min(fused.values()) > max(single.values()) + 0.05, (single, fused)
+    fused = {f: accuracy([img, snd], f) for f in ("concat", "transformer")}
+    best = max(single.values())
+    for name, value in {**single, **fused}.items():
+        record_measure(f"hard AV-digits net, {name}", value)
+    # Measured (seed 0): image tower 0.505, audio tower 0.47 (0.13 before
+    # utterance normalisation, 16 bands and SpecAugment); concat 0.6975,
+    # transformer 0.7875.
+    assert single["audio"] > 0.42, single
+    assert min(fused.values()) > best + 0.1, (single, fused)
+    assert fused["transformer"] > best + 0.2, (single, fused)
 
 
 # -- tower heads, stages, token fusion ------------------------------------------------------
