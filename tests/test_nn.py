@@ -129,7 +129,7 @@ def _linear(layer, x):
         ("max", 64),
         ("tensor", 17 * 17),
         ("attention", 128),
-        ("dot", 1),
+        ("dot", 64 + 64 + 1),
     ],
 )
 def test_net_fuses_its_towers_with_the_shared_operators(blobs, fusion, width):
@@ -166,7 +166,8 @@ def test_net_fuses_its_towers_with_the_shared_operators(blobs, fusion, width):
             expected = np.hstack([w[:, None] * b for w, b in zip(weights.T, blocks)])
             assert_allclose(net.modality_weights(X), weights / 2, rtol=1e-4, atol=1e-6)
         elif fusion == "dot":
-            expected = np.maximum((blocks[0] * blocks[1]).sum(1, keepdims=True), 0)
+            dots = np.maximum((blocks[0] * blocks[1]).sum(1, keepdims=True), 0)
+            expected = np.hstack([*blocks, dots])
         elif fusion == "tensor":
             ones = np.ones((len(X), 1))
             a, b = (np.hstack([ones, blk]) for blk in blocks)

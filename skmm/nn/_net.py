@@ -462,8 +462,9 @@ _NET_TOP = """\
         concatenates them; ``"transformer"`` makes each tower's output a token (plus
         a learned modality embedding) and runs a small transformer encoder over the
         tokens, whose summary token is the fused vector, with missing modalities
-        masked out of attention; ``"dot"`` is the ReLU of the dot product of each
-        pair of towers (for matching pairs such as image and text).
+        masked out of attention; ``"dot"`` is DLRM's interaction layer: the towers'
+        outputs side by side with the ReLU of the dot product of each pair of towers
+        (the signal of matching pairs such as image and text).
     projection : int or None, default=None
         Width each tower is projected to (a linear layer and a ReLU) before fusion.
         None projects only when the fusion needs a common width: to the narrowest

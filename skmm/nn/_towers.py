@@ -258,7 +258,7 @@ class FusionLayer(torch.nn.Module):
         elif fusion == "tensor":
             self.out_features = int(np.prod([w + 1 for w in widths]))
         elif fusion == "dot":
-            self.out_features = len(widths) * (len(widths) - 1) // 2
+            self.out_features = sum(widths) + len(widths) * (len(widths) - 1) // 2
         else:  # element-wise and "transformer": one token width
             self.out_features = widths[0]
 
@@ -310,12 +310,15 @@ class FusionLayer(torch.nn.Module):
             weights = self.attention(blocks, available)
             return fuse(blocks, "concat", weights=list(weights.T.unsqueeze(2)))
         if self.fusion == "dot":
+            # DLRM's interaction layer: the blocks side by side, then the ReLU of the
+            # dot product of each pair (the whole signal for matching pairs; a scalar
+            # alone cannot tell ten classes apart).
             pairs = [
                 fuse([blocks[i], blocks[j]], "product").sum(dim=1, keepdim=True)
                 for i in range(len(blocks))
                 for j in range(i + 1, len(blocks))
             ]
-            return torch.relu(torch.cat(pairs, dim=1))
+            return torch.cat([*blocks, torch.relu(torch.cat(pairs, dim=1))], dim=1)
         return fuse(blocks, self.fusion)
 
 
