@@ -672,3 +672,57 @@ def test_pretrained_tower_fine_tunes_its_last_layers_inside_a_net(hf_bert):
     frozen = clone(net).set_params(txt__max_epochs=0).fit(X, y)
     tower = frozen.module_.towers[0].state_dict()
     assert all(torch.equal(before[k], tower[k]) for k in before)
+
+
+def test_aligned_clip_towers_make_a_matcher_without_training(
+    clip_file, photos, tmp_path
+):
+    # Issue 13: the image and text towers of one open_clip model need no training:
+    # max_epochs=0 and no projection heads give CLIP's own similarity, at CLIP's own
+    # temperature, as open_clip computes them.
+    open_clip = pytest.importorskip("open_clip")
+    from skmm.nn import MultimodalMatcher
+
+    # A temperature of 1/50, not the 0.07 a matcher starts from by default.
+    state = torch.load(clip_file, weights_only=True)
+    state["logit_scale"] = torch.tensor(np.log(50.0), dtype=torch.float32)
+    clip_file = tmp_path / "tiny-clip-50.pt"
+    torch.save(state, clip_file)
+    model, _, preprocess = open_clip.create_model_and_transforms(
+        "skmm-tiny-clip", pretrained=str(clip_file)
+    )
+    model.eval()
+    small = [np.asarray(Image.fromarray(im).resize((32, 32))) for im in photos]
+    X = pd.DataFrame({"image": small, "title": TITLES + TITLES[:3]})
+    matcher = MultimodalMatcher(
+        [
+            (
+                "img",
+                ImageEncoder("open_clip:skmm-tiny-clip", weights=str(clip_file)),
+                "image",
+            ),
+            (
+                "txt",
+                TextEncoder("open_clip:skmm-tiny-clip", weights=str(clip_file)),
+                "title",
+            ),
+        ],
+        embedding_dim=None,
+        max_epochs=0,
+        validation_fraction=0.5,
+        **cpu(),
+    ).fit(X)
+    tokenizer = open_clip.get_tokenizer("skmm-tiny-clip")
+    with torch.no_grad():
+        za = model.encode_image(
+            torch.stack([preprocess(Image.fromarray(i)) for i in small])
+        )
+        zb = model.encode_text(tokenizer(list(X["title"])))
+        za, zb = (z / z.norm(dim=1, keepdim=True) for z in (za, zb))
+        scale = float(model.logit_scale.exp())
+    np.testing.assert_allclose(
+        matcher.decision_function(X), (za * zb).sum(1).numpy(), atol=1e-5
+    )
+    assert scale == pytest.approx(50.0)
+    assert matcher.temperature_ == pytest.approx(1 / scale, rel=1e-5)
+    assert matcher.n_iter_ == 0
