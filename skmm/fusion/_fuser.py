@@ -23,7 +23,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from ..utils._composition import (
     TriplesComposition,
-    check_table_shape,
+    check_table,
     fit_atomic,
     is_drop,
 )
@@ -41,7 +41,6 @@ from ..utils._sklearn_compat import (
     _routing_enabled,
     _safe_indexing,
     _VisualBlock,
-    validate_data,
 )
 from ._missing import (
     all_missing_message,
@@ -577,8 +576,7 @@ class MultimodalFuser(TransformerMixin, TriplesComposition):
         return routed
 
     def _fit_transform(self, X, y, params):
-        X = _check_X(X)
-        validate_data(self, X=X, skip_check_array=True)
+        X = check_table(self, X, reset=True, accept_sparse=True)
         names = self._validate_encoders()
         if self.remainder != "drop":
             names.append("remainder")
@@ -696,8 +694,7 @@ class MultimodalFuser(TransformerMixin, TriplesComposition):
             The fused features.
         """
         check_is_fitted(self)
-        X = _check_X(X)
-        validate_data(self, X=X, skip_check_array=True, reset=False)
+        X = check_table(self, X, reset=False, accept_sparse=True)
         todo = list(self._iter(fitted=True))
         selections = {
             name: _safe_indexing(X, self._positions(name, columns), axis=1)
@@ -1184,16 +1181,6 @@ def _scatter(block, absent):
         return sp.vstack([block, sp.csr_matrix(nan_rows)], format="csr")[order]
     out = np.vstack([block, nan_rows.astype(block.dtype)])[order]
     return out.reshape(n_samples, width)
-
-
-def _check_X(X):
-    """Keep arrays and DataFrames, make sparse input CSC (for column selection) and
-    other input an object array."""
-    if sp.issparse(X):
-        X = X.tocsc()
-    elif not (hasattr(X, "__array__") and hasattr(X, "shape")):
-        X = check_array(X, ensure_all_finite="allow-nan", dtype=object, ensure_2d=False)
-    return check_table_shape(X, "MultimodalFuser")
 
 
 def _check_block(name, out, n_samples):

@@ -6,7 +6,6 @@ import warnings
 from numbers import Integral
 
 import numpy as np
-import scipy.sparse as sp
 from joblib import cpu_count, effective_n_jobs
 from sklearn.base import (
     ClassifierMixin,
@@ -38,7 +37,7 @@ from threadpoolctl import threadpool_limits
 
 from ..utils._composition import (
     TriplesComposition,
-    check_table_shape,
+    check_table,
     fit_atomic,
     is_drop,
 )
@@ -52,7 +51,6 @@ from ..utils._sklearn_compat import (
     _routing_enabled,
     _safe_indexing,
     _VisualBlock,
-    validate_data,
 )
 from ._missing import (
     SHOWN_ROWS,
@@ -259,8 +257,7 @@ class _BaseLateFusion(TransformerMixin, MetaEstimatorMixin, TriplesComposition):
         return self
 
     def _fit(self, X, y, fit_params):
-        X = _check_X(X, type(self).__name__)
-        validate_data(self, X=X, y=y, skip_check_array=True)
+        X = check_table(self, X, reset=True)
         y = self._check_target(y, n_samples=X.shape[0])
         names, estimators, columns = self._validate_estimators()
         active = np.array([not is_drop(est) for est in estimators])
@@ -378,8 +375,7 @@ class _BaseLateFusion(TransformerMixin, MetaEstimatorMixin, TriplesComposition):
     def _outputs(self, X, method=None):
         """Each model's output, NaN where its modality is missing; and the presence mask."""
         check_is_fitted(self)
-        X = _check_X(X, type(self).__name__)
-        validate_data(self, X=X, skip_check_array=True, reset=False)
+        X = check_table(self, X, reset=False)
         selections = self._select(X)
         present = self._present(selections, row_labels(X), fit=False)
         outputs = []
@@ -1096,18 +1092,6 @@ class LateFusionRegressor(RegressorMixin, _BaseLateFusion):
 
 
 # -- helpers ---------------------------------------------------------------------------------
-
-
-def _check_X(X, owner):
-    """Keep DataFrames and arrays; make other input an array; reject sparse input."""
-    if sp.issparse(X):
-        raise TypeError(
-            f"{owner} takes a DataFrame or a dense array, one column (or several) per "
-            "modality; got a sparse matrix."
-        )
-    if not (hasattr(X, "__array__") and hasattr(X, "shape")):
-        X = check_array(X, ensure_all_finite=False, dtype=None, ensure_2d=False)
-    return check_table_shape(X, owner)
 
 
 def _resolve_columns(X, name, key):
