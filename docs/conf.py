@@ -66,5 +66,5 @@ sphinx_gallery_conf = {
 
 html_theme = "pydata_sphinx_theme"
 html_theme_options = {"navigation_with_keys": False}
-html_static_path = ["_static"]
+
 html_title = f"skmm {release}"

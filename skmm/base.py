@@ -11,8 +11,10 @@ import os
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from numbers import Integral, Real
+from typing import Protocol
 
 import numpy as np
+import pandas as pd
 import torch
 from sklearn.base import ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.preprocessing import LabelEncoder
@@ -20,6 +22,7 @@ from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 from tqdm.auto import tqdm
 
+from .callbacks._callbacks import Callback
 from .utils._cache import EmbeddingCache, fingerprint, item_key
 from .utils._composition import fit_atomic, is_fitted_attribute
 from .utils._sklearn_compat import (
@@ -40,7 +43,7 @@ from .utils._torch import (
 )
 from .utils._validation import check_column
 
-__all__ = ["TorchEncoderMixin", "TorchEstimatorMixin"]
+__all__ = ["Tower", "TorchEncoderMixin", "TorchEstimatorMixin", "TrainingMixin"]
 
 
 class _SerializedModule:
@@ -103,11 +106,226 @@ def _batches(n, batch_size, *, generator=None):
         yield order[start : start + batch_size]
 
 
+def validation_split(n, fraction, seed, labels=None):
+    """Split ``range(n)`` into sorted training and validation positions.
+
+    Stratified on ``labels`` (integer codes) when every class can appear on both sides.
+    """
+    from sklearn.model_selection import train_test_split
+
+    n_val = math.ceil(fraction * n)
+    if n - n_val < 2:
+        raise ValueError(
+            f"validation_fraction={fraction} leaves {n - n_val} of the {n} samples for "
+            "training; at least 2 are needed. Use more data, a smaller "
+            "validation_fraction or early_stopping=False."
+        )
+    stratify = None
+    if labels is not None:
+        counts = np.bincount(labels)
+        counts = counts[counts > 0]
+        if counts.min() >= 2 and min(n_val, n - n_val) >= len(counts):
+            stratify = labels
+    train, val = train_test_split(
+        np.arange(n), test_size=n_val, random_state=seed, stratify=stratify
+    )
+    return np.sort(train), np.sort(val)
+
+
+def _check_callbacks(callbacks):
+    if callbacks is None:
+        return []
+    out = []
+    for cb in callbacks:
+        if isinstance(cb, Callback):
+            out.append(cb)
+        elif callable(cb):
+            out.append(_FunctionCallback(cb))
+        else:
+            raise TypeError(
+                f"callbacks must be skmm.callbacks.Callback objects or callables "
+                f"f(estimator, history); got {cb!r}."
+            )
+    return out
+
+
+class _FunctionCallback(Callback):
+    def __init__(self, function):
+        self.function = function
+
+    def on_epoch_end(self, estimator, *, module, optimizer, history):
+        return self.function(estimator, history)
+
+
+class TrainingMixin:
+    """The one training loop of skmm, shaped like skorch's ``fit_loop``.
+
+    :meth:`_fit_loop` runs the epochs: :meth:`_run_single_epoch` draws the batches
+    (:meth:`_epoch_batches`, seeded shuffling) and runs :meth:`_train_step` on each
+    (forward and loss, written by the estimator; backward and the optimizer step
+    here); with a validation split it scores each epoch (:meth:`_validation_step`),
+    stops early when the score has not improved for ``n_iter_no_change`` epochs and
+    restores the best epoch's weights. It records ``loss_curve_``,
+    ``validation_scores_``, ``best_validation_score_`` and ``n_iter_``, shows the
+    progress bar and calls the ``callbacks``. Encoders, nets and the matcher all train
+    through it.
+
+    An estimator provides ``_train_step(module, data, batch, generator)`` returning
+    ``(objective, loss, n)`` (the tensor to minimise, the loss to record and the rows
+    it covers); with a validation split ``_validation_step(module, data, val)``
+    returning ``(score, loss)`` (higher scores are better), optionally with a dict of
+    more entries for the epoch's history record; optionally ``_param_groups(module,
+    data)``, ``_train_mode(module, data)``, ``_recalibrate(module, data, train)`` and
+    ``_epoch_batches(data, train, generator)``. ``data`` is what the estimator passed
+    to :meth:`_fit_loop`.
+    """
+
+    # A batch of one cannot train batch-norm layers (nor give in-batch negatives).
+    _min_batch = 2
+
+    def _param_groups(self, module, data):
+        return [{"params": [p for p in module.parameters() if p.requires_grad]}]
+
+    def _make_optimizer(self, module, data):
+        groups = [g for g in self._param_groups(module, data) if g["params"]]
+        optimizer = self.optimizer
+        if not (
+            isinstance(optimizer, type) and issubclass(optimizer, torch.optim.Optimizer)
+        ):
+            raise TypeError(
+                f"optimizer must be a torch.optim.Optimizer class such as "
+                f"torch.optim.Adam; got {optimizer!r}."
+            )
+        if not groups:
+            return None
+        return optimizer(groups, lr=self.lr)
+
+    def _train_mode(self, module, data):
+        module.train()
+
+    def _recalibrate(self, module, data, train):
+        """Re-estimate batch-norm statistics with the current weights, if needed."""
+
+    def _epoch_batches(self, data, train, generator):
+        for index in _batches(len(train), self.batch_size, generator=generator):
+            if len(index) >= self._min_batch:
+                yield train[index.numpy()]
+
+    def _run_single_epoch(self, module, optimizer, data, train, generator):
+        """One pass over ``train``; returns the mean recorded loss."""
+        self._train_mode(module, data)
+        total, seen = 0.0, 0
+        for batch in self._epoch_batches(data, train, generator):
+            objective, loss, n = self._train_step(module, data, batch, generator)
+            if optimizer is not None:
+                optimizer.zero_grad()
+                objective.backward()
+                optimizer.step()
+            total += float(loss) * n
+            seen += n
+        return total / seen if seen else math.nan
+
+    def _fit_loop(
+        self, module, data, train, val=None, *, max_epochs, seed, early_stopping
+    ):
+        """Train ``module`` on the rows ``train`` for at most ``max_epochs`` epochs.
+
+        ``data`` is whatever the estimator's steps read the rows from (decoded items,
+        targets); it is passed to them as is. ``val`` (rows held out, or None) gives
+        each epoch a validation score; with ``early_stopping`` training stops after
+        ``n_iter_no_change`` epochs without improvement and the best epoch's weights
+        are restored.
+        """
+        module.to(self.device_)
+        optimizer = self._make_optimizer(module, data)
+        callbacks = _check_callbacks(self.callbacks)
+        generator = torch.Generator().manual_seed(seed)
+        history = []
+        self.loss_curve_ = []
+        self.validation_scores_ = None if val is None else []
+        best, best_state, stall = None, None, 0
+        for cb in callbacks:
+            cb.on_train_begin(self, module=module, optimizer=optimizer)
+        epochs = tqdm(
+            range(max_epochs),
+            desc=f"{type(self).__name__} fit",
+            disable=not self.verbose,
+        )
+        self.n_iter_ = 0
+        for epoch in epochs:
+            self.n_iter_ = epoch + 1
+            record = {
+                "epoch": epoch + 1,
+                "lr": None if optimizer is None else optimizer.param_groups[0]["lr"],
+            }
+            record["train_loss"] = self._run_single_epoch(
+                module, optimizer, data, train, generator
+            )
+            self.loss_curve_.append(record["train_loss"])
+            stop = False
+            if val is not None:
+                self._recalibrate(module, data, train)
+                module.eval()
+                with torch.inference_mode():
+                    score, val_loss, *extra = self._validation_step(module, data, val)
+                self.validation_scores_.append(score)
+                # Best validation score; between equal scores, the lower loss.
+                improved = best is None or (score, -val_loss) > best
+                record.update(valid_score=score, valid_loss=val_loss, best=improved)
+                record.update(*extra)
+                if improved:
+                    best, stall = (score, -val_loss), 0
+                    if early_stopping:
+                        best_state = {
+                            k: v.detach().clone()
+                            for k, v in module.state_dict().items()
+                        }
+                else:
+                    stall += 1
+                    stop = early_stopping and stall >= self.n_iter_no_change
+            history.append(record)
+            epochs.set_postfix(
+                {k: v for k, v in record.items() if k in ("train_loss", "valid_score")}
+            )
+            for cb in callbacks:
+                stop = (
+                    bool(
+                        cb.on_epoch_end(
+                            self, module=module, optimizer=optimizer, history=history
+                        )
+                    )
+                    or stop
+                )
+            if stop:
+                break
+        for cb in callbacks:
+            cb.on_train_end(self, module=module, optimizer=optimizer, history=history)
+        if best_state is not None:
+            module.load_state_dict(best_state)
+        if val is None:
+            self._recalibrate(module, data, train)
+        elif self.validation_scores_:
+            self.best_validation_score_ = (
+                best[0] if early_stopping else self.validation_scores_[-1]
+            )
+        self.history_ = history
+        return module
+
+
 # Parameters that change how fast features are computed, not what they are.
 _RUNTIME_PARAMS = frozenset(
-    {"batch_size", "device", "memory", "num_workers", "verbose"}
+    {"batch_size", "callbacks", "device", "memory", "num_workers", "verbose"}
 )
-_NOT_IN_FINGERPRINT = frozenset({"module_", "device_", "loss_curve_", "n_iter_"})
+_NOT_IN_FINGERPRINT = frozenset(
+    {
+        "module_",
+        "device_",
+        "loss_curve_",
+        "n_iter_",
+        "history_",
+        "validation_scores_",
+    }
+)
 
 
 def _prefetch(load, batches, num_workers):
@@ -132,8 +350,46 @@ def _prefetch(load, batches, num_workers):
             yield index, batch
 
 
+class Tower(Protocol):
+    """What a composite (:mod:`skmm.nn`) asks of an encoder to make it a tower.
+
+    :class:`TorchEncoderMixin` implements it for the image, text and audio encoders
+    and ``skmm.nn._towers.TabularEncoder`` for numeric columns and scikit-learn
+    transformers. The nets and the matcher call nothing else.
+
+    - ``_check_input(X, reset)`` -> ``Column``: validate one modality's items.
+    - ``_fit_preprocessing(column, rows)``: learn what decoding needs from the rows
+      (vocabulary, image size, normalisation) as fitted attributes.
+    - ``_load(column, rows)`` -> Tensor: decode the items at ``rows`` into a batch,
+      raising ``ValueError`` naming the row for a bad item.
+    - ``_augment(batch, generator)`` -> Tensor: training-time augmentation.
+    - ``_build_module()`` -> Module: the architecture alone, from fitted attributes
+      (used to unpickle); it has an ``out_features`` attribute.
+    - ``_init_module()`` -> Module: the same with its initial (pretrained or random)
+      weights; no side effect on the encoder.
+    - ``_frozen()`` -> bool: whether the tower is used as is, not trained.
+    """
+
+    def _check_input(self, X, *, reset): ...
+
+    def _fit_preprocessing(self, column, rows): ...
+
+    def _load(self, column, rows): ...
+
+    def _augment(self, batch, generator): ...
+
+    def _build_module(self): ...
+
+    def _init_module(self): ...
+
+    def _frozen(self): ...
+
+
 class TorchEncoderMixin(
-    ClassNamePrefixFeaturesOutMixin, TorchEstimatorMixin, TransformerMixin
+    ClassNamePrefixFeaturesOutMixin,
+    TrainingMixin,
+    TorchEstimatorMixin,
+    TransformerMixin,
 ):
     """Base of the modality encoders: a column of items in, a feature matrix out.
 
@@ -161,6 +417,8 @@ class TorchEncoderMixin(
         "lr": [Interval(Real, 0, None, closed="neither")],
         "memory": [None, str, os.PathLike, HasMethods(["cache"])],
         "num_workers": [Interval(Integral, 0, None, closed="left")],
+        "optimizer": [type],
+        "callbacks": [None, list],
     }
 
     # -- hooks with defaults ---------------------------------------------------------
@@ -169,6 +427,10 @@ class TorchEncoderMixin(
 
     def _resolved_max_epochs(self):
         return self.max_epochs
+
+    def _frozen(self):
+        """True when the tower is used as is: ``max_epochs`` resolves to 0."""
+        return self._resolved_max_epochs() == 0
 
     def _check_input(self, X, *, reset):
         return check_column(self, X, batch_ndim=self._batch_ndim, reset=reset)
@@ -231,10 +493,9 @@ class TorchEncoderMixin(
         with torch_seed(seed):
             self._fit_preprocessing(column, rows)
             module = self._init_module()
-            self.loss_curve_ = []
+            self.loss_curve_, self.history_, self.n_iter_ = [], [], 0
             if n_epochs > 0:
                 self._train(module, column, rows, target, n_epochs, seed)
-            self.n_iter_ = n_epochs
         self.module_ = module.to(self.device_).eval()
         return column
 
@@ -271,45 +532,40 @@ class TorchEncoderMixin(
     _no_y_hint = "Pass max_epochs=0 to use the tower untrained."
 
     def _train(self, module, column, rows, target, n_epochs, seed):
-        """Train ``module`` with a linear head on ``target`` (Adam, full passes)."""
-        device = self.device_
+        """Train ``module`` with a linear head on ``target`` through the training loop."""
         n_out = 1 if self.classes_ is None else len(self.classes_)
         head = torch.nn.Linear(module.out_features, n_out)
-        net = torch.nn.Sequential(module, head).to(device)
+        net = torch.nn.Sequential(module, head)
         loss_fn = (
             torch.nn.MSELoss() if self.classes_ is None else torch.nn.CrossEntropyLoss()
         )
-        optimizer = torch.optim.Adam(net.parameters(), lr=self.lr)
-        data = self._load(column, rows)
-        generator = torch.Generator().manual_seed(seed)
-        epochs = tqdm(
-            range(n_epochs), desc=f"{type(self).__name__} fit", disable=not self.verbose
+        data = (self._load(column, rows), target, loss_fn)
+        self._fit_loop(
+            net,
+            data,
+            np.arange(len(rows)),
+            max_epochs=n_epochs,
+            seed=seed,
+            early_stopping=False,
         )
-        for _ in epochs:
-            net.train()
-            total, seen = 0.0, 0
-            for index in _batches(len(rows), self.batch_size, generator=generator):
-                # A batch of one cannot train batch-norm layers; skip the remainder.
-                if len(index) < 2:
-                    continue
-                batch = self._augment(data[index], generator).to(device)
-                out = net(batch)
-                out = out[:, 0] if self.classes_ is None else out
-                loss = loss_fn(out, target[index].to(device))
-                optimizer.zero_grad()
-                loss.backward()
-                optimizer.step()
-                total += loss.item() * len(index)
-                seen += len(index)
-            self.loss_curve_.append(total / seen if seen else math.nan)
-            epochs.set_postfix(loss=self.loss_curve_[-1])
+
+    def _train_step(self, module, data, batch, generator):
+        items, target, loss_fn = data
+        index = torch.from_numpy(batch)
+        out = module(self._augment(items[index], generator).to(self.device_))
+        out = out[:, 0] if self.classes_ is None else out
+        loss = loss_fn(out, target[index].to(self.device_))
+        return loss, loss.item(), len(batch)
+
+    def _recalibrate(self, module, data, train):
         # Batch-norm running statistics lag behind fast-moving weights; one pass over
         # the training rows with the final weights makes eval mode match training.
-        net.train()
-        with batch_norm_recalibration(net) as norms:
-            for index in _batches(len(rows), self.batch_size) if norms else ():
+        items = data[0]
+        module.train()
+        with batch_norm_recalibration(module) as norms:
+            for index in _batches(len(train), self.batch_size) if norms else ():
                 if len(index) >= 2:
-                    net(data[index].to(device))
+                    module(items[index].to(self.device_))
 
     # -- transform ---------------------------------------------------------------------
     def transform(self, X):
@@ -338,17 +594,17 @@ class TorchEncoderMixin(
         out = np.full((len(column), self._n_features_out), np.nan, dtype=np.float32)
         rows = column.present()
         if not column.batch and all(isinstance(column.items[i], str) for i in rows):
-            _, first, inverse = np.unique(
-                column.items[rows].astype(str), return_index=True, return_inverse=True
-            )
-            todo = rows[first]
+            # Hashing the str objects: memory follows the texts' real lengths (a
+            # fixed-width str array would be n x the longest text).
+            inverse, _ = pd.factorize(column.items[rows])
+            todo = rows[np.unique(inverse, return_index=True)[1]]
         else:
             todo, inverse = rows, None
         values = np.empty((len(todo), self._n_features_out), dtype=np.float32)
         cache, keys = None, None
         if self.memory is not None:
             cache = EmbeddingCache(self.memory, self._cache_namespace())
-            keys = [self._item_key(column, i) for i in todo]
+            keys = [self._item_key(column, i, cache.hash_files) for i in todo]
             compute = np.flatnonzero(~cache.load(keys, values))
         else:
             compute = np.arange(len(todo))
@@ -386,10 +642,14 @@ class TorchEncoderMixin(
     # -- the embedding cache -----------------------------------------------------------
     _str_items_are_paths = True
 
-    def _item_key(self, column, i):
+    def _item_key(self, column, i, hash_files=False):
         if column.batch:
             return fingerprint(column.items[i])
-        return item_key(column.items[i], str_is_path=self._str_items_are_paths)
+        return item_key(
+            column.items[i],
+            str_is_path=self._str_items_are_paths,
+            hash_files=hash_files,
+        )
 
     def _cache_namespace(self):
         """Fingerprint of everything that decides an item's features."""

@@ -4,6 +4,7 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
 # The real data sets sit beside the checkout (../shared/data); SKMM_SHARED_DATA overrides.
 SHARED_DATA = Path(
@@ -22,6 +23,16 @@ def shared_data():
             pytest.fail(message)
         pytest.skip(message)
     return SHARED_DATA
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny models on a shared 2-core machine: a second torch thread only adds
+    contention (threads spinning against each other)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 # -- Measured values of the floor tests, kept in the CI log ------------------------------

@@ -1,12 +1,14 @@
 """The per-item embedding cache (memory=) and threaded decoding (num_workers=)."""
 
 import os
+import pickle
 
 import joblib
 import numpy as np
 import pytest
 import torch
 from PIL import Image
+from sklearn.base import clone
 from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import make_pipeline
 from sklearn.svm import SVC
@@ -43,6 +45,11 @@ def count_loads(monkeypatch):
     return counts
 
 
+def _entry(path):
+    with np.load(path, allow_pickle=False) as entry:
+        return dict(entry)
+
+
 def frozen(**params):
     defaults = dict(backbone="cnn", max_epochs=0, random_state=0, device="cpu")
     return ImageEncoder(**{**defaults, **params})
@@ -58,7 +65,7 @@ def test_second_call_hits_the_cache(image_files, tmp_path, count_loads):
     assert count_loads == {"ImageEncoder": 12}  # nothing new encoded
     np.testing.assert_array_equal(first, reference)
     np.testing.assert_array_equal(second, reference[::-1])
-    entries = list((tmp_path / "cache" / "skmm_embeddings").rglob("*.npy"))
+    entries = list((tmp_path / "cache" / "skmm_embeddings").rglob("*.npz"))
     assert len(entries) == 12
 
 
@@ -101,12 +108,12 @@ def test_changed_weights_or_training_misses(image_files, tmp_path, count_loads):
 def test_corrupt_or_unfinished_entries_are_recomputed(image_files, tmp_path):
     enc = frozen(memory=tmp_path / "cache").fit(image_files)
     expected = enc.transform(image_files)
-    entries = sorted((tmp_path / "cache").rglob("*.npy"))
+    entries = sorted((tmp_path / "cache").rglob("*.npz"))
     entries[0].write_bytes(entries[0].read_bytes()[:20])  # a truncated entry
-    (entries[1].parent / ".tmp-killed.npy").write_bytes(b"\x93NUMPY")  # a killed writer
+    (entries[1].parent / ".tmp-killed.npz").write_bytes(b"PK\x03\x04")  # killed writer
     # The recomputed row runs in a batch of one: equal up to float rounding.
     np.testing.assert_allclose(enc.transform(image_files), expected, atol=1e-6)
-    assert np.load(entries[0]).shape == (128,)
+    assert _entry(entries[0])["value"].shape == (128,)
 
 
 def _encode_in_worker(enc, paths):
@@ -121,9 +128,9 @@ def test_concurrent_writers_do_not_corrupt(image_files, tmp_path):
     expected = frozen().fit(image_files).transform(image_files)
     for result in results:
         np.testing.assert_array_equal(result, expected)
-    for entry in (tmp_path / "cache").rglob("*.npy"):
+    for entry in (tmp_path / "cache").rglob("*.np*"):
         assert not entry.name.startswith(".tmp-")
-        assert np.load(entry).shape == (128,)
+        assert _entry(entry)["value"].shape == (128,)
 
 
 def test_grid_search_folds_share_embeddings(image_files, tmp_path, count_loads):
@@ -159,3 +166,194 @@ def test_num_workers_gives_the_same_features(image_files, monkeypatch):
     expected = enc.transform(image_files)
     threaded = frozen(batch_size=2, num_workers=2).fit(image_files)
     np.testing.assert_array_equal(threaded.transform(image_files), expected)
+
+
+# -- entries are verified: a wrong vector is never served --------------------------
+def _cache_of(enc, tmp_path):
+    from skmm.utils._cache import EmbeddingCache
+
+    return EmbeddingCache(tmp_path / "cache", enc._cache_namespace())
+
+
+def _planted(cache, path, value):
+    """Overwrite an entry with ``value`` and a checksum that matches it."""
+    key = path.stem
+    np.savez(path, value=value, checksum=cache._checksum(key, value))
+
+
+def test_nan_entries_with_a_valid_checksum_are_recomputed(image_files, tmp_path):
+    enc = frozen(memory=tmp_path / "cache").fit(image_files)
+    expected = enc.transform(image_files)
+    cache = _cache_of(enc, tmp_path)
+    entries = sorted(cache.folder.rglob("*.npz"))
+    assert len(entries) == 12
+    for entry in entries[:4]:
+        _planted(cache, entry, np.full(128, np.nan, dtype=np.float32))
+    out = enc.transform(image_files)
+    assert np.isfinite(out).all()
+    np.testing.assert_allclose(out, expected, atol=1e-6)
+    # The recomputed entries were written again, and are finite.
+    assert all(np.isfinite(_entry(e)["value"]).all() for e in entries[:4])
+
+
+def test_tampered_or_misplaced_entries_are_recomputed(image_files, tmp_path):
+    enc = frozen(memory=tmp_path / "cache").fit(image_files)
+    expected = enc.transform(image_files)
+    entries = sorted(_cache_of(enc, tmp_path).folder.rglob("*.npz"))
+    # Other finite values, with the old checksum (bit rot, a partial rewrite).
+    stale = _entry(entries[0])
+    np.savez(entries[0], value=stale["value"] + 1, checksum=stale["checksum"])
+    # A well-formed entry copied under another item's key.
+    entries[1].write_bytes(entries[2].read_bytes())
+    # A wrong dtype and a wrong width.
+    np.savez(entries[3], value=np.zeros(128), checksum=stale["checksum"])
+    np.savez(entries[4], value=np.zeros(64, np.float32), checksum=stale["checksum"])
+    np.testing.assert_allclose(enc.transform(image_files), expected, atol=1e-6)
+
+
+def test_entries_cannot_run_code(image_files, tmp_path):
+    """A pickle planted as an entry is a miss: entries load with allow_pickle=False."""
+    enc = frozen(memory=tmp_path / "cache").fit(image_files)
+    expected = enc.transform(image_files)
+    entry = sorted(_cache_of(enc, tmp_path).folder.rglob("*.npz"))[0]
+    marker = tmp_path / "pwned"
+    np.savez(entry, value=np.array([_Payload(str(marker))], dtype=object))
+    np.testing.assert_allclose(enc.transform(image_files), expected, atol=1e-6)
+    assert not marker.exists()
+
+
+class _Payload:
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def test_keys_cover_what_changes_the_decoded_item():
+    from skmm.utils._cache import item_key
+
+    def key(item):
+        return item_key(item, str_is_path=True)
+
+    pixels = np.arange(16, dtype=np.uint8).reshape(4, 4) % 4
+    gray = Image.fromarray(pixels)
+    a = Image.fromarray(pixels).convert("P")
+    a.putpalette([255, 0, 0] * 4)
+    b = Image.fromarray(pixels).convert("P")
+    b.putpalette([0, 0, 255] * 4)
+    assert a.tobytes() == b.tobytes()  # the same pixels, only the palettes differ
+    keys = [
+        key(a),
+        key(b),
+        key(gray),  # the same bytes, mode L
+        key(Image.frombytes("L", (2, 8), gray.tobytes())),  # another size
+        key(pixels),
+        key(pixels.astype(np.int8)),  # the same bytes, another dtype
+        key(pixels.reshape(2, 8)),  # another shape
+        key(pixels.astype(">u2")),
+        key(pixels.astype("<u2")),
+        key(b"abc"),
+        key([0.1, 0.2]),
+    ]
+    assert None not in keys and len(set(keys)) == len(keys)
+    # Object arrays hold pointers: no key, never cached.
+    assert key(np.array([[1, "a"]], dtype=object)) is None
+    assert key([[1, 2], [3]]) is None
+
+
+def test_palette_images_get_their_own_features(tmp_path):
+    pixels = np.arange(64, dtype=np.uint8).reshape(8, 8) % 4
+    images = []
+    for colours in ([255, 0, 0], [0, 0, 255]):
+        image = Image.fromarray(pixels).convert("P")
+        image.putpalette(colours * 4 + [0, 0, 0] * 252)
+        images.append(image)
+    enc = frozen(memory=tmp_path / "cache").fit(images)
+    first = enc.transform(images[:1])
+    second = enc.transform(images[1:])
+    reference = frozen().fit(images).transform(images)
+    np.testing.assert_allclose(np.vstack([first, second]), reference, atol=1e-6)
+    assert not np.allclose(first, second)
+
+
+def _only_warning(record):
+    messages = [str(w.message) for w in record if "embedding cache" in str(w.message)]
+    assert len(messages) == 1, messages
+    return messages[0]
+
+
+def test_a_cache_that_cannot_be_written_degrades_with_one_warning(
+    image_files, tmp_path, monkeypatch
+):
+    expected = frozen().fit(image_files).transform(image_files)
+    # A file where the cache folder should be: a real OS error (even as root).
+    blocker = tmp_path / "not_a_folder"
+    blocker.write_text("")
+    enc = frozen(memory=blocker).fit(image_files)
+    with pytest.warns(UserWarning) as record:
+        out = enc.transform(image_files)
+    np.testing.assert_array_equal(out, expected)
+    assert "cannot be written" in _only_warning(record)
+    # A read-only folder: mkstemp raises PermissionError for every entry.
+    import skmm.utils._cache as cache_module
+
+    def denied(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(cache_module.tempfile, "mkstemp", denied)
+    enc = frozen(memory=tmp_path / "ro").fit(image_files)
+    with pytest.warns(UserWarning) as record:
+        out = enc.transform(image_files)
+    np.testing.assert_array_equal(out, expected)
+    assert "PermissionError" in _only_warning(record)
+
+
+@pytest.mark.skipif(
+    not hasattr(os, "geteuid") or os.geteuid() == 0,
+    reason="root writes into read-only folders",
+)
+def test_a_read_only_folder_degrades(image_files, tmp_path):
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    folder.chmod(0o500)
+    try:
+        enc = frozen(memory=folder).fit(image_files)
+        with pytest.warns(UserWarning, match="cannot be written"):
+            out = enc.transform(image_files)
+    finally:
+        folder.chmod(0o700)
+    np.testing.assert_array_equal(out, frozen().fit(image_files).transform(image_files))
+
+
+def test_content_hash_mode(image_files, tmp_path, count_loads):
+    import shutil
+
+    from skmm.utils import EmbeddingMemory
+
+    memory = EmbeddingMemory(tmp_path / "cache", hash_files=True)
+    enc = frozen(memory=memory).fit(image_files)
+    clone(enc).fit(image_files)  # the option survives cloning
+    assert pickle.loads(pickle.dumps(memory)).hash_files is True
+    first = enc.transform(image_files)
+    # Copies of the same files elsewhere are hits: the key is the content.
+    copies = []
+    for path in image_files:
+        copies.append(str(tmp_path / f"copy_{os.path.basename(path)}"))
+        shutil.copy(path, copies[-1])
+    count_loads.clear()
+    np.testing.assert_array_equal(enc.transform(copies), first)
+    assert count_loads == {}
+    # New content is a miss, whatever the file's metadata.
+    Image.fromarray(np.full((16, 16), 7, dtype=np.uint8)).save(copies[0])
+    count_loads.clear()
+    out = enc.transform(copies)
+    assert count_loads == {"ImageEncoder": 1}
+    fresh = frozen().fit(image_files).transform(copies[:1])
+    np.testing.assert_allclose(out[:1], fresh, atol=1e-6)
+    # By default, copies at other paths are misses (the key is path and metadata).
+    plain = frozen(memory=tmp_path / "plain").fit(image_files)
+    plain.transform(image_files)
+    count_loads.clear()
+    plain.transform(copies[1:])
+    assert count_loads == {"ImageEncoder": 11}

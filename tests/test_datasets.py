@@ -1,4 +1,5 @@
 import functools
+import hashlib
 import http.server
 import shutil
 import threading
@@ -129,3 +130,29 @@ def test_fetch_fsdd_from_a_local_mirror(shared_data, tmp_path, monkeypatch):
     assert (tmp_path / "env_home" / "fsdd" / "7_jackson_32.wav").is_file()
     with pytest.raises(OSError, match="download_if_missing=False"):
         fetch_fsdd(tmp_path / "empty", download_if_missing=False)
+
+
+def test_unwritable_data_folder_says_which_and_what_to_do(tmp_path, monkeypatch):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    # A folder that cannot be created (a file is in the way): a real OS error.
+    monkeypatch.setenv("SKMM_DATA", str(blocker / "data"))
+    with pytest.raises(OSError, match="cannot write to the data folder .*SKMM_DATA"):
+        fetch_mnist()
+    with pytest.raises(OSError, match=r"cannot write to the data folder .*a_file"):
+        get_data_home()
+    # A folder that exists but refuses new files (read-only; root ignores chmod).
+    import skmm.datasets._fetch as fetch_module
+
+    def denied(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    home = tmp_path / "home"
+    (home / "mnist").mkdir(parents=True)
+    monkeypatch.setattr(fetch_module.tempfile, "mkstemp", denied)
+    with pytest.raises(PermissionError, match=r"data folder .*mnist \(Permission d"):
+        fetch_mnist(home, base_url="http://127.0.0.1:9/")
+    # A verified copy already there is used without writing anything.
+    (home / "x.bin").write_bytes(b"hello")
+    digest = ("sha256", hashlib.sha256(b"hello").hexdigest())
+    assert fetch_file("http://127.0.0.1:9/x.bin", home / "x.bin", digest).is_file()

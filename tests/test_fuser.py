@@ -26,15 +26,7 @@ FUSIONS = sorted(FUSION_OPERATORS)
 TEST_SPEAKERS = ["lucas", "yweweler"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Run torch on one thread here: the encoders in these tests are tiny, and on a
-    busy machine several intra-op threads spin against each other (a 5 s fit took
-    two minutes on two shared cores)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # scikit-learn's estimator checks for every fusion run in tests/test_common.py.

@@ -73,17 +73,26 @@ def test_item_forms_give_the_same_features(images, tmp_path):
 
 
 def test_grayscale_and_rgb_mix(images):
-    rgb = [np.stack([im] * 3, axis=-1) for im in images[:5]]
+    # Three different channels, so that the luminance weights matter.
+    rng = np.random.default_rng(1)
+    rgb = list(rng.integers(0, 256, size=(5, 16, 16, 3), dtype=np.uint8))
     mixed = rgb + list(images[5:])
     cnn = tiny().fit(mixed)
     assert cnn.n_channels_ == 3
     assert cnn.transform(list(images)).shape == (10, 128)
-    # A grayscale-trained small CNN turns colour images into luminance.
+    # A grayscale-trained small CNN turns colour images into ITU-R 601 luminance,
+    # computed here by hand in float and by Pillow (rounded to 8 bits).
     gray = tiny().fit(images)
     assert gray.n_channels_ == 1
+    by_hand = [(im / 255.0) @ np.array([0.299, 0.587, 0.114]) for im in rgb]
+    np.testing.assert_allclose(gray.transform(rgb), gray.transform(by_hand), atol=1e-5)
+    by_pillow = [np.asarray(Image.fromarray(im).convert("L")) for im in rgb]
     np.testing.assert_allclose(
-        gray.transform(rgb), gray.transform(images[:5]), atol=1e-4
+        gray.transform(rgb), gray.transform(by_pillow), atol=0.02
     )
+    # The mean of the channels is a different image: the test can tell them apart.
+    mean = [im.mean(axis=2) / 255.0 for im in rgb]
+    assert np.abs(gray.transform(rgb) - gray.transform(mean)).max() > 0.05
     # torchvision backbones always see three channels.
     resnet = tiny(backbone="resnet18", image_size=32).fit(list(images))
     assert resnet.n_channels_ == 3
@@ -106,7 +115,8 @@ def test_bad_items_name_the_row_and_column(images, tmp_path):
         enc.transform([np.zeros((4, 4, 7))])
     with pytest.raises(
         ValueError,
-        match=r"row 1: expected an image file path, PIL image or array; got int",
+        match=r"row 1: expected an image file path, image file bytes, PIL image or "
+        r"array; got int",
     ):
         enc.transform([images[0], 3])
     with pytest.raises(ValueError, match="row 0: image array contains NaN"):
@@ -218,7 +228,7 @@ def test_weights_from_a_state_dict_file(images, tmp_path):
     )
     # A fitted encoder's whole module_ brings its normalisation: other rows, same output.
     torch.save(trained.module_.state_dict(), tmp_path / "tower.pt")
-    other_rows = tiny(weights=str(tmp_path / "tower.pt")).fit(images[:3] * 0.5)
+    other_rows = tiny(weights=str(tmp_path / "tower.pt")).fit(images[:3] // 2)
     np.testing.assert_allclose(other_rows.mean_, trained.mean_)
     np.testing.assert_allclose(
         other_rows.transform(images), trained.transform(images), atol=1e-5

@@ -111,7 +111,7 @@ def test_works_on_a_fuser_pipeline_with_item_columns():
     )
     model = make_pipeline(fuser, LogisticRegression()).fit(X, y)
     result = modality_importance(model, X, y, n_repeats=3, random_state=0)
-    assert list(result.modalities) == ["image", "noise"]
+    assert list(result.modalities) == ["img", "noise"]  # the fuser's names
     assert result.importances_mean[0] > 0.3 > abs(result.importances_mean[1])
     # The input is not changed.
     np.testing.assert_array_equal(X["image"].iloc[0], image[0])

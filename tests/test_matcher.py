@@ -11,21 +11,13 @@ from sklearn.exceptions import NotFittedError
 from sklearn.metrics import brier_score_loss, f1_score, roc_auc_score
 from sklearn.model_selection import GridSearchCV
 from sklearn.preprocessing import StandardScaler
-from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from skmm.encoders import ImageEncoder, TextEncoder
 from skmm.encoders._image import small_cnn
 from skmm.nn import MultimodalMatcher
 from skmm.nn._contrastive import contrastive_loss, generated_negatives
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """One thread: these tiny models run several times faster on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # -- the numeric-array path: two column groups, each with a tabular (MLP) tower ----------
@@ -42,28 +34,6 @@ def _numeric(**params):
         [("a", "passthrough", slice(0, 1)), ("b", "passthrough", slice(1, None))],
         **params,
     )
-
-
-XFAIL = {
-    "check_classifiers_train": (
-        "decision_function is the similarity of each pair (issue 9) and predict "
-        "thresholds it at threshold_, not at 0; scikit-learn lists this check as "
-        "failing for TunedThresholdClassifierCV for the same reason"
-    ),
-    "check_classifiers_classes": (
-        "compares the sign of decision_function with predict: the similarity is "
-        "thresholded at threshold_, not at 0"
-    ),
-    "check_classifiers_one_label": (
-        "y all 1 is valid for a matcher (every row is a matching pair): predictions "
-        "then depend on each pair's similarity, not on a single class"
-    ),
-}
-
-
-@parametrize_with_checks([_numeric()], expected_failed_checks=lambda e: XFAIL)
-def test_sklearn_compatible(estimator, check):
-    check(estimator)
 
 
 def _views(n, seed=0, noise=0.05):

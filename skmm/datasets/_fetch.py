@@ -65,8 +65,20 @@ def get_data_home(data_home=None):
     """
     home = data_home or os.environ.get("SKMM_DATA") or Path("~/skmm_data")
     home = Path(home).expanduser()
-    home.mkdir(parents=True, exist_ok=True)
+    try:
+        home.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise _unwritable(home, exc) from exc
     return home
+
+
+def _unwritable(folder, exc):
+    """The error for a data folder that cannot be created or written to."""
+    return type(exc)(
+        exc.errno,
+        f"cannot write to the data folder {folder} ({exc.strerror or exc}); pass "
+        "data_home= or set the SKMM_DATA environment variable to a writable folder",
+    )
 
 
 def _digest(path, algorithm):
@@ -113,8 +125,11 @@ def fetch_file(url, path, checksum, *, timeout=30):
     algorithm, expected = checksum
     if path.is_file() and _digest(path, algorithm) == expected:
         return path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    except OSError as exc:
+        raise _unwritable(path.parent, exc) from exc
     try:
         with os.fdopen(fd, "wb") as out:
             try:

@@ -1,6 +1,7 @@
 """ImageEncoder: images (paths, PIL images, arrays) to CNN features."""
 
 import copy
+import io
 import math
 import os
 from numbers import Integral
@@ -86,61 +87,175 @@ def _strip_classifier(model, name):
 
 
 def _to_float(array, what):
-    """Scale an image array to float32 in [0, 1]."""
+    """Scale an image array to float32 in [0, 1] by its dtype, never by its content.
+
+    The rule (documented in :class:`ImageEncoder`): bool is 0/1; uint16 is divided by
+    65535; every other integer dtype is 8-bit, divided by 255, and must lie in
+    [0, 255]; floats are taken as they are and must lie in [0, 1].
+    """
     if array.dtype == bool:
         return array.astype(np.float32)
+    if array.dtype.kind == "u" and array.dtype.itemsize == 2:
+        return array.astype(np.float32) / 65535
     if np.issubdtype(array.dtype, np.integer):
-        top = 255 if array.max(initial=0) <= 255 else 65535
-        if array.min(initial=0) < 0 or array.max(initial=0) > 65535:
-            raise ValueError(f"{what} has integer values outside [0, 65535]")
-        return array.astype(np.float32) / top
+        low, high = int(array.min(initial=0)), int(array.max(initial=0))
+        if low < 0 or high > 255:
+            raise ValueError(
+                f"{what} of dtype {array.dtype} has values in [{low}, {high}]: integer "
+                "images are 8-bit, in [0, 255] (16-bit images must have dtype uint16)"
+            )
+        return array.astype(np.float32) / 255
     if np.issubdtype(array.dtype, np.floating):
+        # Checked after the cast: a float64 beyond float32's range becomes infinite.
+        with np.errstate(over="ignore"):
+            array = array.astype(np.float32)
         if not np.all(np.isfinite(array)):
             raise ValueError(f"{what} contains NaN or infinity")
-        return array.astype(np.float32)
+        low, high = float(array.min(initial=0)), float(array.max(initial=0))
+        if low < 0 or high > 1:
+            raise ValueError(
+                f"{what} has float values in [{low:g}, {high:g}]: float images must "
+                "lie in [0, 1] (divide 8-bit values by 255)"
+            )
+        return array
     raise ValueError(f"{what} has dtype {array.dtype}, not a number")
 
 
-def read_image(item):
+def _regular_array(item):
+    """A nested list, or an object array of arrays, as one numeric ndarray."""
+    try:
+        array = np.array(item.tolist() if isinstance(item, np.ndarray) else item)
+    except (ValueError, TypeError):
+        raise ValueError(
+            "a nested sequence whose rows have different lengths is not an image"
+        ) from None
+    if not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
+        raise ValueError(f"image values must be numbers; got dtype {array.dtype}")
+    return array
+
+
+def _pil_to_array(image, min_size):
+    """A PIL image as an (H, W) or (H, W, C) array, shrunk while both sides stay >=
+    ``min_size`` (height, width) when that is given.
+
+    Modes: 1/L stay 8-bit gray; LA drops its alpha; I;16 and I are 16-bit gray
+    (divided by 65535; I must lie in [0, 65535]); F is float and must lie in [0, 1];
+    every other mode (P with its palette, PA, RGBA, CMYK, YCbCr, LAB, HSV) is
+    converted to RGB, palette transparency dropped.
+    """
+    mode = image.mode
+    if mode in ("1", "LA", "La"):
+        image = image.convert("L")
+    elif mode.startswith("I;16"):
+        image = image.convert("I")
+    elif mode in ("P", "PA"):
+        # Through RGBA: Pillow warns when converting a transparent palette to RGB.
+        image = image.convert("RGBA").convert("RGB")
+    elif mode not in ("L", "I", "F", "RGB"):
+        try:
+            image = image.convert("RGB")
+        except ValueError as exc:
+            raise ValueError(
+                f"cannot convert a mode {mode} image to RGB: {exc}"
+            ) from None
+    width, height = image.size
+    if min(width, height) < 1:
+        raise ValueError(f"empty image ({width} x {height} pixels)")
+    if min_size is not None:
+        factor = min(height // min_size[0], width // min_size[1])
+        if factor >= 2:
+            # An integer box reduction in Pillow, on the 8/16-bit pixels: the float
+            # copy of a huge photo is never made.
+            image = image.reduce(factor)
+    array = np.asarray(image)
+    if image.mode == "I":
+        low, high = int(array.min(initial=0)), int(array.max(initial=0))
+        if low < 0 or high > 65535:
+            raise ValueError(
+                f"a mode {mode} image has values in [{low}, {high}]; 16-bit images "
+                "must lie in [0, 65535]"
+            )
+        array = array.astype(np.uint16)
+    return array
+
+
+def _open_image(source, name, min_size):
+    """Decode an image file (a path, or bytes held in memory) into an array."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(source) as image:
+            if min_size is not None:
+                # JPEG decodes at 1/2, 1/4 or 1/8 scale in the DCT itself: a huge
+                # photo is never held at full size. No-op for other formats.
+                image.draft(image.mode, (min_size[1], min_size[0]))
+            image.load()
+            return _pil_to_array(image, min_size)
+    except UnidentifiedImageError:
+        raise ValueError(f"cannot decode {name} (not an image)") from None
+    except Image.DecompressionBombError as exc:
+        raise ValueError(f"refusing to decode {name}: {exc}") from None
+    except MemoryError:
+        raise
+    except ValueError as exc:
+        raise ValueError(f"{name}: {exc}") from None
+    except Exception as exc:  # noqa: BLE001 - any decoder failure is a broken item
+        raise ValueError(
+            f"cannot decode {name} ({type(exc).__name__}: {exc})"
+        ) from None
+
+
+def read_image(item, min_size=None):
     """Decode one image into a float32 array (H, W, C) in [0, 1], C in {1, 3}.
+
+    ``item`` is a file path, the bytes of an image file, a PIL image (its current
+    frame: the first one of an animated GIF just opened), or an array or nested list
+    (H, W) or (H, W, C) with C in 1, 3 or 4 (alpha dropped). Values are scaled by
+    dtype, not by content: see :func:`_to_float`. With ``min_size=(height, width)``,
+    files and PIL images more than twice that size are shrunk while decoding (JPEG
+    draft mode, then an integer box reduction) with both sides kept >= ``min_size``.
 
     Raises ``ValueError`` saying what is wrong with the item.
     """
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
+    if min_size is not None:
+        # A malformed size (validated by the caller later) means no shrinking.
+        valid = len(min_size) == 2 and all(isinstance(v, Integral) for v in min_size)
+        min_size = tuple(min_size) if valid and min(min_size) >= 1 else None
     if isinstance(item, (str, os.PathLike)):
-        try:
-            with Image.open(item) as image:
-                image.load()
-                return read_image(image)
-        except FileNotFoundError:
-            raise ValueError(f"file not found: {os.fspath(item)!r}") from None
-        except UnidentifiedImageError:
-            raise ValueError(
-                f"cannot decode {os.fspath(item)!r} (not an image)"
-            ) from None
-        except OSError as exc:
-            raise ValueError(f"cannot read {os.fspath(item)!r}: {exc}") from None
-    if isinstance(item, Image.Image):
-        gray = item.mode in ("1", "L", "LA", "I", "I;16", "F")
-        item = np.asarray(
-            item.convert("F" if item.mode in ("I", "I;16", "F") else "L")
-            if gray
-            else item.convert("RGB")
-        )
-        if item.dtype == np.float32:  # 32-bit PIL modes hold raw values
-            item = item / max(float(item.max(initial=0)), 1.0)
+        path = os.fspath(item)
+        if os.path.isdir(path):
+            raise ValueError(f"{path!r} is a directory, not an image file")
+        if not os.path.exists(path):
+            raise ValueError(f"file not found: {path!r}")
+        if os.path.getsize(path) == 0:
+            raise ValueError(f"{path!r} is an empty file")
+        item = _open_image(path, repr(path), min_size)
+    elif isinstance(item, (bytes, bytearray, memoryview)):
+        if len(item) == 0:
+            raise ValueError("empty bytes, not an image file")
+        item = _open_image(io.BytesIO(item), f"{len(item)} bytes", min_size)
+    elif isinstance(item, Image.Image):
+        item = _pil_to_array(item, min_size)
+    elif isinstance(item, (list, tuple)) or (
+        isinstance(item, np.ndarray) and item.dtype == object
+    ):
+        item = _regular_array(item)
     if isinstance(item, np.ndarray):
         if item.ndim == 2:
             item = item[:, :, None]
-        if item.ndim != 3 or item.shape[2] not in (1, 3, 4) or min(item.shape[:2]) < 1:
+        if item.ndim != 3 or item.shape[2] not in (1, 3, 4):
             raise ValueError(
                 f"expected an image array of shape (H, W) or (H, W, C) with C in 1, 3 "
                 f"or 4; got shape {item.shape}"
             )
+        if min(item.shape[:2]) < 1:
+            raise ValueError(f"empty image (shape {item.shape})")
         return _to_float(item[:, :, :3], "image array")
     raise ValueError(
-        f"expected an image file path, PIL image or array; got {type(item).__name__}"
+        "expected an image file path, image file bytes, PIL image or array; got "
+        f"{type(item).__name__}"
     )
 
 
@@ -205,17 +320,25 @@ class ImageEncoder(TorchEncoderMixin, BaseEstimator):
         Items per batch in training and in :meth:`transform`; memory is bounded by it.
     memory : str, path, joblib.Memory or None, default=None
         Folder (or ``joblib.Memory``) caching each item's features on disk, keyed by
-        the item's content (a file's path, size and modification time; an array's or
-        a text's hash) and by a fingerprint of the fitted encoder (parameters and
-        weights). Cross-validation folds and grid-search candidates that share a
-        frozen encoder (pretrained, or ``max_epochs=0``) then encode each item once; a
-        retrained encoder has new weights, hence new keys, and never reads stale rows.
+        the item's content (a file's path, size, times and inode; an array's hash) and
+        by a fingerprint of the fitted encoder (parameters and weights).
+        Cross-validation folds and grid-search candidates that share a frozen encoder
+        (pretrained, or ``max_epochs=0``) then encode each item once; a retrained
+        encoder has new weights, hence new keys, and never reads stale rows.
+        :class:`~skmm.utils.EmbeddingMemory` with ``hash_files=True`` keys files by
+        their bytes instead. Entries carry a checksum and are recomputed when it does
+        not match; a folder that cannot be written warns once and is not used.
     num_workers : int, default=0
         Threads decoding the next batches while the model runs on the current one in
         :meth:`transform`; 0 decodes in the main thread. At most
         ``num_workers + 1`` batches are in memory at once.
     lr : float, default=1e-3
-        Learning rate of Adam.
+        Learning rate of the optimizer.
+    optimizer : torch.optim.Optimizer class, default=torch.optim.Adam
+        The optimizer class, built on the trainable parameters with ``lr``.
+    callbacks : list of :class:`skmm.callbacks.Callback` or callables, default=None
+        Called after each training epoch with the history (see
+        :mod:`skmm.callbacks`: checkpoints, learning-rate schedules, custom stops).
     device : {"auto", "cpu", "cuda"} or str, default="auto"
         Where the model runs; ``"auto"`` is CUDA when available.
     random_state : int, RandomState instance or None, default=None
@@ -251,6 +374,29 @@ class ImageEncoder(TorchEncoderMixin, BaseEstimator):
     TextEncoder : The same for text.
     AudioEncoder : The same for sounds.
     skmm.fusion.MultimodalFuser : Encode and fuse several modalities.
+
+    Notes
+    -----
+    An item is a file path, the bytes of an image file, a PIL image or an array (or
+    nested list) of shape (H, W) or (H, W, C) with C in 1, 3 or 4. Pixel values are
+    scaled by their type, never by their content: ``uint8`` and every other integer
+    type are 8-bit (divided by 255; values outside [0, 255] raise), ``uint16`` and
+    16-bit files (PNG, TIFF) are divided by 65535, ``bool`` is 0/1, and floats are
+    taken as they are and must lie in [0, 1]. Pillow modes: 1/L/LA are gray (alpha
+    dropped), I;16 and I are 16-bit gray, F is float (so within [0, 1]), and every
+    other mode (P with its palette, RGBA, CMYK, YCbCr...) is converted to RGB. An
+    animated GIF or multi-page TIFF gives its first frame.
+
+    After ``fit``, a file or PIL image more than twice the input size in both
+    dimensions is shrunk while it is decoded (JPEG in draft mode, other formats by an
+    integer box reduction after an 8-bit decode, one image at a time, both keeping
+    each side at least the input size), so a batch of huge photos never holds them
+    at full size in float32; the result can differ slightly from resizing the
+    full-size image. Arrays are not shrunk. Pillow's
+    decompression-bomb limit (``PIL.Image.MAX_IMAGE_PIXELS``) applies: an image
+    beyond twice that size is refused. Every broken item (unreadable, truncated,
+    empty, NaN, out of range) raises ``ValueError`` naming the column and row; only
+    ``None``/NaN items are missing.
 
     Examples
     --------
@@ -297,6 +443,8 @@ class ImageEncoder(TorchEncoderMixin, BaseEstimator):
         memory=None,
         num_workers=0,
         lr=1e-3,
+        optimizer=torch.optim.Adam,
+        callbacks=None,
         device="auto",
         random_state=None,
         verbose=False,
@@ -310,6 +458,8 @@ class ImageEncoder(TorchEncoderMixin, BaseEstimator):
         self.memory = memory
         self.num_workers = num_workers
         self.lr = lr
+        self.optimizer = optimizer
+        self.callbacks = callbacks
         self.device = device
         self.random_state = random_state
         self.verbose = verbose
@@ -384,7 +534,10 @@ class ImageEncoder(TorchEncoderMixin, BaseEstimator):
         else:
             rng = np.random.default_rng(0)
             sample = np.sort(rng.choice(rows, _STATS_SAMPLE, replace=False))
-        images = self._decode(column, sample)
+        size = self.image_size
+        images = self._decode(
+            column, sample, (size, size) if isinstance(size, int) else size
+        )
         if self._is_torchvision():
             self.n_channels_ = 3
         else:
@@ -418,8 +571,11 @@ class ImageEncoder(TorchEncoderMixin, BaseEstimator):
             self.mean_ = batch.mean(dim=(0, 2, 3)).numpy()
             self.std_ = batch.std(dim=(0, 2, 3)).clamp_min(1e-3).numpy()
 
-    def _decode(self, column, rows):
-        """Decode items at ``rows`` into a list of (C, H, W) float tensors."""
+    def _decode(self, column, rows, min_size=None):
+        """Decode items at ``rows`` into a list of (C, H, W) float tensors.
+
+        ``min_size`` (height, width) lets huge image files shrink while decoding.
+        """
         if column.batch:
             array = column.items[rows]
             array = array[..., None] if array.ndim == 3 else array
@@ -428,16 +584,32 @@ class ImageEncoder(TorchEncoderMixin, BaseEstimator):
                     "a 4-D image batch must be (n, H, W, C) with C in 1, 3 or 4; got "
                     f"shape {column.items.shape}."
                 )
-            array = _to_float(array[..., :3], "image batch")
+            try:
+                array = _to_float(array[..., :3], "image batch")
+            except ValueError:
+                for position, i in enumerate(rows):  # say which row is wrong
+                    try:
+                        _to_float(array[position, ..., :3], "image")
+                    except ValueError as exc:
+                        raise ValueError(f"{column.where(i)}: {exc}") from None
+                raise
             return list(torch.from_numpy(array).permute(0, 3, 1, 2))
         images = []
         for i in rows:
             try:
-                image = read_image(column.items[i])
+                image = read_image(column.items[i], min_size)
             except ValueError as exc:
                 raise ValueError(f"{column.where(i)}: {exc}") from None
             images.append(torch.from_numpy(image).permute(2, 0, 1))
         return images
+
+    def _decode_size(self):
+        """The smallest (height, width) a decoded image may shrink to before resizing."""
+        if self.resize_size_ is None:
+            return tuple(self.image_size_)
+        if len(self.resize_size_) == 1:  # the shorter side is resized to this
+            return (self.resize_size_[0],) * 2
+        return tuple(self.resize_size_)
 
     def _prepare(self, images):
         """Match channels and size, then stack into a (n, C, H, W) batch."""
@@ -461,7 +633,7 @@ class ImageEncoder(TorchEncoderMixin, BaseEstimator):
         return torch.stack(out).contiguous()
 
     def _load(self, column, rows):
-        return self._prepare(self._decode(column, rows))
+        return self._prepare(self._decode(column, rows, self._decode_size()))
 
     def _augment(self, batch, generator):
         if self.augment is None:

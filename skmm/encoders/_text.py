@@ -2,6 +2,7 @@
 
 import re
 from collections import Counter
+from itertools import islice
 from numbers import Integral
 
 import torch
@@ -104,7 +105,8 @@ class TextEncoder(TorchEncoderMixin, BaseEstimator):
     memory : str, path, joblib.Memory or None, default=None
         Folder (or ``joblib.Memory``) caching each item's features on disk, keyed by
         the text's hash and by a fingerprint of the fitted encoder (parameters and
-        weights). Cross-validation folds and grid-search candidates that share a
+        weights); entries carry a checksum, and a folder that cannot be written
+        warns once and is not used. Cross-validation folds and grid-search candidates that share a
         frozen encoder (pretrained, or ``max_epochs=0``) then encode each item once; a
         retrained encoder has new weights, hence new keys, and never reads stale rows.
     num_workers : int, default=0
@@ -112,7 +114,12 @@ class TextEncoder(TorchEncoderMixin, BaseEstimator):
         :meth:`transform`; 0 decodes in the main thread. At most
         ``num_workers + 1`` batches are in memory at once.
     lr : float, default=1e-3
-        Learning rate of Adam.
+        Learning rate of the optimizer.
+    optimizer : torch.optim.Optimizer class, default=torch.optim.Adam
+        The optimizer class, built on the trainable parameters with ``lr``.
+    callbacks : list of :class:`skmm.callbacks.Callback` or callables, default=None
+        Called after each training epoch with the history (see
+        :mod:`skmm.callbacks`: checkpoints, learning-rate schedules, custom stops).
     device : {"auto", "cpu", "cuda"} or str, default="auto"
         Where the model runs; ``"auto"`` is CUDA when available.
     random_state : int, RandomState instance or None, default=None
@@ -191,6 +198,8 @@ class TextEncoder(TorchEncoderMixin, BaseEstimator):
         memory=None,
         num_workers=0,
         lr=1e-3,
+        optimizer=torch.optim.Adam,
+        callbacks=None,
         device="auto",
         random_state=None,
         verbose=False,
@@ -209,6 +218,8 @@ class TextEncoder(TorchEncoderMixin, BaseEstimator):
         self.memory = memory
         self.num_workers = num_workers
         self.lr = lr
+        self.optimizer = optimizer
+        self.callbacks = callbacks
         self.device = device
         self.random_state = random_state
         self.verbose = verbose
@@ -216,11 +227,14 @@ class TextEncoder(TorchEncoderMixin, BaseEstimator):
     _str_items_are_paths = False
 
     def _tokenize(self, text):
+        # Only the first max_length tokens are kept: a huge text never becomes a
+        # huge list of tokens.
         if self.tokenizer == "word":
-            return _WORD.findall(text.lower())
+            matches = islice(_WORD.finditer(text.lower()), self.max_length)
+            return [m.group() for m in matches]
         if self.tokenizer == "char":
-            return list(text.lower())
-        return list(self.tokenizer(text))
+            return list(islice(text.lower(), self.max_length))
+        return list(islice(self.tokenizer(text), self.max_length))
 
     def _tokens(self, column, rows):
         out = []

@@ -747,8 +747,9 @@ class LateFusionClassifier(ClassifierMixin, _BaseLateFusion):
         proba = np.tile(self.class_prior_, (len(present), 1))
         present = present[rows]
         if self.voting == "stacking":
-            meta = self._meta_features([out[rows] for out in outputs], present)
-            proba[rows] = self.final_estimator_.predict_proba(meta)
+            if rows.any():  # the final estimator cannot predict on no row
+                meta = self._meta_features([out[rows] for out in outputs], present)
+                proba[rows] = self.final_estimator_.predict_proba(meta)
             return proba
         probas = np.stack([np.nan_to_num(out[rows]) for out in outputs])  # (m, n, k)
         weights = self._weights_[:, None] * present.T  # (m, n), 0 where missing
@@ -799,8 +800,11 @@ class LateFusionClassifier(ClassifierMixin, _BaseLateFusion):
             self.final_estimator_, "predict_proba"
         ):
             codes = np.full(len(present), np.argmax(self.class_prior_))
-            meta = self._meta_features([out[rows] for out in outputs], present[rows])
-            codes[rows] = self.final_estimator_.predict(meta)
+            if rows.any():
+                meta = self._meta_features(
+                    [out[rows] for out in outputs], present[rows]
+                )
+                codes[rows] = self.final_estimator_.predict(meta)
         else:
             codes = self._fuse_proba(outputs, present, rows).argmax(axis=1)
         return self._label_encoder_.inverse_transform(codes)
@@ -979,6 +983,8 @@ class LateFusionRegressor(RegressorMixin, _BaseLateFusion):
         rows = ~self._fallback_rows(present)
         values = np.hstack(outputs)[rows]  # (n, m), NaN where missing
         present = present[rows]
+        if not rows.any():
+            return pred
         if self.voting == "stacking":
             meta = self._meta_features([out[rows] for out in outputs], present)
             pred[rows] = self.final_estimator_.predict(meta)

@@ -6,7 +6,7 @@ import numpy as np
 from sklearn.metrics import check_scoring
 from sklearn.utils import Bunch, check_random_state
 
-from ..utils._sklearn_compat import _get_column_indices
+from ._modalities import check_table, resolve_modalities
 
 __all__ = ["modality_importance"]
 
@@ -38,8 +38,10 @@ def modality_importance(
         The modalities. A dict maps each modality's name to its columns (a name, a
         list of names, an int, a list of ints, a slice, a boolean mask or a
         callable, as in :class:`~sklearn.compose.ColumnTransformer`); a list gives
-        one column (or selection) per modality, named after it; None makes every
-        column of X a modality.
+        one column (or selection) per modality, named after it. None takes the
+        modalities of a skmm composite (a :class:`~skmm.fusion.MultimodalFuser` at
+        the head of a pipeline, the late-fusion ensembles, the networks), with its
+        names, and makes every column of X a modality for other estimators.
     scoring : str, callable or None, default=None
         The score, as in :func:`~sklearn.metrics.check_scoring`; None is the
         estimator's ``score`` method.
@@ -86,18 +88,14 @@ def modality_importance(
         or n_repeats < 1
     ):
         raise ValueError(f"n_repeats must be an int >= 1; got {n_repeats!r}.")
-    if not hasattr(X, "shape") or len(X.shape) != 2:
-        raise ValueError(
-            "modality_importance takes a DataFrame or a 2-D array, one column (or "
-            f"several) per modality; got {type(X).__name__}."
-        )
-    modalities = _modalities(X, columns)
+    check_table(X, "modality_importance")
+    modalities = resolve_modalities(estimator, X, columns)
     scorer = check_scoring(estimator, scoring=scoring)
     baseline = scorer(estimator, X, y)
     random_state = check_random_state(random_state)
     seeds = random_state.randint(np.iinfo(np.int32).max, size=len(modalities))
     importances = np.empty((len(modalities), n_repeats))
-    for i, ((_, indices), seed) in enumerate(zip(modalities, seeds)):
+    for i, ((_, indices, _), seed) in enumerate(zip(modalities, seeds)):
         rng = np.random.RandomState(seed)
         for repeat in range(n_repeats):
             shuffled = _permute_columns(X, indices, rng.permutation(X.shape[0]))
@@ -106,40 +104,9 @@ def modality_importance(
         importances_mean=importances.mean(axis=1),
         importances_std=importances.std(axis=1),
         importances=importances,
-        modalities=np.asarray([name for name, _ in modalities], dtype=object),
+        modalities=np.asarray([modality.name for modality in modalities], dtype=object),
         baseline_score=baseline,
     )
-
-
-def _modalities(X, columns):
-    """``(name, column positions)`` of each modality."""
-    if columns is None:
-        names = getattr(X, "columns", range(X.shape[1]))
-        return [(str(name), [j]) for j, name in enumerate(names)]
-    if isinstance(columns, dict):
-        items = list(columns.items())
-    elif isinstance(columns, (list, tuple)):
-        items = [(str(selection), selection) for selection in columns]
-    else:
-        raise ValueError(
-            "columns must be a dict {modality: columns}, a list of columns or None; "
-            f"got {type(columns).__name__}."
-        )
-    if not items:
-        raise ValueError("columns names no modality.")
-    modalities = []
-    for name, selection in items:
-        key = selection(X) if callable(selection) else selection
-        try:
-            indices = _get_column_indices(X, key)
-        except (ValueError, IndexError) as exc:
-            raise ValueError(
-                f"modality {name!r}: cannot select columns {key!r}: {exc}"
-            ) from exc
-        if len(indices) == 0:
-            raise ValueError(f"modality {name!r} selects no column (columns={key!r}).")
-        modalities.append((str(name), indices))
-    return modalities
 
 
 def _permute_columns(X, indices, permutation):

@@ -14,6 +14,7 @@ negatives per step, and the towers learn from the first epochs.
 import math
 
 import numpy as np
+import pandas as pd
 import torch
 import torch.nn.functional as F
 
@@ -53,16 +54,21 @@ class TwoTowerNetwork(torch.nn.Module):
             self.register_buffer("log_scale", init)
         self.out_features = embedding_dim
 
-    def embed(self, side, x):
-        """L2-normalised embeddings of a batch of the items of tower ``side``."""
-        return F.normalize(self.heads[side](self.towers[side](x).float()), dim=1)
+    def embed(self, side, x, encoded=False):
+        """L2-normalised embeddings of a batch of the items of tower ``side``.
+
+        With ``encoded``, ``x`` is already the tower's output (a frozen tower's
+        features, computed once per fit).
+        """
+        features = x if encoded else self.towers[side](x)
+        return F.normalize(self.heads[side](features.float()), dim=1)
 
     def logit_scale(self):
         """1 / temperature, capped (as in CLIP) so the softmax stays trainable."""
         return self.log_scale.exp().clamp(max=MAX_LOGIT_SCALE)
 
 
-def contrastive_loss(za, zb, n_pairs, scale, same_a, same_b):
+def contrastive_loss(za, zb, n_pairs, scale, same_a, same_b, weight=None):
     """Symmetric cross-entropy over a batch's similarity matrix (CLIP's loss).
 
     Parameters
@@ -78,6 +84,8 @@ def contrastive_loss(za, zb, n_pairs, scale, same_a, same_b):
     same_a, same_b : bool Tensor of shape (n_pairs, n)
         True where a candidate is the same item as the pair's own (a duplicated title,
         say). Those candidates are not negatives and are left out of the softmax.
+    weight : Tensor of shape (n_pairs,) or None
+        Weights of the matching pairs (``sample_weight``); None weighs them equally.
 
     Returns
     -------
@@ -90,7 +98,11 @@ def contrastive_loss(za, zb, n_pairs, scale, same_a, same_b):
     for queries, candidates, same in ((za, zb, same_b), (zb, za, same_a)):
         logits = scale * queries[:n_pairs] @ candidates.T
         logits = logits.masked_fill(same & ~own, float("-inf"))
-        loss = loss + F.cross_entropy(logits, target)
+        losses = F.cross_entropy(logits, target, reduction="none")
+        if weight is None:
+            loss = loss + losses.mean()
+        else:
+            loss = loss + (losses * weight).sum() / weight.sum().clamp_min(1e-12)
     return loss / 2
 
 
@@ -105,7 +117,8 @@ def item_groups(column):
         flat = np.ascontiguousarray(column.items).reshape(n, -1)
         return np.unique(flat, axis=0, return_inverse=True)[1].ravel()
     if all(isinstance(item, str) for item in column.items):
-        return np.unique(column.items.astype(str), return_inverse=True)[1]
+        # factorize compares the strings themselves: no n x longest-text array.
+        return pd.factorize(column.items)[0]
     return np.arange(n)
 
 

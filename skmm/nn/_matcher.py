@@ -5,7 +5,7 @@ from numbers import Integral, Real
 
 import numpy as np
 import torch
-from sklearn.base import ClassifierMixin, TransformerMixin, clone
+from sklearn.base import ClassifierMixin, TransformerMixin
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import f1_score, precision_recall_curve, roc_auc_score
 from sklearn.pipeline import make_pipeline
@@ -15,28 +15,22 @@ from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 from tqdm.auto import tqdm
 
-from ..base import TorchEncoderMixin, TorchEstimatorMixin, _batches
-from ..utils._sklearn_compat import Interval, StrOptions, _BaseComposition, _fit_context
-from ..utils._torch import resolve_device, torch_seed
+from ..base import _batches
+from ..utils._sklearn_compat import Interval, StrOptions
+from ..utils._torch import torch_seed
+from ._base import TRAINING_CONSTRAINTS, TowerComposite, check_weights, naming
 from ._contrastive import (
     TwoTowerNetwork,
     contrastive_loss,
     generated_negatives,
     item_groups,
 )
-from ._net import _MultimodalNetBase, _naming, _without_module
 from ._towers import TabularEncoder
 
 __all__ = ["MultimodalMatcher"]
 
-# Seed of the non-matching pairs that ``score(X)`` generates, so that a score is the
-# same for every call (and every candidate of a grid search).
-_SCORE_SEED = 0
 
-
-class MultimodalMatcher(
-    ClassifierMixin, TransformerMixin, TorchEstimatorMixin, _BaseComposition
-):
+class MultimodalMatcher(ClassifierMixin, TransformerMixin, TowerComposite):
     """Tell whether two items belong together: a two-tower matcher.
 
     Each row of ``X`` is a pair of items of two modalities: a product photo and its
@@ -72,7 +66,14 @@ class MultimodalMatcher(
         Temperature of the softmax in the loss: learned, starting at 0.07 (as in
         CLIP), or fixed.
     lr : float, default=1e-3
-        Learning rate of Adam.
+        Learning rate of the optimizer.
+    tower_lr : dict of str to float or None, default=None
+        Learning rates of some towers by encoder name; the others and the
+        projections use ``lr``.
+    optimizer : torch.optim.Optimizer class, default=torch.optim.Adam
+        The optimizer class, built on the trainable parameters.
+    callbacks : list of :class:`skmm.callbacks.Callback` or callables, default=None
+        Called after each epoch with the history (see :mod:`skmm.callbacks`).
     batch_size : int, default=128
         Matching pairs per training batch (the in-batch negatives: larger batches
         give each pair more of them), and rows per batch in prediction.
@@ -129,6 +130,12 @@ class MultimodalMatcher(
         ROC AUC on the held-out pairs of the weights kept.
     n_iter_ : int
         Epochs run.
+    history_ : list of dict
+        One record per epoch: ``epoch``, ``train_loss``, ``lr``, ``valid_score``,
+        ``valid_loss``, ``best``.
+    score_seed_ : int
+        Seed of the non-matching pairs that :meth:`score` generates without ``y``
+        (drawn from ``random_state`` at fit, so every call scores the same pairs).
     n_features_in_ : int
         Number of columns of X.
     feature_names_in_ : ndarray of str
@@ -174,20 +181,16 @@ class MultimodalMatcher(
     """
 
     _parameter_constraints = {
-        **TorchEstimatorMixin._torch_parameter_constraints,
-        "encoders": [list],
+        **TRAINING_CONSTRAINTS,
         "embedding_dim": [Interval(Integral, 1, None, closed="left")],
         "temperature": [
             StrOptions({"learned"}),
             Interval(Real, 0, None, closed="neither"),
         ],
-        "lr": [Interval(Real, 0, None, closed="neither")],
         "batch_size": [Interval(Integral, 2, None, closed="left")],
-        "max_epochs": [Interval(Integral, 1, None, closed="left")],
-        "early_stopping": ["boolean"],
-        "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
-        "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
     }
+    _n_sides = 2
+    _allow_drop = False
 
     def __init__(
         self,
@@ -196,6 +199,9 @@ class MultimodalMatcher(
         embedding_dim=64,
         temperature="learned",
         lr=1e-3,
+        tower_lr=None,
+        optimizer=torch.optim.Adam,
+        callbacks=None,
         batch_size=128,
         max_epochs=10,
         early_stopping=True,
@@ -209,6 +215,9 @@ class MultimodalMatcher(
         self.embedding_dim = embedding_dim
         self.temperature = temperature
         self.lr = lr
+        self.tower_lr = tower_lr
+        self.optimizer = optimizer
+        self.callbacks = callbacks
         self.batch_size = batch_size
         self.max_epochs = max_epochs
         self.early_stopping = early_stopping
@@ -217,57 +226,6 @@ class MultimodalMatcher(
         self.device = device
         self.random_state = random_state
         self.verbose = verbose
-
-    # The (name, encoder, columns) plumbing is the end-to-end nets' own: one
-    # implementation of the encoders' parameters, of the table input and of the
-    # fitted encoders' link to their trained towers.
-    _encoders = _MultimodalNetBase._encoders
-    get_params = _MultimodalNetBase.get_params
-    set_params = _MultimodalNetBase.set_params
-    named_encoders_ = _MultimodalNetBase.named_encoders_
-    _check_X = _MultimodalNetBase._check_X
-    _select = _MultimodalNetBase._select
-    _columns = _MultimodalNetBase._columns
-    _towers = _MultimodalNetBase._towers
-    _is_frozen = staticmethod(_MultimodalNetBase._is_frozen)
-    _link_encoders = _MultimodalNetBase._link_encoders
-
-    def _check_encoders(self):
-        """Validate the two triples and return unfitted copies of the encoders."""
-        cls = type(self).__name__
-        if not (
-            isinstance(self.encoders, list)
-            and len(self.encoders) == 2
-            and all(isinstance(e, tuple) and len(e) == 3 for e in self.encoders)
-        ):
-            raise ValueError(
-                f"{cls} matches pairs: encoders must be a list of two (name, encoder, "
-                f"columns) triples, one per side; got {self.encoders!r}."
-            )
-        names, encoders, _ = zip(*self.encoders)
-        self._validate_names(names)
-        self._check_estimators_are_instances(encoders)
-        out = []
-        for name, enc, columns in self.encoders:
-            if isinstance(enc, TorchEncoderMixin):
-                enc = clone(enc)
-                enc._validate_params()
-            elif isinstance(enc, str) and enc == "passthrough":
-                enc = TabularEncoder()
-            elif (
-                not isinstance(enc, str)
-                and hasattr(enc, "fit")
-                and hasattr(enc, "transform")
-            ):
-                enc = TabularEncoder(enc)
-            else:
-                raise TypeError(
-                    f"encoder {name!r} must be an skmm encoder (ImageEncoder, "
-                    "TextEncoder, AudioEncoder), a scikit-learn transformer or "
-                    f"'passthrough': a matcher needs both sides; got {enc!r}."
-                )
-            out.append((name, enc, columns))
-        return out
 
     # -- input -----------------------------------------------------------------------
     def _check_target(self, y, n):
@@ -322,60 +280,42 @@ class MultimodalMatcher(
             )
 
     # -- fit -------------------------------------------------------------------------
-    @_fit_context(prefer_skip_nested_validation=False)
-    def fit(self, X, y=None):
-        """Train the two towers contrastively and choose the matching threshold.
-
-        Parameters
-        ----------
-        X : DataFrame or array-like of shape (n_samples, n_features)
-            One pair per row: the columns of the two sides, as selected by
-            ``encoders``.
-        y : array-like of shape (n_samples,), default=None
-            1 for a matching pair and 0 for a non-matching one, used as an extra
-            negative (with other labels, the greater one is a match). None: every
-            row is a matching pair.
-
-        Returns
-        -------
-        self : object
-            The fitted matcher.
-        """
-        self._fit_atomic(type(self)._fit, X, y)
-        return self
-
-    def _fit(self, X, y):
-        entries = self._check_encoders()
-        X = self._check_X(X, reset=True)
+    def _fit(self, X, y, sample_weight):
+        entries, X, seed = self._fit_begin(X)
         n = X.shape[0]
-        if n < 2:
-            raise ValueError(
-                f"n_samples = {n}: {type(self).__name__} needs at least 2 pairs."
-            )
         match = self._check_target(y, n)
+        weight = check_weights(sample_weight, n)
         columns, selections = self._pair_columns(X, entries, reset=True)
-        self.encoders_ = [
-            (name, enc, cols) for (name, enc, _), cols in zip(entries, selections)
-        ]
-        self.device_ = resolve_device(self.device)
-        seed = self._seed()
+        self._resolve_encoders(entries, selections)
         groups = [item_groups(column) for column in columns]
         train, val = self._split(match, seed)
         held_out = self._held_out_pairs(match[val], [g[val] for g in groups], seed)
         with torch_seed(seed):
-            for (name, enc, _), column in zip(entries, columns):
-                with _naming(name):
-                    enc._fit_preprocessing(column, train)
+            self._fit_preprocessing(entries, columns, train)
             module = self._build_network([enc._init_module() for _, enc, _ in entries])
-            data = []
-            for (name, enc, _), column in zip(entries, columns):
-                with _naming(name):
-                    data.append(enc._load(column, np.arange(n)))
-            self._train(module, data, match, groups, train, val, held_out, seed)
+            every = np.arange(n)
+            items = [
+                self._preload(name, enc, tower, column, every)
+                for (name, enc, _), column, tower in zip(
+                    entries, columns, module.towers
+                )
+            ]
+            self._fit_loop(
+                module,
+                (items, match, groups, weight, held_out),
+                train,
+                val,
+                max_epochs=self.max_epochs,
+                seed=seed,
+                early_stopping=self.early_stopping,
+            )
         self.module_ = module.to(self.device_).eval()
         self.temperature_ = 1 / float(self.module_.logit_scale().detach())
-        scores, labels = self._held_out_scores(module, data, val, held_out)
+        scores, labels = self._held_out_scores(module, items, val, held_out)
         self._fit_threshold(scores, labels)
+        # The non-matching pairs score(X) generates come from the fit's seed: the
+        # same at every call (and for every candidate of a grid search).
+        self.score_seed_ = seed
         self._link_encoders()
 
     def _split(self, match, seed):
@@ -429,90 +369,57 @@ class MultimodalMatcher(
             [enc._build_module() for _, enc, _ in self.encoders_]
         )
 
-    def _train(self, module, data, match, groups, train, val, held_out, seed):
-        """Adam on the contrastive loss; early stopping on the held-out ROC AUC."""
-        device = self.device_
-        module.to(device)
-        encoders = [enc for _, enc, _ in self.encoders_]
-        frozen = [self._is_frozen(enc) for enc in encoders]
-        for tower, freeze in zip(module.towers, frozen):
-            if freeze:
-                tower.requires_grad_(False)
-        optimizer = torch.optim.Adam(
-            [p for p in module.parameters() if p.requires_grad], lr=self.lr
-        )
-        generator = torch.Generator().manual_seed(seed)
+    # -- the training loop's steps ----------------------------------------------------
+    def _epoch_batches(self, data, train, generator):
+        """Batches of matching pairs, each with its share of the known non-matches."""
+        match = data[1]
         pairs, others = train[match[train]], train[~match[train]]
-        self.loss_curve_, self.validation_scores_ = [], []
-        best, best_state, stall = -np.inf, None, 0
-        epochs = tqdm(
-            range(self.max_epochs),
-            desc=f"{type(self).__name__} fit",
-            disable=not self.verbose,
+        n_batches = math.ceil(len(pairs) / self.batch_size)
+        extra = np.array_split(
+            torch.randperm(len(others), generator=generator).numpy(), n_batches
         )
-        self.n_iter_ = 0
-        for _ in epochs:
-            self.n_iter_ += 1
-            module.train()
-            for tower, freeze in zip(module.towers, frozen):
-                if freeze:
-                    tower.eval()  # frozen batch-norm statistics too
-            n_batches = math.ceil(len(pairs) / self.batch_size)
-            extra = np.array_split(
-                torch.randperm(len(others), generator=generator).numpy(), n_batches
-            )
-            total, seen = 0.0, 0
-            for index, chunk in zip(
-                _batches(len(pairs), self.batch_size, generator=generator), extra
-            ):
-                # One pair alone has no in-batch negative to learn from.
-                if len(index) < 2:
-                    continue
-                rows = np.concatenate([pairs[index.numpy()], others[chunk]])
-                z = [
-                    module.embed(m, enc._augment(d[rows], generator).to(device))
-                    for m, (enc, d) in enumerate(zip(encoders, data))
-                ]
-                # Where a candidate is the same item as a pair's own (a title shared
-                # by two products): no negative, left out of the softmax.
-                same = [
-                    torch.from_numpy(g[rows[: len(index)], None] == g[rows]).to(device)
-                    for g in groups
-                ]
-                loss = contrastive_loss(*z, len(index), module.logit_scale(), *same)
-                optimizer.zero_grad()
-                loss.backward()
-                optimizer.step()
-                total += loss.item() * len(index)
-                seen += len(index)
-            self.loss_curve_.append(total / seen if seen else math.nan)
-            scores, labels = self._held_out_scores(module, data, val, held_out)
-            score = roc_auc_score(labels, scores)
-            self.validation_scores_.append(score)
-            epochs.set_postfix(loss=self.loss_curve_[-1], val_auc=score)
-            if score > best:
-                best, stall = score, 0
-                if self.early_stopping:
-                    best_state = {
-                        k: v.detach().clone() for k, v in module.state_dict().items()
-                    }
-            else:
-                stall += 1
-                if self.early_stopping and stall >= self.n_iter_no_change:
-                    break
-        if best_state is not None:
-            module.load_state_dict(best_state)
-        self.best_validation_score_ = (
-            best if self.early_stopping else self.validation_scores_[-1]
-        )
+        for index, chunk in zip(
+            _batches(len(pairs), self.batch_size, generator=generator), extra
+        ):
+            # One pair alone has no in-batch negative to learn from.
+            if len(index) >= 2:
+                yield pairs[index.numpy()], others[chunk]
 
-    def _embed_rows(self, module, side, data, rows):
+    def _train_step(self, module, data, batch, generator):
+        items, _, groups, weight, _ = data
+        pairs, others = batch
+        rows = np.concatenate([pairs, others])
+        encoders = [enc for _, enc, _ in self.encoders_]
+        z = []
+        for m, (enc, (x, encoded)) in enumerate(zip(encoders, items)):
+            x = x[rows] if encoded else enc._augment(x[rows], generator)
+            z.append(module.embed(m, x.to(self.device_), encoded=encoded))
+        # Where a candidate is the same item as a pair's own (a title shared by two
+        # products): no negative, left out of the softmax.
+        same = [
+            torch.from_numpy(g[pairs, None] == g[rows]).to(self.device_) for g in groups
+        ]
+        pair_weight = None if weight is None else weight[pairs].to(self.device_)
+        loss = contrastive_loss(
+            *z, len(pairs), module.logit_scale(), *same, weight=pair_weight
+        )
+        return loss, loss.item(), len(pairs)
+
+    def _validation_step(self, module, data, val):
+        items, _, _, _, held_out = data
+        scores, labels = self._held_out_scores(module, items, val, held_out)
+        return roc_auc_score(labels, scores), 0.0
+
+    def _embed_rows(self, module, side, items, rows):
         """Embeddings of preloaded ``rows``, ``batch_size`` at a time, in eval mode."""
+        x, encoded = items
         module.eval()
         with torch.inference_mode():
             return torch.cat(
                 [
-                    module.embed(side, data[rows[index.numpy()]].to(self.device_)).cpu()
+                    module.embed(
+                        side, x[rows[index.numpy()]].to(self.device_), encoded=encoded
+                    ).cpu()
                     for index in _batches(len(rows), self.batch_size)
                 ]
             ).numpy()
@@ -535,22 +442,6 @@ class MultimodalMatcher(
             scores[:, None], labels
         )
 
-    # -- link to the encoders and pickling -------------------------------------------
-    def __getstate__(self):
-        state = super().__getstate__()
-        if "encoders_" in state:
-            # The towers' weights are pickled once, inside module_.
-            state["encoders_"] = [
-                (name, _without_module(enc), cols)
-                for name, enc, cols in state["encoders_"]
-            ]
-        return state
-
-    def __setstate__(self, state):
-        super().__setstate__(state)
-        if "module_" in self.__dict__:
-            self._link_encoders()
-
     # -- prediction ------------------------------------------------------------------
     def _embed_column(self, side, column):
         """Embeddings of a validated column, ``batch_size`` rows at a time."""
@@ -564,7 +455,7 @@ class MultimodalMatcher(
                 disable=not self.verbose,
             ):
                 rows = index.numpy()
-                with _naming(name):
+                with naming(name):
                     batch = enc._load(column, rows)
                 out[rows] = module.embed(side, batch.to(self.device_)).cpu().numpy()
         return out
@@ -647,7 +538,7 @@ class MultimodalMatcher(
             return f1_score(y, self.predict(X), pos_label=self.classes_[1])
         (za, zb), columns = self._embed_pairs(X)
         rows, partners = generated_negatives(
-            *(item_groups(c) for c in columns), _SCORE_SEED
+            *(item_groups(c) for c in columns), self.score_seed_
         )
         similarity = np.concatenate(
             [_similarity(za, zb), _similarity(za[rows], zb[partners])]
@@ -752,7 +643,7 @@ class MultimodalMatcher(
 
     def _embed_items(self, side, items):
         name, enc, _ = self.encoders_[side]
-        with _naming(name):
+        with naming(name):
             column = enc._check_input(items, reset=False)
         self._check_present(name, column)
         if isinstance(enc, TabularEncoder) and enc._passthrough():

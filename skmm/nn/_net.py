@@ -1,226 +1,104 @@
 """End-to-end multimodal nets: encoder towers trained jointly through a fusion layer."""
 
-import copy
-import math
 from abc import abstractmethod
-from contextlib import contextmanager
+from dataclasses import dataclass
 from numbers import Integral, Real
 from typing import NamedTuple
 
 import numpy as np
-import pandas as pd
-import scipy.sparse as sp
 import torch
 from sklearn.base import (
     ClassifierMixin,
     ClassNamePrefixFeaturesOutMixin,
     RegressorMixin,
     TransformerMixin,
-    clone,
 )
 from sklearn.metrics import r2_score
-from sklearn.model_selection import train_test_split
-from sklearn.utils import Bunch, check_array, check_consistent_length
+from sklearn.utils import check_array, check_consistent_length
 from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 from tqdm.auto import tqdm
 
-from ..base import TorchEncoderMixin, TorchEstimatorMixin, _batches
-from ..utils._sklearn_compat import (
-    Interval,
-    StrOptions,
-    _BaseComposition,
-    _check_feature_names,
-    _check_n_features,
-    _fit_context,
-    _get_column_indices,
-    _safe_indexing,
-)
-from ..utils._torch import batch_norm_recalibration, resolve_device, torch_seed
+from ..base import _batches, validation_split
+from ..utils._docs import fill_doc
+from ..utils._sklearn_compat import Interval, StrOptions
+from ..utils._torch import batch_norm_recalibration, torch_seed
 from ..utils._validation import Column
-from ._towers import FUSIONS, TENSOR_WIDTH, MultimodalNetwork, TabularEncoder
+from ._base import (
+    TRAINING_CONSTRAINTS,
+    TowerComposite,
+    check_weights,
+    naming,
+    weighted_mean,
+)
+from ._towers import NET_FUSIONS, TENSOR_WIDTH, TOKEN_WIDTH, MultimodalNetwork
 
 __all__ = ["MultimodalNetClassifier", "MultimodalNetRegressor"]
 
 
-@contextmanager
-def _naming(name):
-    """Prefix a ValueError raised for one encoder with that encoder's name."""
-    try:
-        yield
-    except ValueError as exc:
-        raise ValueError(f"encoder {name!r}: {exc}") from exc
-
-
-def _without_module(encoder):
-    """A shallow copy of a fitted encoder without its ``module_`` (held by the net)."""
-    if isinstance(encoder, str) or "module_" not in vars(encoder):
-        return encoder
-    encoder = copy.copy(encoder)
-    del encoder.module_
-    return encoder
-
-
 class _Source(NamedTuple):
-    """Where a tower's items come from.
+    """Where a tower's inputs come from.
 
-    ``data`` holds the decoded present items (training) with ``position`` mapping a
-    row to its index there (-1 when missing); in prediction both are None and items
-    are decoded one batch at a time.
+    In training, ``data`` holds the present items decoded once (or, for a frozen
+    tower, its features: ``encoded``) with ``position`` mapping a row to its index
+    there (-1 when missing); in prediction both are None and items are decoded one
+    batch at a time.
     """
 
     name: str
     encoder: object
     column: Column
-    data: torch.Tensor | None
-    position: np.ndarray | None
+    data: torch.Tensor | None = None
+    position: np.ndarray | None = None
+    encoded: bool = False
 
 
-def _validation_split(n, fraction, seed, labels):
-    """Split ``range(n)`` into sorted training and validation positions.
+@dataclass
+class _NetData:
+    """What the training loop's steps read: the sources, targets, row weights, loss,
+    each tower's loss weight (updated by ``tower_loss_weight="auto"``) and the stage."""
 
-    Stratified on ``labels`` when every class can appear on both sides.
-    """
-    n_val = math.ceil(fraction * n)
-    if n - n_val < 2:
-        raise ValueError(
-            f"validation_fraction={fraction} leaves {n - n_val} of the {n} samples for "
-            "training; at least 2 are needed. Use more data, a smaller "
-            "validation_fraction or early_stopping=False."
-        )
-    stratify = None
-    if labels is not None:
-        counts = np.bincount(labels)
-        counts = counts[counts > 0]
-        if counts.min() >= 2 and min(n_val, n - n_val) >= len(counts):
-            stratify = labels
-    train, val = train_test_split(
-        np.arange(n), test_size=n_val, random_state=seed, stratify=stratify
-    )
-    return np.sort(train), np.sort(val)
+    sources: list
+    target: torch.Tensor
+    weight: torch.Tensor | None
+    loss_fn: object
+    tower_weights: np.ndarray = None
+    stage: str = "joint"
+
+    def __post_init__(self):
+        self.tower_weights = np.ones(len(self.sources))
 
 
 class _MultimodalNetBase(
-    ClassNamePrefixFeaturesOutMixin,
-    TransformerMixin,
-    TorchEstimatorMixin,
-    _BaseComposition,
+    ClassNamePrefixFeaturesOutMixin, TransformerMixin, TowerComposite
 ):
-    """What the classifier and the regressor share: towers, fusion, training loop."""
+    """What the classifier and the regressor share: the network, batches, training."""
 
     _parameter_constraints = {
-        **TorchEstimatorMixin._torch_parameter_constraints,
-        "encoders": [list],
-        "fusion": [StrOptions(set(FUSIONS))],
+        **TRAINING_CONSTRAINTS,
+        "fusion": [StrOptions(set(NET_FUSIONS))],
         "projection": [None, Interval(Integral, 1, None, closed="left")],
         "hidden_layer_sizes": ["array-like"],
         "dropout": [Interval(Real, 0, 1, closed="left")],
         "alpha": [Interval(Real, 0, None, closed="left")],
         "l1": [Interval(Real, 0, None, closed="left")],
-        "lr": [Interval(Real, 0, None, closed="neither")],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
-        "max_epochs": [Interval(Integral, 1, None, closed="left")],
-        "early_stopping": ["boolean"],
-        "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
-        "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
         "modality_dropout": [Interval(Real, 0, 1, closed="left")],
+        "tower_loss_weight": [
+            Interval(Real, 0, None, closed="left"),
+            StrOptions({"auto"}),
+        ],
+        "schedule": [StrOptions({"joint", "staged"})],
     }
 
     @abstractmethod
     def __init__(self):
         pass
 
-    # -- composition: (name, encoder, columns) triples as in ColumnTransformer ----------
-    @property
-    def _encoders(self):
-        """(name, encoder) pairs, for ``_BaseComposition``'s get_params/set_params."""
-        try:
-            return [(name, enc) for name, enc, _ in self.encoders]
-        except (TypeError, ValueError):
-            return self.encoders
-
-    @_encoders.setter
-    def _encoders(self, value):
-        try:
-            self.encoders = [
-                (name, enc, cols)
-                for (name, enc), (_, _, cols) in zip(value, self.encoders)
-            ]
-        except (TypeError, ValueError):
-            self.encoders = value
-
-    def get_params(self, deep=True):
-        """Get the parameters, including the encoders' as ``name__param``.
-
-        Parameters
-        ----------
-        deep : bool, default=True
-            Also return the parameters of the encoders.
-
-        Returns
-        -------
-        params : dict
-            Parameter names mapped to their values.
-        """
-        return self._get_params("_encoders", deep=deep)
-
-    def set_params(self, **params):
-        """Set the parameters; ``name=`` replaces an encoder, ``name__param=`` sets one.
-
-        Parameters
-        ----------
-        **params : dict
-            Parameters of the net and of its encoders.
-
-        Returns
-        -------
-        self : estimator instance
-            The net.
-        """
-        self._set_params("_encoders", **params)
-        return self
-
-    @property
-    def named_encoders_(self):
-        """The fitted encoders by name (a Bunch); dropped ones are ``"drop"``."""
-        return Bunch(**{name: enc for name, enc, _ in self.encoders_})
-
-    def _towers(self):
-        """The fitted (name, encoder, columns) triples that have a tower."""
-        return [entry for entry in self.encoders_ if not isinstance(entry[1], str)]
-
     def _check_encoders(self):
-        """Validate the triples and return unfitted copies of the encoders."""
-        if not self.encoders or not all(
-            isinstance(e, (tuple, list)) and len(e) == 3 for e in self.encoders
-        ):
-            raise ValueError(
-                "encoders must be a non-empty list of (name, encoder, columns) triples; "
-                f"got {self.encoders!r}."
-            )
-        names, encoders, _ = zip(*self.encoders)
-        self._validate_names(names)
-        self._check_estimators_are_instances(encoders)
-        out = []
-        for name, enc, columns in self.encoders:
-            if isinstance(enc, str) and enc in ("drop", "passthrough"):
-                enc = enc if enc == "drop" else TabularEncoder()
-            elif isinstance(enc, TorchEncoderMixin):
-                enc = clone(enc)
-                enc._validate_params()
-            elif hasattr(enc, "fit") and hasattr(enc, "transform"):
-                enc = TabularEncoder(enc)
-            else:
-                raise TypeError(
-                    f"encoder {name!r} must be an skmm encoder (ImageEncoder, "
-                    "TextEncoder, AudioEncoder), a scikit-learn transformer, "
-                    f"'passthrough' or 'drop'; got {enc!r}."
-                )
-            out.append((name, enc, columns))
-        n_towers = sum(not isinstance(enc, str) for _, enc, _ in out)
-        if n_towers == 0:
-            raise ValueError("every encoder is 'drop'; the net needs at least one.")
+        entries = super()._check_encoders()
+        n_towers = sum(not isinstance(enc, str) for _, enc, _ in entries)
         if self.fusion == "dot" and n_towers < 2:
             raise ValueError(
                 f"fusion='dot' takes dot products between towers and needs at least "
@@ -231,57 +109,16 @@ class _MultimodalNetBase(
             raise ValueError(
                 f"hidden_layer_sizes must be positive integers; got {sizes!r}."
             )
-        return out
-
-    # -- input ---------------------------------------------------------------------------
-    def _check_X(self, X, *, reset):
-        """Check the table: a DataFrame, or a 2-D array whose columns are selected."""
-        cls = type(self).__name__
-        if sp.issparse(X):
-            raise TypeError(
-                f"{cls} does not take sparse input; pass a dense array or a DataFrame."
-            )
-        if isinstance(X, pd.DataFrame):
-            if X.shape[0] == 0 or X.shape[1] == 0:
-                raise ValueError(
-                    f"{cls} got a DataFrame of shape {X.shape}; at least one row and "
-                    "one column are required."
-                )
-        else:
-            # NaN marks missing values; the towers check their own columns.
-            X = check_array(X, dtype=None, ensure_all_finite=False, input_name="X")
-        _check_feature_names(self, X, reset=reset)
-        _check_n_features(self, X, reset=reset)
-        return X
-
-    def _select(self, X, name, columns, *, reset):
-        """The columns of one encoder: resolved at fit, reused as fitted later."""
-        if reset:
-            if callable(columns):
-                columns = columns(X)
-            if len(_get_column_indices(X, columns)) == 0:
-                raise ValueError(
-                    f"encoder {name!r} selects no column; X has {X.shape[1]} "
-                    "feature(s)."
-                )
-        return _safe_indexing(X, columns, axis=1), columns
-
-    def _columns(self, X, entries, *, reset):
-        """Each tower's validated ``Column``, and the resolved column selections."""
-        columns, selections = [], []
-        for name, enc, cols in entries:
-            selected, cols = self._select(X, name, cols, reset=reset)
-            with _naming(name):
-                columns.append(enc._check_input(selected, reset=reset))
-            selections.append(cols)
-        return columns, selections
+        return entries
 
     # -- the network ---------------------------------------------------------------------
     def _network(self, towers):
         projection = self.projection
         if projection is None and self.fusion not in ("concat", "attention"):
             widths = [t.out_features for t in towers]
-            projection = TENSOR_WIDTH if self.fusion == "tensor" else min(widths)
+            projection = {"tensor": TENSOR_WIDTH, "transformer": TOKEN_WIDTH}.get(
+                self.fusion, min(widths)
+            )
         return MultimodalNetwork(
             towers,
             self.fusion,
@@ -294,106 +131,35 @@ class _MultimodalNetBase(
     def _build_module(self):
         return self._network([enc._build_module() for _, enc, _ in self._towers()])
 
-    @staticmethod
-    def _is_frozen(encoder):
-        """A tower its encoder would use as is (``max_epochs=0`` or pretrained)."""
-        return (
-            isinstance(encoder, TorchEncoderMixin)
-            and encoder._resolved_max_epochs() == 0
-        )
-
-    def _link_encoders(self):
-        """Give each fitted encoder its trained tower, so it can encode on its own."""
-        for (_, enc, _), tower in zip(self._towers(), self.module_.towers):
-            if isinstance(enc, TorchEncoderMixin):
-                enc.module_ = tower
-                enc.device_ = self.device_
-
-    def __getstate__(self):
-        state = super().__getstate__()
-        if "encoders_" in state:
-            # The towers' weights are pickled once, inside module_.
-            state["encoders_"] = [
-                (name, _without_module(enc), cols)
-                for name, enc, cols in state["encoders_"]
-            ]
-        return state
-
-    def __setstate__(self, state):
-        super().__setstate__(state)
-        if "module_" in self.__dict__:
-            self._link_encoders()
-
     # -- fit -------------------------------------------------------------------------------
-    @_fit_context(prefer_skip_nested_validation=False)
-    def fit(self, X, y):
-        """Fit the encoders' preprocessing, then train towers, fusion and head jointly.
-
-        Parameters
-        ----------
-        X : DataFrame or array-like of shape (n_samples, n_features)
-            One column per modality (images, texts, sounds) and numeric columns, as
-            selected by ``encoders``. ``None``/NaN marks a missing item.
-        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
-            Targets: class labels for the classifier, real values for the regressor.
-
-        Returns
-        -------
-        self : object
-            The fitted net.
-        """
-        self._fit_atomic(type(self)._fit, X, y)
-        return self
-
-    def _fit(self, X, y):
-        entries = self._check_encoders()
-        X = self._check_X(X, reset=True)
+    def _fit(self, X, y, sample_weight):
+        entries, X, seed = self._fit_begin(X)
         n = X.shape[0]
-        if n < 2:
-            raise ValueError(
-                f"n_samples = {n}: {type(self).__name__} needs at least 2 samples."
-            )
         target, labels = self._check_target(y, n)
-        self.device_ = resolve_device(self.device)
-        seed = self._seed()
+        weight = self._row_weights(target, check_weights(sample_weight, n))
         towers = [entry for entry in entries if not isinstance(entry[1], str)]
         columns, selections = self._columns(X, towers, reset=True)
-        resolved = iter(selections)
-        self.encoders_ = [
-            (name, enc, cols if isinstance(enc, str) else next(resolved))
-            for name, enc, cols in entries
-        ]
+        self._resolve_encoders(entries, selections)
         if self.early_stopping:
-            train, val = _validation_split(n, self.validation_fraction, seed, labels)
+            train, val = validation_split(n, self.validation_fraction, seed, labels)
         else:
             train, val = np.arange(n), None
         with torch_seed(seed):
-            for (name, enc, _), column in zip(towers, columns):
-                rows = np.intersect1d(column.present(), train)
-                if len(rows) == 0:
-                    raise ValueError(
-                        f"encoder {name!r}: every training item is missing; nothing "
-                        "to fit on."
-                    )
-                with _naming(name):
-                    enc._fit_preprocessing(column, rows)
+            self._fit_preprocessing(towers, columns, train)
             module = self._network([enc._init_module() for _, enc, _ in towers])
-            sources = self._preload(towers, columns)
-            self._train(module, sources, target, train, val, seed)
+            sources = []
+            for (name, enc, _), column, tower in zip(towers, columns, module.towers):
+                rows = column.present()
+                data, encoded = self._preload(name, enc, tower, column, rows)
+                position = np.full(len(column), -1)
+                position[rows] = np.arange(len(rows))
+                sources.append(_Source(name, enc, column, data, position, encoded))
+            data = _NetData(sources, target, weight, self._loss_function())
+            if self.tower_loss_weight != "auto":
+                data.tower_weights[:] = self.tower_loss_weight
+            self._train_stages(module, data, train, val, seed)
         self.module_ = module.to(self.device_).eval()
         self._link_encoders()
-
-    def _preload(self, towers, columns):
-        """Decode every present item once, for training."""
-        sources = []
-        for (name, enc, _), column in zip(towers, columns):
-            rows = column.present()
-            with _naming(name):
-                data = enc._load(column, rows)
-            position = np.full(len(column), -1)
-            position[rows] = np.arange(len(rows))
-            sources.append(_Source(name, enc, column, data, position))
-        return sources
 
     def _batch(self, sources, rows, generator=None):
         """The towers' inputs for ``rows`` and the mask of the modalities that count.
@@ -404,20 +170,20 @@ class _MultimodalNetBase(
         device = self.device_
         present = np.zeros((len(rows), len(sources)), dtype=bool)
         inputs = []
-        for m, (name, enc, column, data, position) in enumerate(sources):
+        for m, (name, enc, column, data, position, encoded) in enumerate(sources):
             if data is None:
                 have = ~column.missing[rows]
-                with _naming(name):
+                with naming(name):
                     x = enc._load(column, rows[have]) if have.any() else None
             else:
                 where = position[rows]
                 have = where >= 0
                 x = data[torch.from_numpy(where[have])] if have.any() else None
-            if x is not None and generator is not None:
+            if x is not None and generator is not None and not encoded:
                 x = enc._augment(x, generator)
             present[:, m] = have
             local = torch.from_numpy(np.flatnonzero(have)).to(device)
-            inputs.append((None if x is None else x.to(device), local))
+            inputs.append((None if x is None else x.to(device), local, encoded))
         available = present
         if generator is not None and self.modality_dropout > 0:
             keep = torch.rand(present.shape, generator=generator).numpy()
@@ -425,85 +191,150 @@ class _MultimodalNetBase(
             available = np.where(kept.any(axis=1, keepdims=True), kept, present)
         return inputs, torch.from_numpy(available).to(device)
 
-    def _train(self, module, sources, target, train, val, seed):
-        """Adam on the training rows; early stopping keeps the best validation epoch."""
-        module.to(self.device_)
-        for tower, source in zip(module.towers, sources):
-            if self._is_frozen(source.encoder):
-                tower.requires_grad_(False)
-        params = [p for p in module.parameters() if p.requires_grad]
-        # Penalties apply to weight matrices and kernels, not to biases and norms.
-        weights = [p for p in params if p.ndim > 1]
-        optimizer = torch.optim.Adam(
-            [
-                {"params": weights, "weight_decay": self.alpha},
-                {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0},
-            ],
-            lr=self.lr,
-        )
-        loss_fn = self._loss_function()
-        generator = torch.Generator().manual_seed(seed)
-        self.loss_curve_ = []
-        self.validation_scores_ = None if val is None else []
-        best, best_state, stall = None, None, 0
-        epochs = tqdm(
-            range(self.max_epochs),
-            desc=f"{type(self).__name__} fit",
-            disable=not self.verbose,
-        )
-        self.n_iter_ = 0
-        for _ in epochs:
-            self.n_iter_ += 1
-            module.train()
-            for tower, source in zip(module.towers, sources):
-                if self._is_frozen(source.encoder):
-                    tower.eval()  # frozen batch-norm statistics too
-            total, seen = 0.0, 0
-            for index in _batches(len(train), self.batch_size, generator=generator):
-                # A batch of one cannot train batch-norm layers; skip the remainder.
-                if len(index) < 2:
-                    continue
-                rows = train[index.numpy()]
-                out = module(*self._batch(sources, rows, generator))
-                loss = loss_fn(out, target[rows].to(self.device_))
-                penalty = (
-                    self.l1 * sum(p.abs().sum() for p in weights) if self.l1 else 0.0
-                )
-                optimizer.zero_grad()
-                (loss + penalty).backward()
-                optimizer.step()
-                total += loss.item() * len(rows)
-                seen += len(rows)
-            self.loss_curve_.append(total / seen if seen else math.nan)
-            if val is None:
-                epochs.set_postfix(loss=self.loss_curve_[-1])
-                continue
-            self._recalibrate(module, sources, train)
-            score, val_loss = self._evaluate(module, sources, target, val, loss_fn)
-            self.validation_scores_.append(score)
-            epochs.set_postfix(loss=self.loss_curve_[-1], val_score=score)
-            # Best validation score; between equal scores, the lower validation loss.
-            if best is None or (score, -val_loss) > best:
-                best, stall = (score, -val_loss), 0
-                best_state = {
-                    k: v.detach().clone() for k, v in module.state_dict().items()
-                }
-            else:
-                stall += 1
-                if stall >= self.n_iter_no_change:
-                    break
-        if best_state is not None:
-            module.load_state_dict(best_state)
-            self.best_validation_score_ = best[0]
-        else:
-            self._recalibrate(module, sources, train)
+    # -- the training loop's steps ----------------------------------------------------------
+    def _train_stages(self, module, data, train, val, seed):
+        """Run the training loop once, or once per stage of ``schedule="staged"``.
 
-    def _recalibrate(self, module, sources, train):
+        The stages: the towers alone on their own heads (nothing fused yet), then the
+        fusion and the head on the trained towers, then everything at a tenth of the
+        learning rate; each stage stops early on its own validation score.
+        """
+        stages = ["joint"] if self.schedule == "joint" else ["towers", "head", "tune"]
+        history, losses, scores = [], [], []
+        for stage in stages:
+            data.stage = stage
+            self._fit_loop(
+                module,
+                data,
+                train,
+                val,
+                max_epochs=self.max_epochs,
+                seed=seed + len(history),
+                early_stopping=self.early_stopping,
+            )
+            history += [{**record, "stage": stage} for record in self.history_]
+            losses += self.loss_curve_
+            scores += self.validation_scores_ or []
+        for i, record in enumerate(history, 1):
+            record["epoch"] = i
+        self.history_, self.loss_curve_, self.n_iter_ = history, losses, len(history)
+        self.validation_scores_ = scores if val is not None else None
+
+    def _param_groups(self, module, data):
+        """The parameters that the current stage trains."""
+        groups = super()._param_groups(module, data)
+        fused = {id(p) for m in (module.fusion, module.head) for p in m.parameters()}
+        towers = {id(p) for m in module.towers for p in m.parameters()}
+        keep = {
+            "joint": lambda p: True,
+            "tune": lambda p: True,
+            "towers": lambda p: id(p) not in fused,
+            "head": lambda p: id(p) in fused,
+        }[data.stage]
+        lr_scale = 0.1 if data.stage == "tune" else 1.0
+        out = []
+        for group in groups:
+            params = [p for p in group["params"] if keep(p)]
+            if data.stage == "head" and towers.intersection(map(id, params)):
+                params = [p for p in params if id(p) not in towers]
+            out.append({**group, "params": params, "lr": group["lr"] * lr_scale})
+        return out
+
+    def _train_mode(self, module, data):
+        super()._train_mode(module, data)
+        if data.stage == "head":
+            module.towers.eval()  # trained already: their batch-norm statistics too
+
+    def _losses(self, module, data, rows, generator=None):
+        """The fused loss, each tower's loss (on its present rows) and the outputs."""
+        inputs, available = self._batch(data.sources, rows, generator)
+        fused, per_tower = module.forward_all(inputs, available)
+        y = data.target[rows].to(self.device_)
+        fused_loss = weighted_mean(data.loss_fn(fused, y), data.weight, rows)
+        tower_losses = []
+        for m, out in enumerate(per_tower):
+            have = available[:, m]
+            if not bool(have.any()):
+                tower_losses.append(None)
+                continue
+            tower_losses.append(
+                weighted_mean(
+                    data.loss_fn(out[have], y[have]),
+                    data.weight,
+                    rows[have.cpu().numpy()],
+                )
+            )
+        return fused_loss, tower_losses, fused, per_tower, available
+
+    def _train_step(self, module, data, batch, generator):
+        fused_loss, tower_losses, *_ = self._losses(module, data, batch, generator)
+        towers = sum(
+            w * loss
+            for w, loss in zip(data.tower_weights.tolist(), tower_losses)
+            if loss is not None and w > 0
+        )
+        if data.stage == "towers":
+            objective = recorded = sum(t for t in tower_losses if t is not None)
+        elif data.stage == "head":
+            objective = recorded = fused_loss
+        else:
+            objective, recorded = fused_loss + towers, fused_loss
+        if self.l1:
+            # L1 on weight matrices and kernels, as alpha's weight decay.
+            objective = objective + self.l1 * sum(
+                p.abs().sum()
+                for p in module.parameters()
+                if p.requires_grad and p.ndim > 1
+            )
+        return objective, float(recorded.detach()), len(batch)
+
+    def _validation_step(self, module, data, val):
+        outs, towers, present = [], [], []
+        for index in _batches(len(val), self.batch_size):
+            inputs, available = self._batch(data.sources, val[index.numpy()])
+            fused, per_tower = module.forward_all(inputs, available)
+            outs.append(fused)
+            towers.append(per_tower)
+            present.append(available)
+        out, present = torch.cat(outs), torch.cat(present)
+        y_val = data.target[val].to(self.device_)
+        loss = float(weighted_mean(data.loss_fn(out, y_val), data.weight, val))
+        tower_scores = {}
+        for m, source in enumerate(data.sources):
+            have = present[:, m]
+            if bool(have.any()):
+                tower_out = torch.cat([t[m] for t in towers])[have]
+                tower_scores[source.name] = self._score_outputs(tower_out, y_val[have])
+        if self.tower_loss_weight == "auto" and tower_scores:
+            data.tower_weights[:] = self._blend_weights(
+                [tower_scores.get(s.name, np.nan) for s in data.sources]
+            )
+        score = self._score_outputs(out, y_val)
+        if data.stage == "towers":
+            # Nothing is fused yet: the towers' mean score decides early stopping.
+            score = float(np.mean(list(tower_scores.values())))
+        return score, loss, {"tower_scores": tower_scores}
+
+    def _blend_weights(self, scores):
+        """``tower_loss_weight="auto"``: each tower's loss weighed by how it generalises.
+
+        In the spirit of gradient blending (Wang et al., CVPR 2020): a tower's weight
+        is its validation score above chance, relative to the best tower's; a tower
+        that only memorises its training rows gets little weight.
+        """
+        excess = np.nan_to_num(np.asarray(scores, dtype=float) - self._chance_score())
+        excess = np.clip(excess, 0, None)
+        return excess / excess.max() if excess.max() > 0 else np.ones_like(excess)
+
+    def _recalibrate(self, module, data, train):
         """Re-estimate the towers' batch-norm statistics with the current weights.
 
         With the running averages left to lag behind the weights, a CNN tower can
         score 0.3 in eval mode where its batches score 0.6 (hard AV digits).
         """
+        if data.stage == "head":
+            return  # the towers do not change in this stage
+        sources = data.sources
         with batch_norm_recalibration(module.towers) as norms:
             if not norms:
                 return
@@ -511,27 +342,20 @@ class _MultimodalNetBase(
                 if len(index) >= 2:
                     module.blocks(*self._batch(sources, train[index.numpy()]))
 
-    def _evaluate(self, module, sources, target, val, loss_fn):
-        module.eval()
-        with torch.inference_mode():
-            out = torch.cat(
-                [
-                    module(*self._batch(sources, val[index.numpy()]))
-                    for index in _batches(len(val), self.batch_size)
-                ]
-            )
-            y_val = target[val].to(self.device_)
-            return self._score_outputs(out, y_val), float(loss_fn(out, y_val))
-
     # -- prediction ------------------------------------------------------------------------
-    def _forward(self, X, *, embed=False):
-        """Run the net on ``X``, ``batch_size`` rows at a time; numpy float32 output."""
+    def _forward(self, X, *, output="head"):
+        """Run the net on ``X``, ``batch_size`` rows at a time; numpy float32 output.
+
+        ``output`` is ``"head"`` (the fused head's output), ``"embed"`` (the fused
+        vector), ``"towers"`` (each tower head's output, NaN where the modality is
+        missing) or ``"weights"`` (the learned modality weights).
+        """
         check_is_fitted(self)
         X = self._check_X(X, reset=False)
         towers = self._towers()
         columns, _ = self._columns(X, towers, reset=False)
         sources = [
-            _Source(name, enc, column, None, None)
+            _Source(name, enc, column)
             for (name, enc, _), column in zip(towers, columns)
         ]
         module = self.module_.eval()
@@ -542,10 +366,46 @@ class _MultimodalNetBase(
                 desc=f"{type(self).__name__} predict",
                 disable=not self.verbose,
             ):
-                with_rows = self._batch(sources, index.numpy())
-                result = module.embed(*with_rows) if embed else module(*with_rows)
+                inputs, available = self._batch(sources, index.numpy())
+                if output == "head":
+                    result = module(inputs, available)
+                elif output == "embed":
+                    result = module.embed(inputs, available)
+                elif output == "weights":
+                    blocks = module.blocks(inputs, available)
+                    result = module.fusion.modality_weights(blocks, available)
+                else:
+                    _, per_tower = module.forward_all(inputs, available)
+                    result = torch.stack(per_tower, dim=1).float()
+                    result[~available] = torch.nan
                 out.append(result.float().cpu().numpy())
         return np.concatenate(out)
+
+    def modality_weights(self, X):
+        """How much each modality counts in each row's fused vector.
+
+        For ``fusion="attention"`` the learned per-row gates; for
+        ``fusion="transformer"`` the attention of the summary token to each
+        modality's token in the last layer (mean over heads). A missing modality
+        gets 0.
+
+        Parameters
+        ----------
+        X : DataFrame or array-like of shape (n_samples, n_features)
+            The same columns as in :meth:`fit`.
+
+        Returns
+        -------
+        weights : ndarray of shape (n_samples, n_towers)
+            Rows sum to 1 (0 for a row with no modality present); columns in the
+            order of the towers (``encoders_`` without the dropped ones).
+        """
+        if self.fusion not in ("attention", "transformer"):
+            raise ValueError(
+                f"fusion={self.fusion!r} learns no modality weights; use "
+                "'attention' or 'transformer', or skmm.inspection for any model."
+            )
+        return self._forward(X, output="weights")
 
     def transform(self, X):
         """Return the fused representation that the head reads.
@@ -560,7 +420,10 @@ class _MultimodalNetBase(
         X_out : ndarray of shape (n_samples, n_features_out)
             The fused features, float32.
         """
-        return self._forward(X, embed=True)
+        return self._forward(X, output="embed")
+
+    def _row_weights(self, target, weight):
+        return weight
 
     @property
     def _n_features_out(self):
@@ -574,6 +437,135 @@ class _MultimodalNetBase(
         return tags
 
 
+# The parameters and attributes the classifier and the regressor share.
+_NET_TOP = """\
+    encoders : list of (str, encoder, columns) tuples
+        As in :class:`~sklearn.compose.ColumnTransformer`: a name, then an skmm encoder,
+        ``"passthrough"`` (numeric columns, a row with a NaN is missing), any
+        scikit-learn transformer (its numeric output feeds a tabular tower, such as
+        ``OneHotEncoder`` on categories) or ``"drop"``, then the column(s): a name or
+        position (one column of items for an encoder), a list, a slice, a boolean mask
+        or a callable. The encoders are cloned. Their ``augment`` is used in training;
+        their training and runtime parameters (``lr``, ``batch_size``, ``device``,
+        ``random_state``, ``memory``, ``num_workers``, ``verbose``) are the net's
+        business, and ``max_epochs`` only says whether the tower trains: a tower whose
+        encoder would not train (``max_epochs=0``, or pretrained ``weights`` with
+        ``max_epochs="auto"``) stays frozen.
+    fusion : {"concat", "sum", "mean", "product", "max", "tensor", "attention", \
+"transformer", "dot"}, default="concat"
+        How the towers' outputs are combined. ``"concat"`` puts them side by side;
+        ``"sum"``, ``"mean"``, ``"product"`` and ``"max"`` are element-wise and
+        ``"tensor"`` is the outer product of ``[1, z_m]`` (Tensor Fusion Network), all
+        the operators of :class:`~skmm.fusion.MultimodalFuser`; ``"attention"``
+        scales each tower's output by a weight learned per sample (a softmax over the
+        modalities present, times their number, from an additive attention score) and
+        concatenates them; ``"transformer"`` makes each tower's output a token (plus
+        a learned modality embedding) and runs a small transformer encoder over the
+        tokens, whose summary token is the fused vector, with missing modalities
+        masked out of attention; ``"dot"`` is the ReLU of the dot product of each
+        pair of towers (for matching pairs such as image and text).
+    projection : int or None, default=None
+        Width each tower is projected to (a linear layer and a ReLU) before fusion.
+        None projects only when the fusion needs a common width: to the narrowest
+        tower's width, to 16 for ``"tensor"`` (its width is ``17 ** n_towers``) and
+        to 64 for ``"transformer"``.
+    hidden_layer_sizes : tuple of int, default=(128,)
+        Hidden ReLU layers of the head; ``()`` for a linear head.
+    dropout : float, default=0.2
+        Dropout rate on the fused vector and after each hidden layer, in training.
+    alpha : float, default=1e-4
+        L2 penalty (Adam weight decay) on the weight matrices and kernels.
+    l1 : float, default=0.0
+        L1 penalty: ``l1`` times the sum of the absolute weights is added to each
+        batch's loss.
+"""
+_NET_TRAINING = """\
+    lr : float, default=1e-3
+        Learning rate of the optimizer.
+    tower_lr : dict of str to float or None, default=None
+        Learning rates of some towers by encoder name (a pretrained tower fine-tuned
+        gently, say); the others, the fusion and the head use ``lr``.
+    optimizer : torch.optim.Optimizer class, default=torch.optim.Adam
+        The optimizer class, built on the trainable parameters.
+    callbacks : list of :class:`skmm.callbacks.Callback` or callables, default=None
+        Called after each epoch with the history: checkpoints, learning-rate
+        schedules, custom stops (see :mod:`skmm.callbacks`).
+    batch_size : int, default=64
+        Rows per batch in training and prediction.
+    max_epochs : int, default=30
+        Maximum passes over the training data (early stopping may stop sooner).
+    early_stopping : bool, default=True
+        Hold out ``validation_fraction`` of the rows (stratified by class for the
+        classifier), stop when the validation score (accuracy, or R² for the
+        regressor) has not improved for ``n_iter_no_change`` epochs and restore the
+        weights of the best epoch (ties go to the lower validation loss). False
+        trains on all rows for ``max_epochs``.
+    validation_fraction : float, default=0.1
+        Share of the rows held out for early stopping.
+    n_iter_no_change : int, default=5
+        Epochs without improvement before stopping.
+    modality_dropout : float, default=0.0
+        In training, each modality of each row is zeroed with this probability (never
+        all of a row's modalities), so that the net copes with missing ones. A missing
+        item (None/NaN) is zeroed the same way, in training and prediction.
+    tower_loss_weight : float or "auto", default="auto"
+        Each tower also has a linear head of its own, trained on the target beside
+        the fused head: the loss is the fused head's plus ``tower_loss_weight`` times
+        each tower's (on the rows where its modality is present). It keeps every
+        tower learning when another modality fits faster (the failure of joint
+        training that Wang et al., CVPR 2020, describe). ``"auto"`` weighs each tower
+        by how it generalises, in the spirit of their gradient blending: its
+        validation score above chance relative to the best tower's, updated every
+        epoch (1 for all without early stopping); 0 trains the fused head alone.
+    schedule : {"joint", "staged"}, default="joint"
+        ``"joint"`` trains everything together. ``"staged"`` trains the towers
+        alone on their own heads first, then the fusion and the head on the trained
+        (fixed) towers, then everything at a tenth of the learning rate; each stage
+        runs up to ``max_epochs`` and stops early on its own.
+"""
+_NET_RUNTIME = """\
+    device : {"auto", "cpu", "cuda"} or str, default="auto"
+        Where the net runs; ``"auto"`` is CUDA when available.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the weights, the validation split, the data order, augmentation and
+        dropout: the same seed gives the same predictions on the CPU.
+    verbose : bool, default=False
+        Show a progress bar over the epochs (with the loss and validation score) and
+        over the batches in prediction.
+"""
+_NET_ATTRIBUTES = """\
+    encoders_ : list of (str, encoder, columns) tuples
+        The fitted encoders (``"passthrough"`` and transformers become tabular
+        encoders), with the resolved columns. Each skmm encoder holds its trained tower
+        as ``module_``, so it can also encode on its own.
+    named_encoders_ : :class:`~sklearn.utils.Bunch`
+        The fitted encoders by name.
+    module_ : torch.nn.Module
+        The network: ``towers``, ``fusion`` and ``head``, on ``device_``.
+    device_ : str
+        The device used.
+"""
+_NET_HISTORY = """\
+    n_iter_ : int
+        Epochs run.
+    history_ : list of dict
+        One record per epoch: ``epoch``, ``train_loss``, ``lr``, ``stage`` and, with
+        early stopping, ``valid_score``, ``valid_loss``, ``best`` and
+        ``tower_scores`` (each tower head's validation score, by name).
+    n_features_in_ : int
+        Number of columns of X.
+    feature_names_in_ : ndarray of str
+        Column names, when X is a DataFrame with string column names.
+"""
+
+
+@fill_doc(
+    net_top=_NET_TOP,
+    net_training=_NET_TRAINING,
+    net_runtime=_NET_RUNTIME,
+    net_attributes=_NET_ATTRIBUTES,
+    net_history=_NET_HISTORY,
+)
 class MultimodalNetClassifier(ClassifierMixin, _MultimodalNetBase):
     """End-to-end multimodal classifier: encoder towers, a fusion layer, an MLP head.
 
@@ -587,84 +579,16 @@ class MultimodalNetClassifier(ClassifierMixin, _MultimodalNetBase):
 
     Parameters
     ----------
-    encoders : list of (str, encoder, columns) tuples
-        As in :class:`~sklearn.compose.ColumnTransformer`: a name, then an skmm encoder,
-        ``"passthrough"`` (numeric columns, a row with a NaN is missing), any
-        scikit-learn transformer (its numeric output feeds a tabular tower, such as
-        ``OneHotEncoder`` on categories) or ``"drop"``, then the column(s): a name or
-        position (one column of items for an encoder), a list, a slice, a boolean mask
-        or a callable. The encoders are cloned. Their ``augment`` is used in training;
-        their training and runtime parameters (``lr``, ``batch_size``, ``device``,
-        ``random_state``, ``memory``, ``num_workers``, ``verbose``) are the net's
-        business, and ``max_epochs`` only says whether the tower trains: a tower whose
-        encoder would not train (``max_epochs=0``, or pretrained ``weights`` with
-        ``max_epochs="auto"``) stays frozen.
-    fusion : {"concat", "sum", "mean", "product", "max", "attention", "tensor", \
-"dot"}, default="concat"
-        How the towers' outputs are combined. ``"concat"`` puts them side by side;
-        ``"sum"``, ``"mean"``, ``"product"`` and ``"max"`` are element-wise and
-        ``"tensor"`` is the outer product of ``[1, z_m]`` (Tensor Fusion Network), all
-        the operators of :class:`~skmm.fusion.MultimodalFuser`; ``"attention"``
-        scales each tower's output by a weight learned per sample (a softmax over the
-        modalities present, times their number, from an additive attention score) and
-        concatenates them; ``"dot"`` is the ReLU of the dot product of each pair of
-        towers (for matching pairs such as image and text).
-    projection : int or None, default=None
-        Width each tower is projected to (a linear layer and a ReLU) before fusion.
-        None projects only when the fusion needs a common width: to the narrowest
-        tower's width, or to 16 for ``"tensor"`` (its width is ``17 ** n_towers``).
-    hidden_layer_sizes : tuple of int, default=(128,)
-        Hidden ReLU layers of the head; ``()`` for a linear head.
-    dropout : float, default=0.2
-        Dropout rate on the fused vector and after each hidden layer, in training.
-    alpha : float, default=1e-4
-        L2 penalty (Adam weight decay) on the weight matrices and kernels.
-    l1 : float, default=0.0
-        L1 penalty: ``l1`` times the sum of the absolute weights is added to each
-        batch's loss.
-    lr : float, default=1e-3
-        Learning rate of Adam.
-    batch_size : int, default=64
-        Rows per batch in training and prediction.
-    max_epochs : int, default=30
-        Maximum passes over the training data.
-    early_stopping : bool, default=True
-        Hold out ``validation_fraction`` of the rows (stratified when the classes
-        allow it), stop when the validation accuracy has not improved for
-        ``n_iter_no_change`` epochs and restore the weights of the best epoch (ties go
-        to the lower validation loss). False trains on all rows for ``max_epochs``.
-    validation_fraction : float, default=0.1
-        Share of the rows held out for early stopping.
-    n_iter_no_change : int, default=5
-        Epochs without improvement before stopping.
-    modality_dropout : float, default=0.0
-        In training, each modality of each row is zeroed with this probability (never
-        all of a row's modalities), so that the net copes with missing ones. A missing
-        item (None/NaN) is zeroed the same way, in training and prediction.
+    {net_top}
+    {net_training}
     class_weight : "balanced", dict or None, default=None
         Weights of the classes in the loss; ``"balanced"`` is
         ``n_samples / (n_classes * np.bincount(y))``.
-    device : {"auto", "cpu", "cuda"} or str, default="auto"
-        Where the net runs; ``"auto"`` is CUDA when available.
-    random_state : int, RandomState instance or None, default=None
-        Seeds the weights, the validation split, the data order, augmentation and
-        dropout: the same seed gives the same predictions on the CPU.
-    verbose : bool, default=False
-        Show a progress bar over the epochs (with the loss and validation score) and
-        over the batches in prediction.
+    {net_runtime}
 
     Attributes
     ----------
-    encoders_ : list of (str, encoder, columns) tuples
-        The fitted encoders (``"passthrough"`` and transformers become tabular
-        encoders), with the resolved columns. Each skmm encoder holds its trained tower
-        as ``module_``, so it can also encode on its own.
-    named_encoders_ : :class:`~sklearn.utils.Bunch`
-        The fitted encoders by name.
-    module_ : torch.nn.Module
-        The network: ``towers``, ``fusion`` and ``head``, on ``device_``.
-    device_ : str
-        The device used.
+    {net_attributes}
     classes_ : ndarray of shape (n_classes,)
         The class labels.
     loss_curve_ : list of float
@@ -674,13 +598,7 @@ class MultimodalNetClassifier(ClassifierMixin, _MultimodalNetBase):
     best_validation_score_ : float
         The best validation accuracy, whose weights were kept; only set with early
         stopping.
-    n_iter_ : int
-        Epochs run.
-    n_features_in_ : int
-        Number of columns of X.
-    feature_names_in_ : ndarray of str
-        Column names, when X is a DataFrame with string column names.
-
+    {net_history}
     See Also
     --------
     MultimodalNetRegressor : The same for real-valued targets.
@@ -731,12 +649,17 @@ class MultimodalNetClassifier(ClassifierMixin, _MultimodalNetBase):
         alpha=1e-4,
         l1=0.0,
         lr=1e-3,
+        tower_lr=None,
+        optimizer=torch.optim.Adam,
+        callbacks=None,
         batch_size=64,
         max_epochs=30,
         early_stopping=True,
         validation_fraction=0.1,
         n_iter_no_change=5,
         modality_dropout=0.0,
+        tower_loss_weight="auto",
+        schedule="joint",
         class_weight=None,
         device="auto",
         random_state=None,
@@ -750,12 +673,17 @@ class MultimodalNetClassifier(ClassifierMixin, _MultimodalNetBase):
         self.alpha = alpha
         self.l1 = l1
         self.lr = lr
+        self.tower_lr = tower_lr
+        self.optimizer = optimizer
+        self.callbacks = callbacks
         self.batch_size = batch_size
         self.max_epochs = max_epochs
         self.early_stopping = early_stopping
         self.validation_fraction = validation_fraction
         self.n_iter_no_change = n_iter_no_change
         self.modality_dropout = modality_dropout
+        self.tower_loss_weight = tower_loss_weight
+        self.schedule = schedule
         self.class_weight = class_weight
         self.device = device
         self.random_state = random_state
@@ -789,14 +717,42 @@ class MultimodalNetClassifier(ClassifierMixin, _MultimodalNetBase):
         return len(self.classes_)
 
     def _loss_function(self):
-        weight = self._class_weights_
-        if weight is not None:
-            weight = torch.as_tensor(weight, dtype=torch.float32, device=self.device_)
-        return torch.nn.CrossEntropyLoss(weight=weight)
+        return torch.nn.CrossEntropyLoss(reduction="none")
+
+    def _row_weights(self, target, weight):
+        """Class weights folded into the rows' weights (as in sklearn's SGD)."""
+        if self._class_weights_ is None:
+            return weight
+        rows = torch.as_tensor(self._class_weights_, dtype=torch.float32)[target]
+        return rows if weight is None else rows * weight
 
     @staticmethod
     def _score_outputs(out, target):
         return float((out.argmax(dim=1) == target).float().mean())
+
+    def _chance_score(self):
+        return 1 / len(self.classes_)
+
+    def tower_predict_proba(self, X):
+        """Class probabilities of each tower's own head: one modality at a time.
+
+        Parameters
+        ----------
+        X : DataFrame or array-like of shape (n_samples, n_features)
+            The same columns as in :meth:`fit`.
+
+        Returns
+        -------
+        proba : dict of str to ndarray of shape (n_samples, n_classes)
+            By tower name; rows where the modality is missing are NaN. Averaging them
+            (over the present modalities) is a late fusion of the towers.
+        """
+        logits = torch.from_numpy(self._forward(X, output="towers")).double()
+        names = [name for name, _, _ in self._towers()]
+        return {
+            name: torch.softmax(logits[:, m], dim=1).numpy()
+            for m, name in enumerate(names)
+        }
 
     def predict_proba(self, X):
         """Class probabilities.
@@ -831,6 +787,13 @@ class MultimodalNetClassifier(ClassifierMixin, _MultimodalNetBase):
         return self.classes_[scores.argmax(axis=1)]
 
 
+@fill_doc(
+    net_top=_NET_TOP,
+    net_training=_NET_TRAINING,
+    net_runtime=_NET_RUNTIME,
+    net_attributes=_NET_ATTRIBUTES,
+    net_history=_NET_HISTORY,
+)
 class MultimodalNetRegressor(RegressorMixin, _MultimodalNetBase):
     """End-to-end multimodal regressor: encoder towers, a fusion layer, an MLP head.
 
@@ -844,58 +807,13 @@ class MultimodalNetRegressor(RegressorMixin, _MultimodalNetBase):
 
     Parameters
     ----------
-    encoders : list of (str, encoder, columns) tuples
-        As in :class:`~sklearn.compose.ColumnTransformer`; see
-        :class:`MultimodalNetClassifier`.
-    fusion : {"concat", "sum", "mean", "product", "max", "attention", "tensor", \
-"dot"}, default="concat"
-        How the towers' outputs are combined; see :class:`MultimodalNetClassifier`.
-    projection : int or None, default=None
-        Width each tower is projected to before fusion; None projects only when the
-        fusion needs a common width (to the narrowest tower, 16 for ``"tensor"``).
-    hidden_layer_sizes : tuple of int, default=(128,)
-        Hidden ReLU layers of the head; ``()`` for a linear head.
-    dropout : float, default=0.2
-        Dropout rate on the fused vector and after each hidden layer, in training.
-    alpha : float, default=1e-4
-        L2 penalty (Adam weight decay) on the weight matrices and kernels.
-    l1 : float, default=0.0
-        L1 penalty added to each batch's loss, times the sum of the absolute weights.
-    lr : float, default=1e-3
-        Learning rate of Adam.
-    batch_size : int, default=64
-        Rows per batch in training and prediction.
-    max_epochs : int, default=30
-        Maximum passes over the training data.
-    early_stopping : bool, default=True
-        Hold out ``validation_fraction`` of the rows, stop when the validation R² has
-        not improved for ``n_iter_no_change`` epochs and restore the best epoch's
-        weights. False trains on all rows for ``max_epochs``.
-    validation_fraction : float, default=0.1
-        Share of the rows held out for early stopping.
-    n_iter_no_change : int, default=5
-        Epochs without improvement before stopping.
-    modality_dropout : float, default=0.0
-        In training, each modality of each row is zeroed with this probability (never
-        all of a row's); missing items are zeroed the same way.
-    device : {"auto", "cpu", "cuda"} or str, default="auto"
-        Where the net runs; ``"auto"`` is CUDA when available.
-    random_state : int, RandomState instance or None, default=None
-        Seeds weights, validation split, data order, augmentation and dropout.
-    verbose : bool, default=False
-        Show progress bars over the epochs and the prediction batches.
+    {net_top}
+    {net_training}
+    {net_runtime}
 
     Attributes
     ----------
-    encoders_ : list of (str, encoder, columns) tuples
-        The fitted encoders with the resolved columns; each skmm encoder holds its
-        trained tower as ``module_``.
-    named_encoders_ : :class:`~sklearn.utils.Bunch`
-        The fitted encoders by name.
-    module_ : torch.nn.Module
-        The network: ``towers``, ``fusion`` and ``head``, on ``device_``.
-    device_ : str
-        The device used.
+    {net_attributes}
     n_outputs_ : int
         Number of targets.
     y_mean_, y_scale_ : ndarray
@@ -906,13 +824,7 @@ class MultimodalNetRegressor(RegressorMixin, _MultimodalNetBase):
         Validation R² of each epoch; None without early stopping.
     best_validation_score_ : float
         The best validation R², whose weights were kept; only set with early stopping.
-    n_iter_ : int
-        Epochs run.
-    n_features_in_ : int
-        Number of columns of X.
-    feature_names_in_ : ndarray of str
-        Column names, when X is a DataFrame with string column names.
-
+    {net_history}
     See Also
     --------
     MultimodalNetClassifier : The same for class labels.
@@ -944,12 +856,17 @@ class MultimodalNetRegressor(RegressorMixin, _MultimodalNetBase):
         alpha=1e-4,
         l1=0.0,
         lr=1e-3,
+        tower_lr=None,
+        optimizer=torch.optim.Adam,
+        callbacks=None,
         batch_size=64,
         max_epochs=30,
         early_stopping=True,
         validation_fraction=0.1,
         n_iter_no_change=5,
         modality_dropout=0.0,
+        tower_loss_weight="auto",
+        schedule="joint",
         device="auto",
         random_state=None,
         verbose=False,
@@ -962,12 +879,17 @@ class MultimodalNetRegressor(RegressorMixin, _MultimodalNetBase):
         self.alpha = alpha
         self.l1 = l1
         self.lr = lr
+        self.tower_lr = tower_lr
+        self.optimizer = optimizer
+        self.callbacks = callbacks
         self.batch_size = batch_size
         self.max_epochs = max_epochs
         self.early_stopping = early_stopping
         self.validation_fraction = validation_fraction
         self.n_iter_no_change = n_iter_no_change
         self.modality_dropout = modality_dropout
+        self.tower_loss_weight = tower_loss_weight
+        self.schedule = schedule
         self.device = device
         self.random_state = random_state
         self.verbose = verbose
@@ -994,11 +916,35 @@ class MultimodalNetRegressor(RegressorMixin, _MultimodalNetBase):
         return self.n_outputs_
 
     def _loss_function(self):
-        return torch.nn.MSELoss()
+        return torch.nn.MSELoss(reduction="none")
 
     @staticmethod
     def _score_outputs(out, target):
         return float(r2_score(target.cpu().numpy(), out.float().cpu().numpy()))
+
+    def _chance_score(self):
+        return 0.0  # R² of predicting the mean
+
+    def tower_predict(self, X):
+        """Predictions of each tower's own head: one modality at a time.
+
+        Parameters
+        ----------
+        X : DataFrame or array-like of shape (n_samples, n_features)
+            The same columns as in :meth:`fit`.
+
+        Returns
+        -------
+        y_pred : dict of str to ndarray of shape (n_samples,) or (n_samples, n_outputs)
+            By tower name; rows where the modality is missing are NaN.
+        """
+        out = self._forward(X, output="towers").astype(np.float64)
+        out = out * self.y_scale_ + self.y_mean_
+        names = [name for name, _, _ in self._towers()]
+        squeeze = np.ndim(self.y_mean_) == 0
+        return {
+            name: out[:, m, 0] if squeeze else out[:, m] for m, name in enumerate(names)
+        }
 
     def predict(self, X):
         """Predict the targets.

@@ -13,11 +13,20 @@ import torch
 from sklearn.base import BaseEstimator, clone
 from sklearn.utils import check_array
 
-from ..fusion._ops import fuse
+from ..fusion._ops import FUSION_OPERATORS, fuse
 from ..utils._sklearn_compat import _safe_indexing
 from ..utils._validation import Column
 
-FUSIONS = ("concat", "sum", "mean", "product", "max", "attention", "tensor", "dot")
+# The fusions the nets offer: the fixed operators of the one registry shared with the
+# fuser (``weighted`` is replaced by learned weights, ``attention``), then the fusions
+# with parameters of their own.
+LEARNED_FUSIONS = ("attention", "transformer", "dot")
+# Width of the modality tokens of "transformer" fusion when ``projection`` is None.
+TOKEN_WIDTH = 64
+NET_FUSIONS = (
+    *(name for name in FUSION_OPERATORS if name != "weighted"),
+    *LEARNED_FUSIONS,
+)
 # Width each tower is projected to for "tensor" fusion when ``projection`` is None: the
 # fused width is (16 + 1) ** n_towers (289 for two towers, 4,913 for three).
 TENSOR_WIDTH = 16
@@ -42,9 +51,8 @@ class TabularTower(torch.nn.Module):
 class TabularEncoder(BaseEstimator):
     """Numeric columns (or a scikit-learn transformer's output) for a TabularTower.
 
-    It offers the hooks of :class:`~skmm.base.TorchEncoderMixin` that the nets use
-    (``_check_input``, ``_fit_preprocessing``, ``_load``, ``_init_module``,
-    ``_build_module``, ``_augment``), so that numeric columns are one more tower.
+    It implements the :class:`~skmm.base.Tower` protocol that the nets use, so that
+    numeric columns are one more tower.
     With ``"passthrough"`` a row with a NaN is missing for this tower; a transformer
     (``OneHotEncoder``, ``TfidfVectorizer`` ...) is fitted (without ``y``) on the
     training rows and its output, made dense, feeds the tower.
@@ -114,6 +122,10 @@ class TabularEncoder(BaseEstimator):
     def _augment(self, batch, generator):
         return batch
 
+    def _frozen(self):
+        # A small layer over the user's own columns: always trained with the net.
+        return False
+
     def _build_module(self):
         return TabularTower(self.n_features_)
 
@@ -128,6 +140,77 @@ def _n_rows(X):
     return X.shape[0] if hasattr(X, "shape") else len(X)
 
 
+class _TokenLayer(torch.nn.Module):
+    """A pre-norm transformer encoder layer that also returns its attention."""
+
+    def __init__(self, width, n_heads, dropout):
+        super().__init__()
+        self.norm1 = torch.nn.LayerNorm(width)
+        self.attn = torch.nn.MultiheadAttention(
+            width, n_heads, dropout=dropout, batch_first=True
+        )
+        self.norm2 = torch.nn.LayerNorm(width)
+        self.ff = torch.nn.Sequential(
+            torch.nn.Linear(width, 2 * width),
+            torch.nn.GELU(),
+            torch.nn.Dropout(dropout),
+            torch.nn.Linear(2 * width, width),
+        )
+        self.dropout = torch.nn.Dropout(dropout)
+
+    def forward(self, x, padding):
+        h = self.norm1(x)
+        out, weights = self.attn(
+            h,
+            h,
+            h,
+            key_padding_mask=padding,
+            need_weights=True,
+            average_attn_weights=True,
+        )
+        x = x + self.dropout(out)
+        return x + self.dropout(self.ff(self.norm2(x))), weights
+
+
+class ModalityTokens(torch.nn.Module):
+    """Token fusion: one token per modality through a small transformer encoder.
+
+    Each tower's (projected) output is a token; a learned modality embedding tells
+    the tokens apart, and a learned summary token (as BERT's CLS) gathers them: its
+    output is the fused vector. A missing or dropped modality is masked out of
+    attention, not zero-filled, so it cannot pull the summary towards zero.
+
+    ``forward(blocks, available)`` returns the fused ``(n, width)`` vector and the
+    summary token's attention over the modalities in the last layer ``(n, M)``.
+    """
+
+    def __init__(self, width, n_modalities, n_layers=2, dropout=0.1):
+        super().__init__()
+        # Up to 4 heads of at least 16 dimensions each.
+        n_heads = max(
+            [h for h in (2, 4) if width % h == 0 and width // h >= 16], default=1
+        )
+        self.modality = torch.nn.Parameter(torch.randn(n_modalities, width) * 0.02)
+        self.summary = torch.nn.Parameter(torch.zeros(1, 1, width))
+        self.layers = torch.nn.ModuleList(
+            _TokenLayer(width, n_heads, dropout) for _ in range(n_layers)
+        )
+        self.norm = torch.nn.LayerNorm(width)
+
+    def forward(self, blocks, available):
+        tokens = torch.stack(blocks, dim=1) + self.modality
+        n = tokens.shape[0]
+        x = torch.cat([self.summary.expand(n, -1, -1), tokens], dim=1)
+        # The summary token is never masked, so a row with nothing present still
+        # attends to something (itself) and stays finite.
+        padding = torch.cat(
+            [available.new_zeros((n, 1), dtype=torch.bool), ~available], dim=1
+        )
+        for layer in self.layers:
+            x, weights = layer(x, padding)
+        return self.norm(x[:, 0]), weights[:, 0, 1:]
+
+
 class FusionLayer(torch.nn.Module):
     """Project the towers' outputs (when the fusion needs it) and fuse them.
 
@@ -138,7 +221,7 @@ class FusionLayer(torch.nn.Module):
     Parameters
     ----------
     fusion : str
-        One of ``FUSIONS``.
+        One of ``NET_FUSIONS``.
     widths : list of int
         Output width of each tower.
     projection : int or None
@@ -168,13 +251,15 @@ class FusionLayer(torch.nn.Module):
                 )
                 for w in widths
             )
+        if fusion == "transformer":
+            self.tokens = ModalityTokens(widths[0], len(widths))
         if fusion in ("concat", "attention"):
             self.out_features = sum(widths)
         elif fusion == "tensor":
             self.out_features = int(np.prod([w + 1 for w in widths]))
         elif fusion == "dot":
             self.out_features = len(widths) * (len(widths) - 1) // 2
-        else:
+        else:  # element-wise and "transformer": one token width
             self.out_features = widths[0]
 
     def project(self, blocks):
@@ -197,8 +282,28 @@ class FusionLayer(torch.nn.Module):
         weights = torch.softmax(scores, dim=1) * available
         return weights * available.sum(dim=1, keepdim=True)
 
+    def modality_weights(self, blocks, available):
+        """Per-row weights of the modalities, summing to 1 over those present.
+
+        For ``"attention"`` the learned gates; for ``"transformer"`` the attention of
+        the summary token to each modality token in the last layer (mean over heads).
+        """
+        blocks = self.project(blocks)
+        if self.fusion == "attention":
+            weights = self.attention(blocks, available)
+        elif self.fusion == "transformer":
+            weights = self.tokens(blocks, available)[1]
+        else:
+            raise ValueError(
+                f"fusion={self.fusion!r} has no modality weights; 'attention' and "
+                "'transformer' learn them."
+            )
+        return weights / weights.sum(dim=1, keepdim=True).clamp_min(1e-12)
+
     def forward(self, blocks, available):
         blocks = self.project(blocks)
+        if self.fusion == "transformer":
+            return self.tokens(blocks, available)[0]
         if self.fusion == "attention":
             # The weighted blocks stay side by side: the weights gate the modalities
             # of each sample without mixing their features.
@@ -232,11 +337,17 @@ def mlp_head(in_features, hidden_layer_sizes, dropout, n_outputs):
 class MultimodalNetwork(torch.nn.Module):
     """Towers, a fusion layer and an MLP head.
 
-    ``forward(inputs, available)`` takes, for each tower, a pair ``(x, rows)``: the
-    batch of the items present in ``rows`` (positions in the batch; ``x`` is None when
-    no item is present) and the ``(n, n_towers)`` mask of the modalities that count.
+    ``forward(inputs, available)`` takes, for each tower, a triple ``(x, rows,
+    encoded)``: the batch of the items present in ``rows`` (positions in the batch;
+    ``x`` is None when no item is present), or with ``encoded`` the frozen tower's
+    precomputed output for them; and the ``(n, n_towers)`` mask of the modalities
+    that count.
     A tower's output is zero in the rows where its modality is missing or masked, the
     same in training (modality dropout) and prediction (missing items).
+
+    Each tower also has a linear head of its own (``tower_heads``): trained on the
+    target beside the fused head, it keeps every tower learning even when another
+    modality fits faster, and it predicts from that modality alone.
     """
 
     def __init__(self, towers, fusion, projection, hidden_layer_sizes, dropout, n_out):
@@ -246,15 +357,18 @@ class MultimodalNetwork(torch.nn.Module):
         self.head = mlp_head(
             self.fusion.out_features, hidden_layer_sizes, dropout, n_out
         )
+        self.tower_heads = torch.nn.ModuleList(
+            mlp_head(t.out_features, (), dropout, n_out) for t in towers
+        )
 
     def blocks(self, inputs, available):
         """The towers' outputs, zero where the modality does not count."""
         n = available.shape[0]
         out = []
-        for m, ((x, rows), tower) in enumerate(zip(inputs, self.towers)):
+        for m, ((x, rows, encoded), tower) in enumerate(zip(inputs, self.towers)):
             block = available.new_zeros((n, tower.out_features), dtype=torch.float32)
             if x is not None:
-                block = block.index_copy(0, rows, tower(x).float())
+                block = block.index_copy(0, rows, (x if encoded else tower(x)).float())
             out.append(block * available[:, m : m + 1])
         return out
 
@@ -264,3 +378,9 @@ class MultimodalNetwork(torch.nn.Module):
 
     def forward(self, inputs, available):
         return self.head(self.embed(inputs, available))
+
+    def forward_all(self, inputs, available):
+        """The fused head's output and each tower head's, from one pass of the towers."""
+        blocks = self.blocks(inputs, available)
+        fused = self.head(self.fusion(blocks, available))
+        return fused, [head(b) for head, b in zip(self.tower_heads, blocks)]

@@ -6,12 +6,19 @@ torch-free parts of skmm (``skmm.fusion``, ``skmm.inspection``) does not import 
 
 import importlib
 
-__all__ = ["DeviceWarning", "available_device", "resolve_device"]
+# Public name -> the private module defining it, imported on first use.
+_MODULES = {
+    "DeviceWarning": "._torch",
+    "EmbeddingMemory": "._cache",
+    "available_device": "._torch",
+    "resolve_device": "._torch",
+}
+__all__ = sorted(_MODULES)
 
 
 def __getattr__(name):
-    if name in __all__:
-        return getattr(importlib.import_module("._torch", __name__), name)
+    if name in _MODULES:
+        return getattr(importlib.import_module(_MODULES[name], __name__), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

@@ -7,7 +7,10 @@ list of triples as given; :class:`TriplesComposition` exposes it to scikit-learn
 all of them.
 """
 
-from ._sklearn_compat import _BaseComposition
+import scipy.sparse as sp
+from sklearn.utils import check_array
+
+from ._sklearn_compat import _BaseComposition, validate_data
 
 
 def is_fitted_attribute(name):
@@ -49,6 +52,46 @@ def check_table_shape(X, owner):
                 f"Found array with 0 {what}(s) (shape={tuple(X.shape)}) while a "
                 f"minimum of 1 is required by {owner}."
             )
+    return X
+
+
+def check_table(estimator, X, *, reset, accept_sparse=False):
+    """Validate the table a composite takes: one column (or several) per modality.
+
+    The one check of every composite (the fuser, the late-fusion ensembles, the nets
+    and the matcher) and of an encoder given a one-column DataFrame: DataFrames and
+    arrays are kept as they are (their cells are items, checked by the encoders),
+    other input becomes an object array; the shape must be 2-D with at least one row
+    and one column; ``n_features_in_`` and ``feature_names_in_`` are set (``reset``)
+    or checked as scikit-learn does.
+
+    Parameters
+    ----------
+    estimator : estimator
+        The composite; named in the errors and given the fitted input attributes.
+    X : DataFrame, array-like or sparse matrix
+        The table.
+    reset : bool
+        True in ``fit``: record the columns; False afterwards: check them.
+    accept_sparse : bool, default=False
+        Accept a sparse matrix (made CSC, for column selection).
+
+    Returns
+    -------
+    X : DataFrame, ndarray or sparse matrix
+    """
+    owner = type(estimator).__name__
+    if sp.issparse(X):
+        if not accept_sparse:
+            raise TypeError(
+                f"{owner} takes a DataFrame or a dense array, one column (or several) "
+                "per modality; got a sparse matrix."
+            )
+        X = X.tocsc()
+    elif not (hasattr(X, "__array__") and hasattr(X, "shape")):
+        X = check_array(X, ensure_all_finite=False, dtype=None, ensure_2d=False)
+    check_table_shape(X, owner)
+    validate_data(estimator, X=X, skip_check_array=True, reset=reset)
     return X
 
 

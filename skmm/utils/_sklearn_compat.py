@@ -23,6 +23,7 @@ from sklearn.utils.validation import (
     _check_feature_names_in,
     _check_method_params,
     _check_n_features,
+    _check_sample_weight,
     validate_data,
 )
 
@@ -37,6 +38,7 @@ __all__ = [
     "_check_feature_names_in",
     "_check_method_params",
     "_check_n_features",
+    "_check_sample_weight",
     "_fit_context",
     "_get_column_indices",
     "_name_estimators",

@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from ._composition import check_table
 from ._sklearn_compat import validate_data
 
 
@@ -89,10 +90,8 @@ def check_column(estimator, X, *, batch_ndim=(), reset=True):
             f"{cls} takes a column of items or a dense array; sparse data was passed."
         )
     name, labels = None, None
-    if not isinstance(
-        X, (pd.DataFrame, pd.Series, np.ndarray, list, tuple)
-    ) and hasattr(X, "__array__"):
-        X = np.asarray(X)
+    if not isinstance(X, (pd.DataFrame, pd.Series, np.ndarray, list, tuple)):
+        X, name = _foreign_column(estimator, X, reset=reset)
     if (
         isinstance(X, np.ndarray)
         and X.ndim == 1
@@ -104,8 +103,13 @@ def check_column(estimator, X, *, batch_ndim=(), reset=True):
             "(one item per row)."
         )
     if 2 in batch_ndim and _is_numeric_table(X):
-        X = validate_data(estimator, X, reset=reset, dtype=[np.float64, np.float32])
-        return Column(X, np.zeros(len(X), dtype=bool), batch=True)
+        labels = X.index if isinstance(X, pd.DataFrame) else None
+        # The dtype is kept: integer samples are scaled by their type, as items are.
+        X = validate_data(
+            estimator, X, reset=reset, dtype="numeric", ensure_all_finite=False
+        )
+        _check_finite_rows(X, cls, labels)
+        return Column(X, np.zeros(len(X), dtype=bool), labels=labels, batch=True)
     if isinstance(X, pd.DataFrame):
         if X.shape[1] != 1:
             raise ValueError(
@@ -113,7 +117,7 @@ def check_column(estimator, X, *, batch_ndim=(), reset=True):
                 f"{list(X.columns)}. Select the column, or use MultimodalFuser to encode "
                 "several."
             )
-        _check_frame_columns(estimator, X, reset=reset)
+        check_table(estimator, X, reset=reset)
         X = X.iloc[:, 0]
     if isinstance(X, pd.Series):
         name, labels = X.name, X.index
@@ -124,6 +128,7 @@ def check_column(estimator, X, *, batch_ndim=(), reset=True):
                 raise ValueError(
                     f"{cls} takes a numeric batch array; got dtype {X.dtype}."
                 )
+            _check_finite_rows(X, cls)
             return Column(X, np.zeros(len(X), dtype=bool), batch=True)
         if X.ndim == 2 and X.shape[1] == 1:
             X = X[:, 0]
@@ -159,6 +164,58 @@ def check_column(estimator, X, *, batch_ndim=(), reset=True):
     return Column(values, missing, name=name, labels=labels)
 
 
+def _check_finite_rows(X, cls, labels=None):
+    """Name the first row of a numeric batch holding NaN or infinity.
+
+    In a batch every row is present: NaN there is a broken item, never a missing one.
+    """
+    if X.dtype.kind not in "fc" or len(X) == 0:
+        return
+    bad = np.flatnonzero(~np.isfinite(X.reshape(len(X), -1)).all(axis=1))
+    if len(bad):
+        label = bad[0] if labels is None else labels[bad[0]]
+        label = label.item() if isinstance(label, np.generic) else label
+        raise ValueError(
+            f"{cls}: row {label!r} of the batch array contains NaN or infinity "
+            f"({len(bad)} such row(s)). In a batch array every row is an item; pass "
+            "a column of items (a list or Series) with None for missing ones."
+        )
+
+
+def _foreign_column(estimator, X, *, reset):
+    """A DataFrame or Series from another library (polars, pyarrow...) as an ndarray.
+
+    Returns ``(values, name)``; the column name is kept for error messages. A
+    one-column frame is checked like a pandas one (its feature names recorded).
+    """
+    cls = type(estimator).__name__
+    # polars has ``columns``; pyarrow's ``columns`` are the arrays, its names
+    # ``column_names``.
+    columns = getattr(X, "column_names", getattr(X, "columns", None))
+    name = None
+    if columns is not None and not callable(columns) and hasattr(X, "__getitem__"):
+        columns = list(columns)
+        if len(columns) != 1:
+            raise ValueError(
+                f"{cls} encodes one column; got a {type(X).__name__} with "
+                f"{len(columns)} columns {columns}. Select the column, or use "
+                "MultimodalFuser to encode several."
+            )
+        # The feature names are recorded or checked as for a pandas frame.
+        header = pd.DataFrame(columns=columns)
+        validate_data(estimator, X=header, skip_check_array=True, reset=reset)
+        name, X = columns[0], X[columns[0]]
+    name = getattr(X, "name", name)
+    name = name if isinstance(name, str) else None
+    if hasattr(X, "__array__"):
+        return np.asarray(X), name
+    for method in ("to_numpy", "to_list", "to_pylist"):
+        if callable(getattr(X, method, None)):
+            values = getattr(X, method)()
+            return (values if isinstance(values, np.ndarray) else list(values)), name
+    return X, name
+
+
 def _is_numeric_table(X):
     """True for a numeric 2-D array or a DataFrame whose columns are all numeric."""
     if isinstance(X, pd.DataFrame):
@@ -172,20 +229,3 @@ def _is_numeric_table(X):
         and X.ndim == 2
         and (X.dtype != object or X.shape[1] > 1)
     )
-
-
-def _check_frame_columns(estimator, X, *, reset):
-    columns = np.asarray(X.columns, dtype=object)
-    if reset:
-        estimator.n_features_in_ = 1
-        if all(isinstance(c, str) for c in columns):
-            estimator.feature_names_in_ = columns
-        elif hasattr(estimator, "feature_names_in_"):
-            del estimator.feature_names_in_
-        return
-    fitted = getattr(estimator, "feature_names_in_", None)
-    if fitted is not None and list(fitted) != list(columns):
-        raise ValueError(
-            f"The feature names should match those that were passed during fit: "
-            f"fitted on {list(fitted)}, got {list(columns)}."
-        )

@@ -1,0 +1,182 @@
+"""The modalities of a fitted model, and making them absent: shared by inspection tools.
+
+One place knows how to find which columns of X each modality of a fitted skmm
+composite reads (a :class:`~skmm.fusion.MultimodalFuser` at the head of a pipeline,
+a :class:`~skmm.fusion.LateFusionClassifier` or ``Regressor``, a
+:class:`~skmm.nn.MultimodalNetClassifier` or ``Regressor``), and how to make a
+modality absent: its cells set to missing (None in object columns, NaN in numeric
+ones), which every skmm model handles with its own missing-modality mechanism.
+"""
+
+import sys
+from typing import NamedTuple
+
+import numpy as np
+
+from ..utils._sklearn_compat import _get_column_indices
+from ..utils._validation import is_missing
+
+
+class Modality(NamedTuple):
+    """One modality: its name, its column positions in X, and its fitted encoder."""
+
+    name: str
+    indices: list
+    encoder: object = None
+
+
+def resolve_modalities(estimator, X, columns=None):
+    """The modalities of ``estimator`` on ``X``, as a list of :class:`Modality`.
+
+    ``columns`` (a dict ``{name: selection}`` or a list of selections) overrides the
+    estimator's own modalities; with None, a skmm composite gives its modalities,
+    and any other estimator gets one modality per column of X.
+    """
+    if columns is not None:
+        return _from_columns(X, columns)
+    found = _from_estimator(estimator, X)
+    if found is not None:
+        return found
+    names = getattr(X, "columns", range(X.shape[1]))
+    return [Modality(str(name), [j]) for j, name in enumerate(names)]
+
+
+def _composite(estimator):
+    """The skmm composite that reads X: unwraps a search and a pipeline's head."""
+    estimator = getattr(estimator, "best_estimator_", estimator)
+    steps = getattr(estimator, "steps", None)
+    if steps:
+        heads = [step for _, step in steps if step not in (None, "passthrough")]
+        return _composite(heads[0]) if heads else estimator
+    return estimator
+
+
+def _from_estimator(estimator, X):
+    """The modalities of a fitted skmm composite, or None for any other estimator."""
+    # Only compare with classes already imported: a net's module is imported when
+    # the net exists, and importing skmm.nn here would import torch.
+    fusion = sys.modules.get("skmm.fusion")
+    nn = sys.modules.get("skmm.nn._net")
+    est = _composite(estimator)
+    if fusion is not None and isinstance(
+        est, (fusion.LateFusionClassifier, fusion.LateFusionRegressor)
+    ):
+        if not hasattr(est, "_columns_"):
+            return None
+        return [
+            Modality(name, np.atleast_1d(columns).tolist(), est.named_estimators_[name])
+            for name, columns in zip(est._names_, est._columns_)
+        ]
+    if (fusion is not None and isinstance(est, fusion.MultimodalFuser)) or (
+        nn is not None and isinstance(est, nn._MultimodalNetBase)
+    ):
+        triples = getattr(est, "encoders_", None)
+        if triples is None:
+            return None
+        found = []
+        for name, encoder, selection in triples:
+            if isinstance(encoder, str) and encoder == "drop":
+                continue
+            indices = _get_column_indices(X, selection)
+            if indices:
+                found.append(Modality(name, indices, encoder))
+        return found
+    return None
+
+
+def _from_columns(X, columns):
+    if isinstance(columns, dict):
+        items = list(columns.items())
+    elif isinstance(columns, (list, tuple)):
+        items = [(str(selection), selection) for selection in columns]
+    else:
+        raise ValueError(
+            "columns must be a dict {modality: columns}, a list of columns or None; "
+            f"got {type(columns).__name__}."
+        )
+    if not items:
+        raise ValueError("columns names no modality.")
+    modalities = []
+    for name, selection in items:
+        key = selection(X) if callable(selection) else selection
+        try:
+            indices = _get_column_indices(X, key)
+        except (ValueError, IndexError) as exc:
+            raise ValueError(
+                f"modality {name!r}: cannot select columns {key!r}: {exc}"
+            ) from exc
+        if len(indices) == 0:
+            raise ValueError(f"modality {name!r} selects no column (columns={key!r}).")
+        modalities.append(Modality(str(name), list(indices)))
+    return modalities
+
+
+def check_table(X, owner):
+    """Check that X is a DataFrame or a 2-D array; return it."""
+    if not hasattr(X, "shape") or len(X.shape) != 2:
+        raise ValueError(
+            f"{owner} takes a DataFrame or a 2-D array, one column (or several) per "
+            f"modality; got {type(X).__name__}."
+        )
+    if X.shape[0] == 0:
+        raise ValueError(f"{owner} got X with 0 rows; at least one is required.")
+    return X
+
+
+def column_values(X, j):
+    """Column ``j`` of X as a 1-D ndarray (a copy)."""
+    if hasattr(X, "iloc"):
+        return X.iloc[:, j].to_numpy(copy=True)
+    return np.array(np.asarray(X)[:, j], copy=True)
+
+
+def missing_value(values):
+    """The missing marker of a column: NaN in a numeric column, None in others."""
+    return np.nan if values.dtype.kind in "fcbiu" else None
+
+
+def as_missing_capable(values):
+    """The column in a dtype that can hold its missing marker (ints become floats)."""
+    if values.dtype.kind in "biu":
+        return values.astype(np.float64)
+    return values
+
+
+def replace_columns(X, new_columns):
+    """A copy of X whose columns ``j`` are replaced by ``new_columns[j]`` (1-D arrays).
+
+    A DataFrame stays a DataFrame with the same index and names; an array may change
+    dtype (to float, or object) if a new column needs it.
+    """
+    if hasattr(X, "iloc"):
+        out = X.copy(deep=False)
+        for j, values in new_columns.items():
+            out.isetitem(j, values)
+        return out
+    X = np.asarray(X)
+    dtypes = [X.dtype] + [np.asarray(v).dtype for v in new_columns.values()]
+    out = np.array(X, dtype=np.result_type(*dtypes) if X.dtype != object else object)
+    for j, values in new_columns.items():
+        out[:, j] = values
+    return out
+
+
+def set_missing(X, indices, rows):
+    """A copy of X with the cells of ``indices`` missing in ``rows`` (a mask or slice)."""
+    new = {}
+    for j in indices:
+        values = as_missing_capable(column_values(X, j))
+        if values.dtype.kind not in "fc" and values.dtype != object:
+            values = values.astype(object)
+        values[rows] = missing_value(values)
+        new[j] = values
+    return replace_columns(X, new)
+
+
+def missing_cells(values):
+    """True where a 1-D column holds a missing item (None or NaN)."""
+    if values.dtype.kind in "fc":
+        return np.isnan(values)
+    if values.dtype == object:
+        return np.fromiter(map(is_missing, values), dtype=bool, count=len(values))
+    return np.zeros(len(values), dtype=bool)
