@@ -1,6 +1,6 @@
 """GridSearchCV over a frozen ImageEncoder + SVC, with and without ``memory``.
 
-5 folds x 4 values of ``svc__C`` on 200 real product photos (96x96), resnet18 weights
+5 folds x 4 values of ``svc__C`` on 150 real product photos (96x96), resnet18 weights
 from a local file (a frozen, pretrained-style encoder). Without ``memory`` each of the
 21 fits (20 folds-candidates + the refit) encodes every photo once (4/5 in ``fit``, 1/5
 in ``score``); with it, each photo is encoded once for the whole search. The speed-up
@@ -25,7 +25,7 @@ from sklearn.svm import SVC
 
 from skmm.encoders import ImageEncoder
 
-N_IMAGES, N_SPLITS, GRID, REPEATS = 200, 5, [0.1, 1.0, 10.0, 100.0], 3
+N_IMAGES, N_SPLITS, GRID, REPEATS = 150, 5, [0.1, 1.0, 10.0, 100.0], 3
 
 
 def encoder(weights, memory):

@@ -23,7 +23,7 @@ from PIL import Image
 
 from skmm.encoders import AudioEncoder, ImageEncoder
 
-PAIRS, BATCH = 7, 32
+PAIRS, BATCH = 5, 32
 
 
 def timed(fn):
