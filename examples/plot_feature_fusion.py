@@ -19,6 +19,8 @@ speakers and tested on two others, whose voices they have never heard.
 # the pixels (an :class:`~skmm.encoders.ImageEncoder` whose backbone is
 # ``torch.nn.Flatten``, untrained); :class:`~skmm.encoders.AudioFeatures` computes
 # the means and standard deviations of 20 MFCCs over each recording.
+import warnings
+
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
@@ -106,19 +108,40 @@ operators = {
     "tensor": dict(projection=16),
 }
 for fusion, params in operators.items():
-    results[fusion] = accuracy(groups, fusion=fusion, **params)
-    print(f"{fusion}: {results[fusion]:.3f}")
+    with warnings.catch_warnings():
+        # The fuser warns that PCA blocks are unaligned: that is the point here.
+        warnings.simplefilter("ignore", UserWarning)
+        score = accuracy(groups, fusion=fusion, **params)
+    results[f"{fusion}\nPCA"] = score
+    print(f"{fusion} (PCA): {score:.3f}")
+
+# %%
+# Element-wise fusion in one space
+# --------------------------------
+# Coordinate k of one PCA has nothing to do with coordinate k of another: adding or
+# multiplying them mixes apples and oranges. ``projection="proba"`` maps every
+# modality to the same space, its class probabilities: a logistic regression per
+# modality, cross-fitted, so that each training row is scored by a model that did
+# not see it (as new rows will be). There the mean is the mean of the probabilities,
+# and the product and max are renormalised per row: the product and max rules of
+# decision-level fusion, followed by an SVC that learns from them.
+for fusion in ["mean", "product", "max"]:
+    score = accuracy(groups, fusion=fusion, projection="proba")
+    results[f"{fusion}\nproba"] = score
+    print(f"{fusion} (proba): {score:.3f}")
 
 # %%
 # Comparing them
 # --------------
-# Concatenation of standardised blocks is the clear winner, well above the better
-# single modality. The element-wise operators add up projections of two unrelated
-# spaces (the 3rd image component has nothing to do with the 3rd audio one), which
-# loses information; they are meant for learned projections, such as the towers of
-# :mod:`skmm.nn` trained end to end. The product is the worst: it mixes the two
-# modalities multiplicatively component by component.
-fig, ax = plt.subplots(figsize=(9, 4.5), layout="constrained")
+# On PCA blocks the element-wise operators lose to concatenation, and the product,
+# which multiplies unrelated components, is the worst. In the class space they pay
+# off: the product of the two modalities' probabilities (the naive-Bayes rule) is
+# the best fusion here (0.81, against 0.80 for concatenation and 0.68 for the image
+# alone), and the mean beats the better single modality by about 7 points. The max,
+# which keeps the more confident modality's probability for each class, stays near
+# the image model alone on these raw pixels; on the demo's CNN features
+# (``python -m skmm.demo``) it beats it by 9 points.
+fig, ax = plt.subplots(figsize=(11, 4.5), layout="constrained")
 names = list(results)
 bars = ax.bar(names, [results[n] for n in names], color="tab:blue")
 ax.bar_label(bars, fmt="%.2f")

@@ -80,7 +80,7 @@ print(f"distinct titles among the training items: {train['title'].nunique()}")
 matcher = MultimodalMatcher(
     [
         ("image", ImageEncoder("cnn", image_size=64), "image"),
-        ("title", TextEncoder(rnn="gru"), "title"),
+        ("title", TextEncoder("gru"), "title"),
     ],
     embedding_dim=64,
     batch_size=128,

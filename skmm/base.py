@@ -367,7 +367,12 @@ class Tower(Protocol):
       (used to unpickle); it has an ``out_features`` attribute.
     - ``_init_module()`` -> Module: the same with its initial (pretrained or random)
       weights; no side effect on the encoder.
-    - ``_frozen()`` -> bool: whether the tower is used as is, not trained.
+    - ``_frozen()`` -> bool: the tower is used as is (resolved ``max_epochs == 0``);
+      its outputs are computed once per fit and it stays in eval mode.
+    - ``_configure_training(module)`` -> list of dict (optional): for a tower that
+      trains, sets ``requires_grad=False`` on the parameters that ``train_layers``
+      keeps frozen and returns the parameter groups that train; the tower's
+      ``train()`` keeps its frozen submodules in eval mode.
     """
 
     def _check_input(self, X, *, reset): ...

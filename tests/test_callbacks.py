@@ -81,9 +81,9 @@ def test_checkpoint_without_validation_monitors_the_training_loss(tmp_path):
 def test_step_scheduler_changes_the_learning_rate_on_schedule():
     X, y = _data()
     scheduler = LRScheduler(StepLR, step_size=2, gamma=0.5)
-    net = _net(
-        max_epochs=6, lr=0.04, early_stopping=False, callbacks=[scheduler]
-    ).fit(X, y)
+    net = _net(max_epochs=6, lr=0.04, early_stopping=False, callbacks=[scheduler]).fit(
+        X, y
+    )
     lrs = [record["lr"] for record in net.history_]
     assert_allclose(lrs, [0.04, 0.04, 0.02, 0.02, 0.01, 0.01])
     # The scheduler (which references the optimizer) is not kept after fit.

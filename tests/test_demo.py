@@ -13,11 +13,16 @@ def test_quick_demo_runs_and_fusion_helps(tmp_path):
     families = {r["family"] for r in results}
     assert families == {"single", "feature", "decision", "end-to-end"}
     for r in results:
-        assert 0.0 <= r["accuracy"] <= 1.0 and r["fit_time"] > 0
-        assert r["model"] in text
+        assert r["fit_time"] > 0 and r["model"] in text
+    acc = {r["model"]: r["accuracy"] for r in results}
     best_single = max(r["accuracy"] for r in results if r["family"] == "single")
-    best_fused = max(r["accuracy"] for r in results if r["family"] != "single")
-    assert best_fused > best_single
+    # Floors a few points under the quick run's measurements (seed 0, 2-core CPU):
+    # image only 0.525, audio only 0.475, concat 0.692, product of the cross-fitted
+    # class probabilities 0.725.
+    assert best_single > 0.48
+    assert acc["fuser concat + SVC"] > best_single + 0.12
+    assert acc["fuser product (proba) + SVC"] > best_single + 0.15
+    assert "Which fusion when:" in text
     assert (tmp_path / "accuracy.png").stat().st_size > 1000
     assert (tmp_path / "confusion_matrix.png").stat().st_size > 1000
 

@@ -243,29 +243,34 @@ def test_weights_from_a_state_dict_file(images, tmp_path):
     np.testing.assert_allclose(resnet.std_, [0.229, 0.224, 0.225], atol=1e-6)
     assert resnet.image_size_ == (16, 16)
     torch.save({"unrelated.weight": torch.zeros(1)}, tmp_path / "bad.pt")
-    with pytest.raises(ValueError, match="does not fit the backbone: missing"):
+    with pytest.raises(ValueError, match="do not fit the backbone: missing"):
         tiny(weights=str(tmp_path / "bad.pt")).fit(images)
     with pytest.raises(ValueError, match="weights file not found"):
         tiny(weights=str(tmp_path / "none.pt")).fit(images)
 
 
-def test_torchvision_weights_download_path(images, monkeypatch):
-    """The real torchvision loading code, fed a locally made state dict."""
-    from torchvision.models import _api, get_model
+def test_torchvision_weights_download_path(images, monkeypatch, tmp_path):
+    """torchvision weights: downloaded by torch.hub, read as tensors by skmm."""
+    from torchvision.models import ResNet18_Weights, get_model
 
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     reference = get_model("resnet18", weights=None).eval()
-    monkeypatch.setattr(
-        _api, "load_state_dict_from_url", lambda url, *a, **k: reference.state_dict()
-    )
+    downloads = []
+
+    def download(url, path, hash_prefix=None, progress=True):
+        downloads.append((url, hash_prefix))
+        torch.save(reference.state_dict(), path)
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", download)
     enc = ImageEncoder("resnet18", weights="DEFAULT", device="cpu").fit(
         list(images[:2])
     )
+    assert downloads == [(ResNet18_Weights.DEFAULT.url, "f37072fd")]
+    assert (tmp_path / "hub" / "checkpoints" / "resnet18-f37072fd.pth").is_file()
     assert enc._resolved_max_epochs() == 0
     assert enc.image_size_ == (224, 224)
     np.testing.assert_allclose(enc.mean_, [0.485, 0.456, 0.406], atol=1e-6)
     # Same as torchvision's own preprocessing and forward, without the classifier.
-    from torchvision.models import ResNet18_Weights
-
     preprocess = ResNet18_Weights.DEFAULT.transforms()
     x = torch.stack(
         [
@@ -277,13 +282,17 @@ def test_torchvision_weights_download_path(images, monkeypatch):
     with torch.no_grad():
         expected = reference(x).numpy()
     np.testing.assert_allclose(enc.transform(list(images[:2])), expected, atol=1e-4)
+    # A cached file is not downloaded again.
+    ImageEncoder("resnet18", weights="DEFAULT", device="cpu").fit(list(images[:2]))
+    assert len(downloads) == 1
 
     def offline(url, *args, **kwargs):
         raise URLError("no route to host")
 
-    monkeypatch.setattr(_api, "load_state_dict_from_url", offline)
+    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty"))
     with pytest.raises(
-        OSError, match="could not download .* pass its path as weights="
+        OSError, match="could not get .* put it at .*resnet18-f37072fd.pth.* weights="
     ):
         ImageEncoder("resnet18", weights="IMAGENET1K_V1", device="cpu").fit(
             list(images[:2])

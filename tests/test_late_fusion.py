@@ -29,6 +29,7 @@ from sklearn.model_selection import (
     LeaveOneGroupOut,
     RandomizedSearchCV,
     StratifiedKFold,
+    cross_val_score,
 )
 from sklearn.naive_bayes import GaussianNB
 from sklearn.pipeline import make_pipeline
@@ -219,11 +220,15 @@ def test_missing_error_names_rows_and_model():
     X, y = _echo_data()
     X.loc[["r1", "r3"], ["c0", "c1", "c2"]] = None
     clf = LateFusionClassifier(_echo_estimators(), missing="error")
-    with pytest.raises(ValueError, match=r"model 'c'.* 2 row\(s\): 'r1', 'r3'"):
+    with pytest.raises(
+        ValueError,
+        match=r"LateFusionClassifier: modality 'c' \(columns \['c0', 'c1', 'c2'\]\) is "
+        r"missing \(None/NaN\) in 2 row\(s\): 'r1', 'r3'",
+    ):
         clf.fit(X, y)
     X_ok, _ = _echo_data()
     clf.fit(X_ok, y)
-    with pytest.raises(ValueError, match=r"model 'c'.*'r1', 'r3'.*missing='skip'"):
+    with pytest.raises(ValueError, match=r"'c'.*'r1', 'r3'\. Set missing='skip'"):
         clf.predict(X)
     # A selection that is only partly NaN is not a missing modality: the NaN reaches
     # the model, which rejects it.
@@ -247,7 +252,11 @@ def test_rows_with_every_modality_missing_get_class_frequencies():
 def test_a_model_missing_in_every_training_row_is_an_error():
     X, y = _echo_data()
     X[["b0", "b1", "b2"]] = np.nan
-    with pytest.raises(ValueError, match="model 'b'.*missing .* in all 4 training"):
+    with pytest.raises(
+        ValueError,
+        match=r"LateFusionClassifier: modality 'b' \(columns \['b0', 'b1', 'b2'\]\) "
+        r"is missing \(None/NaN\) in all 4 training rows",
+    ):
         LateFusionClassifier(_echo_estimators()).fit(X, y)
 
 
@@ -377,7 +386,9 @@ def test_metadata_routing():
             "'a' \\(Ridge\\) should be a classifier",
         ),
         (dict(weights=[1.0]), "weights must be equal; got 1 weights, 2"),
-        (dict(weights=[1.0, -1.0]), "positive finite"),
+        (dict(weights=[1.0, -1.0]), r"finite numbers >= 0; got \[1.0, -1.0\]"),
+        (dict(weights=[0, 0]), r"at least one weight must be positive"),
+        (dict(weights={"a": 1, "z": 2}), r"names \['z'\] that are not model names"),
         (dict(estimators=[("a", SVC(), [0])]), "'a' \\(SVC\\) has no predict_proba"),
         (dict(estimators=[("a", GaussianNB(), [])]), "'a' selects no column"),
         (
@@ -419,7 +430,7 @@ def test_failed_fit_leaves_the_estimator_as_it_was():
     fitted, proba = clf.named_estimators_, clf.predict_proba(X)
     bad = X.copy()
     bad[["c0", "c1", "c2"]] = np.nan
-    with pytest.raises(ValueError, match="model 'c'"):
+    with pytest.raises(ValueError, match="modality 'c'.*in all 3 training rows"):
         clf.fit(bad.iloc[:3], y[:3])
     assert clf.named_estimators_ is fitted and clf.n_features_in_ == 9
     np.testing.assert_allclose(clf.predict_proba(X), proba)
@@ -677,8 +688,22 @@ def test_av_digits_every_rule_and_the_best_beats_each_modality(av_scores):
     scores, models = av_scores
     single = max(scores["audio only"][0], scores["image only"][0])
     fused = {name: acc for name, (acc, _) in scores.items() if "only" not in name}
-    assert len(fused) == 6 and min(fused.values()) > 0.3
-    assert max(fused.values()) > single + 0.05
+    assert len(fused) == 6
+    # Floors a few points under what was measured (2-core CPU, seed 0): soft and max
+    # voting only match the audio model there (0.530), below the image model (0.557):
+    # the audio SVC's calibrated probabilities are the more confident ones.
+    floors = {
+        "soft": 0.50,  # measured 0.530
+        "hard": 0.53,  # measured 0.562
+        "product": 0.52,  # measured 0.555
+        "max": 0.50,  # measured 0.530
+        "stacking, shuffled folds": 0.55,  # measured 0.578
+        "stacking, speaker folds": 0.62,  # measured 0.655
+    }
+    for name, floor in floors.items():
+        assert fused[name] > floor, (name, fused[name])
+    assert abs(fused["soft"] - scores["audio only"][0]) < 0.02
+    assert max(fused.values()) > single + 0.07  # measured +0.098
 
 
 @pytest.mark.slow
@@ -716,8 +741,22 @@ def test_av_digits_searches_and_joblib_round_trip(av_digits, tmp_path):
     grid = GridSearchCV(clf, params, cv=GroupKFold(2), n_jobs=2)
     grid.fit(X_train, y_train, groups=groups)
     assert len(grid.cv_results_["params"]) == 8
-    assert grid.best_estimator_.named_estimators_.audio[-1].estimator.C in (1.0, 10.0)
     print("\ngrid search best:", grid.best_params_, round(grid.best_score_, 3))
+    # The chosen C against the same folds scored by hand: the grid's best score is
+    # the chosen model's, and the other C with the other parameters kept scores no
+    # better. (Measured: C=1.0, product voting, weights [1, 1], 0.40.)
+    chosen = grid.best_params_
+    by_hand = {}
+    for C in (1.0, 10.0):
+        model = clone(clf).set_params(
+            **{**chosen, "audio__calibratedclassifiercv__estimator__C": C}
+        )
+        by_hand[C] = cross_val_score(
+            model, X_train, y_train, cv=GroupKFold(2), groups=groups
+        ).mean()
+    best_C = chosen["audio__calibratedclassifiercv__estimator__C"]
+    assert grid.best_score_ == pytest.approx(by_hand[best_C])
+    assert by_hand[best_C] >= max(by_hand.values())
     search = RandomizedSearchCV(
         clf, params, n_iter=2, cv=GroupKFold(2), random_state=0
     ).fit(X_train, y_train, groups=groups)
@@ -777,4 +816,119 @@ def test_audio_features_pipeline_and_missing_audio(av_digits):
         f"\n30% audio missing: {fused:.3f} fused vs {image_only:.3f} image only on "
         f"those {gone.sum()} rows; {all_rows:.3f} on all {len(test)} rows"
     )
-    assert fused >= image_only
+    # Where the audio is missing, soft voting's probabilities are the image model's:
+    # the same numbers, not merely as good.
+    np.testing.assert_allclose(proba[gone], outputs[gone, 10:])
+    assert fused == image_only
+    # On all rows, a floor under the measured accuracy (0.455 with 30% audio gone).
+    assert all_rows > 0.42
+
+
+# -- one vocabulary with the fuser: weights by name, weight 0 --------------------------
+@pytest.mark.parametrize("voting", ["soft", "product", "max"])
+def test_weights_by_name_equal_weights_by_position(voting):
+    X, y = _echo_data()
+    by_position = LateFusionClassifier(
+        _echo_estimators(), voting=voting, weights=WEIGHTS
+    ).fit(X, y)
+    by_name = LateFusionClassifier(
+        _echo_estimators(), voting=voting, weights={"b": 2.0, "c": 1.5}
+    ).fit(X, y)
+    np.testing.assert_allclose(
+        by_name.predict_proba(X), _expected_proba(voting, np.ones((4, 3), bool))
+    )
+    np.testing.assert_allclose(by_name.predict_proba(X), by_position.predict_proba(X))
+
+
+def test_weight_zero_fits_the_model_but_gives_it_no_vote():
+    X, y = _echo_data()
+    clf = LateFusionClassifier(_echo_estimators(), weights={"b": 0}).fit(X, y)
+    # Fitted, as VotingClassifier fits a model of weight 0.
+    assert hasattr(clf.named_estimators_["b"], "classes_")
+    expected = (np.asarray(P["a"]) + np.asarray(P["c"])) / 2
+    np.testing.assert_allclose(clf.predict_proba(X), expected)
+    # A row where only the weight-0 model is present falls back to the priors.
+    X.loc["r0", ["a0", "a1", "a2", "c0", "c1", "c2"]] = np.nan
+    with pytest.warns(UserWarning, match=r"1 row\(s\) have every modality missing"):
+        proba = clf.predict_proba(X)
+    np.testing.assert_allclose(proba[0], [0.5, 0.25, 0.25])
+
+
+def test_column_selectors_on_arrays_and_frames():
+    from sklearn.compose import make_column_selector
+
+    X, y = _echo_data()
+    array = X.to_numpy()
+    reference = LateFusionClassifier(_echo_estimators()).fit(X, y).predict_proba(X)
+    mask = np.zeros(9, dtype=bool)
+    mask[6:] = True
+    selectors = [
+        (
+            X,
+            [
+                ("a", ["a0", "a1", "a2"]),
+                ("b", slice("b0", "b2")),
+                ("c", make_column_selector("^c")),
+            ],
+        ),
+        (array, [("a", slice(0, 3)), ("b", [3, 4, 5]), ("c", mask)]),
+        (
+            array,
+            [("a", lambda X: [0, 1, 2]), ("b", slice(3, 6)), ("c", slice(6, None))],
+        ),
+    ]
+    for data, columns in selectors:
+        clf = LateFusionClassifier([(m, EchoClassifier(), cols) for m, cols in columns])
+        np.testing.assert_allclose(clf.fit(data, y).predict_proba(data), reference)
+
+
+# -- missing cells for any transformer ----------------------------------------------------
+def _count_words(column):
+    return np.array([[len(text.split())] for text in column], dtype=float)
+
+
+def test_tfidf_and_function_transformer_with_none_cells():
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.preprocessing import FunctionTransformer
+
+    rng = np.random.default_rng(0)
+    words = {0: ["red", "shirt", "tan"], 1: ["blue", "jeans", "belt"]}
+    y = np.array([0, 1] * 15)
+    titles = pd.Series([" ".join(rng.choice(words[c], 3)) for c in y], dtype=object)
+    notes = pd.Series(
+        [" ".join(["w"] * (2 + 3 * c + int(rng.integers(2)))) for c in y], dtype=object
+    )
+    titles[::5] = None  # 20% of the cells
+    notes[1::5] = None
+    X = pd.DataFrame({"title": titles, "note": notes})
+    estimators = [
+        ("txt", make_pipeline(TfidfVectorizer(), LogisticRegression()), "title"),
+        ("len", make_pipeline(FunctionTransformer(_count_words), GaussianNB()), "note"),
+    ]
+    clf = LateFusionClassifier(estimators).fit(X, y)
+    # Each model was fitted on its present rows only, and votes only there.
+    txt = make_pipeline(TfidfVectorizer(), LogisticRegression()).fit(
+        titles[titles.notna()], y[titles.notna()]
+    )
+    proba = clf.predict_proba(X)
+    only_txt = notes.isna().to_numpy()
+    np.testing.assert_allclose(proba[only_txt], txt.predict_proba(titles[only_txt]))
+    assert (clf.predict(X) == y).mean() == 1.0
+    with pytest.raises(
+        ValueError,
+        match=r"modality 'txt' \(column 'title'\) is missing \(None/NaN\) in 6 row",
+    ):
+        clf.set_params(missing="error").fit(X, y)
+
+
+def test_html_diagram_shows_models_columns_and_rule():
+    from sklearn.utils._repr_html.estimator import estimator_html_repr
+
+    X, y = _echo_data()
+    soft = LateFusionClassifier(_echo_estimators())
+    html = estimator_html_repr(soft)
+    for text in ["EchoClassifier", "voting=&#x27;soft&#x27;", "[&#x27;a0&#x27;"]:
+        assert text in html, text
+    stacking = soft.set_params(voting="stacking", cv=2)
+    html = estimator_html_repr(stacking)
+    assert "final_estimator" in html and "LogisticRegression" in html

@@ -14,8 +14,9 @@ from sklearn.preprocessing import StandardScaler
 
 from skmm.encoders import ImageEncoder, TextEncoder
 from skmm.encoders._image import small_cnn
-from skmm.nn import MultimodalMatcher
+from skmm.nn import EmbeddingIndex, MultimodalMatcher
 from skmm.nn._contrastive import contrastive_loss, generated_negatives
+from skmm.nn._matcher import _top_k
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -378,7 +379,7 @@ def _catalogue_matcher(**params):
     return MultimodalMatcher(
         [
             ("image", ImageEncoder("cnn", image_size=8), "picture"),
-            ("text", TextEncoder(rnn="gru", embedding_dim=8, hidden_size=8), "title"),
+            ("text", TextEncoder("gru", embedding_dim=8, hidden_size=8), "title"),
         ],
         **params,
     )
@@ -484,7 +485,7 @@ def test_fashion_titles(shared_data):
     matcher = MultimodalMatcher(
         [
             ("image", ImageEncoder("cnn", image_size=32), "image"),
-            ("title", TextEncoder(rnn="gru"), "title"),
+            ("title", TextEncoder("gru"), "title"),
         ],
         max_epochs=4,
         random_state=0,
@@ -498,3 +499,231 @@ def test_fashion_titles(shared_data):
     similarity = matcher.decision_function(pairs)
     assert roc_auc_score(y, similarity) > 0.83  # measured 0.887
     assert f1_score(y, matcher.predict(pairs)) > 0.72  # measured 0.789
+
+
+# -- embed, chunked retrieval, EmbeddingIndex -------------------------------------------
+def test_embed_gives_each_sides_unit_embeddings(fitted_views):
+    matcher, X = fitted_views
+    za = matcher.embed(X[:, :5], side="a")
+    zb = matcher.embed(X[:, 5:], side="b")
+    np.testing.assert_allclose(np.hstack([za, zb]), matcher.transform(X), atol=1e-6)
+    np.testing.assert_allclose(np.linalg.norm(za, axis=1), 1, atol=1e-5)
+    np.testing.assert_array_equal(matcher.embed(X[:, :5]), za)  # None: the first
+    with pytest.raises(ValueError, match=r"side 'c' is not the name of an encoder"):
+        matcher.embed(X[:, :5], side="c")
+
+
+def test_embed_selects_the_sides_columns_by_name(fitted_catalogue):
+    matcher, X = fitted_catalogue, _catalogue(20)
+    np.testing.assert_array_equal(
+        matcher.embed(X, side="text"), matcher.embed(X["title"], side="text")
+    )
+
+
+def _brute_force(zq, zc, k):
+    """Full similarity matrix, stable full sort: the reference ranking."""
+    s = zq @ zc.T
+    best = np.argsort(-s, axis=1, kind="stable")[:, :k]
+    return np.take_along_axis(s, best, 1), best
+
+
+@pytest.mark.parametrize("chunk, block", [(7, 20), (8192, 2**21)])
+def test_chunked_kneighbors_equals_the_full_sort(
+    fitted_views, monkeypatch, chunk, block
+):
+    import skmm.nn._matcher as matcher_module
+
+    monkeypatch.setattr(matcher_module, "_CHUNK_SIZE", chunk)
+    monkeypatch.setattr(matcher_module, "_BLOCK_SIZE", block)
+    matcher, X = fitted_views
+    # Unit vectors with exact dot products (0 or 1, whatever the BLAS kernel): many
+    # exact ties, which the merge must order as the full stable sort does (first
+    # candidate first), also across chunks.
+    rng = np.random.default_rng(0)
+    eye = np.eye(8, dtype=np.float32)
+    exact_q, exact_c = eye[rng.integers(0, 8, 30)], eye[rng.integers(0, 8, 100)]
+    similarity, indices = matcher.kneighbors(
+        EmbeddingIndex(exact_q, side="a"),
+        EmbeddingIndex(exact_c, side="b"),
+        n_neighbors=20,
+        return_similarity=True,
+    )
+    ref_similarity, ref_indices = _brute_force(exact_q, exact_c, 20)
+    np.testing.assert_array_equal(indices, ref_indices)
+    np.testing.assert_array_equal(similarity, ref_similarity)
+    zq = matcher.embed(X[:, :5], side="a")
+    zc = np.vstack([matcher.embed(X[:, 5:], side="b")] * 3)
+    ref_similarity, ref_indices = _brute_force(zq, zc, 10)
+    # Every candidate three times, from the items embedded a chunk at a time: float32
+    # kernels differ in the last bits between shapes, so the copies are not exactly
+    # tied; the same similarities, and the same candidates up to their copies.
+    similarity, indices = matcher.kneighbors(
+        X[:, :5], np.vstack([X[:, 5:]] * 3), n_neighbors=10, return_similarity=True
+    )
+    np.testing.assert_allclose(similarity, ref_similarity, atol=1e-5)
+    np.testing.assert_allclose(
+        np.take_along_axis(zq @ zc.T, indices, 1), ref_similarity, atol=1e-5
+    )
+    np.testing.assert_array_equal(indices % len(X), ref_indices % len(X))
+    # The query side follows from an index's side.
+    back = matcher.kneighbors(X[:, 5:], EmbeddingIndex(zq, side="a"), 3)
+    np.testing.assert_array_equal(back, _brute_force(zc[: len(X)], zq, 3)[1])
+
+
+def test_top_k_breaks_ties_at_the_cut_by_position():
+    block = np.array([[0.5, 0.9, 0.5, 0.5, 0.1], [0.2, 0.2, 0.2, 0.2, 0.2]])
+    best = _top_k(block, 2)
+    assert sorted(best[0]) == [0, 1]
+    assert sorted(best[1]) == [0, 1]
+
+
+def test_embedding_index_errors(fitted_views):
+    matcher, X = fitted_views
+    zb = matcher.embed(X[:, 5:], side="b")
+    with pytest.raises(ValueError, match="of side 'a', but the candidates must be"):
+        matcher.kneighbors(X[:, :5], EmbeddingIndex(zb, side="a"), query="a")
+    with pytest.raises(ValueError, match="width 4, but this matcher embeds into 8"):
+        matcher.kneighbors(X[:, :5], EmbeddingIndex(zb[:, :4], side="b"))
+    with pytest.raises(ValueError, match="row 3 of the EmbeddingIndex of 'b' has norm"):
+        raw = zb.copy()
+        raw[3] *= 2
+        matcher.kneighbors(X[:, :5], EmbeddingIndex(raw, side="b"))
+    with pytest.raises(ValueError, match="takes a 2-D float array of embeddings"):
+        EmbeddingIndex(zb[0], side="b")
+    with pytest.raises(ValueError, match="got 0 embeddings"):
+        EmbeddingIndex(zb[:0], side="b")
+    with pytest.raises(TypeError, match="side must be the name of the encoder"):
+        EmbeddingIndex(zb, side=1)
+    assert repr(EmbeddingIndex(zb, side="b")) == (
+        "EmbeddingIndex(<100 x 8 embeddings>, side='b')"
+    )
+
+
+# -- aligned towers, no training ---------------------------------------------------------
+class _Fixed(torch.nn.Module):
+    """A fixed random projection of a flattened image: the same in both towers."""
+
+    def __init__(self, seed=0, width=16):
+        super().__init__()
+        self.proj = torch.nn.Linear(3 * 8 * 8, width)
+        torch.nn.init.normal_(
+            self.proj.weight, generator=torch.Generator().manual_seed(seed)
+        )
+        self.out_features = width
+
+    def forward(self, x):
+        return self.proj(x.flatten(1))
+
+
+class _ScaledImageEncoder(ImageEncoder):
+    """An encoder whose tower comes with its own temperature, as CLIP towers do."""
+
+    def _init_module(self):
+        tower = super()._init_module()
+        self.logit_scale_ = 50.0
+        return tower
+
+
+class _OtherScaledImageEncoder(ImageEncoder):
+    def _init_module(self):
+        tower = super()._init_module()
+        self.logit_scale_ = 20.0
+        return tower
+
+
+def _two_photos(n, seed=0):
+    """Pairs of photos of one scene: the second a noisy copy of the first."""
+    rng = np.random.default_rng(seed)
+    first = rng.uniform(size=(n, 8, 8, 3)).astype(np.float32)
+    second = np.clip(first + 0.05 * rng.normal(size=first.shape), 0, 1)
+    return pd.DataFrame(
+        {"first": list(first), "second": list(second.astype(np.float32))}
+    )
+
+
+def _aligned(encoder=ImageEncoder, backbone_b=None, **params):
+    params = {
+        "embedding_dim": None,
+        "max_epochs": 0,
+        "random_state": 0,
+        "device": "cpu",
+        **params,
+    }
+    backbone = _Fixed()
+    return MultimodalMatcher(
+        [
+            ("first", encoder(backbone, max_epochs=0, device="cpu"), "first"),
+            (
+                "second",
+                encoder(backbone_b or backbone, max_epochs=0, device="cpu"),
+                "second",
+            ),
+        ],
+        **params,
+    )
+
+
+def test_aligned_towers_need_no_training():
+    X = _two_photos(60)
+    matcher = _aligned().fit(X)
+    assert matcher.n_iter_ == 0 and matcher.history_ == []
+    assert matcher.temperature_ == pytest.approx(0.07)
+    assert all(isinstance(h, torch.nn.Identity) for h in matcher.module_.heads)
+    # The embeddings are the towers' own features, normalised: no projection.
+    enc = matcher.named_encoders_["first"]
+    features = enc.transform(X["first"])
+    np.testing.assert_allclose(
+        matcher.embed(X, side="first"),
+        features / np.linalg.norm(features, axis=1, keepdims=True),
+        atol=1e-5,
+    )
+    # One fixed backbone on both sides: each photo finds its noisy twin.
+    best = matcher.kneighbors(X["first"], X["second"], n_neighbors=1)[:, 0]
+    assert (best == np.arange(len(X))).mean() > 0.95  # measured 1.0
+    assert 0.5 < matcher.score(X) <= 1.0
+
+
+def test_towers_temperature_is_used():
+    X = _two_photos(40)
+    matcher = _aligned(_ScaledImageEncoder).fit(X)
+    assert matcher.temperature_ == pytest.approx(1 / 50)
+    # A fixed temperature wins over the towers'.
+    fixed = _aligned(_ScaledImageEncoder, temperature=0.5).fit(X)
+    assert fixed.temperature_ == pytest.approx(0.5)
+    backbone = _Fixed()
+    mixed = MultimodalMatcher(
+        [
+            ("first", _ScaledImageEncoder(backbone, max_epochs=0), "first"),
+            ("second", _OtherScaledImageEncoder(backbone, max_epochs=0), "second"),
+        ],
+        embedding_dim=None,
+        max_epochs=0,
+        device="cpu",
+    )
+    with pytest.raises(ValueError, match=r"different logit scales .*Pass a float"):
+        mixed.fit(X)
+
+
+def test_aligned_towers_must_share_a_width():
+    X = _two_photos(20)
+    with pytest.raises(
+        ValueError, match=r"both towers must have the same width; they have \[16, 12\]"
+    ):
+        _aligned(backbone_b=_Fixed(width=12)).fit(X)
+    # With a projection, different widths are fine.
+    assert (
+        _aligned(backbone_b=_Fixed(width=12), embedding_dim=4)
+        .fit(X)
+        .module_.out_features
+        == 4
+    )
+
+
+def test_aligned_towers_fine_tune_from_their_temperature():
+    # max_epochs > 0 trains contrastively from there: with frozen towers and no
+    # projection, only the temperature learns (a sharper softmax for twins this close).
+    X = _two_photos(60)
+    matcher = _aligned(_ScaledImageEncoder, max_epochs=3, early_stopping=False)
+    matcher.set_params(batch_size=16, lr=0.1).fit(X)
+    assert matcher.n_iter_ == 3
+    assert matcher.temperature_ < 1 / 50

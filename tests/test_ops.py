@@ -86,13 +86,29 @@ def test_tensor_width_matches_output():
     assert fuse_tensor(blocks).shape == (4, tensor_width([2, 3, 1]))
 
 
+# fuse(name) on A and B with weights 2 and 0.5, each worked out by hand (product and
+# max take no weights).
+BY_NAME = {
+    "concat": [[2, 4, 2.5, -0.5], [6, 8, 0, 1]],
+    "sum": [[4.5, 3.5], [6, 9]],
+    "weighted": [[4.5, 3.5], [6, 9]],
+    "mean": [[1.8, 1.4], [2.4, 3.6]],
+    "product": [[5, -2], [0, 8]],
+    "max": [[5, 2], [3, 4]],
+    # [1, 2a] outer [1, 0.5b], flattened: row 0 is [1, 2, 4] x [1, 2.5, -0.5].
+    "tensor": [[1, 2.5, -0.5, 2, 5, -1, 4, 10, -2], [1, 0, 1, 6, 0, 6, 8, 0, 8]],
+}
+
+
+@pytest.mark.parametrize("kind", ["numpy", "torch"])
 @pytest.mark.parametrize("fusion", sorted(FUSION_OPERATORS))
-def test_fuse_dispatches_by_name(fusion):
-    a, b = np.asarray(A), np.asarray(B)
-    weights = [2.0, 0.5]
-    takes_weights = fusion not in ("product", "max")
-    expected = FUSION_OPERATORS[fusion]([a, b], weights if takes_weights else None)
-    assert_allclose(fuse([a, b], fusion, weights if takes_weights else None), expected)
+def test_fuse_by_name_by_hand(fusion, kind):
+    assert set(BY_NAME) == set(FUSION_OPERATORS)
+    a, b = _to(kind, A), _to(kind, B)
+    weights = None if fusion in ("product", "max") else [2.0, 0.5]
+    out = fuse([a, b], fusion, weights)
+    assert type(out) is type(a)
+    assert_allclose(np.asarray(out), BY_NAME[fusion])
 
 
 def test_weighted_is_the_weighted_sum():

@@ -66,7 +66,9 @@ def test_vocabulary_and_tokens():
 @pytest.mark.parametrize("pooling", ["mean", "max", "last"])
 @pytest.mark.parametrize("bidirectional", [True, False])
 def test_padding_never_changes_a_text(rnn, pooling, bidirectional):
-    enc = tiny(rnn=rnn, pooling=pooling, bidirectional=bidirectional).fit(TEXTS, LABELS)
+    enc = tiny(backbone=rnn, pooling=pooling, bidirectional=bidirectional).fit(
+        TEXTS, LABELS
+    )
     together = enc.transform(TEXTS)
     alone = np.vstack([enc.transform([t]) for t in TEXTS])
     np.testing.assert_allclose(together, alone, atol=1e-5)

@@ -1,5 +1,6 @@
 """AudioEncoder: sounds (WAV paths or waveforms) to CNN features over log-mel spectrograms."""
 
+import copy
 import io
 import math
 import os
@@ -10,8 +11,9 @@ import torch
 from sklearn.base import BaseEstimator
 
 from ..base import TorchEncoderMixin
-from ..utils._sklearn_compat import Interval, StrOptions
-from ._image import small_cnn
+from ..utils._sklearn_compat import HasMethods, Interval, StrOptions
+from . import _hub
+from ._cnn import small_cnn
 from ._mel import LogMelSpectrogram, default_n_fft
 
 # Full scale of each PCM sample type: the rule that turns integer samples into
@@ -237,18 +239,23 @@ class SpecAugment(torch.nn.Module):
             return spec
         n, n_bands, n_frames = spec.shape
         out = spec.clone()
-        for axis, size, width in ((1, n_bands, self.freq_width), (2, n_frames, self.time_width)):
+        for axis, size, width in (
+            (1, n_bands, self.freq_width),
+            (2, n_frames, self.time_width),
+        ):
             span = max(1, int(width * size))
             lengths = torch.randint(0, span + 1, (n,))
             starts = (torch.rand(n) * (size - lengths + 1)).long()
             index = torch.arange(size)
-            mask = (index[None] >= starts[:, None]) & (index[None] < (starts + lengths)[:, None])
+            mask = (index[None] >= starts[:, None]) & (
+                index[None] < (starts + lengths)[:, None]
+            )
             shape = (n, size, 1) if axis == 1 else (n, 1, size)
             out = out.masked_fill(mask.view(shape).to(out.device), 0.0)
         return out
 
 
-class AudioTower(torch.nn.Module):
+class AudioTower(_hub.FreezableMixin, torch.nn.Module):
     """Waveform batch (n, samples) -> log-mel -> normalise -> small CNN -> 128 features.
 
     ``normalize="utterance"`` standardises each sound's bands over time (cepstral
@@ -257,7 +264,13 @@ class AudioTower(torch.nn.Module):
     """
 
     def __init__(
-        self, sample_rate, n_fft, hop_length, n_mels, normalize="global", spec_augment=False
+        self,
+        sample_rate,
+        n_fft,
+        hop_length,
+        n_mels,
+        normalize="global",
+        spec_augment=False,
     ):
         super().__init__()
         self.log_mel = LogMelSpectrogram(sample_rate, n_fft, hop_length, n_mels)
@@ -274,6 +287,33 @@ class AudioTower(torch.nn.Module):
         else:
             spec = self.standardize(spec)
         return self.cnn(self.spec_augment(spec).unsqueeze(1))
+
+
+class HFAudioTower(_hub.FreezableMixin, torch.nn.Module):
+    """A Hugging Face audio model (wav2vec2, HuBERT ...): mean of its frames' states.
+
+    Takes what the model's feature extractor made of the waveforms (``input_values``).
+    """
+
+    def __init__(self, model, out_features):
+        super().__init__()
+        self.model = model
+        self.out_features = out_features
+
+    def forward(self, x):
+        return self.model(x).last_hidden_state.mean(dim=1)
+
+
+class ModuleAudioTower(_hub.FreezableMixin, torch.nn.Module):
+    """A user's module mapping a waveform batch (n, samples) to features."""
+
+    def __init__(self, backbone, out_features):
+        super().__init__()
+        self.backbone = backbone
+        self.out_features = out_features
+
+    def forward(self, waveform):
+        return self.backbone(waveform).flatten(1)
 
 
 class AudioMixin:
@@ -313,20 +353,29 @@ _AUDIO_PARAMS = {
 }
 
 
-class AudioEncoder(AudioMixin, TorchEncoderMixin, BaseEstimator):
-    """Encode sounds with a small CNN over log-mel spectrograms, trained on labels.
+class AudioEncoder(_hub.BackboneMixin, AudioMixin, TorchEncoderMixin, BaseEstimator):
+    """Encode sounds with a CNN over log-mel spectrograms, or a pretrained audio model.
 
     Each sound is loaded (WAV files of any sample rate are resampled to
-    ``sample_rate``, stereo is mixed down), cropped or zero-padded to ``duration``
-    seconds, turned into a log-mel spectrogram in torch (on the GPU when there is one),
-    standardised, and passed through a 3-block CNN trained with a linear head on ``y``.
-    :meth:`transform` returns the 128 pooled CNN features.
+    ``sample_rate``, stereo is mixed down) and cropped or zero-padded to ``duration``
+    seconds. With ``backbone="cnn"`` it becomes a log-mel spectrogram in torch (on the
+    GPU when there is one), normalised, and passes through a 3-block CNN trained
+    with a linear head on ``y``; :meth:`transform` returns the 128 pooled CNN
+    features. With a pretrained backbone the tower is frozen by default and
+    :meth:`fit` needs no ``y``.
 
     Parameters
     ----------
     sample_rate : int, default=16000
         Sample rate the sounds are resampled to, in Hz; waveform arrays must already
-        be at this rate.
+        be at this rate. An ``"hf:"`` backbone needs the rate it was trained at.
+    backbone : {"cnn"} or str or torch.nn.Module, default="cnn"
+        ``"cnn"``: the small CNN over log-mel spectrograms. ``"hf:<model id or local
+        folder>"``: a Hugging Face audio ``AutoModel`` (wav2vec2, HuBERT, WavLM ...)
+        fed by its own ``AutoFeatureExtractor``, its features the mean of
+        ``last_hidden_state`` over the frames (extra ``skmm[hf]``). A module: maps a
+        waveform batch ``(n, samples)`` to features. The spectrogram parameters
+        below only apply to ``"cnn"``.
     n_mels : int or "auto", default="auto"
         Mel bands of the spectrogram. ``"auto"`` is 16 up to 8 kHz and 64 above. At
         8 kHz, 16 bands keep the spectral envelope (the formants, which carry the
@@ -344,8 +393,19 @@ class AudioEncoder(AudioMixin, TorchEncoderMixin, BaseEstimator):
         STFT window length in samples; None is about 32 ms (256 at 8 kHz).
     hop_length : int or None, default=None
         Samples between frames; None is ``n_fft // 2``.
-    max_epochs : int, default=10
-        Training epochs on ``y``; 0 leaves the CNN untrained.
+    weights : "auto", "DEFAULT", path or None, default="auto"
+        ``"auto"``: the checkpoint an ``"hf:"`` backbone names, random weights for
+        ``"cnn"``. ``None``: random weights (an ``"hf:"`` architecture from its
+        config). A path: a state dict of the CNN tower or of the module (tensors
+        only: ``.safetensors`` or ``torch.load(..., weights_only=True)``).
+    max_epochs : int or "auto", default="auto"
+        Passes over the training items with ``y`` (as in the nets and the matcher, which
+        may stop sooner); 0 uses the tower as it is (frozen). ``"auto"`` is 0 (a frozen
+        feature extractor, and :meth:`fit` needs no ``y``) when the tower starts from
+        pretrained weights, and 10 otherwise.
+    train_layers : {"all", "last", "head"}, default="all"
+        What trains when ``max_epochs > 0``: the whole tower, its last block and
+        what follows it, or none of it (only the head on top).
     augment : {"default"} or None, default=None
         ``"default"`` shifts each training sound in time by up to 10% of ``duration``,
         scales its gain by 0.7-1.3 and masks one band of up to 15% of the mel bands
@@ -355,10 +415,11 @@ class AudioEncoder(AudioMixin, TorchEncoderMixin, BaseEstimator):
     memory : str, path, joblib.Memory or None, default=None
         Folder (or ``joblib.Memory``) caching each item's features on disk, keyed by
         the item's content (a file's path, size, times and inode; an array's hash) and
-        by a fingerprint of the fitted encoder (parameters and weights).
-        Cross-validation folds and grid-search candidates that share a frozen encoder
-        (pretrained, or ``max_epochs=0``) then encode each item once; a retrained
-        encoder has new weights, hence new keys, and never reads stale rows.
+        by a fingerprint of the fitted encoder: its parameters and its weights,
+        identified by their source for a frozen pretrained tower, else by a hash of
+        the tensors computed once per fit. Cross-validation folds and grid-search
+        candidates that share a frozen encoder then encode each item once; a
+        retrained encoder has new weights, hence new keys.
         :class:`~skmm.utils.EmbeddingMemory` with ``hash_files=True`` keys files by
         their bytes instead. Entries carry a checksum and are recomputed when it does
         not match; a folder that cannot be written warns once and is not used.
@@ -367,7 +428,7 @@ class AudioEncoder(AudioMixin, TorchEncoderMixin, BaseEstimator):
         :meth:`transform`; 0 decodes in the main thread. At most
         ``num_workers + 1`` batches are in memory at once.
     lr : float, default=1e-3
-        Learning rate of the optimizer.
+        Learning rate of the optimizer for this tower (also inside :mod:`skmm.nn`).
     optimizer : torch.optim.Optimizer class, default=torch.optim.Adam
         The optimizer class, built on the trainable parameters with ``lr``.
     callbacks : list of :class:`skmm.callbacks.Callback` or callables, default=None
@@ -376,16 +437,23 @@ class AudioEncoder(AudioMixin, TorchEncoderMixin, BaseEstimator):
     device : {"auto", "cpu", "cuda"} or str, default="auto"
         Where the model runs; ``"auto"`` is CUDA when available.
     random_state : int, RandomState instance or None, default=None
-        Seeds weight initialisation, augmentation and data order.
+        Seeds weight initialisation, the sounds sampled for the spectrogram
+        statistics, augmentation and data order.
     verbose : bool, default=False
         Show progress bars while training and encoding.
 
     Attributes
     ----------
-    module_ : AudioTower
-        The fitted spectrogram and CNN, on ``device_``.
+    module_ : torch.nn.Module
+        The fitted tower, on ``device_``.
     device_ : str
         The device used.
+    spectrogram_mean_, spectrogram_std_ : float
+        Global standardisation of the log-mel spectrogram (``"cnn"``).
+    hub_config_ : object or None
+        The Hugging Face config of an ``"hf:"`` backbone, else None.
+    processor_ : object or None
+        The Hugging Face feature extractor of an ``"hf:"`` backbone, else None.
     classes_ : ndarray or None
         Classes of ``y`` (None for a real-valued ``y``); set when ``max_epochs > 0``.
     loss_curve_ : list of float
@@ -436,7 +504,14 @@ class AudioEncoder(AudioMixin, TorchEncoderMixin, BaseEstimator):
         **_AUDIO_PARAMS,
         "n_mels": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"})],
         "normalize": [StrOptions({"utterance", "global"})],
+        "backbone": [str, HasMethods(["forward"])],
         "duration": [Interval(Real, 0, None, closed="neither")],
+        "weights": [None, str, os.PathLike],
+        "max_epochs": [
+            Interval(Integral, 0, None, closed="left"),
+            StrOptions({"auto"}),
+        ],
+        "train_layers": [StrOptions({"all", "last", "head"})],
         "augment": [None, StrOptions({"default"})],
     }
 
@@ -444,12 +519,15 @@ class AudioEncoder(AudioMixin, TorchEncoderMixin, BaseEstimator):
         self,
         sample_rate=16000,
         *,
+        backbone="cnn",
         n_mels="auto",
         normalize="utterance",
         duration=1.0,
         n_fft=None,
         hop_length=None,
-        max_epochs=10,
+        weights="auto",
+        max_epochs="auto",
+        train_layers="all",
         augment=None,
         batch_size=32,
         memory=None,
@@ -462,12 +540,15 @@ class AudioEncoder(AudioMixin, TorchEncoderMixin, BaseEstimator):
         verbose=False,
     ):
         self.sample_rate = sample_rate
+        self.backbone = backbone
         self.n_mels = n_mels
         self.normalize = normalize
         self.duration = duration
         self.n_fft = n_fft
         self.hop_length = hop_length
+        self.weights = weights
         self.max_epochs = max_epochs
+        self.train_layers = train_layers
         self.augment = augment
         self.batch_size = batch_size
         self.memory = memory
@@ -479,35 +560,99 @@ class AudioEncoder(AudioMixin, TorchEncoderMixin, BaseEstimator):
         self.random_state = random_state
         self.verbose = verbose
 
+    # -- what the backbone is --------------------------------------------------------
+    def _kind(self):
+        return _hub.parse_backbone(self.backbone, "audio")
+
+    def _weights(self):
+        kind, _ = self._kind()
+        if self.weights == "auto":
+            return _hub.DEFAULT_WEIGHTS if kind == "hf" else None
+        if self.weights is None:
+            return None
+        if kind == "hf" and self.weights == _hub.DEFAULT_WEIGHTS:
+            return self.weights
+        if kind == "hf" or not _hub.is_weights_path(self.weights):
+            raise ValueError(
+                f"weights={self.weights!r}: an AudioEncoder takes 'auto', None or the "
+                "path of a state dict file (the weights of an 'hf:' backbone come "
+                "from its model id or folder)."
+            )
+        if not os.path.isfile(self.weights):
+            raise ValueError(f"weights file not found: {os.fspath(self.weights)!r}")
+        return self.weights
+
+    def _pretrained(self):
+        return self._weights() is not None
+
+    def _weights_identity(self):
+        weights = self._weights()
+        kind, name = self._kind()
+        if weights is None:
+            return None
+        if kind != "hf":
+            return [repr(self.backbone), _hub.file_identity(weights)]
+        if os.path.isdir(name):
+            return [kind, _hub.file_identity(name)]
+        commit = getattr(self.hub_config_, "_commit_hash", None)
+        return [kind, name, commit] if commit else None
+
     def _n_samples(self):
         return max(1, round(self.duration * self.sample_rate))
 
     def _load(self, column, rows):
         n = self._n_samples()
-        return torch.from_numpy(
-            np.stack([fit_length(w, n) for w in self._waves(column, rows)])
+        waves = np.stack([fit_length(w, n) for w in self._waves(column, rows)])
+        if self.processor_ is None:
+            return torch.from_numpy(waves)
+        out = self.processor_(
+            list(waves), sampling_rate=self.sample_rate, return_tensors="pt"
         )
+        return out["input_values"] if "input_values" in out else out["input_features"]
 
     def _fit_preprocessing(self, column, rows):
-        rng = np.random.default_rng(0)
+        kind, name = self._kind()
+        self.hub_config_ = self.processor_ = None
+        self.spectrogram_mean_, self.spectrogram_std_ = 0.0, 1.0
+        if kind == "hf":
+            self.hub_config_, self.processor_ = _hub.hf_parts(name, "audio")
+            rate = getattr(self.processor_, "sampling_rate", self.sample_rate)
+            if rate != self.sample_rate:
+                raise ValueError(
+                    f"backbone={self.backbone!r} was trained on sounds at {rate} Hz; "
+                    f"pass sample_rate={rate} (got {self.sample_rate})."
+                )
+            return
+        if kind == "module":
+            return
+        weights = self._weights()
+        if weights is not None:
+            state = _hub.read_weights_file(weights)
+            if "standardize.mean" in state:
+                # A fitted encoder's module_: its standardisation comes with it.
+                self.spectrogram_mean_ = float(state["standardize.mean"])
+                self.spectrogram_std_ = float(state["standardize.std"])
+                return
+        rng = np.random.default_rng(self._seed())
         sample = (
             rows
             if len(rows) <= _STATS_SAMPLE
             else np.sort(rng.choice(rows, _STATS_SAMPLE, replace=False))
         )
         with torch.no_grad():
-            log_mel = self._build_module().log_mel(self._load(column, sample))
+            log_mel = self._cnn_tower().log_mel(self._load(column, sample))
         self.spectrogram_mean_ = float(log_mel.mean())
         self.spectrogram_std_ = (
             max(float(log_mel.std()), 1e-3) if log_mel.numel() > 1 else 1.0
         )
 
+    # -- the module ----------------------------------------------------------------------
     def _n_mels(self):
         if self.n_mels == "auto":
             return 16 if self.sample_rate <= 8000 else 64
         return self.n_mels
 
-    def _build_module(self):
+    def _cnn_tower(self):
         return AudioTower(
             self.sample_rate,
             self._n_fft(),
@@ -517,11 +662,43 @@ class AudioEncoder(AudioMixin, TorchEncoderMixin, BaseEstimator):
             spec_augment=self.augment == "default",
         )
 
-    def _init_module(self):
-        tower = self._build_module()
-        tower.standardize.mean.fill_(self.spectrogram_mean_)
-        tower.standardize.std.fill_(self.spectrogram_std_)
+    def _tower(self, pretrained):
+        kind, name = self._kind()
+        weights = self._weights() if pretrained else None
+        if kind == "hf":
+            model = _hub.hf_model(
+                name, self.hub_config_, pretrained=weights is not None
+            )
+            return HFAudioTower(model, model.config.hidden_size)
+        if kind == "module":
+            backbone = copy.deepcopy(self.backbone)
+            width = getattr(backbone, "out_features", None)
+            if width is None:
+                was_training = backbone.training
+                backbone.eval()
+                with torch.no_grad():
+                    probe = torch.zeros(1, self._n_samples())
+                    width = backbone(probe).flatten(1).shape[1]
+                backbone.train(was_training)
+            tower = ModuleAudioTower(backbone, int(width))
+            target = tower.backbone
+        else:
+            tower = self._cnn_tower()
+            tower.standardize.mean.fill_(self.spectrogram_mean_)
+            tower.standardize.std.fill_(self.spectrogram_std_)
+            target = tower
+        if weights is not None:
+            state = _hub.read_weights_file(weights)
+            if kind == "cnn" and "standardize.mean" not in state:
+                target = tower.cnn  # the CNN's own state dict
+            _hub.load_into(target, state, weights)
         return tower
+
+    def _build_module(self):
+        return self._tower(pretrained=False)
+
+    def _init_module(self):
+        return self._tower(pretrained=True)
 
     def _augment(self, batch, generator):
         if self.augment is None:

@@ -1,4 +1,4 @@
-"""ImageEncoder: images (paths, PIL images, arrays) to CNN features."""
+"""ImageEncoder: images (paths, PIL images, arrays) to CNN or pretrained features."""
 
 import copy
 import io
@@ -13,7 +13,8 @@ from sklearn.base import BaseEstimator
 
 from ..base import TorchEncoderMixin
 from ..utils._sklearn_compat import HasMethods, Interval, StrOptions
-from ..utils._torch import load_state_dict
+from . import _hub
+from ._cnn import small_cnn
 
 _LUMA = (0.299, 0.587, 0.114)
 _IMAGENET_MEAN, _IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -31,7 +32,7 @@ class _Normalize(torch.nn.Module):
         return (x - self.mean) / self.std
 
 
-class ImageTower(torch.nn.Module):
+class ImageTower(_hub.FreezableMixin, torch.nn.Module):
     """Normalisation, then a backbone whose output is flattened to ``out_features``."""
 
     def __init__(self, backbone, n_channels, out_features):
@@ -44,46 +45,31 @@ class ImageTower(torch.nn.Module):
         return self.backbone(self.normalize(x)).flatten(1)
 
 
-def small_cnn(in_channels):
-    """A small CNN for small images (28x28 to 96x96): 3 conv blocks, 128 features."""
+class HFImageBackbone(torch.nn.Module):
+    """A Hugging Face vision model: ``pooler_output`` if it has one, else mean of tokens."""
 
-    def block(cin, cout, pool):
-        layers = [
-            torch.nn.Conv2d(cin, cout, 3, padding=1, bias=False),
-            torch.nn.BatchNorm2d(cout),
-            torch.nn.ReLU(inplace=True),
-        ]
-        # ceil_mode keeps tiny inputs (a few spectrogram frames) from vanishing.
-        return layers + ([torch.nn.MaxPool2d(2, ceil_mode=True)] if pool else [])
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
 
-    return torch.nn.Sequential(
-        *block(in_channels, 32, True),
-        *block(32, 64, True),
-        *block(64, 128, False),
-        torch.nn.AdaptiveAvgPool2d(1),
-        torch.nn.Flatten(),
-    )
+    def forward(self, x):
+        out = self.model(pixel_values=x)
+        pooled = getattr(out, "pooler_output", None)
+        if pooled is not None:
+            return pooled.flatten(1)
+        hidden = out.last_hidden_state
+        # Convolutional models give (n, C, H, W) maps, transformers (n, tokens, C).
+        return hidden.mean(dim=(2, 3)) if hidden.ndim == 4 else hidden.mean(dim=1)
 
 
-def _strip_classifier(model, name):
-    """Replace the last ``nn.Linear`` of a torchvision model by an identity.
-
-    Returns the width of the features that fed it (512 for resnet18, 4096 for vgg).
-    """
-    last = None
-    for path, module in model.named_modules():
-        if isinstance(module, torch.nn.Linear):
-            last = (path, module)
-    if last is None:
-        raise ValueError(
-            f"backbone={name!r} has no final nn.Linear classifier to remove; pass the "
-            "feature-extracting torch.nn.Module itself as backbone."
-        )
-    path, linear = last
-    parent_path, _, attr = path.rpartition(".")
-    parent = model.get_submodule(parent_path) if parent_path else model
-    setattr(parent, attr, torch.nn.Identity())
-    return linear.in_features
+def _probe_width(backbone, n_channels, image_size):
+    """Output width of a backbone, from one forward pass on a blank image."""
+    was_training = backbone.training
+    backbone.eval()
+    with torch.no_grad():
+        width = backbone(torch.zeros(1, n_channels, *image_size)).flatten(1).shape[1]
+    backbone.train(was_training)
+    return int(width)
 
 
 def _to_float(array, what):
@@ -285,33 +271,56 @@ def random_affine(batch, generator, *, degrees=30.0, scale=(0.8, 1.2), flip=True
     return F.grid_sample(batch, grid, padding_mode="border", align_corners=False)
 
 
-class ImageEncoder(TorchEncoderMixin, BaseEstimator):
+class ImageEncoder(_hub.BackboneMixin, TorchEncoderMixin, BaseEstimator):
     """Encode images into CNN features, trained on labels or pretrained.
 
-    The backbone is a torchvision model (ResNet, VGG, ...), a small CNN built for small
-    images, or any ``torch.nn.Module``. With pretrained weights it is a frozen feature
-    extractor by default; otherwise :meth:`fit` trains it with a linear head on ``y``
-    (cross-entropy and Adam) and :meth:`transform` returns the penultimate features.
+    The backbone is a torchvision, timm, Hugging Face or open_clip model, a small CNN
+    built for small images, or any ``torch.nn.Module``. Pretrained weights bring their
+    own preprocessing (size, interpolation, crop, normalisation), stored as fitted
+    attributes, and make a frozen feature extractor by default; otherwise :meth:`fit`
+    trains the tower with a linear head on ``y`` (cross-entropy and Adam) and
+    :meth:`transform` returns the penultimate features.
 
     Parameters
     ----------
     backbone : str or torch.nn.Module, default="resnet18"
-        A torchvision model name (``torchvision.models.get_model``) whose final linear
-        classifier is removed, ``"cnn"`` for a small 3-block CNN with 128 features, or a
-        module mapping a batch ``(n, C, H, W)`` to features.
-    weights : str, path or None, default=None
-        ``None`` for random initialisation; a torchvision weights name such as
-        ``"DEFAULT"`` or ``"IMAGENET1K_V1"`` (downloaded by torchvision, and their
-        preprocessing used: resize, centre crop and normalisation); or the path of a
-        saved state dict (read with ``torch.load(..., weights_only=True)``): either of
-        the backbone (a torchvision backbone then uses ImageNet normalisation) or of a
-        fitted encoder's ``module_``, which carries its normalisation with it.
+        Where the tower comes from:
+
+        - a torchvision model name (``torchvision.models.get_model``), whose final
+          linear classifier is removed;
+        - ``"timm:<name>"``: ``timm.create_model(name, num_classes=0)`` (extra
+          ``skmm[timm]``);
+        - ``"hf:<model id or local folder>"``: a Hugging Face ``AutoModel`` and its
+          ``AutoImageProcessor``; features are ``pooler_output`` when the model has
+          one, else the mean of ``last_hidden_state`` (extra ``skmm[hf]``);
+        - ``"open_clip:<architecture>"``: the image tower of an open_clip model
+          (extra ``skmm[clip]``);
+        - ``"cnn"``: a small 3-block CNN with 128 features;
+        - a module mapping a batch ``(n, C, H, W)`` to features.
+    weights : "auto", "DEFAULT", str, path or None, default="auto"
+        ``None``: random initialisation. ``"DEFAULT"`` or another name: a named
+        pretrained set, downloaded by the hub library into its cache (a torchvision
+        weights name such as ``"IMAGENET1K_V1"``, a timm pretrained tag, an open_clip
+        pretrained tag). A path: a local state dict (``.safetensors``, or a
+        ``torch.save`` file read with ``weights_only=True``) of the backbone or of a
+        fitted encoder's ``module_``. ``"auto"``: the checkpoint an ``"hf:"``
+        backbone names, random weights for the others (whose names are
+        architectures). Without pretrained weights, a torchvision or module
+        backbone with a weights file uses ImageNet normalisation, and ``"cnn"`` the
+        statistics of the training images.
     image_size : int, tuple of (int, int) or None, default=None
         Size every image is resized to. ``None`` keeps the size of the first training
-        image (or the crop size of torchvision weights).
+        image, or the size the pretrained weights expect.
     max_epochs : int or "auto", default="auto"
-        Training epochs on ``y``. ``"auto"`` is 0 (a frozen feature extractor) when
-        ``weights`` is given and 10 otherwise.
+        Passes over the training items with ``y`` (as in the nets and the matcher, which
+        may stop sooner); 0 uses the tower as it is (frozen). ``"auto"`` is 0 (a frozen
+        feature extractor, and :meth:`fit` needs no ``y``) when the tower starts from
+        pretrained weights, and 10 otherwise.
+    train_layers : {"all", "last", "head"}, default="all"
+        What trains when ``max_epochs > 0``: the whole tower, only its last block
+        (the last child of its main stack of blocks, and the layers after it), or
+        none of it (only the head on top: the linear head here, the net's head
+        inside :mod:`skmm.nn`). Frozen layers keep their batch-norm statistics.
     augment : {"default"} or callable or None, default=None
         Training-time augmentation. ``"default"`` rotates by up to 30 degrees, scales by
         0.8-1.2 and flips horizontally, each image by its own random amount. A callable
@@ -321,19 +330,22 @@ class ImageEncoder(TorchEncoderMixin, BaseEstimator):
     memory : str, path, joblib.Memory or None, default=None
         Folder (or ``joblib.Memory``) caching each item's features on disk, keyed by
         the item's content (a file's path, size, times and inode; an array's hash) and
-        by a fingerprint of the fitted encoder (parameters and weights).
-        Cross-validation folds and grid-search candidates that share a frozen encoder
-        (pretrained, or ``max_epochs=0``) then encode each item once; a retrained
-        encoder has new weights, hence new keys, and never reads stale rows.
-        :class:`~skmm.utils.EmbeddingMemory` with ``hash_files=True`` keys files by
-        their bytes instead. Entries carry a checksum and are recomputed when it does
-        not match; a folder that cannot be written warns once and is not used.
+        by a fingerprint of the fitted encoder: its parameters and its weights,
+        identified by their source (name, or file path, size and modification time)
+        for a frozen pretrained tower, else by a hash of the tensors computed once per
+        fit. Cross-validation folds and grid-search candidates that share a frozen
+        encoder then encode each item once; a retrained encoder has new weights, hence
+        new keys, and never reads stale rows. :class:`~skmm.utils.EmbeddingMemory`
+        with ``hash_files=True`` keys files by their bytes instead. Entries carry a
+        checksum and are recomputed when it does not match; a folder that cannot be
+        written warns once and is not used.
     num_workers : int, default=0
         Threads decoding the next batches while the model runs on the current one in
         :meth:`transform`; 0 decodes in the main thread. At most
         ``num_workers + 1`` batches are in memory at once.
     lr : float, default=1e-3
-        Learning rate of the optimizer.
+        Learning rate of the optimizer for this tower (also inside :mod:`skmm.nn`); a
+        pretrained tower is usually fine-tuned with a smaller one, such as 1e-4.
     optimizer : torch.optim.Optimizer class, default=torch.optim.Adam
         The optimizer class, built on the trainable parameters with ``lr``.
     callbacks : list of :class:`skmm.callbacks.Callback` or callables, default=None
@@ -342,7 +354,8 @@ class ImageEncoder(TorchEncoderMixin, BaseEstimator):
     device : {"auto", "cpu", "cuda"} or str, default="auto"
         Where the model runs; ``"auto"`` is CUDA when available.
     random_state : int, RandomState instance or None, default=None
-        Seeds weight initialisation, augmentation and data order.
+        Seeds weight initialisation, the images sampled for normalisation
+        statistics, augmentation and data order.
     verbose : bool, default=False
         Show progress bars while training and encoding.
 
@@ -353,10 +366,21 @@ class ImageEncoder(TorchEncoderMixin, BaseEstimator):
     device_ : str
         The device used.
     image_size_ : tuple of (int, int)
-        Height and width the images are resized to.
+        Height and width of the images the backbone sees (after any crop).
+    resize_size_ : list of int or None
+        What the images are resized to before a centre crop to ``image_size_``: one
+        int for the shorter side, or (height, width); None resizes to
+        ``image_size_`` directly.
+    interpolation_ : str
+        Resizing interpolation (``"bilinear"``, ``"bicubic"`` or ``"nearest"``).
+    mean_, std_ : ndarray of shape (n_channels_,)
+        Per-channel normalisation.
     n_channels_ : int
-        Channels the backbone sees (3 for torchvision backbones; 1 for the small CNN
+        Channels the backbone sees (3 for pretrained backbones; 1 for the small CNN
         when the training images are grayscale).
+    hub_config_ : object or None
+        The Hugging Face model config of an ``"hf:"`` backbone (the architecture,
+        so that a pickle rebuilds it with no download), else None.
     classes_ : ndarray or None
         Classes of ``y`` the tower was trained on (None for a real-valued ``y``); only
         set when ``max_epochs > 0``.
@@ -398,6 +422,11 @@ class ImageEncoder(TorchEncoderMixin, BaseEstimator):
     empty, NaN, out of range) raises ``ValueError`` naming the column and row; only
     ``None``/NaN items are missing.
 
+    Pickles hold the tower's weights (a CPU state dict: 45 MB for a ResNet-18), so a
+    loaded encoder needs no download; an ``"hf:"``, ``"timm:"`` or ``"open_clip:"``
+    backbone needs its library installed where it is loaded. A module passed as
+    ``backbone`` is a parameter, pickled as well beside the fitted weights.
+
     Examples
     --------
     >>> import numpy as np
@@ -409,6 +438,12 @@ class ImageEncoder(TorchEncoderMixin, BaseEstimator):
     (8, 128)
     >>> enc.get_feature_names_out()[:2]
     array(['imageencoder0', 'imageencoder1'], dtype=object)
+
+    A pretrained tower is frozen: ``fit`` needs no labels.
+
+    >>> enc = ImageEncoder("resnet18", weights="DEFAULT")  # doctest: +SKIP
+    >>> enc.fit_transform(images).shape  # doctest: +SKIP
+    (8, 512)
     """
 
     _batch_ndim = (3, 4)
@@ -422,6 +457,7 @@ class ImageEncoder(TorchEncoderMixin, BaseEstimator):
             Interval(Integral, 0, None, closed="left"),
             StrOptions({"auto"}),
         ],
+        "train_layers": [StrOptions({"all", "last", "head"})],
         "augment": [None, StrOptions({"default"}), callable],
     }
 
@@ -435,9 +471,10 @@ class ImageEncoder(TorchEncoderMixin, BaseEstimator):
         self,
         backbone="resnet18",
         *,
-        weights=None,
+        weights="auto",
         image_size=None,
         max_epochs="auto",
+        train_layers="all",
         augment=None,
         batch_size=32,
         memory=None,
@@ -453,6 +490,7 @@ class ImageEncoder(TorchEncoderMixin, BaseEstimator):
         self.weights = weights
         self.image_size = image_size
         self.max_epochs = max_epochs
+        self.train_layers = train_layers
         self.augment = augment
         self.batch_size = batch_size
         self.memory = memory
@@ -467,82 +505,113 @@ class ImageEncoder(TorchEncoderMixin, BaseEstimator):
     _no_y_hint = "Pass pretrained weights, or max_epochs=0 for an untrained backbone."
 
     # -- what the backbone is --------------------------------------------------------
-    def _is_torchvision(self):
-        return isinstance(self.backbone, str) and self.backbone != "cnn"
+    def _kind(self):
+        return _hub.parse_backbone(self.backbone, "image")
 
-    def _weights_path(self):
-        """The state-dict file named by ``weights``, or None for a weights name."""
-        w = self.weights
-        if w is None:
-            return None
-        if (
-            isinstance(w, os.PathLike)
-            or os.path.sep in w
-            or os.path.exists(w)
-            or (w.endswith((".pt", ".pth")))
-        ):
-            if not os.path.isfile(w):
-                raise ValueError(f"weights file not found: {os.fspath(w)!r}")
-            return w
-        return None
-
-    def _torchvision_weights(self):
-        """The torchvision weights enum member named by ``weights``, or None."""
-        if self.weights is None or self._weights_path() is not None:
-            return None
-        if not self._is_torchvision():
+    def _weights(self):
+        """``weights`` with "auto" resolved: None, a weights name or a path."""
+        kind, _ = self._kind()
+        if self.weights == "auto":
+            return _hub.DEFAULT_WEIGHTS if kind == "hf" else None
+        if self.weights is not None and kind == "hf":
+            if self.weights != _hub.DEFAULT_WEIGHTS:
+                raise ValueError(
+                    f"weights={self.weights!r}: the weights of an 'hf:' backbone come "
+                    "from its model id or folder (backbone='hf:<id or folder>'); use "
+                    "weights='auto' or None."
+                )
+        if self.weights is not None and _hub.is_weights_path(self.weights):
+            if not os.path.isfile(self.weights):
+                raise ValueError(f"weights file not found: {os.fspath(self.weights)!r}")
+        elif self.weights is not None and kind in ("cnn", "module"):
             raise ValueError(
-                f"weights={self.weights!r} is not a file; torchvision weights names only "
-                f"apply to torchvision backbones, not {self.backbone!r}."
+                f"weights={self.weights!r} is not a file; weights names only apply to "
+                "torchvision, timm and open_clip backbones."
             )
-        from torchvision.models import get_model_weights, get_weight
+        return self.weights
 
-        enum = get_model_weights(self.backbone)
-        try:
-            if "." in self.weights:
-                return get_weight(self.weights)
-            return enum[self.weights]
-        except (KeyError, ValueError):
-            names = ["DEFAULT"] + [m.name for m in enum]
-            raise ValueError(
-                f"weights={self.weights!r} is neither a file nor a weights name of "
-                f"{self.backbone!r}; available names: {names}."
-            ) from None
+    def _pretrained(self):
+        return self._weights() is not None
 
-    def _resolved_max_epochs(self):
-        if self.max_epochs == "auto":
-            return 0 if self.weights is not None else 10
-        return self.max_epochs
+    def _weights_identity(self):
+        weights = self._weights()
+        kind, name = self._kind()
+        if weights is None:
+            return None
+        if _hub.is_weights_path(weights):
+            return [repr(self.backbone), _hub.file_identity(weights)]
+        if kind == "hf":
+            commit = getattr(self.hub_config_, "_commit_hash", None)
+            if os.path.isdir(name):
+                return [kind, _hub.file_identity(name)]
+            return [kind, name, commit] if commit else None
+        return [kind, name, weights]
 
     # -- preprocessing -------------------------------------------------------------------
     def _fit_preprocessing(self, column, rows):
-        tv_weights = self._torchvision_weights()
-        if self._is_torchvision():
+        kind, name = self._kind()
+        weights = self._weights()
+        self.hub_config_ = None
+        spec = None
+        if kind == "torchvision":
             from torchvision.models import list_models
 
-            if self.backbone not in list_models():
+            if name not in list_models():
                 raise ValueError(
-                    f"backbone={self.backbone!r} is not a torchvision model name; see "
-                    "torchvision.models.list_models(), or use 'cnn'."
+                    f"backbone={name!r} is not a torchvision model name; see "
+                    "torchvision.models.list_models(), or use 'cnn', 'timm:', 'hf:' or "
+                    "'open_clip:' backbones."
                 )
-        pretrained = tv_weights is not None or self._weights_path() is not None
-        if self._is_torchvision() and pretrained:
-            # Channels and normalisation are fixed: only the first image's size matters.
-            sample = rows[:1]
+            if weights is not None and not _hub.is_weights_path(weights):
+                preset = _hub.torchvision_weights(name, weights).transforms()
+                crop = list(preset.crop_size)
+                spec = dict(
+                    image_size=tuple(crop * (2 // len(crop))),
+                    resize_size=list(preset.resize_size),
+                    interpolation=preset.interpolation.value,
+                    mean=preset.mean,
+                    std=preset.std,
+                )
+        elif kind == "timm":
+            timm = _hub.optional_import("timm", f"backbone={self.backbone!r}")
+            tag = None if weights is None or _hub.is_weights_path(weights) else weights
+            full = name if tag in (None, _hub.DEFAULT_WEIGHTS) else f"{name}.{tag}"
+            cfg = timm.models.get_pretrained_cfg(full)
+            spec = _hub.timm_preprocessing(cfg.to_dict() if cfg else {})
+        elif kind == "hf":
+            self.hub_config_, processor = _hub.hf_parts(name, "image")
+            spec = _hub.hf_image_preprocessing(processor)
+        elif kind == "open_clip":
+            tag = None if weights is None or _hub.is_weights_path(weights) else weights
+            spec = _hub.open_clip_preprocessing(name, tag)
+        pretrained_module = kind == "module" and weights is not None
+        state = None
+        if weights is not None and spec is None and _hub.is_weights_path(weights):
+            state = _hub.read_weights_file(weights)
+        # A fitted encoder's module_ brings its normalisation (and channels) with it.
+        own_stats = state is not None and "normalize.mean" in state
+        imagenet = (kind == "torchvision" or pretrained_module) and weights is not None
+        if spec is not None or own_stats or imagenet:
+            stats_rows = rows[:0]
         elif len(rows) <= _STATS_SAMPLE:
-            sample = rows
+            stats_rows = rows
         else:
-            rng = np.random.default_rng(0)
-            sample = np.sort(rng.choice(rows, _STATS_SAMPLE, replace=False))
+            rng = np.random.default_rng(self._seed())
+            stats_rows = np.sort(rng.choice(rows, _STATS_SAMPLE, replace=False))
+        size_rows = rows[:1] if self.image_size is None and spec is None else rows[:0]
         size = self.image_size
-        images = self._decode(
-            column, sample, (size, size) if isinstance(size, int) else size
-        )
-        if self._is_torchvision():
+        min_size = (size, size) if isinstance(size, int) else size
+        images = self._decode(column, stats_rows, min_size)
+        first = self._decode(column, size_rows)
+        if spec is not None or kind == "torchvision" or pretrained_module:
             self.n_channels_ = 3
+        elif own_stats:
+            self.n_channels_ = state["normalize.mean"].shape[1]
         else:
-            self.n_channels_ = 1 if all(im.shape[0] == 1 for im in images) else 3
-        self.resize_size_ = None
+            gray = all(im.shape[0] == 1 for im in images + first)
+            self.n_channels_ = 1 if gray else 3
+        self.resize_size_ = None if spec is None else spec["resize_size"]
+        self.interpolation_ = "bilinear" if spec is None else spec["interpolation"]
         if self.image_size is not None:
             size = self.image_size
             self.image_size_ = (size, size) if isinstance(size, int) else tuple(size)
@@ -550,18 +619,20 @@ class ImageEncoder(TorchEncoderMixin, BaseEstimator):
                 raise ValueError(
                     f"image_size must be an int or a (height, width) pair, got {size!r}."
                 )
-        elif tv_weights is not None:
-            preset = tv_weights.transforms()
-            self.image_size_ = tuple(preset.crop_size) * (2 // len(preset.crop_size))
-            self.resize_size_ = list(preset.resize_size)
+            # An explicit size replaces the weights' own resize and crop.
+            self.resize_size_ = None
+        elif spec is not None:
+            self.image_size_ = tuple(spec["image_size"])
         else:
-            self.image_size_ = tuple(images[0].shape[1:])
-        if tv_weights is not None:
-            preset = tv_weights.transforms()
-            self.mean_ = np.asarray(preset.mean, dtype=np.float32)
-            self.std_ = np.asarray(preset.std, dtype=np.float32)
-        elif self._is_torchvision() and self._weights_path() is not None:
-            # torchvision's classification weights all expect ImageNet statistics; fixed
+            self.image_size_ = tuple(first[0].shape[1:])
+        if spec is not None:
+            self.mean_ = np.asarray(spec["mean"], dtype=np.float32)
+            self.std_ = np.asarray(spec["std"], dtype=np.float32)
+        elif own_stats:
+            self.mean_ = state["normalize.mean"].flatten().numpy().copy()
+            self.std_ = state["normalize.std"].flatten().numpy().copy()
+        elif imagenet:
+            # Backbones pretrained on ImageNet expect its statistics; fixed
             # statistics also keep a frozen encoder's features independent of the
             # training rows (so cached embeddings are shared across CV folds).
             self.mean_ = np.asarray(_IMAGENET_MEAN, dtype=np.float32)
@@ -613,6 +684,7 @@ class ImageEncoder(TorchEncoderMixin, BaseEstimator):
 
     def _prepare(self, images):
         """Match channels and size, then stack into a (n, C, H, W) batch."""
+        from torchvision.transforms import InterpolationMode
         from torchvision.transforms.v2 import functional as TF
 
         out = []
@@ -624,11 +696,12 @@ class ImageEncoder(TorchEncoderMixin, BaseEstimator):
                     if self.n_channels_ == 3
                     else (image * luma).sum(0, keepdim=True)
                 )
+            mode = InterpolationMode(self.interpolation_)
             if self.resize_size_ is not None:
-                image = TF.resize(image, self.resize_size_, antialias=True)
+                image = TF.resize(image, self.resize_size_, mode, antialias=True)
                 image = TF.center_crop(image, list(self.image_size_))
             elif tuple(image.shape[1:]) != tuple(self.image_size_):
-                image = TF.resize(image, list(self.image_size_), antialias=True)
+                image = TF.resize(image, list(self.image_size_), mode, antialias=True)
             out.append(image)
         return torch.stack(out).contiguous()
 
@@ -643,69 +716,68 @@ class ImageEncoder(TorchEncoderMixin, BaseEstimator):
         return torch.stack([self.augment(image) for image in batch])
 
     # -- the module ----------------------------------------------------------------------
-    def _build_backbone(self, weights=None):
-        """The backbone and its feature width; ``weights`` is a torchvision enum."""
-        if self.backbone == "cnn":
+    def _backbone(self, pretrained):
+        """The backbone and its feature width, with its pretrained weights if asked.
+
+        Without ``pretrained`` nothing is read or downloaded: the architecture only,
+        from the parameters and the fitted attributes (as unpickling needs).
+        """
+        kind, name = self._kind()
+        weights = self._weights() if pretrained else None
+        named = weights is not None and not _hub.is_weights_path(weights)
+        if kind == "cnn":
             return small_cnn(self.n_channels_), 128
-        if self._is_torchvision():
+        if kind == "torchvision":
             from torchvision.models import get_model
 
-            try:
-                model = get_model(self.backbone, weights=weights)
-            except (OSError, RuntimeError) as exc:
-                if weights is None:
-                    raise
-                raise OSError(
-                    f"could not download the {weights} weights of {self.backbone!r} "
-                    f"from {weights.url}: {exc}. On a machine without internet access, "
-                    "download the file elsewhere and pass its path as weights=."
-                ) from exc
-            return model, _strip_classifier(model, self.backbone)
-        model = copy.deepcopy(self.backbone)
-        width = getattr(model, "out_features", None)
+            model = get_model(name, weights=None)
+            width = _hub.strip_classifier(model, name)
+            if named:
+                state = _hub.torchvision_state_dict(
+                    _hub.torchvision_weights(name, weights)
+                )
+                _hub.load_into(model, state, weights)
+            return model, width
+        if kind == "timm":
+            model = _hub.timm_model(name, weights)
+            return model, model.num_features
+        if kind == "hf":
+            model = _hub.hf_model(
+                name, self.hub_config_, pretrained=weights is not None
+            )
+            backbone = HFImageBackbone(model)
+        elif kind == "open_clip":
+            clip = _hub.open_clip_model(name, weights)
+            backbone = clip.visual
+            # CLIP's 1 / temperature, which a matcher on its aligned towers starts from.
+            backbone.logit_scale = float(clip.logit_scale.detach().exp())
+        else:
+            backbone = copy.deepcopy(self.backbone)
+        width = getattr(backbone, "out_features", None)
         if width is None:
-            model.eval()
-            with torch.no_grad():
-                probe = torch.zeros(2, self.n_channels_, *self.image_size_)
-                width = model(probe).flatten(1).shape[1]
-        return model, int(width)
+            width = _probe_width(backbone, self.n_channels_, self.image_size_)
+        return backbone, int(width)
 
-    def _build_module(self):
-        backbone, width = self._build_backbone()
-        return ImageTower(backbone, self.n_channels_, width)
-
-    def _init_module(self):
-        backbone, width = self._build_backbone(self._torchvision_weights())
+    def _tower(self, pretrained):
+        backbone, width = self._backbone(pretrained)
         tower = ImageTower(backbone, self.n_channels_, width)
+        if hasattr(backbone, "logit_scale"):
+            tower.logit_scale = backbone.logit_scale
         tower.normalize.mean.copy_(torch.from_numpy(self.mean_).view(1, -1, 1, 1))
         tower.normalize.std.copy_(torch.from_numpy(self.std_).view(1, -1, 1, 1))
-        path = self._weights_path()
-        if path is not None:
-            state = load_state_dict(path)
-            if "normalize.mean" in state:
-                # A fitted encoder's module_: its normalisation comes with it.
-                _load_into(tower, state, path)
-                self.mean_ = tower.normalize.mean.flatten().numpy().copy()
-                self.std_ = tower.normalize.std.flatten().numpy().copy()
-            else:
-                _load_into(backbone, state, path)
+        weights = self._weights() if pretrained else None
+        kind, _ = self._kind()
+        if weights is not None and kind in ("cnn", "torchvision", "module"):
+            if _hub.is_weights_path(weights):
+                state = _hub.read_weights_file(weights)
+                if "normalize.mean" in state:
+                    _hub.load_into(tower, state, weights)
+                else:
+                    _hub.load_into(backbone, state, weights)
         return tower
 
+    def _build_module(self):
+        return self._tower(pretrained=False)
 
-def _load_into(backbone, state, path):
-    """Load a saved state dict into a backbone, ignoring a removed classifier's keys."""
-    expected = set(backbone.state_dict())
-    extra = [k for k in state if k not in expected]
-    missing = [k for k in expected if k not in state]
-    if missing:
-        raise ValueError(
-            f"weights file {os.fspath(path)!r} does not fit the backbone: missing "
-            f"{missing[:5]}{'...' if len(missing) > 5 else ''}, unexpected "
-            f"{extra[:5]}{'...' if len(extra) > 5 else ''}."
-        )
-    try:
-        backbone.load_state_dict({k: state[k] for k in expected})
-    except RuntimeError as exc:
-        raise ValueError(
-            f"weights file {os.fspath(path)!r} does not fit the backbone: {exc}"
-        ) from None
+    def _init_module(self):
+        return self._tower(pretrained=True)

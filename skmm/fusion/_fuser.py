@@ -1,5 +1,6 @@
 """MultimodalFuser: encode each modality's column, then fuse the features (early fusion)."""
 
+import warnings
 from numbers import Integral, Real
 
 import numpy as np
@@ -7,9 +8,15 @@ import scipy.sparse as sp
 from sklearn.base import TransformerMixin, clone
 from sklearn.decomposition import PCA
 from sklearn.impute import SimpleImputer
+from sklearn.model_selection import check_cv
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, StandardScaler
 from sklearn.utils import Bunch, check_array, get_tags
+from sklearn.utils.metadata_routing import (
+    MetadataRouter,
+    MethodMapping,
+    process_routing,
+)
 from sklearn.utils.parallel import Parallel, delayed
 from sklearn.utils.sparsefuncs import mean_variance_axis
 from sklearn.utils.validation import check_is_fitted
@@ -21,23 +28,42 @@ from ..utils._composition import (
     is_drop,
 )
 from ..utils._sklearn_compat import (
+    HasMethods,
     Hidden,
     Interval,
     StrOptions,
     _check_feature_names_in,
+    _check_method_params,
     _fit_context,
-    _get_column_indices,
     _name_estimators,
     _print_elapsed_time,
+    _raise_for_params,
+    _routing_enabled,
     _safe_indexing,
+    _VisualBlock,
     validate_data,
 )
+from ._missing import (
+    all_missing_message,
+    column_indices,
+    describe_columns,
+    missing_message,
+    missing_rows,
+    row_labels,
+    shown_rows,
+)
 from ._ops import ELEMENTWISE, FUSION_OPERATORS, fuse, tensor_width
+from ._projection import (
+    CLASS_PROJECTIONS,
+    PAIRED_PROJECTIONS,
+    ClassProjection,
+    PairedProjection,
+    default_paired_estimator,
+    default_projection_estimator,
+)
 
 __all__ = ["MultimodalFuser", "make_fuser"]
 
-# Rows named in a "modality is missing" error; the count says how many there are.
-_SHOWN_ROWS = 10
 # As ColumnTransformer's default sparse_threshold: the output is sparse when some
 # block is sparse and the fused matrix is less than 30% non-zero.
 _SPARSE_THRESHOLD = 0.3
@@ -53,10 +79,12 @@ class MultimodalFuser(TransformerMixin, TriplesComposition):
     ``LogisticRegression``, ``RandomForestClassifier``, ...). Between encoding and
     fusion, each block goes through the same steps, all fitted on the training data:
 
-    1. missing rows (an encoder outputs NaN for a missing item) are filled as
-       ``missing`` says;
+    1. each encoder is fitted and run on the rows where its modality is present
+       (not every selected cell None, NaN or pd.NA), and the other rows are filled
+       as ``missing`` says;
     2. the block is normalised as ``normalize`` says;
-    3. the block is projected to ``projection`` PCA components, when asked;
+    3. the block is projected as ``projection`` says (PCA, or a class-aligned
+       space), when asked;
     4. the block is multiplied by its entry of ``weights`` and fused by ``fusion``.
 
     Parameters
@@ -85,13 +113,52 @@ class MultimodalFuser(TransformerMixin, TriplesComposition):
           ``prod(width_m + 1)``: it grows multiplicatively, so project the blocks
           (``projection=8`` gives 81 features for two modalities, 729 for three).
 
-        The element-wise fusions need blocks of one width: set ``projection``
-        unless the encoders already agree.
-    projection : int, dict of str to int, or None, default=None
-        Number of principal components (PCA fitted on the training data, after
-        normalisation) each block is projected to; a dict projects only the named
-        blocks. It cannot exceed a block's width nor the number of training rows.
-        None keeps the blocks as they are.
+        The element-wise fusions need blocks of one width and one space: coordinate
+        k must mean the same thing in every block. Set ``projection="proba"``
+        unless the encoders already share a space (the fuser warns otherwise).
+    projection : {"proba", "decision", "cca", "pls"}, int, dict of str to int, \
+            or None, default=None
+        How each block is projected after normalisation, fitted on the training
+        data:
+
+        - ``"proba"``: onto the class probabilities of a classifier fitted on the
+          block (``projection_estimator``), so that every modality lives in one
+          class-indexed space. ``fit_transform`` gives the training rows
+          cross-fitted probabilities (from models that did not see them, with
+          ``cv``), as stacking does, so the head learns from outputs like those of
+          new rows; ``fit(X, y).transform(X)`` therefore differs from
+          ``fit_transform(X, y)``. ``"mean"`` then averages the probabilities, and
+          ``"product"`` and ``"max"`` are renormalised to sum to 1 per row: the
+          product and max rules of decision-level fusion. Needs class labels ``y``.
+        - ``"decision"``: the same with the classifier's decision values,
+          standardised (a product of signed scores means little: the fuser warns).
+        - ``"cca"``, ``"pls"``: exactly two modalities aligned with each other,
+          without labels: a :class:`~sklearn.cross_decomposition.CCA` or
+          :class:`~sklearn.cross_decomposition.PLSCanonical` (``projection_estimator``,
+          by default with min(8, widths, rows) components) fitted on the two
+          blocks; each block becomes its scores, component k of one paired with
+          component k of the other.
+        - an int: that many principal components (PCA); a dict projects only the
+          named blocks. It cannot exceed a block's width nor the number of training
+          rows. PCA spaces are not aligned across modalities.
+        - None keeps the blocks as they are.
+
+        On hard AV-digits (held-out speakers, the demo's CNN and MFCC features),
+        mean, product and max fusion reach 0.78, 0.86 and 0.75 with ``"proba"``
+        against 0.66, 0.37 and 0.59 with 32 PCA components (the image alone:
+        0.66); unsupervised, mean fusion reaches 0.50 after CCA and 0.74 after PLS
+        (8 components).
+    projection_estimator : estimator or None, default=None
+        The classifier of ``projection="proba"`` or ``"decision"``, cloned per
+        modality; ``LogisticRegression(C=0.1, max_iter=1000)`` when None (strongly
+        regularised, so that its probabilities do not saturate on blocks of
+        hundreds of features). With ``"cca"`` or ``"pls"``, the cross-decomposition
+        estimator fitted on the two blocks.
+    cv : int, cross-validation generator or iterable, default=5
+        The folds of the class projection's cross-fitting (an int is a stratified
+        K-fold without shuffling). ``groups`` passed to :meth:`fit` go to the
+        splitter: use a grouped splitter when rows come in groups (speakers,
+        patients) that new data will not share.
     weights : dict of str to float or None, default=None
         Weight of each modality by name (1 for a name not listed). ``"concat"`` and
         ``"tensor"`` scale each block by its weight, ``"sum"`` and ``"weighted"``
@@ -119,12 +186,24 @@ class MultimodalFuser(TransformerMixin, TriplesComposition):
         one. Standardising TF-IDF features amplifies rare words: leave such a block
         as it is, e.g. ``normalize={"img": "block", "txt": None}``.
     missing : {"error", "zero", "mean", "indicator"}, default="error"
-        What a missing item becomes (a row with NaN in a modality's block, which is
-        what skmm's encoders output for a None/NaN cell): ``"error"`` raises a
-        ValueError naming the modality and the rows; ``"zero"`` fills it with
-        zeros, ``"mean"`` with the block's training mean; ``"indicator"`` fills it
-        with the mean and appends one 0/1 column per modality, 1 where the modality
-        is missing. A modality missing in every training row is an error.
+        What a missing modality becomes in a row. A modality is missing where every
+        cell it selects is None, NaN or pd.NA: its encoder never sees those cells
+        (a ``TfidfVectorizer`` or a ``FunctionTransformer`` gets no None), and its
+        block is filled there. ``"error"`` raises a ValueError naming the modality,
+        its columns and the rows; ``"zero"`` fills the block with zeros, ``"mean"``
+        with its training mean; ``"indicator"`` fills it with the mean and appends
+        one 0/1 column per modality, 1 where the modality is missing. A NaN in some
+        of a block's features (a ``"passthrough"`` block with one NaN cell) is
+        filled the same way. A modality missing in every training row is an error,
+        and so is a present item that its encoder turns into an all-NaN row (a
+        broken item is never taken for a missing one). The same names mean the
+        same in :class:`LateFusionClassifier`, whose ``"skip"`` gives a missing
+        modality no vote.
+    remainder : {"drop", "passthrough"} or transformer, default="drop"
+        The columns no encoder selects, as in ``ColumnTransformer``: dropped,
+        passed through as they are, or encoded by the given transformer, and then
+        fused as one more modality named ``"remainder"`` (plain numeric columns
+        beside the modalities, say).
     n_jobs : int or None, default=None
         Encoders fitted and run in parallel with joblib. ``None`` is 1 unless in a
         :func:`joblib.parallel_config` context; -1 uses all processors. Keep it
@@ -138,7 +217,10 @@ class MultimodalFuser(TransformerMixin, TriplesComposition):
         ``"{transformer_name}:{feature_name}"`` and a callable maps
         ``(transformer_name, feature_name)`` to a name. Element-wise fusions name
         their features ``fused0``, ``fused1``, ...; projected blocks name theirs
-        ``pca0``, ``pca1``, ... before prefixing.
+        ``pca0``, ``pca1``, ... (``proba_<class>`` with a class projection) before
+        prefixing.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the PCA projection (its randomized solver on large blocks).
 
     Attributes
     ----------
@@ -148,15 +230,17 @@ class MultimodalFuser(TransformerMixin, TriplesComposition):
     named_encoders_ : :class:`~sklearn.utils.Bunch`
         The fitted encoders by name.
     output_indices_ : dict of str to slice
-        The output columns of each modality: its block for ``"concat"``; the whole
-        fused block, which every modality shares, for the other fusions; an empty
-        slice for a dropped modality. With ``missing="indicator"``, the last
+        The output columns of each modality (and of ``"remainder"``): its block for
+        ``"concat"``; the whole fused block, which every modality shares, for the
+        other fusions; an empty slice for a dropped modality or one whose encoder
+        outputs no column. With ``missing="indicator"``, the last
         columns are the indicators, one per fused modality in ``encoders`` order.
     block_transformers_ : dict of str to :class:`~sklearn.pipeline.Pipeline`
         The fitted steps between each encoder and the fusion: ``impute`` (a
         :class:`~sklearn.impute.SimpleImputer`), ``scale`` (a
         :class:`~sklearn.preprocessing.StandardScaler`) and ``project`` (a
-        :class:`~sklearn.decomposition.PCA`), each ``"passthrough"`` when unused.
+        :class:`~sklearn.decomposition.PCA`, or the class projection with its
+        fitted ``estimator_``), each ``"passthrough"`` when unused.
     block_scales_ : dict of str to float
         The factor each block is multiplied by after ``block_transformers_``
         (``normalize="block"``; 1.0 otherwise).
@@ -202,20 +286,40 @@ class MultimodalFuser(TransformerMixin, TriplesComposition):
     array(['txt__black', 'num__weight'], dtype=object)
     >>> fuser.output_indices_["num"]
     slice(6, 8, None)
-    >>> fuser.set_params(fusion="sum", projection=2).fit_transform(X).shape
-    (4, 2)
+    >>> fuser.set_params(fusion="concat", remainder="drop").fit_transform(X).shape
+    (4, 8)
+
+    Element-wise fusion in one space, the modalities' class probabilities:
+
+    >>> y = ["cheap", "dear", "cheap", "dear"]
+    >>> fuser.set_params(fusion="product", projection="proba", cv=2)
+    MultimodalFuser(...)
+    >>> fuser.fit(X, y).transform(X).round(2)
+    array([[0.62, 0.38],
+           [0.4 , 0.6 ],
+           [0.56, 0.44],
+           [0.43, 0.57]])
     """
 
     _parameter_constraints = {
         "encoders": [list, Hidden(tuple)],
         "fusion": [StrOptions(set(FUSION_OPERATORS))],
-        "projection": [Interval(Integral, 1, None, closed="left"), dict, None],
+        "projection": [
+            Interval(Integral, 1, None, closed="left"),
+            StrOptions(set(CLASS_PROJECTIONS) | set(PAIRED_PROJECTIONS)),
+            dict,
+            None,
+        ],
+        "projection_estimator": [HasMethods("fit"), None],
+        "cv": ["cv_object"],
         "weights": [dict, None],
         "normalize": [StrOptions({"standard", "block"}), None, dict],
         "missing": [StrOptions({"error", "zero", "mean", "indicator"})],
+        "remainder": [StrOptions({"drop", "passthrough"}), HasMethods("transform")],
         "n_jobs": [Integral, None],
         "verbose": ["verbose"],
         "verbose_feature_names_out": ["boolean", str, callable],
+        "random_state": ["random_state"],
     }
 
     def __init__(
@@ -224,22 +328,30 @@ class MultimodalFuser(TransformerMixin, TriplesComposition):
         *,
         fusion="concat",
         projection=None,
+        projection_estimator=None,
+        cv=5,
         weights=None,
         normalize="standard",
         missing="error",
+        remainder="drop",
         n_jobs=None,
         verbose=False,
         verbose_feature_names_out=True,
+        random_state=None,
     ):
         self.encoders = encoders
         self.fusion = fusion
         self.projection = projection
+        self.projection_estimator = projection_estimator
+        self.cv = cv
         self.weights = weights
         self.normalize = normalize
         self.missing = missing
+        self.remainder = remainder
         self.n_jobs = n_jobs
         self.verbose = verbose
         self.verbose_feature_names_out = verbose_feature_names_out
+        self.random_state = random_state
 
     # -- composition: nested parameters, as ColumnTransformer ----------------------------
     _triples_param = "encoders"
@@ -273,6 +385,8 @@ class MultimodalFuser(TransformerMixin, TriplesComposition):
                 (name, encoder, columns)
                 for (name, encoder, _), columns in zip(self.encoders, self._columns_)
             ]
+            if self._remainder_[2]:
+                triples.append(self._remainder_)
         for name, encoder, columns in triples:
             if is_drop(encoder) or len(self._input_indices_[name]) == 0:
                 continue
@@ -356,14 +470,19 @@ class MultimodalFuser(TransformerMixin, TriplesComposition):
                     )
 
     def _resolve_columns(self, X):
-        """Resolve callables to column selections and record each one's positions."""
+        """Resolve callables to column selections and record each one's positions;
+        the columns no encoder selects go to ``remainder``, as in ColumnTransformer."""
         columns, indices = [], {}
         for name, _, selection in self.encoders:
             if callable(selection):
                 selection = selection(X)
             columns.append(selection)
-            indices[name] = _get_column_indices(X, selection)
+            indices[name] = column_indices(X, selection)
         self._columns_ = columns
+        used = {i for positions in indices.values() for i in positions}
+        rest = [i for i in range(X.shape[1]) if i not in used]
+        indices["remainder"] = rest
+        self._remainder_ = ("remainder", self.remainder, rest)
         self._input_indices_ = indices
 
     def _projection_for(self, name):
@@ -371,13 +490,23 @@ class MultimodalFuser(TransformerMixin, TriplesComposition):
             return self.projection.get(name)
         return self.projection
 
+    def _class_projection(self):
+        """True when every block is projected to one class-indexed space."""
+        return isinstance(self.projection, str) and self.projection in CLASS_PROJECTIONS
+
+    def _paired_projection(self):
+        """True when two blocks are aligned with each other by CCA or PLS."""
+        return (
+            isinstance(self.projection, str) and self.projection in PAIRED_PROJECTIONS
+        )
+
     def _normalize_for(self, name):
         if isinstance(self.normalize, dict):
             return self.normalize.get(name, "standard")
         return self.normalize
 
     # -- fit and transform -----------------------------------------------------------------
-    def fit(self, X, y=None):
+    def fit(self, X, y=None, **params):
         """Fit the encoders on their columns, and the fusion on their output.
 
         Parameters
@@ -386,24 +515,33 @@ class MultimodalFuser(TransformerMixin, TriplesComposition):
             One column (or several) per modality.
         y : array-like of shape (n_samples,), default=None
             Targets, passed to every encoder's ``fit`` (skmm's encoders train on
-            them).
+            them); class labels are required by ``projection="proba"`` and
+            ``"decision"``.
+        **params : dict
+            ``groups``, passed to the splitter of the class projection's
+            cross-fitting. With metadata routing enabled
+            (``sklearn.set_config(enable_metadata_routing=True)``), any metadata
+            the encoders, the splitter or ``projection_estimator`` request (such as
+            ``sample_weight``).
 
         Returns
         -------
         self : MultimodalFuser
             The fitted fuser.
         """
-        self.fit_transform(X, y)
+        self.fit_transform(X, y, **params)
         return self
 
     @_fit_context(
         # The encoders are validated by their own fit.
         prefer_skip_nested_validation=False
     )
-    def fit_transform(self, X, y=None):
+    def fit_transform(self, X, y=None, **params):
         """Fit the encoders and the fusion, and return the fused features.
 
-        Each column is encoded once. A failed fit leaves the fuser as it was.
+        Each column is encoded once. A failed fit leaves the fuser as it was. With
+        a class projection, the training rows get cross-fitted class scores (see
+        ``projection``), so the output differs from ``fit(X, y).transform(X)``.
 
         Parameters
         ----------
@@ -411,20 +549,39 @@ class MultimodalFuser(TransformerMixin, TriplesComposition):
             One column (or several) per modality.
         y : array-like of shape (n_samples,), default=None
             Targets, passed to every encoder's ``fit``.
+        **params : dict
+            Metadata, as in :meth:`fit`.
 
         Returns
         -------
         X_out : {ndarray, sparse matrix} of shape (n_samples, n_features_out)
             The fused features.
         """
+        _raise_for_params(params, self, "fit_transform", allow=["groups"])
         # The fuser holds no torch state, but its fit must be as failure-safe as the
         # encoders': the same helper runs it on a copy and adopts it on success.
-        return fit_atomic(self, type(self)._fit_transform, X, y)
+        return fit_atomic(self, type(self)._fit_transform, X, y, params)
 
-    def _fit_transform(self, X, y):
+    def _route(self, params):
+        """The metadata of each encoder's fit, the splitter and the projection."""
+        if _routing_enabled():
+            return process_routing(self, "fit_transform", **params)
+        # Without metadata routing, only groups is accepted: it goes to the splitter.
+        routed = Bunch(
+            splitter=Bunch(split={"groups": params.get("groups")}),
+            projection_estimator=Bunch(fit={}),
+        )
+        for name, _, _ in self.encoders:
+            routed[name] = Bunch(fit_transform={})
+        routed["remainder"] = Bunch(fit_transform={})
+        return routed
+
+    def _fit_transform(self, X, y, params):
         X = _check_X(X)
         validate_data(self, X=X, skip_check_array=True)
         names = self._validate_encoders()
+        if self.remainder != "drop":
+            names.append("remainder")
         self._validate_fusion_params(names)
         self._resolve_columns(X)
         todo = list(self._iter(fitted=False))
@@ -433,31 +590,100 @@ class MultimodalFuser(TransformerMixin, TriplesComposition):
                 "MultimodalFuser has nothing to fuse: every encoder is 'drop' or "
                 "selects no column."
             )
+        routed = self._route(params)
+        labels = row_labels(X)
+        selections = {
+            name: _safe_indexing(X, columns, axis=1) for name, _, columns in todo
+        }
+        absent = self._absent(todo, selections, labels, fit=True)
+        y_array = None if y is None else np.asarray(y)
         results = Parallel(n_jobs=self.n_jobs)(
             delayed(_fit_transform_one)(
                 _fittable(encoder),
-                _safe_indexing(X, columns, axis=1),
-                y,
+                _safe_indexing(selections[name], np.flatnonzero(~absent[name])),
+                None if y is None else y_array[~absent[name]],
+                _check_method_params(
+                    X, routed[name].fit_transform, np.flatnonzero(~absent[name])
+                ),
                 self._log_message(name, i, len(todo)),
             )
             for i, (name, encoder, columns) in enumerate(todo, start=1)
         )
-        fitted = iter(encoder for _, encoder in results)
+        fitted = dict(zip([name for name, _, _ in todo], (e for _, e in results)))
         self.encoders_ = [
-            (name, encoder if is_drop(encoder) else next(fitted), columns)
-            if len(self._input_indices_[name])
-            else (name, encoder, columns)
+            (name, fitted.get(name, encoder), columns)
             for (name, encoder, _), columns in zip(self.encoders, self._columns_)
         ]
-        n_samples = X.shape[0]
-        blocks = {
-            name: _check_block(name, out, n_samples)
-            for (name, _, _), (out, _) in zip(todo, results)
-        }
-        return self._fuse(blocks, _row_labels(X), fit=True)
+        if self._remainder_[2]:
+            name, encoder, columns = self._remainder_
+            self.encoders_.append((name, fitted.get(name, encoder), columns))
+        outputs = [out for out, _ in results]
+        self._encoded_widths_ = {}
+        blocks = self._blocks(todo, outputs, absent, labels)
+        if not blocks:
+            raise ValueError(
+                "MultimodalFuser has nothing to fuse: every encoder outputs 0 columns."
+            )
+        return self._fuse(blocks, labels, fit=True, y=y_array, routed=routed)
+
+    def _blocks(self, todo, outputs, absent, labels):
+        """The encoders' outputs as blocks over all the rows (NaN where absent).
+
+        A block of no column is left out of the fusion, as ColumnTransformer leaves
+        out a transformer that outputs none. An all-NaN output for a present item
+        is an error: a present but broken item is never taken for a missing one.
+        """
+        blocks = {}
+        for (name, _, columns), out in zip(todo, outputs):
+            present = int((~absent[name]).sum())
+            if out is None:
+                out = np.empty((0, self._encoded_widths_[name]))
+            out = _check_block(name, out, present)
+            self._encoded_widths_.setdefault(name, out.shape[1])
+            if out.shape[1] == 0:
+                continue
+            broken = _all_nan_rows(out)
+            if broken.any():
+                rows = np.zeros(len(absent[name]), dtype=bool)
+                rows[np.flatnonzero(~absent[name])[broken]] = True
+                raise ValueError(
+                    f"MultimodalFuser: encoder {name!r} ({describe_columns(columns)}) "
+                    f"returned NaN features for the present item(s) in "
+                    f"{int(rows.sum())} row(s): {shown_rows(rows, labels)}; a "
+                    "present but broken item is not treated as missing."
+                )
+            blocks[name] = _scatter(out, absent[name])
+        return blocks
+
+    def _absent(self, todo, selections, labels, *, fit):
+        """Each modality's rows whose cells are all missing (None, NaN, pd.NA)."""
+        absent = {}
+        for name, _, columns in todo:
+            rows = missing_rows(selections[name])
+            if fit and rows.all():
+                raise ValueError(
+                    all_missing_message("MultimodalFuser", name, columns, len(rows))
+                )
+            if self.missing == "error" and rows.any():
+                raise ValueError(
+                    missing_message(
+                        "MultimodalFuser",
+                        name,
+                        columns,
+                        rows,
+                        labels,
+                        "Set missing='zero', 'mean' or 'indicator' to fill missing "
+                        "modalities.",
+                    )
+                )
+            absent[name] = rows
+        return absent
 
     def transform(self, X):
         """Encode each modality with its fitted encoder and fuse the features.
+
+        Each encoder runs on the rows where its modality is present; the others
+        are filled as ``missing`` says.
 
         Parameters
         ----------
@@ -473,18 +699,19 @@ class MultimodalFuser(TransformerMixin, TriplesComposition):
         X = _check_X(X)
         validate_data(self, X=X, skip_check_array=True, reset=False)
         todo = list(self._iter(fitted=True))
-        outputs = Parallel(n_jobs=self.n_jobs)(
-            delayed(encoder.transform)(
-                _safe_indexing(X, self._positions(name, columns), axis=1)
-            )
-            for name, encoder, columns in todo
-        )
-        n_samples = X.shape[0]
-        blocks = {
-            name: _check_block(name, out, n_samples)
-            for (name, _, _), out in zip(todo, outputs)
+        selections = {
+            name: _safe_indexing(X, self._positions(name, columns), axis=1)
+            for name, _, columns in todo
         }
-        return self._fuse(blocks, _row_labels(X), fit=False)
+        absent = self._absent(todo, selections, row_labels(X), fit=False)
+        outputs = Parallel(n_jobs=self.n_jobs)(
+            delayed(_transform_one)(
+                encoder, selections[name], np.flatnonzero(~absent[name])
+            )
+            for name, encoder, _ in todo
+        )
+        blocks = self._blocks(todo, outputs, absent, row_labels(X))
+        return self._fuse(blocks, row_labels(X), fit=False)
 
     def _positions(self, name, columns):
         """Positions of a modality's columns: a scalar stays a scalar (a 1-D Series)."""
@@ -495,19 +722,24 @@ class MultimodalFuser(TransformerMixin, TriplesComposition):
         return f"({i} of {total}) Processing {name}" if self.verbose else None
 
     # -- from encoded blocks to the fused matrix -------------------------------------------
-    def _fuse(self, blocks, labels, *, fit):
+    def _fuse(self, blocks, labels, *, fit, y=None, routed=None):
         """Fill missing rows, normalise, project, weigh and fuse the blocks."""
         missing = {name: _missing_rows(block) for name, block in blocks.items()}
         for name, rows in missing.items():
             if fit and rows.all():
                 raise ValueError(
-                    f"modality {name!r} is missing (NaN) in all {len(rows)} training "
-                    "rows; there is nothing to fit it on."
+                    f"MultimodalFuser: the output of encoder {name!r} is NaN in all "
+                    f"{len(rows)} training rows; there is nothing to fit on."
                 )
             if self.missing == "error" and rows.any():
-                raise ValueError(_missing_message(name, rows, labels))
+                raise ValueError(
+                    f"MultimodalFuser: the output of encoder {name!r} is NaN in "
+                    f"{int(rows.sum())} row(s): {shown_rows(rows, labels)}. Set "
+                    "missing='zero', 'mean' or 'indicator' to fill missing "
+                    "modalities."
+                )
         if fit:
-            fused = self._fit_blocks(blocks)
+            fused = self._fit_blocks(blocks, y, routed)
             self.sparse_output_ = _density(fused) < _SPARSE_THRESHOLD
         else:
             fused = [
@@ -523,6 +755,13 @@ class MultimodalFuser(TransformerMixin, TriplesComposition):
         if self.weights is not None:
             weights = [self.weights.get(name, 1.0) for name in blocks]
         out = fuse(fused, self.fusion, weights)
+        if self.projection == "proba" and self.fusion in ("product", "max"):
+            # Probabilities multiplied (or maxed) across modalities, renormalised to
+            # sum to one per row: the product and max rules of decision-level fusion.
+            total = out.sum(axis=1, keepdims=True)
+            out = np.divide(
+                out, total, out=np.full_like(out, 1.0 / out.shape[1]), where=total > 0
+            )
         if self.missing == "indicator":
             indicator = np.column_stack(list(missing.values())).astype(out.dtype)
             out = (
@@ -540,13 +779,27 @@ class MultimodalFuser(TransformerMixin, TriplesComposition):
             return block.toarray()
         return block
 
-    def _fit_blocks(self, blocks):
+    def _fit_blocks(self, blocks, y, routed):
         """Fit each block's imputation, scaling and projection; return the blocks
         ready to fuse, and set the output indices."""
+        if self._paired_projection():
+            return self._fit_paired_blocks(blocks)
         n_samples = next(iter(blocks.values())).shape[0]
+        if self._class_projection():
+            if y is None:
+                raise ValueError(
+                    f"projection={self.projection!r} fits a classifier per modality, "
+                    "so fit needs class labels y; without y use projection=<int> "
+                    "(PCA)."
+                )
+            n_classes = len(np.unique(y))
+            width = 1 if self.projection == "decision" and n_classes == 2 else n_classes
         widths = {}
         for name, block in blocks.items():
             k = self._projection_for(name)
+            if self._class_projection():
+                widths[name] = width
+                continue
             if k is not None:
                 allowed = min(n_samples, block.shape[1])
                 if n_samples < 2:
@@ -564,9 +817,10 @@ class MultimodalFuser(TransformerMixin, TriplesComposition):
         if self.fusion in ELEMENTWISE and len(set(widths.values())) > 1:
             raise ValueError(
                 f"fusion={self.fusion!r} needs blocks of one width, but they have "
-                f"widths {widths}; set projection=k to project every block to k PCA "
-                "components."
+                f"widths {widths}; set projection='proba' to map every block to "
+                "class probabilities, or projection=k for k PCA components."
             )
+        self._warn_unaligned(len(blocks))
         self.block_transformers_, self.block_scales_ = {}, {}
         fused = []
         for name, block in blocks.items():
@@ -578,9 +832,16 @@ class MultimodalFuser(TransformerMixin, TriplesComposition):
                     ("project", self._projector(name)),
                 ]
             )
-            z = pipe.fit_transform(block)
+            if self._class_projection():
+                # Cross-fitted: the training rows are scored by models that did not
+                # see them, as new rows will be.
+                z = pipe[:-1].fit_transform(block)
+                params = routed.get("projection_estimator", Bunch(fit={})).fit
+                z = pipe[-1].fit_transform(z, y, **routed.splitter.split, **params)
+            else:
+                z = pipe.fit_transform(block)
             scale = 1.0
-            if self._normalize_for(name) == "block":
+            if self._normalize_for(name) == "block" and not self._class_projection():
                 variance = float(
                     mean_variance_axis(sp.csr_matrix(z), axis=0)[1].sum()
                     if sp.issparse(z)
@@ -590,8 +851,71 @@ class MultimodalFuser(TransformerMixin, TriplesComposition):
             self.block_transformers_[name] = pipe
             self.block_scales_[name] = scale
             fused.append(z * scale)
+        self._fused_names_ = list(blocks)
         self._set_output_indices(widths)
         return fused
+
+    def _fit_paired_blocks(self, blocks):
+        """Impute and scale each of two blocks, then align them with one CCA/PLS."""
+        if len(blocks) != 2:
+            raise ValueError(
+                f"projection={self.projection!r} aligns two modalities with each "
+                f"other; got {len(blocks)} ({list(blocks)}). Use projection='proba' "
+                "to align any number of modalities."
+            )
+        self.block_transformers_, self.block_scales_ = {}, {}
+        steps, fitted = {}, []
+        for name, block in blocks.items():
+            steps[name] = Pipeline(
+                [
+                    ("impute", self._imputer()),
+                    ("scale", self._scaler(name, False)),
+                ]
+            )
+            fitted.append(steps[name].fit_transform(self._densify(name, block)))
+        if self.projection_estimator is None:
+            widths = [z.shape[1] for z in fitted]
+            estimator = default_paired_estimator(
+                self.projection, widths, len(fitted[0])
+            )
+        else:
+            estimator = clone(self.projection_estimator)
+        estimator.fit(fitted[0], fitted[1])
+        out = []
+        for (name, pipe), side, z in zip(steps.items(), ("x", "y"), fitted):
+            project = PairedProjection(estimator, side, self.projection).fit(z)
+            pipe.steps.append(("project", project))
+            self.block_transformers_[name] = pipe
+            self.block_scales_[name] = 1.0
+            out.append(project.transform(z))
+        width = out[0].shape[1]
+        self._fused_names_ = list(blocks)
+        self._set_output_indices(dict.fromkeys(blocks, width))
+        return out
+
+    def _warn_unaligned(self, n_blocks):
+        """Element-wise fusion of unaligned blocks adds apples to oranges: say so."""
+        if self.fusion not in ELEMENTWISE or n_blocks < 2:
+            return
+        if not (self._class_projection() or self._paired_projection()):
+            warnings.warn(
+                f"fusion={self.fusion!r} combines coordinate k of every block, but "
+                f"projection={self.projection!r} does not map the blocks to one space "
+                "(coordinate k of one PCA has nothing to do with coordinate k of "
+                "another). Set projection='proba' (class probabilities, cross-fitted) "
+                "unless the encoders already share one space (as CLIP's image and "
+                "text towers do), or use fusion='concat'.",
+                UserWarning,
+                stacklevel=4,
+            )
+        elif self.projection == "decision" and self.fusion == "product":
+            warnings.warn(
+                "fusion='product' of standardised decision values multiplies signed "
+                "scores (two negative scores give a positive one); "
+                "projection='proba' makes it the product of probabilities.",
+                UserWarning,
+                stacklevel=4,
+            )
 
     def _imputer(self):
         if self.missing == "error":
@@ -609,12 +933,15 @@ class MultimodalFuser(TransformerMixin, TriplesComposition):
         return StandardScaler(with_mean=not sparse)
 
     def _projector(self, name):
+        if self._class_projection():
+            return ClassProjection(
+                self.projection, estimator=self.projection_estimator, cv=self.cv
+            )
         k = self._projection_for(name)
         if k is None:
             return "passthrough"
-        # svd_solver="auto" goes randomized on large blocks: a fixed seed keeps fit
-        # deterministic without a random_state parameter.
-        return PCA(n_components=k, random_state=0)
+        # svd_solver="auto" goes randomized on large blocks: random_state seeds it.
+        return PCA(n_components=k, random_state=self.random_state)
 
     def _set_output_indices(self, widths):
         names = list(widths)
@@ -631,7 +958,8 @@ class MultimodalFuser(TransformerMixin, TriplesComposition):
             )
             indices = dict.fromkeys(names, slice(0, width))
         self.output_indices_ = {
-            name: indices.get(name, slice(0, 0)) for name, _, _ in self.encoders
+            name: indices.get(name, slice(0, 0))
+            for name in [name for name, _, _ in self.encoders] + ["remainder"]
         }
 
     # -- feature names -----------------------------------------------------------------------
@@ -655,7 +983,7 @@ class MultimodalFuser(TransformerMixin, TriplesComposition):
         """
         check_is_fitted(self)
         input_features = _check_feature_names_in(self, input_features)
-        names = [name for name, _, _ in self._iter(fitted=True)]
+        names = self._fused_names_
         if self.fusion in ELEMENTWISE:
             width = self.output_indices_[names[0]].stop
             out = [f"fused{i}" for i in range(width)]
@@ -680,25 +1008,35 @@ class MultimodalFuser(TransformerMixin, TriplesComposition):
         """Each fused block's feature names, prefixed as verbose_feature_names_out says."""
         blocks = []
         for name, encoder, _ in self._iter(fitted=True):
+            if name not in self._fused_names_:
+                continue  # an encoder that outputs no column
             k = self._projection_for(name)
-            if k is not None:
+            if self._class_projection() or self._paired_projection():
+                names = self.block_transformers_[name][
+                    "project"
+                ].get_feature_names_out()
+            elif k is not None:
                 names = [f"pca{i}" for i in range(k)]
             elif hasattr(encoder, "get_feature_names_out"):
                 names = encoder.get_feature_names_out(
                     input_features[self._input_indices_[name]]
                 )
             else:
+                # ColumnTransformer's wording, for the same situation.
                 raise AttributeError(
-                    f"encoder {name!r} (type {type(encoder).__name__}) does not provide "
-                    "get_feature_names_out."
+                    f"Transformer {name} (type {type(encoder).__name__}) does not "
+                    "provide get_feature_names_out."
                 )
             blocks.append((name, list(names)))
         if self.verbose_feature_names_out is False:
             seen = [f for _, names in blocks for f in names]
             duplicates = sorted({f for f in seen if seen.count(f) > 1})
             if duplicates:
+                shown = str(duplicates[:5])
+                if len(duplicates) > 5:
+                    shown = shown[:-1] + ", ...]"
                 raise ValueError(
-                    f"Output feature names: {duplicates[:5]} are not unique. Please "
+                    f"Output feature names: {shown} are not unique. Please "
                     "set verbose_feature_names_out=True to add prefixes to feature "
                     "names"
                 )
@@ -715,6 +1053,74 @@ class MultimodalFuser(TransformerMixin, TriplesComposition):
                 )
 
         return [[prefix(name, f) for f in names] for name, names in blocks]
+
+    # -- routing and display -----------------------------------------------------------------
+    def get_metadata_routing(self):
+        """Get the metadata routing of this object.
+
+        Each encoder's ``fit_transform`` (or ``fit``) and ``transform``, the
+        splitter of the class projection's cross-fitting and
+        ``projection_estimator``'s ``fit`` are routed from :meth:`fit` and
+        :meth:`fit_transform`, as in ``ColumnTransformer``.
+
+        Returns
+        -------
+        routing : MetadataRouter
+            The routing information.
+        """
+        router = MetadataRouter(owner=self)
+        children = list(self.encoders)
+        if self.remainder != "drop":
+            children.append(("remainder", self.remainder, None))
+        for name, step, _ in children:
+            if isinstance(step, str):
+                # "passthrough" is an identity FunctionTransformer: it requests nothing.
+                step = _fittable(step)
+            mapping = MethodMapping()
+            for caller in ("fit", "fit_transform"):
+                if hasattr(step, "fit_transform"):
+                    mapping.add(caller=caller, callee="fit_transform")
+                else:
+                    mapping.add(caller=caller, callee="fit")
+            mapping.add(caller="transform", callee="transform")
+            router.add(method_mapping=mapping, **{name: step})
+        router.add(
+            splitter=check_cv(self.cv),
+            method_mapping=MethodMapping()
+            .add(caller="fit", callee="split")
+            .add(caller="fit_transform", callee="split"),
+        )
+        if self._class_projection():
+            router.add(
+                projection_estimator=self.projection_estimator
+                or default_projection_estimator(),
+                method_mapping=MethodMapping()
+                .add(caller="fit", callee="fit")
+                .add(caller="fit_transform", callee="fit"),
+            )
+        return router
+
+    def _sk_visual_block_(self):
+        """The HTML diagram: each modality's encoder side by side, then the fusion."""
+        triples = getattr(self, "encoders_", self.encoders)
+        if not hasattr(self, "encoders_") and self.remainder != "drop":
+            triples = [*triples, ("remainder", self.remainder, "")]
+        names, encoders, columns = zip(*triples) if triples else ((), (), ())
+        encoders_block = _VisualBlock(
+            "parallel",
+            list(encoders),
+            names=list(names),
+            name_details=[str(c) for c in columns],
+        )
+        fusion = f"fusion={self.fusion!r}"
+        if self.projection is not None:
+            fusion += f", projection={self.projection!r}"
+        fusion_block = _VisualBlock(
+            "single", self, names=fusion, name_details=f"missing={self.missing!r}"
+        )
+        return _VisualBlock(
+            "serial", [encoders_block, fusion_block], dash_wrapped=False
+        )
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -748,13 +1154,36 @@ def _fittable(encoder):
     return clone(encoder)
 
 
-def _fit_transform_one(encoder, X, y, message):
+def _fit_transform_one(encoder, X, y, params, message):
     with _print_elapsed_time("MultimodalFuser", message):
         if hasattr(encoder, "fit_transform"):
-            out = encoder.fit_transform(X, y)
+            out = encoder.fit_transform(X, y, **params)
         else:
-            out = encoder.fit(X, y).transform(X)
+            out = encoder.fit(X, y, **params).transform(X)
     return out, encoder
+
+
+def _transform_one(encoder, X, rows):
+    """The encoder's output on ``rows`` of its columns; None when no row is present."""
+    if len(rows) == 0:
+        return None
+    return encoder.transform(_safe_indexing(X, rows))
+
+
+def _scatter(block, absent):
+    """Put a block computed on the present rows back among NaN rows for the absent
+    ones (which the ``missing`` policy then fills)."""
+    if not absent.any():
+        return block
+    n_samples, width = len(absent), block.shape[1]
+    nan_rows = np.full((int(absent.sum()), width), np.nan)
+    order = np.argsort(
+        np.concatenate([np.flatnonzero(~absent), np.flatnonzero(absent)]), kind="stable"
+    )
+    if sp.issparse(block):
+        return sp.vstack([block, sp.csr_matrix(nan_rows)], format="csr")[order]
+    out = np.vstack([block, nan_rows.astype(block.dtype)])[order]
+    return out.reshape(n_samples, width)
 
 
 def _check_X(X):
@@ -778,6 +1207,10 @@ def _check_block(name, out, n_samples):
             accept_sparse="csr",
             dtype=[np.float64, np.float32],
             ensure_all_finite="allow-nan",
+            # No row is present when a modality is missing in every row of a batch.
+            ensure_min_samples=0,
+            # An encoder may output no column (ColumnTransformer allows it too).
+            ensure_min_features=0,
         )
     except ValueError as exc:
         raise ValueError(
@@ -798,6 +1231,16 @@ def _density(blocks):
     return stored / sum(b.shape[0] * b.shape[1] for b in blocks)
 
 
+def _all_nan_rows(block):
+    """True for the rows of a block that are NaN in every column."""
+    if sp.issparse(block):
+        dense_nan = np.zeros(block.shape, dtype=bool)
+        coo = block.tocoo()
+        dense_nan[coo.row, coo.col] = np.isnan(coo.data)
+        return dense_nan.all(axis=1)
+    return np.isnan(block).all(axis=1)
+
+
 def _missing_rows(block):
     """True for the rows of a block that hold a NaN (a missing item)."""
     if sp.issparse(block):
@@ -806,23 +1249,6 @@ def _missing_rows(block):
         rows[row_of[np.isnan(block.data)]] = True
         return rows
     return np.isnan(block).any(axis=1)
-
-
-def _row_labels(X):
-    index = getattr(X, "index", None)
-    return None if index is None or isinstance(X, np.ndarray) else index
-
-
-def _missing_message(name, rows, labels):
-    positions = np.flatnonzero(rows)
-    shown = positions[:_SHOWN_ROWS]
-    shown = list(shown) if labels is None else list(labels[shown])
-    more = ", ..." if len(positions) > _SHOWN_ROWS else ""
-    return (
-        f"modality {name!r} is missing (NaN features) in {len(positions)} row(s): "
-        f"{', '.join(map(repr, shown))}{more}. Set missing='zero', 'mean' or "
-        "'indicator' to fill missing modalities."
-    )
 
 
 def make_fuser(*encoders, **kwargs):

@@ -29,7 +29,11 @@ from sklearn.utils.metadata_routing import (
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.parallel import Parallel, delayed
-from sklearn.utils.validation import check_is_fitted, column_or_1d
+from sklearn.utils.validation import (
+    check_is_fitted,
+    column_or_1d,
+    has_fit_parameter,
+)
 from threadpoolctl import threadpool_limits
 
 from ..utils._composition import (
@@ -43,19 +47,24 @@ from ..utils._sklearn_compat import (
     StrOptions,
     _check_method_params,
     _fit_context,
-    _get_column_indices,
     _print_elapsed_time,
     _raise_for_params,
     _routing_enabled,
     _safe_indexing,
+    _VisualBlock,
     validate_data,
 )
-from ..utils._validation import is_missing
+from ._missing import (
+    SHOWN_ROWS,
+    all_missing_message,
+    column_indices,
+    missing_message,
+    missing_rows,
+    row_labels,
+)
 
 __all__ = ["LateFusionClassifier", "LateFusionRegressor"]
 
-# Rows named in a "modality is missing" message; the count says how many there are.
-_SHOWN_ROWS = 10
 # Probabilities are floored before the product rule takes their logs, so that one
 # model's exact zero (a random forest's vote share, say) is a strong veto but not an
 # infinite one.
@@ -72,7 +81,7 @@ class _BaseLateFusion(TransformerMixin, MetaEstimatorMixin, TriplesComposition):
 
     _parameter_constraints = {
         "estimators": [list],
-        "weights": ["array-like", None],
+        "weights": ["array-like", dict, None],
         "final_estimator": [None, HasMethods("fit")],
         "cv": ["cv_object"],
         "missing": [StrOptions({"skip", "error"})],
@@ -86,17 +95,18 @@ class _BaseLateFusion(TransformerMixin, MetaEstimatorMixin, TriplesComposition):
     # -- checks at fit -----------------------------------------------------------------------
     def _validate_estimators(self):
         """Check the triples; return the names, estimators and columns of all of them."""
-        if not self.estimators or not all(
+        triples = self._triples()
+        if not triples or not all(
             isinstance(item, (tuple, list))
             and len(item) == 3
             and isinstance(item[0], str)
-            for item in self.estimators
+            for item in triples
         ):
             raise ValueError(
                 "estimators must be a non-empty list of (name, estimator, columns) "
                 f"triples; got {self.estimators!r}."
             )
-        names, estimators, columns = zip(*self.estimators)
+        names, estimators, columns = zip(*triples)
         self._validate_names(names)
         if all(is_drop(est) for est in estimators):
             raise ValueError(
@@ -111,21 +121,51 @@ class _BaseLateFusion(TransformerMixin, MetaEstimatorMixin, TriplesComposition):
                 )
         return names, estimators, columns
 
-    def _check_weights(self, active):
-        """The weights of the models that are not dropped, as a float array."""
+    def _triples(self):
+        """The ``(name, estimator, columns)`` triples every step reads."""
+        return self.estimators
+
+    def _check_weights(self, names, active):
+        """The weights of the models that are not dropped, as a float array.
+
+        A dict gives weights by model name (1 for a name not listed), as the fuser
+        takes them; a list gives them by position, as VotingClassifier does.
+        """
         if self.weights is None:
             return np.ones(int(np.sum(active)))
-        weights = np.asarray(self.weights, dtype=float)
+        if isinstance(self.weights, dict):
+            unknown = sorted(set(self.weights) - set(names), key=str)
+            if unknown:
+                raise ValueError(
+                    f"weights has names {unknown} that are not model names; the "
+                    f"models are {list(names)}."
+                )
+            given = [self.weights.get(name, 1.0) for name in names]
+        else:
+            given = self.weights
+        try:
+            weights = np.asarray(given, dtype=float)
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"weights must be numbers; got {self.weights!r}."
+            ) from None
         if weights.ndim != 1 or len(weights) != len(self.estimators):
             raise ValueError(
                 "Number of `estimators` and weights must be equal; got "
                 f"{np.size(weights)} weights, {len(self.estimators)} estimators."
             )
         weights = weights[active]
-        if not np.all(np.isfinite(weights) & (weights > 0)):
+        if not np.all(np.isfinite(weights) & (weights >= 0)):
             raise ValueError(
-                f"weights must be positive finite numbers; got {list(self.weights)}. "
-                "Remove a model with set_params(name='drop')."
+                f"weights must be finite numbers >= 0; got {self.weights!r}."
+            )
+        if not np.any(weights > 0) and self.voting not in (
+            "mean",
+            "median",
+            "stacking",
+        ):
+            raise ValueError(
+                f"at least one weight must be positive; got {self.weights!r}."
             )
         return weights
 
@@ -149,6 +189,13 @@ class _BaseLateFusion(TransformerMixin, MetaEstimatorMixin, TriplesComposition):
         )
         for name in names:
             routed[name] = Bunch(fit=weight)
+        if weight:
+            for name, est, _ in self._triples():
+                if not is_drop(est) and not has_fit_parameter(est, "sample_weight"):
+                    raise TypeError(
+                        f"Underlying estimator {type(est).__name__} does not support "
+                        f"sample weights (model {name!r})."
+                    )
         return routed
 
     def _select(self, X):
@@ -159,14 +206,23 @@ class _BaseLateFusion(TransformerMixin, MetaEstimatorMixin, TriplesComposition):
         """The (n_samples, n_models) mask of the rows where each modality is present."""
         present = []
         for name, selection in zip(self._names_, selections):
-            missing = _missing_rows(selection)
+            missing = missing_rows(selection)
+            owner, columns = type(self).__name__, self._given_columns_[name]
             if fit and missing.all():
                 raise ValueError(
-                    f"model {name!r}: its columns are missing (None/NaN) in all "
-                    f"{len(missing)} training rows; there is nothing to fit it on."
+                    all_missing_message(owner, name, columns, len(missing))
                 )
             if self.missing == "error" and missing.any():
-                raise ValueError(_missing_message(name, missing, labels))
+                raise ValueError(
+                    missing_message(
+                        owner,
+                        name,
+                        columns,
+                        missing,
+                        labels,
+                        "Set missing='skip' to let the other models decide those rows.",
+                    )
+                )
             present.append(~missing)
         return np.column_stack(present)
 
@@ -208,8 +264,9 @@ class _BaseLateFusion(TransformerMixin, MetaEstimatorMixin, TriplesComposition):
         y = self._check_target(y, n_samples=X.shape[0])
         names, estimators, columns = self._validate_estimators()
         active = np.array([not is_drop(est) for est in estimators])
-        self._weights_ = self._check_weights(active)
+        self._weights_ = self._check_weights(names, active)
         self._names_ = [name for name, keep in zip(names, active) if keep]
+        self._given_columns_ = dict(zip(names, columns))
         todo = [est for est in estimators if not is_drop(est)]
         self._columns_ = [
             _resolve_columns(X, name, key)
@@ -220,7 +277,7 @@ class _BaseLateFusion(TransformerMixin, MetaEstimatorMixin, TriplesComposition):
             self._response_method(name, est) for name, est in zip(self._names_, todo)
         ]
         routed = self._route(self._names_, fit_params)
-        labels = _row_labels(X)
+        labels = row_labels(X)
         selections = self._select(X)
         present = self._present(selections, labels, fit=True)
         rows = [np.flatnonzero(present[:, j]) for j in range(len(todo))]
@@ -324,7 +381,7 @@ class _BaseLateFusion(TransformerMixin, MetaEstimatorMixin, TriplesComposition):
         X = _check_X(X, type(self).__name__)
         validate_data(self, X=X, skip_check_array=True, reset=False)
         selections = self._select(X)
-        present = self._present(selections, _row_labels(X), fit=False)
+        present = self._present(selections, row_labels(X), fit=False)
         outputs = []
         for j, (est, selection) in enumerate(zip(self.estimators_, selections)):
             rows = np.flatnonzero(present[:, j])
@@ -337,6 +394,10 @@ class _BaseLateFusion(TransformerMixin, MetaEstimatorMixin, TriplesComposition):
             else:
                 out = np.empty((0, self._width(model_method)))
             outputs.append(_scatter(out, rows, X.shape[0]))
+        if self.voting in ("hard", "soft", "product", "max", "weighted"):
+            # A model of weight 0 is fitted (as in VotingClassifier) but has no vote:
+            # where it is the only model present, the row falls back as if none were.
+            present = present & (self._weights_ > 0)
         return outputs, present
 
     def _meta_features(self, outputs, present):
@@ -356,10 +417,10 @@ class _BaseLateFusion(TransformerMixin, MetaEstimatorMixin, TriplesComposition):
         """Rows where every modality is missing, with a warning naming them."""
         none = ~present.any(axis=1)
         if none.any():
-            shown = np.flatnonzero(none)[:_SHOWN_ROWS].tolist()
+            shown = np.flatnonzero(none)[:SHOWN_ROWS].tolist()
             warnings.warn(
                 f"{int(none.sum())} row(s) have every modality missing (rows "
-                f"{shown}{', ...' if none.sum() > _SHOWN_ROWS else ''}); they get "
+                f"{shown}{', ...' if none.sum() > SHOWN_ROWS else ''}); they get "
                 f"{self._fallback_name}.",
                 UserWarning,
                 stacklevel=3,
@@ -423,7 +484,7 @@ class _BaseLateFusion(TransformerMixin, MetaEstimatorMixin, TriplesComposition):
             The routing information.
         """
         router = MetadataRouter(owner=self)
-        for name, est, _ in self.estimators:
+        for name, est, _ in self._triples():
             if not is_drop(est):
                 router.add(
                     **{name: est},
@@ -441,6 +502,27 @@ class _BaseLateFusion(TransformerMixin, MetaEstimatorMixin, TriplesComposition):
         )
         return router
 
+    def _sk_visual_block_(self):
+        """The HTML diagram: each model with its columns, then the combination."""
+        names, estimators, columns = zip(*self._triples())
+        models = _VisualBlock(
+            "parallel",
+            list(estimators),
+            names=list(names),
+            name_details=[str(c) for c in columns],
+            dash_wrapped=False,
+        )
+        if self.voting != "stacking":
+            rule = _VisualBlock(
+                "single", self, names=f"voting={self.voting!r}", dash_wrapped=False
+            )
+            return _VisualBlock("serial", [models, rule], dash_wrapped=False)
+        final = getattr(self, "final_estimator_", self._final_estimator())
+        final_block = _VisualBlock(
+            "parallel", [final], names=["final_estimator"], dash_wrapped=False
+        )
+        return _VisualBlock("serial", [models, final_block], dash_wrapped=False)
+
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.sparse = False
@@ -451,7 +533,7 @@ class _BaseLateFusion(TransformerMixin, MetaEstimatorMixin, TriplesComposition):
             # the models, so NaN is allowed when every model allows it.
             tags.input_tags.allow_nan = all(
                 get_tags(est).input_tags.allow_nan
-                for _, est, _ in self.estimators
+                for _, est, _ in self._triples()
                 if not is_drop(est)
             )
         except (TypeError, ValueError):
@@ -511,9 +593,13 @@ class LateFusionClassifier(ClassifierMixin, _BaseLateFusion):
         ``"soft"``, ``"product"`` and ``"max"`` need ``predict_proba``; ``"hard"``
         and ``"stacking"`` also take heads with only a ``decision_function`` (such
         as ``SVC()``). With ``"hard"``, :meth:`predict_proba` is not available.
-    weights : array-like of shape (n_estimators,), default=None
-        Positive weight of each model (dropped ones included) in the hard, soft,
-        product and max rules; uniform when None. Not used by stacking.
+    weights : dict of str to float, array-like of shape (n_estimators,) or None, \
+            default=None
+        Weight of each model in the hard, soft, product and max rules: a dict by
+        model name (1 for a name not listed), as :class:`MultimodalFuser` takes
+        them, or a list by position (dropped models included), as
+        ``VotingClassifier`` takes them; uniform when None. A weight of 0 keeps the
+        model fitted but gives it no vote. Not used by stacking.
     final_estimator : classifier, default=None
         The classifier stacking trains on the models' outputs;
         ``LogisticRegression()`` when None. Probabilities are small features, so
@@ -529,8 +615,12 @@ class LateFusionClassifier(ClassifierMixin, _BaseLateFusion):
         are far better than on new speakers, and the final estimator learns to
         trust them too much.
     missing : {"skip", "error"}, default="skip"
-        A model's modality is missing in a row when all its selected cells are None
-        or NaN. ``"skip"``: at fit, each model is trained on the rows where its
+        A model's modality is missing in a row when all its selected cells are None,
+        NaN or pd.NA; the model never sees those cells (a ``TfidfVectorizer`` in its
+        pipeline gets no None). ``"error"`` means what it means in
+        :class:`MultimodalFuser`; ``"skip"`` is late fusion's own policy (the
+        fuser's ``"zero"``, ``"mean"`` and ``"indicator"`` fill a block, which late
+        fusion has no need of). ``"skip"``: at fit, each model is trained on the rows where its
         modality is present; at predict, a missing model gets no vote and the
         other weights are renormalised (stacking fills its output with its mean
         output and adds a 0/1 indicator column per model; its final estimator is
@@ -691,6 +781,9 @@ class LateFusionClassifier(ClassifierMixin, _BaseLateFusion):
             if hasattr(est, method):
                 break
         else:
+            if self.voting == "hard":
+                # A majority of labels needs only predict, as in VotingClassifier.
+                return "predict"
             raise ValueError(
                 f"model {name!r} ({type(est).__name__}) has neither predict_proba nor "
                 "decision_function."
@@ -736,6 +829,8 @@ class LateFusionClassifier(ClassifierMixin, _BaseLateFusion):
         return full
 
     def _feature_names(self, name, method):
+        if method == "predict":
+            return [name]
         if self._width(method) == 1:
             return [f"{name}__{self.classes_[-1]}"]
         return [f"{name}__{label}" for label in self.classes_]
@@ -846,9 +941,11 @@ class LateFusionRegressor(RegressorMixin, _BaseLateFusion):
         the predictions of the present models; ``"stacking"``: the out-of-fold
         predictions (with ``cv``) train ``final_estimator``, and the models are
         refitted on all the data.
-    weights : array-like of shape (n_estimators,), default=None
-        Positive weight of each model (dropped ones included), used by
-        ``"weighted"``; uniform when None.
+    weights : dict of str to float, array-like of shape (n_estimators,) or None, \
+            default=None
+        Weight of each model, used by ``"weighted"``: a dict by model name (1 for a
+        name not listed) or a list by position (dropped models included); uniform
+        when None. A weight of 0 gives the model no say.
     final_estimator : regressor, default=None
         The regressor stacking trains on the predictions; ``RidgeCV()`` when None.
     cv : int, cross-validation generator or iterable, default=5
@@ -1017,46 +1114,10 @@ def _resolve_columns(X, name, key):
     """A model's columns as positions; a scalar selection stays a scalar (1-D)."""
     if callable(key):
         key = key(X)
-    indices = _get_column_indices(X, key)
+    indices = column_indices(X, key)
     if len(indices) == 0:
         raise ValueError(f"model {name!r} selects no column of X (columns={key!r}).")
     return indices[0] if np.isscalar(key) else indices
-
-
-def _row_labels(X):
-    index = getattr(X, "index", None)
-    return None if index is None or isinstance(X, np.ndarray) else index
-
-
-def _missing_cells(values):
-    if values.dtype.kind in "fc":
-        return np.isnan(values)
-    if values.dtype == object:
-        return np.fromiter(map(is_missing, values), dtype=bool, count=len(values))
-    return np.zeros(len(values), dtype=bool)
-
-
-def _missing_rows(selection):
-    """True for the rows whose every selected cell is missing (None or NaN)."""
-    if hasattr(selection, "iloc"):
-        frame = selection.to_frame() if selection.ndim == 1 else selection
-        columns = [frame.iloc[:, j].to_numpy() for j in range(frame.shape[1])]
-    else:
-        values = np.asarray(selection)
-        columns = [values] if values.ndim == 1 else list(values.T)
-    return np.logical_and.reduce([_missing_cells(column) for column in columns])
-
-
-def _missing_message(name, missing, labels):
-    positions = np.flatnonzero(missing)
-    shown = positions[:_SHOWN_ROWS]
-    shown = shown.tolist() if labels is None else list(labels[shown])
-    more = ", ..." if len(positions) > _SHOWN_ROWS else ""
-    return (
-        f"model {name!r}: its modality is missing (all its cells None/NaN) in "
-        f"{len(positions)} row(s): {', '.join(map(repr, shown))}{more}. Set "
-        "missing='skip' to let the other models decide those rows."
-    )
 
 
 def _restrict(splits, rows, n_samples, name):

@@ -1,6 +1,13 @@
 """End-to-end multimodal networks: encoder towers trained jointly through a fusion layer."""
 
-from ._matcher import MultimodalMatcher
+from ._matcher import EmbeddingIndex, MultimodalMatcher
 from ._net import MultimodalNetClassifier, MultimodalNetRegressor
+from ._zeroshot import ZeroShotClassifier
 
-__all__ = ["MultimodalMatcher", "MultimodalNetClassifier", "MultimodalNetRegressor"]
+__all__ = [
+    "EmbeddingIndex",
+    "MultimodalMatcher",
+    "MultimodalNetClassifier",
+    "MultimodalNetRegressor",
+    "ZeroShotClassifier",
+]

@@ -278,6 +278,10 @@ class TowerComposite(TrainingMixin, TorchEstimatorMixin, TriplesComposition):
             if enc._frozen():
                 tower.requires_grad_(False)
                 continue
+            configure = getattr(enc, "_configure_training", None)
+            if configure is not None:
+                # train_layers: which of a pretrained tower's layers fine-tune.
+                params = [p for group in configure(tower) for p in group["params"]]
             groups += self._decay_groups(params, tower_lr.get(name, self.lr))
         rest = [p for p in module.parameters() if id(p) not in in_towers]
         return groups + self._decay_groups(rest, self.lr)

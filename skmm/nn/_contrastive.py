@@ -32,21 +32,41 @@ class TwoTowerNetwork(torch.nn.Module):
     ----------
     towers : list of two torch.nn.Module
         The towers, each with an ``out_features`` attribute.
-    embedding_dim : int
-        Width of the shared embedding space.
+    embedding_dim : int or None
+        Width of the shared embedding space. None: no projection (towers that are
+        already aligned, such as CLIP's), so both towers must have the same width.
     temperature : "learned" or float
-        Softmax temperature of the loss: learned (starting at 0.07), or fixed.
+        Softmax temperature of the loss: learned, or fixed.
+    initial_temperature : float, default=0.07
+        Where a learned temperature starts (CLIP's 0.07, or the towers' own).
     """
 
-    def __init__(self, towers, embedding_dim, temperature):
+    def __init__(
+        self,
+        towers,
+        embedding_dim,
+        temperature,
+        initial_temperature=INITIAL_TEMPERATURE,
+    ):
         super().__init__()
         self.towers = torch.nn.ModuleList(towers)
-        self.heads = torch.nn.ModuleList(
-            torch.nn.Linear(t.out_features, embedding_dim) for t in towers
-        )
+        widths = [t.out_features for t in towers]
+        if embedding_dim is None:
+            if len(set(widths)) != 1:
+                raise ValueError(
+                    f"embedding_dim=None uses the towers' outputs as the embeddings, "
+                    f"so both towers must have the same width; they have {widths}. "
+                    "Pass an int embedding_dim to project them to one space."
+                )
+            self.heads = torch.nn.ModuleList(torch.nn.Identity() for _ in towers)
+            embedding_dim = widths[0]
+        else:
+            self.heads = torch.nn.ModuleList(
+                torch.nn.Linear(w, embedding_dim) for w in widths
+            )
         learned = isinstance(temperature, str)
         init = torch.tensor(
-            math.log(1 / (INITIAL_TEMPERATURE if learned else temperature))
+            math.log(1 / (initial_temperature if learned else temperature))
         )
         if learned:
             self.log_scale = torch.nn.Parameter(init)
@@ -113,12 +133,15 @@ def item_groups(column):
     (images given as arrays, say) are taken as all different.
     """
     n = len(column)
-    if column.batch:
-        flat = np.ascontiguousarray(column.items).reshape(n, -1)
+    items = np.asarray(column.items)
+    if column.batch and items.dtype != object:
+        flat = np.ascontiguousarray(items).reshape(n, -1)
         return np.unique(flat, axis=0, return_inverse=True)[1].ravel()
-    if all(isinstance(item, str) for item in column.items):
-        # factorize compares the strings themselves: no n x longest-text array.
-        return pd.factorize(column.items)[0]
+    # Texts come as a batch too when a scikit-learn transformer (a vectorizer) reads
+    # them for a tabular tower. factorize compares the strings themselves: no
+    # n x longest-text array.
+    if items.ndim == 1 and all(isinstance(item, str) for item in items):
+        return pd.factorize(items)[0]
     return np.arange(n)
 
 

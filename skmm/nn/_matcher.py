@@ -20,6 +20,7 @@ from ..utils._sklearn_compat import Interval, StrOptions
 from ..utils._torch import torch_seed
 from ._base import TRAINING_CONSTRAINTS, TowerComposite, check_weights, naming
 from ._contrastive import (
+    INITIAL_TEMPERATURE,
     TwoTowerNetwork,
     contrastive_loss,
     generated_negatives,
@@ -27,7 +28,13 @@ from ._contrastive import (
 )
 from ._towers import TabularEncoder
 
-__all__ = ["MultimodalMatcher"]
+__all__ = ["EmbeddingIndex", "MultimodalMatcher"]
+
+# Candidates embedded (or read from an index) per chunk in kneighbors, and the largest
+# block of similarities computed at once: 2**21 float32 values, 8 MB (with the
+# argpartition indices and the merge, about 40 MB at peak), whatever the catalogue.
+_CHUNK_SIZE = 8192
+_BLOCK_SIZE = 2**21
 
 
 class MultimodalMatcher(ClassifierMixin, TransformerMixin, TowerComposite):
@@ -60,11 +67,16 @@ class MultimodalMatcher(ClassifierMixin, TransformerMixin, TowerComposite):
         or a scikit-learn transformer whose numeric output feeds a tabular tower;
         then the column(s): a name or position (one column of items for an skmm
         encoder), a list, a slice, a boolean mask or a callable.
-    embedding_dim : int, default=64
-        Width of the shared embedding space.
+    embedding_dim : int or None, default=64
+        Width of the shared embedding space: each tower is followed by a linear
+        projection to it. None: no projection, the towers' outputs are the
+        embeddings, for towers that are already aligned (the image and text towers
+        of one CLIP model); both towers must then have the same width.
     temperature : "learned" or float, default="learned"
-        Temperature of the softmax in the loss: learned, starting at 0.07 (as in
-        CLIP), or fixed.
+        Temperature of the softmax in the loss: learned, or fixed. A learned
+        temperature starts at the towers' own when their encoders provide one (a
+        fitted ``logit_scale_``, 1 / temperature, as CLIP towers do), else at 0.07
+        (as in CLIP).
     lr : float, default=1e-3
         Learning rate of the optimizer.
     tower_lr : dict of str to float or None, default=None
@@ -78,7 +90,10 @@ class MultimodalMatcher(ClassifierMixin, TransformerMixin, TowerComposite):
         Matching pairs per training batch (the in-batch negatives: larger batches
         give each pair more of them), and rows per batch in prediction.
     max_epochs : int, default=10
-        Maximum passes over the training pairs.
+        Maximum passes over the training pairs. 0 trains nothing: with aligned
+        pretrained towers and ``embedding_dim=None`` the matcher is usable as is
+        (``fit`` then only fits the preprocessing, ``threshold_`` and the
+        calibration on the held-out pairs).
     early_stopping : bool, default=True
         Stop when the ROC AUC on the held-out pairs has not improved for
         ``n_iter_no_change`` epochs and restore the weights of the best epoch. False
@@ -118,7 +133,8 @@ class MultimodalMatcher(ClassifierMixin, TransformerMixin, TowerComposite):
         The similarity from which a pair is predicted to match, chosen to maximise
         F1 on the held-out pairs.
     temperature_ : float
-        The softmax temperature at the end of training (learned or fixed).
+        The softmax temperature at the end of training (learned, fixed, or the
+        towers' own with ``max_epochs=0``).
     calibrator_ : Pipeline
         Platt scaling (a logistic regression on the standardised similarity) fitted
         on the held-out pairs, used by :meth:`predict_proba`.
@@ -144,6 +160,10 @@ class MultimodalMatcher(ClassifierMixin, TransformerMixin, TowerComposite):
     See Also
     --------
     skmm.nn.MultimodalNetClassifier : Towers fused into one classifier of the rows.
+    skmm.nn.ZeroShotClassifier : Classify one side's items by prompts embedded by
+        the other side.
+    skmm.nn.EmbeddingIndex : Candidate embeddings computed once, for
+        :meth:`kneighbors`.
     sklearn.neighbors.NearestNeighbors : Retrieval on fixed features.
 
     Notes
@@ -160,7 +180,10 @@ class MultimodalMatcher(ClassifierMixin, TransformerMixin, TowerComposite):
     not the probability at 0.5.
 
     The training items are decoded once and held in memory; prediction reads
-    ``batch_size`` rows at a time.
+    ``batch_size`` rows at a time. :meth:`kneighbors` embeds the candidates a chunk
+    at a time and keeps only each query's best ones, so its memory does not grow
+    with the number of candidates; :meth:`embed` computes a catalogue's embeddings
+    once, to reuse them through an :class:`EmbeddingIndex`.
 
     Examples
     --------
@@ -182,7 +205,8 @@ class MultimodalMatcher(ClassifierMixin, TransformerMixin, TowerComposite):
 
     _parameter_constraints = {
         **TRAINING_CONSTRAINTS,
-        "embedding_dim": [Interval(Integral, 1, None, closed="left")],
+        "embedding_dim": [None, Interval(Integral, 1, None, closed="left")],
+        "max_epochs": [Interval(Integral, 0, None, closed="left")],
         "temperature": [
             StrOptions({"learned"}),
             Interval(Real, 0, None, closed="neither"),
@@ -362,7 +386,33 @@ class MultimodalMatcher(ClassifierMixin, TransformerMixin, TowerComposite):
         return out
 
     def _build_network(self, towers):
-        return TwoTowerNetwork(towers, self.embedding_dim, self.temperature)
+        return TwoTowerNetwork(
+            towers,
+            self.embedding_dim,
+            self.temperature,
+            initial_temperature=self._towers_temperature(towers),
+        )
+
+    def _towers_temperature(self, towers):
+        """The temperature the towers come with (1 / their logit scale), or 0.07.
+
+        Aligned pretrained towers (CLIP's) were trained at a temperature of their own:
+        an open_clip tower carries it as ``logit_scale``, another encoder may give it
+        as a fitted ``logit_scale_``.
+        """
+        scales = {}
+        for (name, enc, _), tower in zip(self.encoders_, towers):
+            scale = getattr(tower, "logit_scale", getattr(enc, "logit_scale_", None))
+            if isinstance(scale, (int, float)):
+                scales[name] = float(scale)
+        if not scales:
+            return INITIAL_TEMPERATURE
+        if len(set(scales.values())) > 1:
+            raise ValueError(
+                f"the towers come with different logit scales {scales}: they were not "
+                "trained together. Pass a float temperature."
+            )
+        return 1 / next(iter(scales.values()))
 
     def _build_module(self):
         return self._build_network(
@@ -443,21 +493,22 @@ class MultimodalMatcher(ClassifierMixin, TransformerMixin, TowerComposite):
         )
 
     # -- prediction ------------------------------------------------------------------
-    def _embed_column(self, side, column):
-        """Embeddings of a validated column, ``batch_size`` rows at a time."""
+    def _embed_column(self, side, column, rows=None):
+        """Embeddings of a validated column (or of its ``rows``), in batches."""
         name, enc, _ = self.encoders_[side]
+        rows = np.arange(len(column)) if rows is None else rows
         module = self.module_.eval()
-        out = np.empty((len(column), module.out_features), dtype=np.float32)
+        out = np.empty((len(rows), module.out_features), dtype=np.float32)
         with torch.inference_mode():
             for index in tqdm(
-                list(_batches(len(column), self.batch_size)),
+                list(_batches(len(rows), self.batch_size)),
                 desc=f"{type(self).__name__} {name}",
                 disable=not self.verbose,
             ):
-                rows = index.numpy()
+                index = index.numpy()
                 with naming(name):
-                    batch = enc._load(column, rows)
-                out[rows] = module.embed(side, batch.to(self.device_)).cpu().numpy()
+                    batch = enc._load(column, rows[index])
+                out[index] = module.embed(side, batch.to(self.device_)).cpu().numpy()
         return out
 
     def _embed_pairs(self, X):
@@ -585,64 +636,61 @@ class MultimodalMatcher(ClassifierMixin, TransformerMixin, TowerComposite):
             dtype=object,
         )
 
-    def kneighbors(
-        self, queries, candidates, n_neighbors=5, *, query=None, return_similarity=False
-    ):
-        """Retrieve the candidates most similar to each query.
+    def _side(self, name):
+        """The position (0 or 1) of the encoder called ``name``; None is the first."""
+        names = [n for n, _, _ in self.encoders_]
+        if name is None:
+            return 0
+        if not isinstance(name, str) or name not in names:
+            raise ValueError(
+                f"side {name!r} is not the name of an encoder; use one of {names}."
+            )
+        return names.index(name)
+
+    def embed(self, items, *, side=None):
+        """The L2-normalised embeddings of one side's items.
+
+        Compute a catalogue's embeddings once, then search them many times: wrap them
+        in an :class:`EmbeddingIndex` for :meth:`kneighbors`, or use them directly
+        (the similarity of two items of different sides is the dot product of their
+        embeddings).
 
         Parameters
         ----------
-        queries : sequence of items or array-like
-            Items of one side (images, say), given as its encoder takes them: a
-            list, Series or one-column DataFrame of items, or an array of the numeric
-            columns of a ``"passthrough"`` side.
-        candidates : sequence of items or array-like
-            Items of the other side (titles, say), in the same way.
-        n_neighbors : int, default=5
-            Number of candidates returned per query.
-        query : str, default=None
-            Name of the encoder whose items are the queries; None is the first one.
-        return_similarity : bool, default=False
-            Also return the similarities of the retrieved candidates.
+        items : sequence of items, array-like or DataFrame
+            Items of the side, as its encoder takes them: a list, Series or
+            one-column DataFrame of items, or an array of the numeric columns of a
+            ``"passthrough"`` side. A DataFrame holding the side's columns by name
+            (the table given to :meth:`fit`, say) has them selected.
+        side : str, default=None
+            Name of the encoder whose items these are; None is the first one.
 
         Returns
         -------
-        similarity : ndarray of shape (n_queries, n_neighbors)
-            The similarities, best first; only with ``return_similarity=True``.
-        indices : ndarray of shape (n_queries, n_neighbors)
-            Positions in ``candidates`` of each query's best candidates, best first.
+        embeddings : ndarray of shape (n_items, n_embedding)
+            One L2-normalised row per item, float32; ``batch_size`` items are run
+            at a time.
         """
         check_is_fitted(self)
-        names = [name for name, _, _ in self.encoders_]
-        if query is None:
-            query = names[0]
-        if query not in names:
-            raise ValueError(
-                f"query={query!r} is not the name of an encoder; use one of {names}."
-            )
-        side = names.index(query)
-        zq, zc = (
-            self._embed_items(m, items)
-            for m, items in ((side, queries), (1 - side, candidates))
-        )
-        if not isinstance(n_neighbors, Integral) or not 1 <= n_neighbors <= len(zc):
-            raise ValueError(
-                f"Expected 1 <= n_neighbors <= n_candidates, but n_neighbors = "
-                f"{n_neighbors!r}, n_candidates = {len(zc)}."
-            )
-        similarity = np.empty((len(zq), n_neighbors), dtype=np.float32)
-        indices = np.empty((len(zq), n_neighbors), dtype=np.intp)
-        # A block of queries at a time keeps the similarity matrix within batch_size rows.
-        for index in _batches(len(zq), self.batch_size):
-            rows = index.numpy()
-            block = zq[rows] @ zc.T
-            best = np.argsort(-block, axis=1, kind="stable")[:, :n_neighbors]
-            indices[rows] = best
-            similarity[rows] = np.take_along_axis(block, best, axis=1)
-        return (similarity, indices) if return_similarity else indices
+        m = self._side(side)
+        return self._embed_column(m, self._items_column(m, items))
 
-    def _embed_items(self, side, items):
+    def _select_side(self, items, side):
+        """The side's columns of a DataFrame that holds them by name (and others)."""
+        columns = self.encoders_[side][2]
+        if (
+            hasattr(items, "columns")
+            and items.shape[1] > 1
+            and isinstance(columns, (str, list))
+            and set(np.atleast_1d(columns)) <= set(items.columns)
+        ):
+            return items[columns]
+        return items
+
+    def _items_column(self, side, items):
+        """The validated ``Column`` of one side's items (no missing item allowed)."""
         name, enc, _ = self.encoders_[side]
+        items = self._select_side(items, side)
         with naming(name):
             column = enc._check_input(items, reset=False)
         self._check_present(name, column)
@@ -653,7 +701,102 @@ class MultimodalMatcher(ClassifierMixin, TransformerMixin, TowerComposite):
                     f"encoder {name!r}: the items have {width} features, but the "
                     f"tower was fitted on {enc.n_features_}."
                 )
-        return self._embed_column(side, column)
+        return column
+
+    def kneighbors(
+        self, queries, candidates, n_neighbors=5, *, query=None, return_similarity=False
+    ):
+        """Retrieve the candidates most similar to each query.
+
+        The candidates are embedded (or, from an :class:`EmbeddingIndex`, read)
+        ``8192`` at a time, and each chunk's best candidates are merged into each
+        query's running best: memory is bounded by the number of queries and the
+        chunk, not by the number of candidates (100,000 titles, say).
+
+        Parameters
+        ----------
+        queries : sequence of items, array-like or EmbeddingIndex
+            Items of one side (images, say), given as :meth:`embed` takes them, or
+            their precomputed embeddings in an :class:`EmbeddingIndex`.
+        candidates : sequence of items, array-like or EmbeddingIndex
+            Items of the other side (titles, say), in the same way. Embed a
+            catalogue once with :meth:`embed` and pass its :class:`EmbeddingIndex`
+            to every search.
+        n_neighbors : int, default=5
+            Number of candidates returned per query.
+        query : str, default=None
+            Name of the encoder whose items are the queries. None: the side of
+            ``queries`` when it is an :class:`EmbeddingIndex`, else the other side of
+            ``candidates`` when that is one, else the first encoder.
+        return_similarity : bool, default=False
+            Also return the similarities of the retrieved candidates.
+
+        Returns
+        -------
+        similarity : ndarray of shape (n_queries, n_neighbors)
+            The similarities, best first; only with ``return_similarity=True``.
+        indices : ndarray of shape (n_queries, n_neighbors)
+            Positions in ``candidates`` of each query's best candidates, best first
+            (between equal similarities, the first candidate first).
+        """
+        check_is_fitted(self)
+        names = [name for name, _, _ in self.encoders_]
+        if query is None:
+            if isinstance(queries, EmbeddingIndex):
+                query = queries.side
+            elif isinstance(candidates, EmbeddingIndex) and candidates.side in names:
+                query = names[1 - names.index(candidates.side)]
+        if query is not None and query not in names:
+            raise ValueError(
+                f"query={query!r} is not the name of an encoder; use one of {names}."
+            )
+        side = self._side(query)
+        zq = np.concatenate(
+            [chunk for _, chunk in self._source(queries, side, "queries")._chunks()]
+        )
+        source = self._source(candidates, 1 - side, "candidates")
+        if not isinstance(n_neighbors, Integral) or not 1 <= n_neighbors <= len(source):
+            raise ValueError(
+                f"Expected 1 <= n_neighbors <= n_candidates, but n_neighbors = "
+                f"{n_neighbors!r}, n_candidates = {len(source)}."
+            )
+        similarity = np.full((len(zq), n_neighbors), -np.inf, dtype=np.float32)
+        indices = np.zeros((len(zq), n_neighbors), dtype=np.intp)
+        for start, zc in source._chunks():
+            # A block of queries at a time bounds the similarity matrix in memory.
+            step = max(1, _BLOCK_SIZE // len(zc))
+            for q in range(0, len(zq), step):
+                block = zq[q : q + step] @ zc.T
+                best = _top_k(block, min(n_neighbors, block.shape[1]))
+                merged_sim = np.hstack(
+                    [similarity[q : q + step], np.take_along_axis(block, best, 1)]
+                )
+                merged_idx = np.hstack([indices[q : q + step], best + start])
+                # Best first; between equal similarities, the first candidate.
+                order = np.lexsort((merged_idx, -merged_sim), axis=1)[:, :n_neighbors]
+                similarity[q : q + step] = np.take_along_axis(merged_sim, order, 1)
+                indices[q : q + step] = np.take_along_axis(merged_idx, order, 1)
+        return (similarity, indices) if return_similarity else indices
+
+    def _source(self, items, side, what):
+        """Chunks of the embeddings of ``items`` (or of an EmbeddingIndex)."""
+        name = self.encoders_[side][0]
+        width = self.module_.out_features
+        if isinstance(items, EmbeddingIndex):
+            if items.side != name:
+                raise ValueError(
+                    f"the {what} are an EmbeddingIndex of side {items.side!r}, but "
+                    f"the {what} must be items of {name!r} here."
+                )
+            if items.embeddings.shape[1] != width:
+                raise ValueError(
+                    f"the {what}' EmbeddingIndex has embeddings of width "
+                    f"{items.embeddings.shape[1]}, but this matcher embeds into "
+                    f"{width} dimensions."
+                )
+            return items
+        column = self._items_column(side, items)
+        return _EmbeddedChunks(self, side, column)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -669,3 +812,125 @@ class MultimodalMatcher(ClassifierMixin, TransformerMixin, TowerComposite):
 def _similarity(za, zb):
     """Row-wise dot product of L2-normalised embeddings, in float64."""
     return np.einsum("ij,ij->i", za.astype(np.float64), zb.astype(np.float64))
+
+
+class EmbeddingIndex:
+    """Embeddings of one side's items, computed once and searched many times.
+
+    :meth:`~skmm.nn.MultimodalMatcher.kneighbors` takes it in place of the items: a
+    catalogue's titles (or photos) are then embedded once, not at every search.
+
+    Parameters
+    ----------
+    embeddings : array-like of shape (n_items, n_embedding)
+        L2-normalised embeddings, as :meth:`~skmm.nn.MultimodalMatcher.embed` returns them.
+        A ``numpy.memmap`` (from ``np.save`` then ``np.load(..., mmap_mode="r")``)
+        is read a chunk at a time, so a catalogue larger than memory can be searched.
+    side : str
+        Name of the matcher's encoder that embedded them.
+
+    Attributes
+    ----------
+    embeddings : ndarray or memmap of shape (n_items, n_embedding)
+        The embeddings, as given (not copied).
+    side : str
+        The encoder's name.
+
+    See Also
+    --------
+    MultimodalMatcher.embed : Compute the embeddings.
+    MultimodalMatcher.kneighbors : Search them.
+
+    Notes
+    -----
+    Each chunk's rows are checked to have unit norm when searched: raw tower
+    features or embeddings of another matcher of another width are refused, but
+    embeddings of another matcher with the same width cannot be told apart.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skmm.nn import EmbeddingIndex, MultimodalMatcher
+    >>> rng = np.random.default_rng(0)
+    >>> latent = rng.normal(size=(300, 3))
+    >>> X = np.hstack([latent @ rng.normal(size=(3, 5)), latent @ rng.normal(size=(3, 4))])
+    >>> matcher = MultimodalMatcher(
+    ...     [("a", "passthrough", slice(0, 5)), ("b", "passthrough", slice(5, 9))],
+    ...     embedding_dim=8, batch_size=32, max_epochs=5, random_state=0,
+    ...     device="cpu",
+    ... ).fit(X)
+    >>> index = EmbeddingIndex(matcher.embed(X[:, 5:], side="b"), side="b")
+    >>> matcher.kneighbors(X[:2, :5], index, n_neighbors=3).shape
+    (2, 3)
+    """
+
+    def __init__(self, embeddings, side):
+        if not hasattr(embeddings, "shape") or not hasattr(embeddings, "dtype"):
+            embeddings = np.asarray(embeddings)
+        if embeddings.ndim != 2 or not np.issubdtype(embeddings.dtype, np.floating):
+            raise ValueError(
+                "EmbeddingIndex takes a 2-D float array of embeddings (one row per "
+                f"item); got shape {embeddings.shape} and dtype {embeddings.dtype}."
+            )
+        if len(embeddings) == 0:
+            raise ValueError("EmbeddingIndex got 0 embeddings; at least one is needed.")
+        if not isinstance(side, str):
+            raise TypeError(
+                f"side must be the name of the encoder (a str); got {side!r}."
+            )
+        self.embeddings = embeddings
+        self.side = side
+
+    def __len__(self):
+        return len(self.embeddings)
+
+    def __repr__(self):
+        n, d = self.embeddings.shape
+        return f"EmbeddingIndex(<{n} x {d} embeddings>, side={self.side!r})"
+
+    def _chunks(self):
+        for start in range(0, len(self), _CHUNK_SIZE):
+            chunk = np.asarray(
+                self.embeddings[start : start + _CHUNK_SIZE], dtype=np.float32
+            )
+            norms = np.linalg.norm(chunk, axis=1)
+            bad = np.flatnonzero(~(np.abs(norms - 1) <= 1e-3))
+            if len(bad):
+                raise ValueError(
+                    f"row {start + bad[0]} of the EmbeddingIndex of {self.side!r} has "
+                    f"norm {norms[bad[0]]:.4g}, not 1: build the index from "
+                    "MultimodalMatcher.embed, which L2-normalises the embeddings."
+                )
+            yield start, chunk
+
+
+class _EmbeddedChunks:
+    """A validated column of one side's items, embedded a chunk at a time."""
+
+    def __init__(self, matcher, side, column):
+        self.matcher, self.side, self.column = matcher, side, column
+
+    def __len__(self):
+        return len(self.column)
+
+    def _chunks(self):
+        for start in range(0, len(self), _CHUNK_SIZE):
+            rows = np.arange(start, min(start + _CHUNK_SIZE, len(self)))
+            yield start, self.matcher._embed_column(self.side, self.column, rows)
+
+
+def _top_k(block, k):
+    """Column positions of each row's ``k`` largest values (unordered).
+
+    ``np.argpartition`` (linear time) instead of a full sort; in the rare rows where
+    values tied with the k-th straddle the cut, a stable sort keeps the first ones,
+    so the result is that of sorting the whole row.
+    """
+    if k >= block.shape[1]:
+        return np.broadcast_to(np.arange(block.shape[1]), block.shape).copy()
+    best = np.argpartition(-block, k - 1, axis=1)[:, :k]
+    kth = np.take_along_axis(block, best, 1).min(axis=1)
+    tied = (block >= kth[:, None]).sum(axis=1) > k
+    if tied.any():
+        best[tied] = np.argsort(-block[tied], axis=1, kind="stable")[:, :k]
+    return best

@@ -15,6 +15,7 @@ from sklearn.utils._param_validation import (
     RealNotInt,
     StrOptions,
 )
+from sklearn.utils._repr_html.estimator import _VisualBlock
 from sklearn.utils._user_interface import _print_elapsed_time
 from sklearn.utils.metadata_routing import _raise_for_params, _routing_enabled
 from sklearn.utils.metaestimators import _BaseComposition
@@ -34,6 +35,7 @@ __all__ = [
     "RealNotInt",
     "StrOptions",
     "_BaseComposition",
+    "_VisualBlock",
     "_check_feature_names",
     "_check_feature_names_in",
     "_check_method_params",
