@@ -21,12 +21,6 @@ def fashion(n):
     return paths, np.array([r["subCategory"] for r in rows])
 
 
-def mnist_images():
-    from skmm.datasets._av_digits import read_idx
-
-    return read_idx(SHARED / "mnist" / "t10k-images-idx3-ubyte.gz")
-
-
 def fsdd_waves(n):
     from skmm.encoders._audio import read_audio
 

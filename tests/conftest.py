@@ -33,3 +33,38 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+# -- Measured values of the floor tests, kept in the CI log ------------------------------
+# Each floor test records what it measured beside its floor; the run ends with one table
+# of them (pytest's captured output of passing tests never reaches the log).
+_MEASURES = []
+
+
+@pytest.fixture
+def record_measure(request):
+    """``record_measure(name, value, floor)``: record a measured value, assert the floor.
+
+    The value is recorded before it is checked, so a failing run still prints it.
+    """
+
+    def record(name, value, floor):
+        value, floor = float(value), float(floor)
+        _MEASURES.append((request.node.name, name, value, floor))
+        assert value >= floor, f"{name}: measured {value:.4f}, below the floor {floor}"
+        return value
+
+    return record
+
+
+def pytest_terminal_summary(terminalreporter):
+    if not _MEASURES:
+        return
+    terminalreporter.section("measured values")
+    width = max(len(f"{test}: {name}") for test, name, _, _ in _MEASURES)
+    terminalreporter.write_line(f"{'test: measure':<{width}}  measured     floor")
+    for test, name, value, floor in _MEASURES:
+        mark = "" if value >= floor else "  BELOW FLOOR"
+        terminalreporter.write_line(
+            f"{f'{test}: {name}':<{width}}  {value:8.4f}  {floor:8.4f}{mark}"
+        )

@@ -173,24 +173,22 @@ def test_audio_encoder_pickles_and_reproduces():
 
 
 @pytest.mark.slow
-def test_mfcc_svc_on_fsdd(fsdd):
+def test_mfcc_svc_on_fsdd(fsdd, record_measure):
     """The classic baseline: official split ~0.99, unseen speakers far harder."""
     X = AudioFeatures(sample_rate=8000).fit_transform(fsdd["path"])
     y = fsdd["digit"].to_numpy()
     svc = make_pipeline(StandardScaler(), SVC())
     test = (fsdd["take"] < 5).to_numpy()
     official = svc.fit(X[~test], y[~test]).score(X[test], y[test])
-    assert official >= 0.95, official
+    record_measure("official split accuracy", official, 0.95)  # measured 0.997
     train = fsdd["speaker"].isin(TRAIN_SPEAKERS).to_numpy()
     by_speaker = svc.fit(X[train], y[train]).score(X[~train], y[~train])
-    assert 0.35 < by_speaker < official, by_speaker
-    print(
-        f"MFCC+SVC on FSDD: official split {official:.3f}, unseen speakers {by_speaker:.3f}"
-    )
+    record_measure("unseen speakers accuracy", by_speaker, 0.48)  # measured 0.521
+    assert by_speaker < official, (by_speaker, official)
 
 
 @pytest.mark.slow
-def test_audio_encoder_learns_fsdd(fsdd):
+def test_audio_encoder_learns_fsdd(fsdd, record_measure):
     test = (fsdd["take"] < 5).to_numpy()
     X, y = fsdd["path"].to_numpy(dtype=object), fsdd["digit"].to_numpy()
     enc = AudioEncoder(
@@ -202,8 +200,8 @@ def test_audio_encoder_learns_fsdd(fsdd):
         .fit(Z, y[~test])
         .score(enc.transform(X[test]), y[test])
     )
-    assert accuracy >= 0.85, accuracy
-    print(f"AudioEncoder on FSDD official split: {accuracy:.3f}")
+    # Measured 0.900 (0.947 before the AudioEncoder changes of 9a77141).
+    record_measure("official split accuracy", accuracy, 0.87)
 
 
 def test_features_do_not_depend_on_the_batch():

@@ -150,13 +150,14 @@ def test_transform_gives_unit_embeddings_of_both_sides(fitted_views):
     assert list(frame.columns) == list(names)
 
 
-def test_kneighbors_retrieves_partners(fitted_views):
+def test_kneighbors_retrieves_partners(fitted_views, record_measure):
     matcher, X_test = fitted_views
     a, b = X_test[:, :5], X_test[:, 5:]
     indices = matcher.kneighbors(a, b, n_neighbors=5)
     assert indices.shape == (len(X_test), 5)
     hits = (indices == np.arange(len(X_test))[:, None]).any(axis=1)
-    assert hits.mean() > 0.5  # among 100 candidates; chance is 0.05
+    # Among 100 candidates, chance is 0.05; measured 0.86.
+    record_measure("partner in top 5 of 100, a to b", hits.mean(), 0.8)
     similarity, again = matcher.kneighbors(a, b, n_neighbors=5, return_similarity=True)
     assert np.array_equal(indices, again)
     assert np.all(np.diff(similarity, axis=1) <= 0)
@@ -166,7 +167,9 @@ def test_kneighbors_retrieves_partners(fitted_views):
     )
     # The other direction: second-side items as queries.
     back = matcher.kneighbors(b, a, n_neighbors=5, query="b")
-    assert (back == np.arange(len(X_test))[:, None]).any(axis=1).mean() > 0.5
+    hits = (back == np.arange(len(X_test))[:, None]).any(axis=1)
+    # Measured 0.80.
+    record_measure("partner in top 5 of 100, b to a", hits.mean(), 0.75)
     # Memory is bounded by batch_size query rows; the result does not depend on it.
     small = pickle.loads(pickle.dumps(matcher)).set_params(batch_size=7)
     assert np.array_equal(small.kneighbors(a, b, n_neighbors=5), indices)
@@ -387,15 +390,14 @@ def fitted_catalogue():
     return _catalogue_matcher().fit(_catalogue(96))
 
 
-def test_image_text_towers(fitted_catalogue):
+def test_image_text_towers(fitted_catalogue, record_measure):
     matcher = fitted_catalogue
     X = _catalogue(32, seed=1)
     # Every title is shared by 12 of the 96 training items: duplicates are no
     # negatives, and the towers still learn which colour and size go with which title.
     shifted = X.assign(title=np.roll(X["title"].to_numpy(), 1))
-    assert (
-        matcher.decision_function(X) > matcher.decision_function(shifted)
-    ).mean() > 0.8
+    wins = matcher.decision_function(X) > matcher.decision_function(shifted)
+    record_measure("own title beats the shifted one", wins.mean(), 0.95)  # measured 1.0
     # The fitted encoders are clones holding the trained towers.
     image = matcher.named_encoders_["image"]
     assert image is not matcher.encoders[0][1]
@@ -404,7 +406,9 @@ def test_image_text_towers(fitted_catalogue):
     assert not hasattr(matcher.encoders[0][1], "module_")
     titles = np.unique(X["title"])  # the 8 titles
     best = matcher.kneighbors(X["picture"], titles, n_neighbors=1)[:, 0]
-    assert (titles[best] == X["title"]).mean() > 0.5  # chance is 1/8
+    right = titles[best] == X["title"]
+    # Chance is 1/8; one miss in 32 gives 0.97.
+    record_measure("right title first of 8", right.mean(), 0.9)  # measured 1.0
 
 
 def test_image_text_pickle_and_params(fitted_catalogue):

@@ -39,7 +39,7 @@ def fashion(shared_data):
 
 
 @pytest.mark.slow
-def test_titles_predict_master_category(fashion):
+def test_titles_predict_master_category(fashion, record_measure):
     X, y = fashion
     rng = np.random.default_rng(0)
     order = rng.permutation(len(X))
@@ -48,7 +48,7 @@ def test_titles_predict_master_category(fashion):
     Z = enc.fit_transform(X[train], y[train])
     clf = LogisticRegression(max_iter=2000).fit(Z, y[train])
     accuracy = clf.score(enc.transform(X[test]), y[test])
-    assert accuracy >= 0.9, accuracy
+    record_measure("masterCategory accuracy", accuracy, 0.95)  # measured 0.980
 
 
 def test_vocabulary_and_tokens():
