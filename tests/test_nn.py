@@ -631,14 +631,13 @@ def test_fusion_beats_each_tower_on_hard_av_digits(record_measure):
     single = {"image": accuracy([img]), "audio": accuracy([snd])}
     fused = {f: accuracy([img, snd], f) for f in ("concat", "transformer")}
     best = max(single.values())
-    for name, value in {**single, **fused}.items():
-        record_measure(f"hard AV-digits net, {name}", value)
-    # Measured (seed 0): image tower 0.505, audio tower 0.47 (0.13 before
+    # Measured (seed 0, one thread): image tower 0.505, audio tower 0.47 (0.13 before
     # utterance normalisation, 16 bands and SpecAugment); concat 0.6975,
     # transformer 0.7875.
-    assert single["audio"] > 0.42, single
-    assert min(fused.values()) > best + 0.1, (single, fused)
-    assert fused["transformer"] > best + 0.2, (single, fused)
+    record_measure("image tower alone", single["image"], 0.45)
+    record_measure("audio tower alone", single["audio"], 0.42)
+    record_measure("concat - best tower", fused["concat"] - best, 0.12)
+    record_measure("transformer - best tower", fused["transformer"] - best, 0.22)
 
 
 # -- tower heads, stages, token fusion ------------------------------------------------------
