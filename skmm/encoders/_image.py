@@ -373,7 +373,7 @@ class ImageEncoder(_hub.BackboneMixin, TorchEncoderMixin, BaseEstimator):
         ``image_size_`` directly.
     interpolation_ : str
         Resizing interpolation (``"bilinear"``, ``"bicubic"`` or ``"nearest"``).
-    mean_, std_ : ndarray of shape (n_channels_,)
+    mean_, std_ : ndarray of shape (n_channels,)
         Per-channel normalisation.
     n_channels_ : int
         Channels the backbone sees (3 for pretrained backbones; 1 for the small CNN

@@ -9,7 +9,6 @@ from the fitted encoders to their trained towers, pickling, and the fit preamble
 :class:`~skmm.base.TrainingMixin`.
 """
 
-import copy
 from contextlib import contextmanager
 from numbers import Integral, Real
 
@@ -58,9 +57,10 @@ def _without_module(encoder):
     """A shallow copy of a fitted encoder without its ``module_`` (held by the net)."""
     if isinstance(encoder, str) or "module_" not in vars(encoder):
         return encoder
-    encoder = copy.copy(encoder)
-    del encoder.module_
-    return encoder
+    # Not copy.copy: that pickles the encoder's state (its module's weights) to copy it.
+    light = object.__new__(type(encoder))
+    light.__dict__.update({k: v for k, v in vars(encoder).items() if k != "module_"})
+    return light
 
 
 def check_weights(sample_weight, n):
