@@ -344,3 +344,37 @@ def test_cluster_results_equal_in_memory_and_model_sent_once(
             "net": {"MultimodalNetClassifier": 1},
         }[name]
         assert per_worker == dict.fromkeys(pids, Counter(expected)), (name, method)
+
+
+def _count_decodes(path):
+    """On a worker: append the number of items each ImageEncoder batch decodes."""
+    from skmm.encoders import ImageEncoder
+
+    load = ImageEncoder._load
+
+    def counted(self, column, rows):
+        with open(path, "a") as f:
+            f.write(f"{os.getpid()} {len(rows)}\n")
+        return load(self, column, rows)
+
+    ImageEncoder._load = counted
+
+
+def test_shared_cache_second_pass_decodes_nothing(client, data, tmp_path):
+    X, _ = data
+    enc = ImageEncoder(
+        "cnn", max_epochs=0, batch_size=BATCH, memory=tmp_path / "cache", random_state=0
+    ).fit(X[["image"]])
+    log = tmp_path / "decodes.log"
+    client.run(_count_decodes, str(log))
+    ddf = dd.from_pandas(X[["image"]], chunksize=BATCH)
+    first = enc.transform(ddf).compute()
+    decoded = [line.split() for line in log.read_text().splitlines()]
+    # Both workers decoded their partitions, every item once, into the shared folder.
+    assert len({pid for pid, _ in decoded}) == 2
+    assert sum(int(n) for _, n in decoded) == len(X)
+    log.unlink()
+    second = enc.transform(ddf).compute()
+    assert not log.exists()  # nothing decoded: every row came from the cache
+    np.testing.assert_array_equal(second.to_numpy(), first.to_numpy(), strict=True)
+    np.testing.assert_array_equal(first.to_numpy(), enc.transform(X[["image"]]))
