@@ -307,7 +307,7 @@ def client(tmp_path_factory):
         n_workers=2,
         threads_per_worker=1,
         processes=True,
-        dashboard_address=None,
+        dashboard_address=":0",
         env={"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"},
     )
     with cluster, distributed.Client(cluster) as client:
