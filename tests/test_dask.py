@@ -378,3 +378,25 @@ def test_shared_cache_second_pass_decodes_nothing(client, data, tmp_path):
     assert not log.exists()  # nothing decoded: every row came from the cache
     np.testing.assert_array_equal(second.to_numpy(), first.to_numpy(), strict=True)
     np.testing.assert_array_equal(first.to_numpy(), enc.transform(X[["image"]]))
+
+
+def test_set_output_pandas_is_bypassed_for_dask_inputs(models, data):
+    X, _ = data
+    enc = pickle_copy(models["encoder"]).set_output(transform="pandas")
+    ddf = dd.from_pandas(X[["image"]], chunksize=BATCH)
+    out = enc.transform(ddf)
+    assert isinstance(out, dd.DataFrame)
+    with dask.config.set(scheduler="sync"):
+        pd.testing.assert_frame_equal(out.compute(), enc.transform(X[["image"]]))
+
+
+def test_dask_mixin_must_precede_transformer_mixin():
+    from sklearn.base import BaseEstimator, TransformerMixin
+
+    from skmm.utils._dask import DaskMixin
+
+    with pytest.raises(TypeError, match="DaskMixin must come before TransformerMixin"):
+
+        class Wrong(TransformerMixin, DaskMixin, BaseEstimator):
+            def transform(self, X):
+                return X
