@@ -168,10 +168,10 @@ def test_dask_array_input_keeps_row_blocks(models, data):
     enc = models["encoder"]
     images = np.stack(X["image"])
     arr = da.from_array(images, chunks=(30, 14, 28))
-    out = enc.transform(arr)
-    assert out.chunks == ((30, 30, 20), (enc.module_.out_features,))
-    assert out.dtype == np.float32
     with dask.config.set(scheduler="sync"):
+        out = enc.transform(arr)
+        assert out.chunks == ((30, 30, 20), (enc.module_.out_features,))
+        assert out.dtype == np.float32
         np.testing.assert_array_equal(out.compute(), enc.transform(images), strict=True)
     waves = np.stack([w[:2000] for w in X["audio"] if len(w) >= 2000])
     feats = AudioFeatures().fit(waves)
@@ -384,9 +384,9 @@ def test_set_output_pandas_is_bypassed_for_dask_inputs(models, data):
     X, _ = data
     enc = pickle_copy(models["encoder"]).set_output(transform="pandas")
     ddf = dd.from_pandas(X[["image"]], chunksize=BATCH)
-    out = enc.transform(ddf)
-    assert isinstance(out, dd.DataFrame)
     with dask.config.set(scheduler="sync"):
+        out = enc.transform(ddf)
+        assert isinstance(out, dd.DataFrame)
         pd.testing.assert_frame_equal(out.compute(), enc.transform(X[["image"]]))
 
 

@@ -6,11 +6,13 @@ Array return the matching lazy Dask collection: each partition goes through the
 in-memory method on a worker. The output's ``meta`` (columns, dtypes) is derived from
 the fitted estimator, so nothing is computed to build it.
 
-The model travels to each worker once: with a ``distributed`` client it is scattered
-(pickled once in the client and sent to the workers, never unpickled by the
-scheduler, which may lack torch); with Dask's local schedulers it is one
-``dask.delayed`` node shared by every partition. On the worker, torch estimators
-with ``device="auto"`` move to the worker's GPU when it has one.
+The model travels to each worker once: when the scheduler in effect is a
+``distributed`` client it is scattered (pickled once in the client and sent to the
+workers, never unpickled by the scheduler, which may lack torch); with Dask's local
+schedulers it is one ``dask.delayed`` node shared by every partition. The result
+is meant to be computed under the scheduler in effect when it was built. On the
+worker, torch estimators with ``device="auto"`` move to the worker's GPU when it has
+one.
 
 Dask is imported only when the input is a Dask collection: ``import skmm`` does not
 import it.
@@ -161,16 +163,14 @@ def _empty_frame(columns, dtype, index):
 def _shared(estimator):
     """The estimator as one object of the graph, sent once to each worker."""
     import dask
+    from dask.base import get_scheduler
 
-    try:
-        from distributed import get_client
-
-        client = get_client()
-    except (ImportError, ValueError):
-        client = None
-    if client is not None:
-        # hash=False: no tokenizing (which would pickle the weights in the client
-        # once more); broadcast: every worker holds a copy before the partitions run.
+    # The scheduler that computes the result when nothing else is said: a
+    # distributed client's ``get``, or a local scheduler (even if a client exists,
+    # under ``dask.config.set(scheduler="sync")`` for instance).
+    client = getattr(get_scheduler(), "__self__", None)
+    if type(client).__name__ == "Client" and hasattr(client, "scatter"):
+        # hash=False: no tokenizing, which would pickle the weights once more.
         return client.scatter(estimator, hash=False)
     return dask.delayed(estimator, pure=False, traverse=False)
 
