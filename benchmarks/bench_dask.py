@@ -7,7 +7,7 @@ throughput, and each process's peak resident memory (its own ``ru_maxrss``: ever
 configuration runs in fresh processes), then a second pass on 2 workers with the
 shared ``memory=`` cache, which decodes nothing.
 
-    python benchmarks/bench_dask.py [N]    # ~3 min for N = 20,000 on 2 cores
+    python benchmarks/bench_dask.py [N]    # ~6 min for N = 20,000 on 2 busy cores
 """
 
 import multiprocessing
