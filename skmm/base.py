@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 from .callbacks._callbacks import Callback
 from .utils._cache import EmbeddingCache, fingerprint, item_key
 from .utils._composition import fit_atomic, is_fitted_attribute
+from .utils._dask import DaskMixin
 from .utils._sklearn_compat import (
     HasMethods,
     Hidden,
@@ -391,6 +392,7 @@ class Tower(Protocol):
 
 
 class TorchEncoderMixin(
+    DaskMixin,
     ClassNamePrefixFeaturesOutMixin,
     TrainingMixin,
     TorchEstimatorMixin,

@@ -7,13 +7,14 @@ import torch
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
+from ..utils._dask import DaskMixin
 from ..utils._sklearn_compat import Interval, _fit_context
 from ..utils._validation import check_column
 from ._audio import _AUDIO_PARAMS, AudioMixin
 from ._mel import MFCC
 
 
-class AudioFeatures(AudioMixin, TransformerMixin, BaseEstimator):
+class AudioFeatures(DaskMixin, AudioMixin, TransformerMixin, BaseEstimator):
     """MFCC means and standard deviations over each sound's frames.
 
     The classic, training-free audio features: each sound (its whole length, not

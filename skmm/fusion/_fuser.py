@@ -27,6 +27,7 @@ from ..utils._composition import (
     fit_atomic,
     is_drop,
 )
+from ..utils._dask import DaskMixin
 from ..utils._sklearn_compat import (
     HasMethods,
     Hidden,
@@ -68,7 +69,7 @@ __all__ = ["MultimodalFuser", "make_fuser"]
 _SPARSE_THRESHOLD = 0.3
 
 
-class MultimodalFuser(TransformerMixin, TriplesComposition):
+class MultimodalFuser(DaskMixin, TransformerMixin, TriplesComposition):
     """Encode each modality's column with its encoder, then fuse the features.
 
     Feature-level (early) fusion: a DataFrame with one column per modality goes in,

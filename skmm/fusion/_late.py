@@ -41,6 +41,7 @@ from ..utils._composition import (
     fit_atomic,
     is_drop,
 )
+from ..utils._dask import DaskMixin
 from ..utils._sklearn_compat import (
     HasMethods,
     StrOptions,
@@ -69,7 +70,9 @@ __all__ = ["LateFusionClassifier", "LateFusionRegressor"]
 _PROBA_FLOOR = 1e-9
 
 
-class _BaseLateFusion(TransformerMixin, MetaEstimatorMixin, TriplesComposition):
+class _BaseLateFusion(
+    DaskMixin, TransformerMixin, MetaEstimatorMixin, TriplesComposition
+):
     """What LateFusionClassifier and LateFusionRegressor share.
 
     Subclasses set ``_head_check`` (``is_classifier`` or ``is_regressor``) and

@@ -16,6 +16,7 @@ from sklearn.utils.validation import check_is_fitted, column_or_1d
 from tqdm.auto import tqdm
 
 from ..base import _batches
+from ..utils._dask import DaskMixin, default_meta
 from ..utils._sklearn_compat import Interval, StrOptions
 from ..utils._torch import torch_seed
 from ._base import TRAINING_CONSTRAINTS, TowerComposite, check_weights, naming
@@ -37,7 +38,7 @@ _CHUNK_SIZE = 8192
 _BLOCK_SIZE = 2**21
 
 
-class MultimodalMatcher(ClassifierMixin, TransformerMixin, TowerComposite):
+class MultimodalMatcher(DaskMixin, ClassifierMixin, TransformerMixin, TowerComposite):
     """Tell whether two items belong together: a two-tower matcher.
 
     Each row of ``X`` is a pair of items of two modalities: a product photo and its
@@ -674,6 +675,14 @@ class MultimodalMatcher(ClassifierMixin, TransformerMixin, TowerComposite):
         check_is_fitted(self)
         m = self._side(side)
         return self._embed_column(m, self._items_column(m, items))
+
+    def _dask_meta(self, method, side=None):
+        """Columns and dtype of ``method``'s output on a Dask collection."""
+        if method != "embed":
+            return default_meta(self, method)
+        name = self.encoders_[self._side(side)][0]
+        width = self.module_.out_features
+        return [f"{name}__embedding{i}" for i in range(width)], np.dtype("float32")
 
     def _select_side(self, items, side):
         """The side's columns of a DataFrame that holds them by name (and others)."""

@@ -21,6 +21,7 @@ from sklearn.utils.validation import check_is_fitted, column_or_1d
 from tqdm.auto import tqdm
 
 from ..base import _batches, validation_split
+from ..utils._dask import DaskMixin
 from ..utils._docs import fill_doc
 from ..utils._sklearn_compat import Interval, StrOptions
 from ..utils._torch import batch_norm_recalibration, torch_seed
@@ -71,7 +72,7 @@ class _NetData:
 
 
 class _MultimodalNetBase(
-    ClassNamePrefixFeaturesOutMixin, TransformerMixin, TowerComposite
+    DaskMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin, TowerComposite
 ):
     """What the classifier and the regressor share: the network, batches, training."""
 

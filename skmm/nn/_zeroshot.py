@@ -12,6 +12,7 @@ from sklearn.utils import check_array, check_consistent_length
 from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 
+from ..utils._dask import DaskMixin
 from ..utils._sklearn_compat import (
     HasMethods,
     Interval,
@@ -43,7 +44,7 @@ __all__ = ["ZeroShotClassifier"]
 _AUTO = "linear_probe"
 
 
-class ZeroShotClassifier(ClassifierMixin, BaseEstimator):
+class ZeroShotClassifier(DaskMixin, ClassifierMixin, BaseEstimator):
     """Classify items by the closeness of their embedding to each class's prompt.
 
     A fitted :class:`~skmm.nn.MultimodalMatcher` places the items of its two sides (photos and

@@ -11,6 +11,7 @@ _MODULES = {
     "DeviceWarning": "._torch",
     "EmbeddingMemory": "._cache",
     "available_device": "._torch",
+    "map_partitions": "._dask",
     "resolve_device": "._torch",
 }
 __all__ = sorted(_MODULES)
