@@ -18,6 +18,7 @@ import pandas as pd
 import torch
 from sklearn.base import ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.preprocessing import LabelEncoder
+from sklearn.utils import check_array
 from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 from tqdm.auto import tqdm
@@ -513,13 +514,18 @@ class TorchEncoderMixin(
                 f"This {name} estimator requires y to be passed, but the target y is "
                 f"None: with max_epochs > 0 the tower is trained on y. {self._no_y_hint}"
             )
-        y = column_or_1d(y, warn=True)
+        y = column_or_1d(
+            check_array(
+                y, ensure_2d=False, dtype=None, ensure_all_finite=False, input_name="y"
+            ),
+            warn=True,
+        )
         if len(y) != len(column):
             raise ValueError(
                 f"{name}: X has {len(column)} items but y has {len(y)} values."
             )
         y = y[rows]
-        kind = type_of_target(y)
+        kind = type_of_target(y, input_name="y")
         if kind == "continuous":
             y = y.astype(np.float64)
             if not np.all(np.isfinite(y)):
@@ -533,6 +539,11 @@ class TorchEncoderMixin(
                 f"got a {kind!r} target."
             )
         encoder = LabelEncoder().fit(y)
+        if len(encoder.classes_) < 2:
+            raise ValueError(
+                f"{name} needs samples of at least 2 classes in y to train on, but y "
+                f"contains only one class: {encoder.classes_[0]!r}."
+            )
         self.classes_ = encoder.classes_
         return torch.as_tensor(encoder.transform(y), dtype=torch.long)
 

@@ -94,3 +94,33 @@ def test_fitted_on_gpu_loads_on_cpu(monkeypatch):
     assert loaded.device_ == "cpu"
     assert next(loaded.module_.parameters()).device.type == "cpu"
     np.testing.assert_array_equal(loaded.transform(images), expected)
+
+
+@pytest.mark.parametrize(
+    "y, message",
+    [
+        ([0, 1] * 9 + [None, 1], "Unknown label type"),
+        ([0.0, 1.0] * 9 + [np.nan, 1.0], "y contains NaN"),
+        ([1] * 20, "at least 2 classes in y"),
+    ],
+    ids=["None", "NaN", "one class"],
+)
+def test_bad_targets_are_named(y, message):
+    # Issue 14 (targets): checked once, with scikit-learn's wording where its checks
+    # expect it, in the encoders and in the nets alike.
+    from skmm.encoders import AudioEncoder
+    from skmm.nn import MultimodalNetClassifier
+
+    X = np.random.default_rng(0).normal(size=(20, 4))
+    net = MultimodalNetClassifier(
+        [("a", "passthrough", [0, 1]), ("b", "passthrough", [2, 3])],
+        max_epochs=1,
+        device="cpu",
+    )
+    enc = AudioEncoder(
+        sample_rate=100, n_fft=16, n_mels=4, duration=0.04, max_epochs=1, device="cpu"
+    )
+    for estimator in (net, enc):
+        with pytest.raises(ValueError, match=message):
+            estimator.fit(X, y)
+        assert not hasattr(estimator, "module_")

@@ -705,7 +705,7 @@ class MultimodalNetClassifier(ClassifierMixin, _MultimodalNetBase):
         if len(self.classes_) < 2:
             raise ValueError(
                 f"{cls} needs samples of at least 2 classes in y; got 1 class "
-                f"({self.classes_[0]!r})."
+                f"({self.classes_.tolist()[0]!r})."
             )
         weights = None
         if self.class_weight is not None:
