@@ -582,21 +582,6 @@ class AudioEncoder(_hub.BackboneMixin, AudioMixin, TorchEncoderMixin, BaseEstima
             raise ValueError(f"weights file not found: {os.fspath(self.weights)!r}")
         return self.weights
 
-    def _pretrained(self):
-        return self._weights() is not None
-
-    def _weights_identity(self):
-        weights = self._weights()
-        kind, name = self._kind()
-        if weights is None:
-            return None
-        if kind != "hf":
-            return [repr(self.backbone), _hub.file_identity(weights)]
-        if os.path.isdir(name):
-            return [kind, _hub.file_identity(name)]
-        commit = getattr(self.hub_config_, "_commit_hash", None)
-        return [kind, name, commit] if commit else None
-
     def _n_samples(self):
         return max(1, round(self.duration * self.sample_rate))
 

@@ -584,9 +584,34 @@ class BackboneMixin:
       that ``train_layers`` keeps frozen and return the torch parameter groups that
       train, with this encoder's learning rate.
 
-    Subclasses say whether their weights are pretrained (``_pretrained()``) and, for
-    the embedding cache, what identifies them (``_weights_identity()``).
+    Subclasses resolve ``weights`` (``_weights()``) and the backbone's kind
+    (``_kind()``); whether the weights are pretrained and, for the embedding cache,
+    what identifies them are decided here for all three.
     """
+
+    def _pretrained(self):
+        return self._weights() is not None
+
+    def _weights_identity(self):
+        """Where the weights come from, for the cache fingerprint (no tensor hashing).
+
+        None when they cannot be named (random weights, or a hub model without a
+        known revision): the fingerprint then hashes the module once.
+        """
+        weights = self._weights()
+        kind, name = self._kind()
+        if weights is None:
+            return None
+        if is_weights_path(weights):
+            return [repr(self.backbone), file_identity(weights)]
+        if kind == "wordllama":
+            return [kind, file_identity(wordllama_files()[1])]
+        if kind == "hf":
+            if os.path.isdir(name):
+                return [kind, file_identity(name)]
+            commit = getattr(self.hub_config_, "_commit_hash", None)
+            return [kind, name, commit] if commit else None
+        return [kind, name, weights]
 
     def _resolved_max_epochs(self):
         if self.max_epochs == "auto":

@@ -530,23 +530,6 @@ class ImageEncoder(_hub.BackboneMixin, TorchEncoderMixin, BaseEstimator):
             )
         return self.weights
 
-    def _pretrained(self):
-        return self._weights() is not None
-
-    def _weights_identity(self):
-        weights = self._weights()
-        kind, name = self._kind()
-        if weights is None:
-            return None
-        if _hub.is_weights_path(weights):
-            return [repr(self.backbone), _hub.file_identity(weights)]
-        if kind == "hf":
-            commit = getattr(self.hub_config_, "_commit_hash", None)
-            if os.path.isdir(name):
-                return [kind, _hub.file_identity(name)]
-            return [kind, name, commit] if commit else None
-        return [kind, name, weights]
-
     # -- preprocessing -------------------------------------------------------------------
     def _fit_preprocessing(self, column, rows):
         kind, name = self._kind()

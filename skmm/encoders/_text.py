@@ -405,25 +405,6 @@ class TextEncoder(_hub.BackboneMixin, TorchEncoderMixin, BaseEstimator):
             "'hf:' backbone come from its model id or folder)."
         )
 
-    def _pretrained(self):
-        return self._weights() is not None
-
-    def _weights_identity(self):
-        weights = self._weights()
-        kind, name = self._kind()
-        if weights is None:
-            return None
-        if _hub.is_weights_path(weights):
-            return [repr(self.backbone), _hub.file_identity(weights)]
-        if kind == "wordllama":
-            return [kind, _hub.file_identity(_hub.wordllama_files()[1])]
-        if kind == "hf":
-            if os.path.isdir(name):
-                return [kind, _hub.file_identity(name)]
-            commit = getattr(self.hub_config_, "_commit_hash", None)
-            return [kind, name, commit] if commit else None
-        return [kind, name, weights]
-
     # -- preprocessing -------------------------------------------------------------------
     def _tokenize(self, text):
         # Only the first max_length tokens are kept: a huge text never becomes a
