@@ -35,7 +35,13 @@ from skmm.nn import (
     ZeroShotClassifier,
 )
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
+pytestmark = [
+    pytest.mark.usefixtures("one_torch_thread"),
+    # The element-wise fusers here project each column group to one PCA component on
+    # purpose (the checks' data has no classes to align them); the fuser's advice to
+    # use an aligned projection is tested in test_fuser.py.
+    pytest.mark.filterwarnings("ignore:fusion=.* combines coordinate k:UserWarning"),
+]
 
 
 # Tiny settings: waveforms of a few samples at 100 Hz, one short epoch, on the CPU.
