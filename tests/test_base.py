@@ -124,3 +124,27 @@ def test_bad_targets_are_named(y, message):
         with pytest.raises(ValueError, match=message):
             estimator.fit(X, y)
         assert not hasattr(estimator, "module_")
+
+
+def test_fusion_and_inspection_do_not_import_torch():
+    # Issue 12: the fuser, the ensembles and the inspection tools need no torch; an
+    # import must not pay for it (nor for matplotlib or dask).
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, skmm, skmm.fusion, skmm.inspection, skmm.utils; "
+        "print(sorted(m for m in ('torch', 'matplotlib', 'dask') if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "[]", out.stdout
+    # And the device helpers are still there, imported on first use.
+    code = (
+        "import sys, skmm.utils as u; u.resolve_device; print('torch' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "True"
