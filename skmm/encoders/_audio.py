@@ -304,18 +304,6 @@ class HFAudioTower(_hub.FreezableMixin, torch.nn.Module):
         return self.model(x).last_hidden_state.mean(dim=1)
 
 
-class ModuleAudioTower(_hub.FreezableMixin, torch.nn.Module):
-    """A user's module mapping a waveform batch (n, samples) to features."""
-
-    def __init__(self, backbone, out_features):
-        super().__init__()
-        self.backbone = backbone
-        self.out_features = out_features
-
-    def forward(self, waveform):
-        return self.backbone(waveform).flatten(1)
-
-
 class AudioMixin:
     """Audio input handling shared by :class:`AudioEncoder` and :class:`AudioFeatures`."""
 
@@ -665,7 +653,7 @@ class AudioEncoder(_hub.BackboneMixin, AudioMixin, TorchEncoderMixin, BaseEstima
                     probe = torch.zeros(1, self._n_samples())
                     width = backbone(probe).flatten(1).shape[1]
                 backbone.train(was_training)
-            tower = ModuleAudioTower(backbone, int(width))
+            tower = _hub.ModuleTower(backbone, int(width))
             target = tower.backbone
         else:
             tower = self._cnn_tower()

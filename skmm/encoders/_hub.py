@@ -561,6 +561,19 @@ class FreezableMixin:
         return self
 
 
+class ModuleTower(FreezableMixin, torch.nn.Module):
+    """A user's module as a tower: a batch (images, token ids or waveforms) to
+    features, flattened to ``(n, out_features)``."""
+
+    def __init__(self, backbone, out_features):
+        super().__init__()
+        self.backbone = backbone
+        self.out_features = out_features
+
+    def forward(self, x):
+        return self.backbone(x).flatten(1)
+
+
 def mark_frozen(module):
     """Record on ``module`` the submodules with parameters, all of them frozen."""
     frozen = [

@@ -135,18 +135,6 @@ class WordLlamaTower(_hub.FreezableMixin, torch.nn.Module):
         return _masked_pool(self.embedding(x[:, 0]), x[:, 1], self.pooling)
 
 
-class ModuleTextTower(_hub.FreezableMixin, torch.nn.Module):
-    """A user's module mapping token ids ``(n, length)``, padded with 0, to features."""
-
-    def __init__(self, backbone, out_features):
-        super().__init__()
-        self.backbone = backbone
-        self.out_features = out_features
-
-    def forward(self, ids):
-        return self.backbone(ids).flatten(1)
-
-
 def _ids_and_mask(sequences, max_length):
     """Stack token-id lists, cut to ``max_length`` and padded with 0, with their mask."""
     sequences = [list(s)[:max_length] or [0] for s in sequences]
@@ -526,7 +514,7 @@ class TextEncoder(_hub.BackboneMixin, TorchEncoderMixin, BaseEstimator):
                     width = backbone(torch.ones(1, 1, dtype=torch.long)).flatten(1)
                     width = width.shape[1]
                 backbone.train(was_training)
-            tower = ModuleTextTower(backbone, int(width))
+            tower = _hub.ModuleTower(backbone, int(width))
         else:
             tower = TextTower(
                 len(self.vocabulary_),
