@@ -8,6 +8,7 @@ and feature names.
 
 import math
 import os
+import weakref
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from numbers import Integral, Real
@@ -82,6 +83,7 @@ class TorchEstimatorMixin:
 
     def __getstate__(self):
         state = dict(super().__getstate__())
+        state.pop("_digest_memo", None)  # a weak reference does not pickle
         module = state.get("module_")
         if isinstance(module, torch.nn.Module):
             state["module_"] = _SerializedModule(state_dict_to_bytes(module))
@@ -670,18 +672,44 @@ class TorchEncoderMixin(
         )
 
     def _cache_namespace(self):
-        """Fingerprint of everything that decides an item's features."""
+        """Fingerprint of everything that decides an item's features.
+
+        A frozen tower whose weights can be named (``_weights_identity()``: a hub
+        name, a file's path, size and modification time) is identified by that name,
+        so no tensor is hashed; other towers hash their weights once per fitted
+        module.
+        """
         params = {
             k: repr(v)
             for k, v in sorted(self.get_params(deep=False).items())
             if k not in _RUNTIME_PARAMS
         }
+        identity = self._weights_identity() if self._frozen() else None
+        skip = _NOT_IN_FINGERPRINT | (self._identified_state if identity else set())
         fitted = {
             k: v
             for k, v in sorted(self.__dict__.items())
-            if is_fitted_attribute(k) and k not in _NOT_IN_FINGERPRINT
+            if is_fitted_attribute(k) and k not in skip
         }
-        return f"{type(self).__name__}-" + fingerprint(params, fitted, self.module_)
+        if identity is None:
+            identity = self._module_digest()
+        return f"{type(self).__name__}-" + fingerprint(params, fitted, identity)
+
+    # Fitted attributes decided by the weights' source, not hashed when it is named.
+    _identified_state = frozenset()
+
+    def _weights_identity(self):
+        """A name for the weights, or None to hash them (see the backbones)."""
+        return None
+
+    def _module_digest(self):
+        """The hash of ``module_``'s tensors, computed once per fitted module."""
+        memo = self.__dict__.get("_digest_memo")
+        if memo is not None and memo[0]() is self.module_:
+            return memo[1]
+        digest = fingerprint(self.module_)
+        self.__dict__["_digest_memo"] = (weakref.ref(self.module_), digest)
+        return digest
 
     @property
     def _n_features_out(self):

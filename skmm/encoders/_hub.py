@@ -18,14 +18,9 @@ import math
 import os
 import pickle
 import socket
-import weakref
 from urllib.parse import urlparse
 
 import torch
-
-from ..base import _NOT_IN_FINGERPRINT, _RUNTIME_PARAMS
-from ..utils._cache import fingerprint
-from ..utils._composition import is_fitted_attribute
 
 # backbone prefix -> (module imported, extra that installs it)
 _HUBS = {
@@ -669,42 +664,5 @@ class BackboneMixin:
         tower, head = module
         return self._configure_training(tower) + [{"params": list(head.parameters())}]
 
-    def _cache_namespace(self):
-        """Fingerprint of everything that decides an item's features.
-
-        A frozen tower with named or local pretrained weights is identified by where
-        its weights come from (name, file path, size and modification time), so no
-        tensor is hashed; other towers hash their weights once per fitted module.
-        """
-        params = {
-            k: repr(v)
-            for k, v in sorted(self.get_params(deep=False).items())
-            if k not in _RUNTIME_PARAMS
-        }
-        identity = self._weights_identity() if self._frozen() else None
-        skip = _NOT_IN_FINGERPRINT | (self._hub_state if identity else set())
-        fitted = {
-            k: v
-            for k, v in sorted(self.__dict__.items())
-            if is_fitted_attribute(k) and k not in skip
-        }
-        if identity is None:
-            identity = self._module_digest()
-        return f"{type(self).__name__}-" + fingerprint(params, fitted, identity)
-
-    # Fitted attributes decided by the weights source (not hashed when it is known).
-    _hub_state = frozenset({"hub_config_", "processor_"})
-
-    def _module_digest(self):
-        """The hash of ``module_``'s tensors, computed once per fitted module."""
-        memo = self.__dict__.get("_digest_memo")
-        if memo is not None and memo[0]() is self.module_:
-            return memo[1]
-        digest = fingerprint(self.module_)
-        self.__dict__["_digest_memo"] = (weakref.ref(self.module_), digest)
-        return digest
-
-    def __getstate__(self):
-        state = super().__getstate__()
-        state.pop("_digest_memo", None)  # a weak reference does not pickle
-        return state
+    # Fitted attributes decided by the weights' source (not hashed when it is named).
+    _identified_state = frozenset({"hub_config_", "processor_"})
