@@ -18,7 +18,6 @@ import numpy as np
 import pandas as pd
 import torch
 from sklearn.base import ClassNamePrefixFeaturesOutMixin, TransformerMixin
-from sklearn.preprocessing import LabelEncoder
 from sklearn.utils import check_array
 from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.validation import check_is_fitted, column_or_1d
@@ -27,7 +26,7 @@ from tqdm.auto import tqdm
 from .callbacks._callbacks import Callback
 from .utils._cache import EmbeddingCache, fingerprint, item_key
 from .utils._composition import fit_atomic, is_fitted_attribute
-from .utils._dask import DaskMixin
+from .utils._dask import DaskMixin, Partitions, in_partition, is_dask_collection
 from .utils._sklearn_compat import (
     HasMethods,
     Hidden,
@@ -215,22 +214,54 @@ class TrainingMixin:
             if len(index) >= self._min_batch:
                 yield train[index.numpy()]
 
+    def _epoch_parts(self, data, train, generator):
+        """What one epoch goes through, as ``(data, rows)`` pairs.
+
+        In memory, all of ``data`` at once; a stream (a Dask DataFrame) yields one
+        partition at a time, so memory holds a partition, not the data.
+        """
+        yield data, train
+
     def _run_single_epoch(self, module, optimizer, data, train, generator):
         """One pass over ``train``; returns the mean recorded loss."""
         self._train_mode(module, data)
         total, seen = 0.0, 0
-        for batch in self._epoch_batches(data, train, generator):
-            objective, loss, n = self._train_step(module, data, batch, generator)
-            if optimizer is not None:
-                optimizer.zero_grad()
-                objective.backward()
-                optimizer.step()
-            total += float(loss) * n
-            seen += n
+        for part, rows in self._epoch_parts(data, train, generator):
+            for batch in self._epoch_batches(part, rows, generator):
+                objective, loss, n = self._train_step(module, part, batch, generator)
+                if optimizer is not None:
+                    optimizer.zero_grad()
+                    objective.backward()
+                    optimizer.step()
+                total += float(loss) * n
+                seen += n
         return total / seen if seen else math.nan
 
+    def _resume_optimizer(self, optimizer):
+        """Load the optimizer state that the previous ``partial_fit`` left.
+
+        The learning rates stay those of the current parameters (``set_params`` may
+        have changed ``lr`` between calls, as for sklearn's ``partial_fit``).
+        """
+        state = getattr(self, "_optimizer_state_", None)
+        if optimizer is None or state is None:
+            return
+        rates = [group["lr"] for group in optimizer.param_groups]
+        optimizer.load_state_dict(state)  # moves the state to the parameters' device
+        for group, lr in zip(optimizer.param_groups, rates):
+            group["lr"] = lr
+
     def _fit_loop(
-        self, module, data, train, val=None, *, max_epochs, seed, early_stopping
+        self,
+        module,
+        data,
+        train,
+        val=None,
+        *,
+        max_epochs,
+        seed,
+        early_stopping,
+        resume=False,
     ):
         """Train ``module`` on the rows ``train`` for at most ``max_epochs`` epochs.
 
@@ -239,13 +270,21 @@ class TrainingMixin:
         each epoch a validation score; with ``early_stopping`` training stops after
         ``n_iter_no_change`` epochs without improvement and the best epoch's weights
         are restored.
+
+        With ``resume`` (``partial_fit``) the optimizer continues from the state the
+        previous call kept in ``_optimizer_state_`` (Adam's moments, say), the epochs
+        are appended to ``loss_curve_``, ``history_`` and ``n_iter_``, and the new
+        state is kept on the CPU, so it pickles and loads on any device.
         """
         module.to(self.device_)
         optimizer = self._make_optimizer(module, data)
+        if resume:
+            self._resume_optimizer(optimizer)
         callbacks = _check_callbacks(self.callbacks)
         generator = torch.Generator().manual_seed(seed)
-        history = []
-        self.loss_curve_ = []
+        history = list(getattr(self, "history_", [])) if resume else []
+        done = len(history)
+        self.loss_curve_ = list(getattr(self, "loss_curve_", [])) if resume else []
         self.validation_scores_ = None if val is None else []
         best, best_state, stall = None, None, 0
         for cb in callbacks:
@@ -255,11 +294,11 @@ class TrainingMixin:
             desc=f"{type(self).__name__} fit",
             disable=not self.verbose,
         )
-        self.n_iter_ = 0
+        self.n_iter_ = done
         for epoch in epochs:
-            self.n_iter_ = epoch + 1
+            self.n_iter_ = done + epoch + 1
             record = {
-                "epoch": epoch + 1,
+                "epoch": done + epoch + 1,
                 "lr": None if optimizer is None else optimizer.param_groups[0]["lr"],
             }
             record["train_loss"] = self._run_single_epoch(
@@ -313,7 +352,22 @@ class TrainingMixin:
                 best[0] if early_stopping else self.validation_scores_[-1]
             )
         self.history_ = history
+        if resume:
+            self._optimizer_state_ = (
+                None if optimizer is None else _to_cpu(optimizer.state_dict())
+            )
         return module
+
+
+def _to_cpu(state):
+    """A copy of an optimizer's state dict with every tensor on the CPU."""
+    if isinstance(state, torch.Tensor):
+        return state.detach().to("cpu", copy=True)
+    if isinstance(state, dict):
+        return {k: _to_cpu(v) for k, v in state.items()}
+    if isinstance(state, (list, tuple)):
+        return type(state)(_to_cpu(v) for v in state)
+    return state
 
 
 # Parameters that change how fast features are computed, not what they are.
@@ -328,6 +382,9 @@ _NOT_IN_FINGERPRINT = frozenset(
         "n_iter_",
         "history_",
         "validation_scores_",
+        "_optimizer_state_",
+        "_head_state_",
+        "_target_scale_",
     }
 )
 
@@ -482,10 +539,15 @@ class TorchEncoderMixin(
         X_out : ndarray of shape (n_samples, n_features_out)
             The features, float32; rows of missing items are NaN.
         """
+        if is_dask_collection(X):
+            self._fit_atomic(type(self)._fit, X, y)
+            return self.transform(X)
         column = self._fit_atomic(type(self)._fit, X, y)
         return self._encode(column)
 
     def _fit(self, X, y):
+        if is_dask_collection(X):
+            return self._fit_stream(X, y)
         column = self._check_input(X, reset=True)
         rows = column.present()
         if len(rows) == 0:
@@ -509,7 +571,144 @@ class TorchEncoderMixin(
         self.module_ = module.to(self.device_).eval()
         return column
 
-    def _check_target(self, y, column, rows):
+    @_fit_context(prefer_skip_nested_validation=True)
+    def partial_fit(self, X, y, classes=None):
+        """Train the tower for one pass over the present items of ``X``.
+
+        The first call learns the preprocessing (vocabulary, normalisation
+        statistics) on its rows and starts the tower from its initial weights
+        (pretrained or random), as :meth:`fit` does; later calls continue from the
+        weights, the training head and the optimizer state (Adam's moments, say)
+        that the previous call left. A call after :meth:`fit` continues from the
+        fitted weights with a fresh head and optimizer. Runs one epoch of the
+        training loop, without a validation split.
+
+        Parameters
+        ----------
+        X : sequence of items, Series, one-column DataFrame or array
+            The items of one modality. ``None``/NaN items are missing and are ignored.
+        y : array-like of shape (n_samples,)
+            Targets the tower is trained on (classes, or real values for regression).
+        classes : array-like of shape (n_classes,), default=None
+            Every class of the stream; required on the first call with class labels
+            (a later batch may hold a class the first one lacks), ignored after.
+
+        Returns
+        -------
+        self : object
+            The encoder, trained one more pass.
+        """
+        if "module_" not in vars(self):
+            # The first call fits the preprocessing: all or nothing, as fit.
+            self._fit_atomic(type(self)._partial_fit, X, y, classes)
+        else:
+            self._partial_fit(X, y, classes)
+        return self
+
+    def _partial_fit(self, X, y, classes):
+        first = "module_" not in vars(self)
+        column = self._check_input(X, reset=first)
+        rows = column.present()
+        if len(rows) == 0:
+            raise ValueError(
+                f"{type(self).__name__}: every item is missing; nothing to fit on."
+            )
+        target = self._check_target(y, column, rows, classes=classes, partial=True)
+        # Decoded before any state changes: a bad item leaves the encoder as it was.
+        items = self._load(column, rows) if not first else None
+        seed = self._seed() + getattr(self, "n_iter_", 0)
+        if first:
+            self.device_ = resolve_device(self.device)
+            with torch_seed(seed):
+                self._fit_preprocessing(column, rows)
+                self.module_ = self._init_module()
+            items = self._load(column, rows)
+        n_out = 1 if self.classes_ is None else len(self.classes_)
+        head = torch.nn.Linear(self.module_.out_features, n_out)
+        if "_head_state_" in vars(self):
+            head.load_state_dict(self._head_state_)
+        else:
+            self.__dict__.pop("_optimizer_state_", None)
+        net = torch.nn.Sequential(self.module_, head)
+        with torch_seed(seed):
+            self._fit_loop(
+                net,
+                (items, target, self._loss_function()),
+                np.arange(len(rows)),
+                max_epochs=1,
+                seed=seed,
+                early_stopping=False,
+                resume=True,
+            )
+        self._head_state_ = _to_cpu(head.state_dict())
+        self.module_ = self.module_.to(self.device_).eval()
+
+    def _loss_function(self):
+        if self.classes_ is None:
+            return torch.nn.MSELoss()
+        return torch.nn.CrossEntropyLoss()
+
+    def _fit_stream(self, X, y):
+        """``fit`` on a Dask Series or one-column DataFrame, a partition at a time.
+
+        The preprocessing is learned on the first partition, the classes (or the
+        targets' mean and scale) from one pass over ``y``; each epoch then reads the
+        partitions in a random order, one decoded at a time.
+        """
+        n_epochs = self._resolved_max_epochs()
+        if n_epochs > 0 and y is None:
+            self._check_target(None, None, None)
+        partitions = Partitions(X, y if n_epochs > 0 else None)
+        first, y_first, _ = partitions.compute(0)
+        column = self._check_input(first, reset=True)
+        if n_epochs > 0:
+            import dask
+
+            if hasattr(y, "drop_duplicates"):
+                labels = np.asarray(dask.compute(y.drop_duplicates())[0])
+            else:
+                import dask.array as da
+
+                labels = dask.compute(da.unique(y))[0]
+            if type_of_target(labels, input_name="y") == "continuous":
+                mean, std = dask.compute(y.mean(), y.std(ddof=0))
+                self._target_scale_ = (float(mean), float(std) or 1.0)
+                self.classes_ = None
+            else:
+                self._check_target(labels, labels, np.arange(len(labels)))
+        self.device_ = resolve_device(self.device)
+        seed = self._seed()
+        with torch_seed(seed):
+            self._fit_preprocessing(column, column.present())
+            del first, y_first, column
+            module = self._init_module()
+            self.loss_curve_, self.history_, self.n_iter_ = [], [], 0
+            if n_epochs > 0:
+                n_out = 1 if self.classes_ is None else len(self.classes_)
+                head = torch.nn.Linear(module.out_features, n_out)
+                stream = _EncoderStream(self, partitions)
+                self._fit_loop(
+                    torch.nn.Sequential(module, head),
+                    stream,
+                    None,
+                    max_epochs=n_epochs,
+                    seed=seed,
+                    early_stopping=False,
+                )
+        self.module_ = module.to(self.device_).eval()
+
+    def _epoch_parts(self, data, train, generator):
+        if isinstance(data, _EncoderStream):
+            return data.parts(generator)
+        return super()._epoch_parts(data, train, generator)
+
+    def _check_target(self, y, column, rows, classes=None, partial=False):
+        """The training targets of ``rows``: class codes, or standardised values.
+
+        On the first fit (or ``partial_fit``) call this sets ``classes_`` (None for
+        real values) and, for real values, the scale; a later ``partial_fit`` call
+        maps its targets with those.
+        """
         name = type(self).__name__
         if y is None:
             raise ValueError(
@@ -527,27 +726,45 @@ class TorchEncoderMixin(
                 f"{name}: X has {len(column)} items but y has {len(y)} values."
             )
         y = y[rows]
+        known = "classes_" in vars(self)
         kind = type_of_target(y, input_name="y")
-        if kind == "continuous":
+        if (kind == "continuous" and not known) or (known and self.classes_ is None):
             y = y.astype(np.float64)
             if not np.all(np.isfinite(y)):
                 raise ValueError(f"{name}: y contains NaN or infinity.")
             self.classes_ = None
-            scale = y.std() or 1.0
-            return torch.as_tensor((y - y.mean()) / scale, dtype=torch.float32)
+            if "_target_scale_" not in vars(self):
+                self._target_scale_ = (float(y.mean()), float(y.std() or 1.0))
+            mean, scale = self._target_scale_
+            return torch.as_tensor((y - mean) / scale, dtype=torch.float32)
         if kind not in ("binary", "multiclass"):
             raise ValueError(
                 f"Unknown label type: {name} is trained on class labels or real values; "
                 f"got a {kind!r} target."
             )
-        encoder = LabelEncoder().fit(y)
-        if len(encoder.classes_) < 2:
+        if not known:
+            if classes is not None:
+                self.classes_ = np.unique(np.asarray(classes))
+            elif partial:
+                raise ValueError(
+                    f"classes must be passed on the first call to partial_fit: "
+                    f"{name} is trained on class labels and a later batch may hold a "
+                    "class this one lacks."
+                )
+            else:
+                self.classes_ = np.unique(y)
+            if len(self.classes_) < 2:
+                raise ValueError(
+                    f"{name} needs samples of at least 2 classes in y to train on, "
+                    f"but y contains only one class: {self.classes_[0]!r}."
+                )
+        unseen = np.setdiff1d(y, self.classes_)
+        if len(unseen):
             raise ValueError(
-                f"{name} needs samples of at least 2 classes in y to train on, but y "
-                f"contains only one class: {encoder.classes_[0]!r}."
+                f"{name}: y holds the label(s) {unseen.tolist()}, not in classes "
+                f"{self.classes_.tolist()} given on the first call to partial_fit."
             )
-        self.classes_ = encoder.classes_
-        return torch.as_tensor(encoder.transform(y), dtype=torch.long)
+        return torch.as_tensor(np.searchsorted(self.classes_, y), dtype=torch.long)
 
     _no_y_hint = "Pass max_epochs=0 to use the tower untrained."
 
@@ -556,10 +773,7 @@ class TorchEncoderMixin(
         n_out = 1 if self.classes_ is None else len(self.classes_)
         head = torch.nn.Linear(module.out_features, n_out)
         net = torch.nn.Sequential(module, head)
-        loss_fn = (
-            torch.nn.MSELoss() if self.classes_ is None else torch.nn.CrossEntropyLoss()
-        )
-        data = (self._load(column, rows), target, loss_fn)
+        data = (self._load(column, rows), target, self._loss_function())
         self._fit_loop(
             net,
             data,
@@ -580,6 +794,8 @@ class TorchEncoderMixin(
     def _recalibrate(self, module, data, train):
         # Batch-norm running statistics lag behind fast-moving weights; one pass over
         # the training rows with the final weights makes eval mode match training.
+        if isinstance(data, _EncoderStream):
+            data, train = data.last  # the partition trained on last
         items = data[0]
         module.train()
         with batch_norm_recalibration(module) as norms:
@@ -720,3 +936,24 @@ class TorchEncoderMixin(
         tags.transformer_tags.preserves_dtype = ["float32"]
         tags.target_tags.required = False
         return tags
+
+
+class _EncoderStream:
+    """An encoder's training data read one Dask partition at a time."""
+
+    def __init__(self, encoder, partitions):
+        self.encoder, self.partitions = encoder, partitions
+        self.loss_fn = encoder._loss_function()
+        self.last = None
+
+    def parts(self, generator):
+        encoder = self.encoder
+        order = torch.randperm(len(self.partitions), generator=generator).tolist()
+        for i, (X, y, _) in self.partitions.iterate(order):
+            with in_partition(i):
+                column = encoder._check_input(X, reset=False)
+                rows = column.present()
+                target = encoder._check_target(y, column, rows, partial=True)
+                items = encoder._load(column, rows)
+            self.last = ((items, target, self.loss_fn), np.arange(len(rows)))
+            yield self.last

@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 
 from ..base import _batches
 from ..utils._dask import DaskMixin, default_meta
-from ..utils._sklearn_compat import Interval, StrOptions
+from ..utils._sklearn_compat import Interval, StrOptions, _fit_context
 from ..utils._torch import torch_seed
 from ._base import TRAINING_CONSTRAINTS, TowerComposite, check_weights, naming
 from ._contrastive import (
@@ -341,6 +341,94 @@ class MultimodalMatcher(DaskMixin, ClassifierMixin, TransformerMixin, TowerCompo
         # The non-matching pairs score(X) generates come from the fit's seed: the
         # same at every call (and for every candidate of a grid search).
         self.score_seed_ = seed
+        self._link_encoders()
+
+    @_fit_context(prefer_skip_nested_validation=False)
+    def partial_fit(self, X, y=None, sample_weight=None):
+        """Train for one pass over the pairs of ``X``, continuing from the last call.
+
+        The first call learns the towers' preprocessing on its rows and starts the
+        towers from their initial weights, as :meth:`fit` does; later calls continue
+        from the weights and the optimizer state (Adam's moments, say) that the
+        previous call left, which pickles with the matcher. A call after :meth:`fit`
+        continues from the fitted weights with a fresh optimizer. One epoch of the
+        training loop without a validation split; ``threshold_`` and the
+        calibration are then chosen again on this call's pairs (with generated
+        non-matching pairs), which the matcher has just trained on: on a stream they
+        follow the model, but sit on seen pairs, where :meth:`fit` uses held-out ones.
+
+        Parameters
+        ----------
+        X : DataFrame or array-like of shape (n_samples, n_features)
+            One pair per row, as in :meth:`fit`.
+        y : array-like of shape (n_samples,), default=None
+            1 for a matching pair, 0 for another; None when every row matches.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Weights of the matching pairs in the contrastive loss.
+
+        Returns
+        -------
+        self : object
+            The matcher, trained one more pass.
+        """
+        if "module_" not in vars(self):
+            # The first call fits the preprocessing: all or nothing, as fit.
+            self._fit_atomic(type(self)._partial_fit, X, y, sample_weight)
+        else:
+            self._partial_fit(X, y, sample_weight)
+        return self
+
+    def _partial_fit(self, X, y, sample_weight):
+        first = "module_" not in vars(self)
+        if first:
+            entries, X, seed = self._fit_begin(X)
+        else:
+            entries, X = self.encoders_, self._check_X(X, reset=False)
+            seed = self._seed() + self.n_iter_
+        n = X.shape[0]
+        classes = vars(self).get("classes_")
+        match = self._check_target(y, n)
+        if classes is not None:
+            self.classes_ = classes
+        weight = check_weights(sample_weight, n)
+        columns, selections = self._pair_columns(X, entries, reset=first)
+        groups = [item_groups(column) for column in columns]
+        every = np.arange(n)
+        held_out = self._held_out_pairs(match, groups, seed)
+        with torch_seed(seed):
+            if first:
+                self._resolve_encoders(entries, selections)
+                self._fit_preprocessing(entries, columns, every)
+                towers = [enc._init_module() for _, enc, _ in entries]
+                module = self._build_network(towers)
+            else:
+                module = self.module_
+            try:
+                # Every item decoded before the weights change: a bad item leaves
+                # the matcher as it was.
+                items = [
+                    self._preload(name, enc, tower, column, every)
+                    for (name, enc, _), column, tower in zip(
+                        entries, columns, module.towers
+                    )
+                ]
+            finally:
+                if not first:
+                    self._link_encoders()
+            self._fit_loop(
+                module,
+                (items, match, groups, weight, held_out),
+                every,
+                max_epochs=1,
+                seed=seed,
+                early_stopping=False,
+                resume=True,
+            )
+        self.module_ = module.to(self.device_).eval()
+        self.temperature_ = 1 / float(self.module_.logit_scale().detach())
+        self._fit_threshold(*self._held_out_scores(module, items, every, held_out))
+        if first:
+            self.score_seed_ = seed
         self._link_encoders()
 
     def _split(self, match, seed):

@@ -6,6 +6,7 @@ from numbers import Integral, Real
 from typing import NamedTuple
 
 import numpy as np
+import pandas as pd
 import torch
 from sklearn.base import (
     ClassifierMixin,
@@ -21,9 +22,9 @@ from sklearn.utils.validation import check_is_fitted, column_or_1d
 from tqdm.auto import tqdm
 
 from ..base import _batches, validation_split
-from ..utils._dask import DaskMixin
+from ..utils._dask import DaskMixin, Partitions, in_partition, is_dask_collection
 from ..utils._docs import fill_doc
-from ..utils._sklearn_compat import Interval, StrOptions
+from ..utils._sklearn_compat import Interval, StrOptions, _fit_context, _safe_indexing
 from ..utils._torch import batch_norm_recalibration, torch_seed
 from ..utils._validation import Column
 from ._base import (
@@ -69,6 +70,90 @@ class _NetData:
 
     def __post_init__(self):
         self.tower_weights = np.ones(len(self.sources))
+
+    # What the training loop's steps read, for data that is all in memory.
+    def parts(self, train, generator):
+        yield self, train
+
+    def held_out(self, val):
+        return self, val
+
+    def recalibration(self, train):
+        return self, train
+
+
+class _NetStream:
+    """Training data read one Dask partition at a time, for ``fit`` on Dask input.
+
+    Each epoch goes through the partitions in a random order, one in memory (and the
+    next being computed). With early stopping, ``validation_fraction`` of every
+    partition's rows are held out, the same rows at every epoch; they are gathered
+    undecoded during the first epoch and decoded batch by batch to score each epoch.
+    The loss weights, the stage and the validation set are shared by the partitions.
+    """
+
+    def __init__(self, net, partitions, towers, module, validate, seed):
+        self.net, self.partitions = net, partitions
+        self.towers, self.module = towers, module
+        self.validate, self.seed = validate, seed
+        self.loss_fn = net._loss_function()
+        self.tower_weights = np.ones(len(towers))
+        self.stage = "joint"
+        self.last = None
+        self.gathered = {}
+        self.held = None
+
+    def _load(self, i, X, y, weight):
+        net = self.net
+        with in_partition(i):
+            X = net._check_X(X, reset=False)
+            n = X.shape[0]
+            target, labels = net._check_target(y, n, partial=True)
+            weight = net._row_weights(target, check_weights(weight, n))
+            columns, _ = net._columns(X, self.towers, reset=False)
+            data = net._net_data(self.towers, columns, self.module, target, weight)
+            data.tower_weights, data.stage = self.tower_weights, self.stage
+            if not self.validate:
+                return data, np.arange(n)
+            train, val = validation_split(
+                n, net.validation_fraction, self.seed + i, labels
+            )
+        if i not in self.gathered:
+            self.gathered[i] = (
+                _safe_indexing(X, val),
+                _safe_indexing(np.asarray(y), val),
+                None if weight is None else weight[val],
+            )
+        return data, train
+
+    def parts(self, train, generator):
+        order = torch.randperm(len(self.partitions), generator=generator).tolist()
+        for i, part in self.partitions.iterate(order):
+            self.last = self._load(i, *part)
+            yield self.last
+
+    def held_out(self, val):
+        if self.held is None:
+            net = self.net
+            parts = [self.gathered[i] for i in sorted(self.gathered)]
+            X = pd.concat([p[0] for p in parts])
+            y = np.concatenate([p[1] for p in parts])
+            target, _ = net._check_target(y, len(y), partial=True)
+            weights = [p[2] for p in parts]
+            weight = None if weights[0] is None else torch.cat(weights)
+            columns, _ = net._columns(X, self.towers, reset=False)
+            sources = [
+                _Source(name, enc, column)
+                for (name, enc, _), column in zip(self.towers, columns)
+            ]
+            self.held = _NetData(sources, target, weight, self.loss_fn)
+            self.held.tower_weights = self.tower_weights
+        self.held.stage = self.stage
+        return self.held, np.arange(len(self.held.target))
+
+    def recalibration(self, train):
+        # The batch-norm statistics of the partition trained on last.
+        return self.last
 
 
 class _MultimodalNetBase(
@@ -134,6 +219,8 @@ class _MultimodalNetBase(
 
     # -- fit -------------------------------------------------------------------------------
     def _fit(self, X, y, sample_weight):
+        if is_dask_collection(X):
+            return self._fit_stream(X, y, sample_weight)
         entries, X, seed = self._fit_begin(X)
         n = X.shape[0]
         target, labels = self._check_target(y, n)
@@ -148,17 +235,104 @@ class _MultimodalNetBase(
         with torch_seed(seed):
             self._fit_preprocessing(towers, columns, train)
             module = self._network([enc._init_module() for _, enc, _ in towers])
-            sources = []
-            for (name, enc, _), column, tower in zip(towers, columns, module.towers):
-                rows = column.present()
-                data, encoded = self._preload(name, enc, tower, column, rows)
-                position = np.full(len(column), -1)
-                position[rows] = np.arange(len(rows))
-                sources.append(_Source(name, enc, column, data, position, encoded))
-            data = _NetData(sources, target, weight, self._loss_function())
-            if self.tower_loss_weight != "auto":
-                data.tower_weights[:] = self.tower_loss_weight
+            data = self._net_data(towers, columns, module, target, weight)
             self._train_stages(module, data, train, val, seed)
+        self.module_ = module.to(self.device_).eval()
+        self._link_encoders()
+
+    def _net_data(self, towers, columns, module, target, weight):
+        """The rows' training data: each tower's present items decoded once."""
+        sources = []
+        for (name, enc, _), column, tower in zip(towers, columns, module.towers):
+            rows = column.present()
+            data, encoded = self._preload(name, enc, tower, column, rows)
+            position = np.full(len(column), -1)
+            position[rows] = np.arange(len(rows))
+            sources.append(_Source(name, enc, column, data, position, encoded))
+        data = _NetData(sources, target, weight, self._loss_function())
+        if self.tower_loss_weight != "auto":
+            data.tower_weights[:] = self.tower_loss_weight
+        return data
+
+    def _fit_stream(self, X, y, sample_weight):
+        """``fit`` on a Dask DataFrame: the one training loop, a partition at a time.
+
+        The targets' classes (or mean and scale) come from one pass over ``y``; the
+        towers' preprocessing (vocabulary, normalisation statistics) is learned on
+        the first partition.
+        """
+        if y is None:
+            self._check_target(None, 0)
+        partitions = Partitions(X, y, sample_weight)
+        self._stream_targets(y)
+        X_first, _, _ = partitions.compute(0)
+        entries, X_first, seed = self._fit_begin(X_first)
+        towers = [entry for entry in entries if not isinstance(entry[1], str)]
+        columns, selections = self._columns(X_first, towers, reset=True)
+        self._resolve_encoders(entries, selections)
+        with torch_seed(seed):
+            self._fit_preprocessing(towers, columns, np.arange(X_first.shape[0]))
+            del X_first, columns
+            module = self._network([enc._init_module() for _, enc, _ in towers])
+            stream = _NetStream(
+                self, partitions, towers, module, self.early_stopping, seed
+            )
+            if self.tower_loss_weight != "auto":
+                stream.tower_weights[:] = self.tower_loss_weight
+            # The stream holds its own validation rows: ``val`` only says to score.
+            val = slice(None) if self.early_stopping else None
+            self._train_stages(module, stream, None, val, seed)
+        self.module_ = module.to(self.device_).eval()
+        self._link_encoders()
+
+    def _partial_fit_atomic(self, X, y, sample_weight, classes):
+        if "module_" not in vars(self):
+            # The first call fits the preprocessing: all or nothing, as fit.
+            self._fit_atomic(type(self)._partial_fit, X, y, sample_weight, classes)
+        else:
+            self._partial_fit(X, y, sample_weight, classes)
+
+    def _partial_fit(self, X, y, sample_weight, classes):
+        """One epoch over ``X``, continuing the previous call's weights and optimizer."""
+        if self.schedule != "joint":
+            raise ValueError(
+                f"partial_fit trains the towers and the head jointly; "
+                f"schedule={self.schedule!r} needs fit, which sees every stage."
+            )
+        first = "module_" not in vars(self)
+        if first:
+            entries, X, seed = self._fit_begin(X)
+            towers = [entry for entry in entries if not isinstance(entry[1], str)]
+        else:
+            X, towers = self._check_X(X, reset=False), self._towers()
+            seed = self._seed() + self.n_iter_
+        n = X.shape[0]
+        target, _ = self._check_target(y, n, classes=classes, partial=True)
+        weight = self._row_weights(target, check_weights(sample_weight, n))
+        columns, selections = self._columns(X, towers, reset=first)
+        with torch_seed(seed):
+            if first:
+                self._resolve_encoders(entries, selections)
+                self._fit_preprocessing(towers, columns, np.arange(n))
+                module = self._network([enc._init_module() for _, enc, _ in towers])
+            else:
+                module = self.module_
+            try:
+                # Every item decoded before the weights change: a bad item leaves
+                # the net as it was.
+                data = self._net_data(towers, columns, module, target, weight)
+            finally:
+                if not first:
+                    self._link_encoders()
+            self._fit_loop(
+                module,
+                data,
+                np.arange(n),
+                max_epochs=1,
+                seed=seed,
+                early_stopping=False,
+                resume=True,
+            )
         self.module_ = module.to(self.device_).eval()
         self._link_encoders()
 
@@ -220,6 +394,9 @@ class _MultimodalNetBase(
             record["epoch"] = i
         self.history_, self.loss_curve_, self.n_iter_ = history, losses, len(history)
         self.validation_scores_ = scores if val is not None else None
+
+    def _epoch_parts(self, data, train, generator):
+        return data.parts(train, generator)
 
     def _param_groups(self, module, data):
         """The parameters that the current stage trains."""
@@ -290,6 +467,7 @@ class _MultimodalNetBase(
         return objective, float(recorded.detach()), len(batch)
 
     def _validation_step(self, module, data, val):
+        data, val = data.held_out(val)
         outs, towers, present = [], [], []
         for index in _batches(len(val), self.batch_size):
             inputs, available = self._batch(data.sources, val[index.numpy()])
@@ -335,6 +513,7 @@ class _MultimodalNetBase(
         """
         if data.stage == "head":
             return  # the towers do not change in this stage
+        data, train = data.recalibration(train)
         sources = data.sources
         with batch_norm_recalibration(module.towers) as norms:
             if not norms:
@@ -691,7 +870,7 @@ class MultimodalNetClassifier(ClassifierMixin, _MultimodalNetBase):
         self.random_state = random_state
         self.verbose = verbose
 
-    def _check_target(self, y, n):
+    def _check_target(self, y, n, classes=None, partial=False):
         cls = type(self).__name__
         if y is None:
             raise ValueError(
@@ -701,19 +880,96 @@ class MultimodalNetClassifier(ClassifierMixin, _MultimodalNetBase):
         y = column_or_1d(y, warn=True)
         check_consistent_length(np.empty(n), y)
         check_classification_targets(y)
-        self.classes_, encoded = np.unique(y, return_inverse=True)
-        if len(self.classes_) < 2:
+        if not partial:
+            self._set_classes(*np.unique(y, return_counts=True))
+        elif "classes_" not in vars(self):
+            if classes is None:
+                raise ValueError(
+                    f"classes must be passed on the first call to partial_fit: a "
+                    f"later batch may hold a class this one lacks ({cls})."
+                )
+            self._set_classes(np.unique(np.asarray(classes)))
+        unseen = np.setdiff1d(y, self.classes_)
+        if len(unseen):
             raise ValueError(
-                f"{cls} needs samples of at least 2 classes in y; got 1 class "
-                f"({self.classes_.tolist()[0]!r})."
+                f"{cls}: y holds the label(s) {unseen.tolist()}, which are not in "
+                f"classes_ {self.classes_.tolist()}."
             )
+        encoded = np.searchsorted(self.classes_, y)
+        return torch.as_tensor(encoded, dtype=torch.long), encoded
+
+    def _set_classes(self, classes, counts=None):
+        """Set ``classes_`` and the class weights; ``counts`` are the classes' rows."""
+        if len(classes) < 2:
+            raise ValueError(
+                f"{type(self).__name__} needs samples of at least 2 classes in y; "
+                f"got 1 class ({classes.tolist()[0]!r})."
+            )
+        self.classes_ = classes
         weights = None
-        if self.class_weight is not None:
+        if isinstance(self.class_weight, str):
+            if counts is None:
+                raise ValueError(
+                    "class_weight='balanced' needs the number of rows of every class, "
+                    "which partial_fit does not see; use fit, or pass the weights as "
+                    "a dict (sklearn.utils.class_weight.compute_class_weight gives "
+                    "them)."
+                )
+            # "balanced", as sklearn's compute_class_weight: n / (n_classes * count).
+            weights = counts.sum() / (len(classes) * np.asarray(counts, dtype=float))
+        elif self.class_weight is not None:
             weights = compute_class_weight(
-                self.class_weight, classes=self.classes_, y=y
+                self.class_weight, classes=classes, y=classes
             )
         self._class_weights_ = weights
-        return torch.as_tensor(encoded, dtype=torch.long), encoded
+
+    def _stream_targets(self, y):
+        """``classes_`` and class weights from one pass over a Dask ``y``."""
+        import dask
+
+        if hasattr(y, "value_counts"):
+            counts = y.value_counts().compute()
+            labels, counts = counts.index.to_numpy(), counts.to_numpy()
+        else:
+            import dask.array as da
+
+            labels, counts = dask.compute(*da.unique(y, return_counts=True))
+        check_classification_targets(labels)
+        order = np.argsort(labels)
+        self._set_classes(labels[order], counts[order])
+
+    @_fit_context(prefer_skip_nested_validation=False)
+    def partial_fit(self, X, y, classes=None, sample_weight=None):
+        """Train for one pass over the rows of ``X``, continuing from the last call.
+
+        The first call learns the towers' preprocessing on its rows and starts the
+        towers from their initial weights, as :meth:`fit` does; later calls continue
+        from the weights and the optimizer state (Adam's moments, say) that the
+        previous call left, which pickles with the net. A call after :meth:`fit`
+        continues from the fitted weights with a fresh optimizer. One epoch of the
+        training loop, without a validation split (no early stopping), trained
+        jointly (``schedule="joint"``); ``tower_loss_weight="auto"`` weighs every
+        tower 1, having no validation score to go by.
+
+        Parameters
+        ----------
+        X : DataFrame or array-like of shape (n_samples, n_features)
+            The columns selected by ``encoders``; ``None``/NaN marks a missing item.
+        y : array-like of shape (n_samples,)
+            The class labels.
+        classes : array-like of shape (n_classes,), default=None
+            Every class of the stream; required on the first call (a later batch may
+            hold a class this one lacks), ignored after.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Weights of the rows in the training loss.
+
+        Returns
+        -------
+        self : object
+            The net, trained one more pass.
+        """
+        self._partial_fit_atomic(X, y, sample_weight, classes)
+        return self
 
     def _n_outputs(self):
         return len(self.classes_)
@@ -896,7 +1152,7 @@ class MultimodalNetRegressor(RegressorMixin, _MultimodalNetBase):
         self.random_state = random_state
         self.verbose = verbose
 
-    def _check_target(self, y, n):
+    def _check_target(self, y, n, classes=None, partial=False):
         if y is None:
             raise ValueError(
                 f"{type(self).__name__} requires y to be passed, but the target y is "
@@ -906,13 +1162,58 @@ class MultimodalNetRegressor(RegressorMixin, _MultimodalNetBase):
         if y.ndim > 2:
             raise ValueError(f"y must be 1-D or 2-D; got shape {y.shape}.")
         check_consistent_length(np.empty(n), y)
-        self.n_outputs_ = 1 if y.ndim == 1 else y.shape[1]
-        # Standardised targets keep the loss on one scale whatever the units of y.
-        self.y_mean_ = y.mean(axis=0)
-        scale = y.std(axis=0)
-        self.y_scale_ = np.where(scale > 0, scale, 1.0)
+        n_outputs = 1 if y.ndim == 1 else y.shape[1]
+        if not partial or "y_mean_" not in vars(self):
+            self._set_scale(n_outputs, y.mean(axis=0), y.std(axis=0))
+        elif n_outputs != self.n_outputs_:
+            raise ValueError(
+                f"y has {n_outputs} output(s); the first call to partial_fit had "
+                f"{self.n_outputs_}."
+            )
         standard = ((y - self.y_mean_) / self.y_scale_).reshape(n, -1)
         return torch.as_tensor(standard, dtype=torch.float32), None
+
+    def _set_scale(self, n_outputs, mean, std):
+        # Standardised targets keep the loss on one scale whatever the units of y.
+        self.n_outputs_ = n_outputs
+        self.y_mean_ = np.asarray(mean, dtype=np.float64)
+        self.y_scale_ = np.where(std > 0, std, 1.0)
+
+    def _stream_targets(self, y):
+        """The targets' mean and scale from one pass over a Dask ``y``."""
+        import dask
+
+        mean, std = dask.compute(y.mean(axis=0), y.std(axis=0, ddof=0))
+        self._set_scale(1 if y.ndim == 1 else y.shape[1], mean, np.asarray(std))
+
+    @_fit_context(prefer_skip_nested_validation=False)
+    def partial_fit(self, X, y, sample_weight=None):
+        """Train for one pass over the rows of ``X``, continuing from the last call.
+
+        The first call learns the towers' preprocessing and the targets' mean and
+        scale on its rows, as :meth:`fit` does; later calls continue from the
+        weights and the optimizer state (Adam's moments, say) that the previous call
+        left, which pickles with the net. A call after :meth:`fit` continues from the
+        fitted weights with a fresh optimizer. One epoch of the training loop,
+        without a validation split (no early stopping), trained jointly
+        (``schedule="joint"``); ``tower_loss_weight="auto"`` weighs every tower 1.
+
+        Parameters
+        ----------
+        X : DataFrame or array-like of shape (n_samples, n_features)
+            The columns selected by ``encoders``; ``None``/NaN marks a missing item.
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+            The targets.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Weights of the rows in the training loss.
+
+        Returns
+        -------
+        self : object
+            The net, trained one more pass.
+        """
+        self._partial_fit_atomic(X, y, sample_weight, None)
+        return self
 
     def _n_outputs(self):
         return self.n_outputs_

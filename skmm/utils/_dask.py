@@ -22,13 +22,20 @@ import functools
 import sys
 import threading
 import weakref
+from contextlib import contextmanager
 
 import numpy as np
 import pandas as pd
 from sklearn.base import TransformerMixin, is_classifier
 from sklearn.utils.validation import check_is_fitted
 
-__all__ = ["DaskMixin", "is_dask_collection", "map_partitions"]
+__all__ = [
+    "DaskMixin",
+    "Partitions",
+    "in_partition",
+    "is_dask_collection",
+    "map_partitions",
+]
 
 _METHODS = ("transform", "predict", "predict_proba", "decision_function", "embed")
 
@@ -299,3 +306,85 @@ class DaskMixin:
                     name,
                     type(attr)(_dispatch(fn), attr.check, attr.attribute_name),
                 )
+
+
+@contextmanager
+def in_partition(i):
+    """Prefix a ValueError raised while reading partition ``i`` with its number."""
+    try:
+        yield
+    except ValueError as exc:
+        raise ValueError(f"partition {i}: {exc}") from exc
+
+
+class Partitions:
+    """The partitions of a Dask DataFrame and its targets, computed one at a time.
+
+    Streaming training reads them: ``X`` a Dask DataFrame (or Series), ``y`` and
+    ``sample_weight`` Dask Series, DataFrames or Arrays split like ``X``, or None.
+    """
+
+    def __init__(self, X, y=None, sample_weight=None):
+        if not hasattr(X, "npartitions"):
+            raise TypeError(
+                f"streaming training takes a Dask DataFrame; got {type(X).__name__}."
+            )
+        self.blocks = [list(X.to_delayed())]
+        for name, other in (("y", y), ("sample_weight", sample_weight)):
+            if other is None:
+                self.blocks.append(None)
+                continue
+            if not is_dask_collection(other):
+                raise TypeError(
+                    f"X is a Dask DataFrame, so {name} must be a Dask Series or "
+                    f"Array split like it; got {type(other).__name__}."
+                )
+            blocks = other.to_delayed()
+            # A Dask Array gives an ndarray of blocks (one column of them).
+            blocks = list(
+                np.ravel(blocks) if isinstance(blocks, np.ndarray) else blocks
+            )
+            if len(blocks) != len(self.blocks[0]):
+                raise ValueError(
+                    f"{name} has {len(blocks)} partitions and X has "
+                    f"{len(self.blocks[0])}: they must be split alike (take y as a "
+                    "column of the same Dask DataFrame)."
+                )
+            self.blocks.append(blocks)
+
+    def __len__(self):
+        return len(self.blocks[0])
+
+    def compute(self, i):
+        """Partition ``i`` in memory: ``(X, y, sample_weight)``, None where absent."""
+        import dask
+
+        parts = dask.compute(*[b[i] for b in self.blocks if b is not None])
+        parts = iter(parts)
+        out = [None if b is None else next(parts) for b in self.blocks]
+        for name, part in zip(("y", "sample_weight"), out[1:]):
+            if part is not None and len(part) != len(out[0]):
+                raise ValueError(
+                    f"partition {i}: X has {len(out[0])} rows but {name} has "
+                    f"{len(part)}; they must be split alike."
+                )
+        return tuple(out)
+
+    def iterate(self, order):
+        """Yield ``(i, partition)`` in ``order``, computing the next one meanwhile.
+
+        At most two partitions are in memory: the one being trained on and the next.
+        """
+        from concurrent.futures import ThreadPoolExecutor
+
+        order = list(order)
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            ahead = pool.submit(self.compute, order[0]) if order else None
+            for k, i in enumerate(order):
+                part = ahead.result()
+                ahead = (
+                    pool.submit(self.compute, order[k + 1])
+                    if k + 1 < len(order)
+                    else None
+                )
+                yield i, part
