@@ -590,8 +590,9 @@ class TorchEncoderMixin(
         y : array-like of shape (n_samples,)
             Targets the tower is trained on (classes, or real values for regression).
         classes : array-like of shape (n_classes,), default=None
-            Every class of the stream; required on the first call with class labels
-            (a later batch may hold a class the first one lacks), ignored after.
+            Every class of the stream, on the first call with class labels (a later
+            batch may hold a class the first one lacks); None takes the first call's
+            labels. Ignored after the first call.
 
         Returns
         -------
@@ -613,7 +614,7 @@ class TorchEncoderMixin(
             raise ValueError(
                 f"{type(self).__name__}: every item is missing; nothing to fit on."
             )
-        target = self._check_target(y, column, rows, classes=classes, partial=True)
+        target = self._check_target(y, column, rows, classes=classes)
         # Decoded before any state changes: a bad item leaves the encoder as it was.
         items = self._load(column, rows) if not first else None
         seed = self._seed() + getattr(self, "n_iter_", 0)
@@ -702,7 +703,7 @@ class TorchEncoderMixin(
             return data.parts(generator)
         return super()._epoch_parts(data, train, generator)
 
-    def _check_target(self, y, column, rows, classes=None, partial=False):
+    def _check_target(self, y, column, rows, classes=None):
         """The training targets of ``rows``: class codes, or standardised values.
 
         On the first fit (or ``partial_fit``) call this sets ``classes_`` (None for
@@ -743,16 +744,9 @@ class TorchEncoderMixin(
                 f"got a {kind!r} target."
             )
         if not known:
-            if classes is not None:
-                self.classes_ = np.unique(np.asarray(classes))
-            elif partial:
-                raise ValueError(
-                    f"classes must be passed on the first call to partial_fit: "
-                    f"{name} is trained on class labels and a later batch may hold a "
-                    "class this one lacks."
-                )
-            else:
-                self.classes_ = np.unique(y)
+            # Without classes, partial_fit's first batch names them; a later batch
+            # with another label is refused, naming classes=.
+            self.classes_ = np.unique(y if classes is None else np.asarray(classes))
             if len(self.classes_) < 2:
                 raise ValueError(
                     f"{name} needs samples of at least 2 classes in y to train on, "
@@ -761,8 +755,9 @@ class TorchEncoderMixin(
         unseen = np.setdiff1d(y, self.classes_)
         if len(unseen):
             raise ValueError(
-                f"{name}: y holds the label(s) {unseen.tolist()}, not in classes "
-                f"{self.classes_.tolist()} given on the first call to partial_fit."
+                f"{name}: y holds the label(s) {unseen.tolist()}, not in classes_ "
+                f"{self.classes_.tolist()}: pass every class as classes= on the "
+                "first call to partial_fit."
             )
         return torch.as_tensor(np.searchsorted(self.classes_, y), dtype=torch.long)
 
@@ -794,14 +789,16 @@ class TorchEncoderMixin(
     def _recalibrate(self, module, data, train):
         # Batch-norm running statistics lag behind fast-moving weights; one pass over
         # the training rows with the final weights makes eval mode match training.
-        if isinstance(data, _EncoderStream):
-            data, train = data.last  # the partition trained on last
-        items = data[0]
+        # A stream is read once more, a partition at a time.
+        parts = (
+            data.every_part() if isinstance(data, _EncoderStream) else [(data, train)]
+        )
         module.train()
         with batch_norm_recalibration(module) as norms:
-            for index in _batches(len(train), self.batch_size) if norms else ():
-                if len(index) >= 2:
-                    module(items[index].to(self.device_))
+            for (items, _, _), rows in parts if norms else ():
+                for index in _batches(len(rows), self.batch_size):
+                    if len(index) >= 2:
+                        module(items[rows[index.numpy()]].to(self.device_))
 
     # -- transform ---------------------------------------------------------------------
     def transform(self, X):
@@ -944,16 +941,21 @@ class _EncoderStream:
     def __init__(self, encoder, partitions):
         self.encoder, self.partitions = encoder, partitions
         self.loss_fn = encoder._loss_function()
-        self.last = None
+
+    def _load(self, i, X, y):
+        encoder = self.encoder
+        with in_partition(i):
+            column = encoder._check_input(X, reset=False)
+            rows = column.present()
+            target = encoder._check_target(y, column, rows)
+            items = encoder._load(column, rows)
+        return (items, target, self.loss_fn), np.arange(len(rows))
 
     def parts(self, generator):
-        encoder = self.encoder
         order = torch.randperm(len(self.partitions), generator=generator).tolist()
         for i, (X, y, _) in self.partitions.iterate(order):
-            with in_partition(i):
-                column = encoder._check_input(X, reset=False)
-                rows = column.present()
-                target = encoder._check_target(y, column, rows, partial=True)
-                items = encoder._load(column, rows)
-            self.last = ((items, target, self.loss_fn), np.arange(len(rows)))
-            yield self.last
+            yield self._load(i, X, y)
+
+    def every_part(self):
+        for i, (X, y, _) in self.partitions.iterate(range(len(self.partitions))):
+            yield self._load(i, X, y)

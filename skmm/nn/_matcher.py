@@ -344,7 +344,7 @@ class MultimodalMatcher(DaskMixin, ClassifierMixin, TransformerMixin, TowerCompo
         self._link_encoders()
 
     @_fit_context(prefer_skip_nested_validation=False)
-    def partial_fit(self, X, y=None, sample_weight=None):
+    def partial_fit(self, X, y=None, classes=None, sample_weight=None):
         """Train for one pass over the pairs of ``X``, continuing from the last call.
 
         The first call learns the towers' preprocessing on its rows and starts the
@@ -363,6 +363,10 @@ class MultimodalMatcher(DaskMixin, ClassifierMixin, TransformerMixin, TowerCompo
             One pair per row, as in :meth:`fit`.
         y : array-like of shape (n_samples,), default=None
             1 for a matching pair, 0 for another; None when every row matches.
+        classes : array-like of shape (2,), default=None
+            The two labels (no match, match), as a classifier's ``partial_fit``
+            takes them; the matcher's classes are those of ``y`` (0 and 1 without
+            it), so only their number is checked.
         sample_weight : array-like of shape (n_samples,), default=None
             Weights of the matching pairs in the contrastive loss.
 
@@ -371,6 +375,11 @@ class MultimodalMatcher(DaskMixin, ClassifierMixin, TransformerMixin, TowerCompo
         self : object
             The matcher, trained one more pass.
         """
+        if classes is not None and len(np.unique(classes)) != 2:
+            raise ValueError(
+                f"a matcher has two classes (no match, match); got classes="
+                f"{np.unique(classes).tolist()}."
+            )
         if "module_" not in vars(self):
             # The first call fits the preprocessing: all or nothing, as fit.
             self._fit_atomic(type(self)._partial_fit, X, y, sample_weight)

@@ -132,6 +132,11 @@ class _NetStream:
             self.last = self._load(i, *part)
             yield self.last
 
+    def every_part(self):
+        """Every partition's training rows, in order."""
+        for i, part in self.partitions.iterate(range(len(self.partitions))):
+            yield self._load(i, *part)
+
     def held_out(self, val):
         if self.held is None:
             net = self.net
@@ -282,6 +287,10 @@ class _MultimodalNetBase(
             # The stream holds its own validation rows: ``val`` only says to score.
             val = slice(None) if self.early_stopping else None
             self._train_stages(module, stream, None, val, seed)
+            # In each epoch the batch-norm statistics come from the last partition
+            # (enough to validate); the kept weights get them from every partition.
+            self._train_mode(module, stream)
+            self._recalibrate_parts(module, stream.every_part())
         self.module_ = module.to(self.device_).eval()
         self._link_encoders()
 
@@ -513,14 +522,17 @@ class _MultimodalNetBase(
         """
         if data.stage == "head":
             return  # the towers do not change in this stage
-        data, train = data.recalibration(train)
-        sources = data.sources
+        self._recalibrate_parts(module, [data.recalibration(train)])
+
+    def _recalibrate_parts(self, module, parts):
+        """Batch-norm statistics averaged over every ``(data, rows)`` of ``parts``."""
         with batch_norm_recalibration(module.towers) as norms:
             if not norms:
                 return
-            for index in _batches(len(train), self.batch_size):
-                if len(index) >= 2:
-                    module.blocks(*self._batch(sources, train[index.numpy()]))
+            for data, rows in parts:
+                for index in _batches(len(rows), self.batch_size):
+                    if len(index) >= 2:
+                        module.blocks(*self._batch(data.sources, rows[index.numpy()]))
 
     # -- prediction ------------------------------------------------------------------------
     def _forward(self, X, *, output="head"):
