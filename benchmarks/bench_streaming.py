@@ -11,11 +11,12 @@ own process:
 - ``partial``: ``partial_fit`` on the 8 chunks in turn, ``max_epochs`` passes.
 
 Printed side by side: test accuracy, fit time and the process's peak resident memory.
-The memory rows repeat the training rows ``--copies`` times (one epoch), so that the
-decoded items outweigh torch's own footprint: in memory they grow with the data, in
-the stream with the partition.
+The memory rows repeat the training rows up to ``--copies`` times (one epoch, Dask
+partitions of ``--chunk`` rows), so that the decoded items outweigh torch's own
+footprint (about 1 GB): in memory the peak grows with the data, in the stream it
+stays that of a partition.
 
-Run: ``python benchmarks/bench_streaming.py [--copies 8] [--epochs 15]``.
+Run: ``python benchmarks/bench_streaming.py [--copies 16] [--chunk 200] [--epochs 15]``.
 """
 
 import argparse
@@ -53,7 +54,7 @@ def write_items(folder):
     table.to_csv(Path(folder) / "table.csv", index=False)
 
 
-def make_net(epochs):
+def make_net(epochs, seed=0):
     from skmm.encoders import AudioEncoder, ImageEncoder
     from skmm.nn import MultimodalNetClassifier
 
@@ -64,12 +65,12 @@ def make_net(epochs):
         ],
         fusion="transformer",
         max_epochs=epochs,
-        random_state=0,
+        random_state=seed,
         device="cpu",
     )
 
 
-def run(folder, mode, copies, epochs):
+def run(folder, mode, copies, epochs, chunk=0, seed=0):
     """Train one way in this process; return accuracy, time and peak memory."""
     import torch
 
@@ -80,14 +81,18 @@ def run(folder, mode, copies, epochs):
     # Shuffled once, so that each partition holds every speaker and digit.
     train = train.sample(frac=1, random_state=0).reset_index(drop=True)
     X, y = train[["image", "audio"]], train["digit"].to_numpy()
-    net = make_net(epochs)
+    net = make_net(epochs, seed)
     start = time.perf_counter()
     if mode == "memory":
         net.fit(X, y)
     elif mode == "dask":
         import dask.dataframe as dd
 
-        ddf = dd.from_pandas(train[["image", "audio", "digit"]], npartitions=8)
+        columns = train[["image", "audio", "digit"]]
+        if chunk:
+            ddf = dd.from_pandas(columns, chunksize=chunk)
+        else:
+            ddf = dd.from_pandas(columns, npartitions=N_PARTITIONS)
         net.fit(ddf[["image", "audio"]], ddf["digit"])
     else:
         chunks = np.array_split(np.arange(len(train)), N_PARTITIONS)
@@ -109,19 +114,21 @@ def run(folder, mode, copies, epochs):
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--copies", type=int, default=8)
+    parser.add_argument("--copies", type=int, default=16)
+    parser.add_argument("--chunk", type=int, default=200)
     parser.add_argument("--epochs", type=int, default=15)
-    parser.add_argument("--child", nargs=4)
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--child", nargs=6)
     args = parser.parse_args()
     if args.child:
-        folder, mode, copies, epochs = args.child
-        print(json.dumps(run(folder, mode, int(copies), int(epochs))))
+        folder, mode, *numbers = args.child
+        print(json.dumps(run(folder, mode, *map(int, numbers))))
         return
 
-    def child(folder, mode, copies, epochs):
+    def child(folder, mode, copies, epochs, chunk=0, seed=0):
         command = [sys.executable, __file__, "--child", folder, mode]
         out = subprocess.run(
-            [*command, str(copies), str(epochs)],
+            [*command, *map(str, (copies, epochs, chunk, seed))],
             check=True,
             capture_output=True,
             text=True,
@@ -130,23 +137,35 @@ def main():
 
     with tempfile.TemporaryDirectory() as folder:
         write_items(folder)
-        print(f"accuracy: {args.epochs} epochs, one copy of the training rows")
-        results = [child(folder, m, 1, args.epochs) for m in ("memory", "dask")]
-        results.append(child(folder, "partial", 1, args.epochs))
-        base = results[0]["accuracy"]
-        for r in results:
+        print(
+            f"accuracy: {args.epochs} epochs, seeds 0 to {args.seeds - 1}, "
+            f"Dask in {N_PARTITIONS} partitions, partial_fit on {N_PARTITIONS} chunks"
+        )
+        means = {}
+        for mode in ("memory", "dask", "partial"):
+            runs = [
+                child(folder, mode, 1, args.epochs, 0, s) for s in range(args.seeds)
+            ]
+            means[mode] = np.mean([r["accuracy"] for r in runs])
+            each = ", ".join(f"{r['accuracy']:.4f}" for r in runs)
             print(
-                f"  {r['mode']:8s} accuracy {r['accuracy']:.4f} "
-                f"({100 * (r['accuracy'] - base):+.1f} points) epochs {r['epochs']:3d} "
-                f"{r['seconds']:6.1f} s  peak {r['peak_mb']} MB"
+                f"  {mode:8s} mean accuracy {means[mode]:.4f} "
+                f"({100 * (means[mode] - means['memory']):+.1f} points; "
+                f"{each}) "
+                f"mean fit {np.mean([r['seconds'] for r in runs]):.0f} s"
             )
-        print(f"memory: one epoch, {args.copies} copies of the training rows")
-        for copies in (1, args.copies):
-            peaks = {m: child(folder, m, copies, 1) for m in ("memory", "dask")}
+        print(
+            f"peak memory: one epoch, 1 to {args.copies} copies of the training "
+            f"rows; Dask partitions of {args.chunk} rows"
+        )
+        for copies in sorted({1, args.copies // 4, args.copies}):
+            peaks = {
+                m: child(folder, m, copies, 1, args.chunk) for m in ("memory", "dask")
+            }
             print(
                 f"  {peaks['memory']['rows']:6d} rows: in memory "
-                f"{peaks['memory']['peak_mb']} MB, Dask {N_PARTITIONS} partitions "
-                f"{peaks['dask']['peak_mb']} MB (ratio "
+                f"{peaks['memory']['peak_mb']:5d} MB, Dask "
+                f"{peaks['dask']['peak_mb']:5d} MB (ratio "
                 f"{peaks['memory']['peak_mb'] / peaks['dask']['peak_mb']:.2f})"
             )
 

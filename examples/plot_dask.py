@@ -1,7 +1,7 @@
 """
-==============================================
-Predicting on a Dask DataFrame with a cluster
-==============================================
+=======================================================
+Dask: predicting with a cluster, training by partitions
+=======================================================
 
 A model is fitted in memory; the table to score is a Dask DataFrame, cut into
 partitions that the workers of a cluster encode and classify, each partition
@@ -31,6 +31,7 @@ from sklearn.pipeline import make_pipeline
 from skmm.datasets import load_av_digits
 from skmm.encoders import AudioFeatures, ImageEncoder
 from skmm.fusion import MultimodalFuser
+from skmm.nn import MultimodalNetClassifier
 from skmm.utils import map_partitions
 
 bunch = load_av_digits(variant="hard")
@@ -97,3 +98,52 @@ with (
 in_memory = model.predict(X_test)
 print("identical to the in-memory predictions:", np.array_equal(predicted, in_memory))
 print(f"accuracy on the cluster: {np.mean(predicted.to_numpy() == y_test):.3f}")
+
+# %%
+# Train on a Dask DataFrame, a partition at a time
+# ------------------------------------------------
+# A net's ``fit`` also takes a Dask DataFrame (with ``y`` a Dask Series split like
+# it): each epoch reads the partitions in a random order, one decoded at a time
+# while the next is computed, so memory holds a partition rather than the table.
+# The classes come from one pass over ``y``; the towers' preprocessing from the
+# first partition. Batches are drawn within a partition, so each partition must be
+# a fair sample of the rows: the table is shuffled once before it is cut (and its
+# index reset, since ``from_pandas`` sorts by the index; skmm warns when a
+# partition's classes are far from the whole table's). Here the training rows are
+# cut into 8 partitions, and the same net is fitted in memory for comparison.
+
+
+def make_net():
+    return MultimodalNetClassifier(
+        [
+            ("img", ImageEncoder("cnn"), "image"),
+            ("snd", AudioFeatures(sample_rate=8000), "audio"),
+        ],
+        max_epochs=8,
+        random_state=0,
+    )
+
+
+shuffled = X_train.assign(digit=y_train).sample(frac=1, random_state=0)
+shuffled = shuffled.reset_index(drop=True)
+table = dd.from_pandas(shuffled, npartitions=8)
+streamed = make_net().fit(table[["image", "audio"]], table["digit"])
+in_memory = make_net().fit(X_train, y_train)
+print(
+    f"net trained on 8 partitions: {streamed.score(X_test, y_test):.3f}; "
+    f"in memory: {in_memory.score(X_test, y_test):.3f}"
+)
+
+# %%
+# ``partial_fit`` does the same from any source of chunks: one pass over the rows
+# of each call, continuing from the weights and the optimizer state the previous
+# call left (both pickle with the net, so training can stop and resume elsewhere).
+# The first call needs every class.
+net = make_net()
+for _ in range(8):
+    for rows in np.array_split(np.arange(len(shuffled)), 8):
+        chunk = shuffled.iloc[rows]
+        net.partial_fit(
+            chunk[["image", "audio"]], chunk["digit"], classes=np.arange(10)
+        )
+print(f"net trained by partial_fit: {net.score(X_test, y_test):.3f}")

@@ -1,5 +1,6 @@
 """End-to-end multimodal nets: encoder towers trained jointly through a fusion layer."""
 
+import warnings
 from abc import abstractmethod
 from dataclasses import dataclass
 from numbers import Integral, Real
@@ -92,7 +93,7 @@ class _NetStream:
     The loss weights, the stage and the validation set are shared by the partitions.
     """
 
-    def __init__(self, net, partitions, towers, module, validate, seed):
+    def __init__(self, net, partitions, towers, module, validate, seed, counts):
         self.net, self.partitions = net, partitions
         self.towers, self.module = towers, module
         self.validate, self.seed = validate, seed
@@ -102,6 +103,34 @@ class _NetStream:
         self.last = None
         self.gathered = {}
         self.held = None
+        self.counts = counts
+        self.seen = set()
+
+    def _check_mix(self, i, labels):
+        """Warn once when a partition's classes are far from the whole ``y``'s.
+
+        Batches are drawn within a partition: partitions that each hold a few
+        classes (a table sorted by label, or kept in its original order) train
+        badly. The total-variation distance between the partition's class
+        frequencies and the data's is compared with what random partitions of its
+        size give.
+        """
+        q = self.counts / self.counts.sum()
+        p = np.bincount(labels, minlength=len(q)) / len(labels)
+        distance = 0.5 * np.abs(p - q).sum()
+        random = 0.4 * np.sqrt(q * (1 - q) / len(labels)).sum()
+        if distance > max(0.3, 3 * random):
+            warnings.warn(
+                f"partition {i} holds {np.count_nonzero(p)} of the {len(q)} classes, "
+                f"far from their frequencies in y (total variation {distance:.2f}): "
+                "batches are drawn within a partition, so training suffers. Shuffle "
+                "the rows before cutting them into partitions "
+                "(dask.dataframe.from_pandas sorts by the index: reset it after "
+                "shuffling, or pass sort=False).",
+                UserWarning,
+                stacklevel=2,
+            )
+            self.counts = None  # once per fit
 
     def _load(self, i, X, y, weight):
         net = self.net
@@ -113,6 +142,9 @@ class _NetStream:
             columns, _ = net._columns(X, self.towers, reset=False)
             data = net._net_data(self.towers, columns, self.module, target, weight)
             data.tower_weights, data.stage = self.tower_weights, self.stage
+            if i not in self.seen and self.counts is not None:
+                self._check_mix(i, labels)
+            self.seen.add(i)
             if not self.validate:
                 return data, np.arange(n)
             train, val = validation_split(
@@ -269,7 +301,7 @@ class _MultimodalNetBase(
         if y is None:
             self._check_target(None, 0)
         partitions = Partitions(X, y, sample_weight)
-        self._stream_targets(y)
+        counts = self._stream_targets(y)
         X_first, _, _ = partitions.compute(0)
         entries, X_first, seed = self._fit_begin(X_first)
         towers = [entry for entry in entries if not isinstance(entry[1], str)]
@@ -280,7 +312,7 @@ class _MultimodalNetBase(
             del X_first, columns
             module = self._network([enc._init_module() for _, enc, _ in towers])
             stream = _NetStream(
-                self, partitions, towers, module, self.early_stopping, seed
+                self, partitions, towers, module, self.early_stopping, seed, counts
             )
             if self.tower_loss_weight != "auto":
                 stream.tower_weights[:] = self.tower_loss_weight
@@ -936,7 +968,10 @@ class MultimodalNetClassifier(ClassifierMixin, _MultimodalNetBase):
         self._class_weights_ = weights
 
     def _stream_targets(self, y):
-        """``classes_`` and class weights from one pass over a Dask ``y``."""
+        """``classes_`` and class weights from one pass over a Dask ``y``.
+
+        Returns the number of rows of each class.
+        """
         import dask
 
         if hasattr(y, "value_counts"):
@@ -949,6 +984,7 @@ class MultimodalNetClassifier(ClassifierMixin, _MultimodalNetBase):
         check_classification_targets(labels)
         order = np.argsort(labels)
         self._set_classes(labels[order], counts[order])
+        return counts[order]
 
     @_fit_context(prefer_skip_nested_validation=False)
     def partial_fit(self, X, y, classes=None, sample_weight=None):
@@ -1192,11 +1228,12 @@ class MultimodalNetRegressor(RegressorMixin, _MultimodalNetBase):
         self.y_scale_ = np.where(std > 0, std, 1.0)
 
     def _stream_targets(self, y):
-        """The targets' mean and scale from one pass over a Dask ``y``."""
+        """The targets' mean and scale from one pass over a Dask ``y``; None."""
         import dask
 
         mean, std = dask.compute(y.mean(axis=0), y.std(axis=0, ddof=0))
         self._set_scale(1 if y.ndim == 1 else y.shape[1], mean, np.asarray(std))
+        return None
 
     @_fit_context(prefer_skip_nested_validation=False)
     def partial_fit(self, X, y, sample_weight=None):
