@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 from .callbacks._callbacks import Callback
 from .utils._cache import EmbeddingCache, fingerprint, item_key
 from .utils._composition import fit_atomic, is_fitted_attribute
-from .utils._dask import DaskMixin, Partitions, in_partition, is_dask_collection
+from .utils._dask import DaskMixin, Partitions, is_dask_collection
 from .utils._sklearn_compat import (
     HasMethods,
     Hidden,
@@ -43,7 +43,7 @@ from .utils._torch import (
     state_dict_to_bytes,
     torch_seed,
 )
-from .utils._validation import check_column
+from .utils._validation import check_column, prefix_errors
 
 __all__ = ["Tower", "TorchEncoderMixin", "TorchEstimatorMixin", "TrainingMixin"]
 
@@ -75,6 +75,17 @@ class TorchEstimatorMixin:
 
     def _fit_atomic(self, fit, *args, **kwargs):
         return fit_atomic(self, fit, *args, **kwargs)
+
+    def _partial_fit_atomic(self, partial_fit, *args):
+        """One ``partial_fit`` call; a failed call leaves the estimator as it was.
+
+        The first call learns what ``fit`` learns, on a fresh copy as ``fit`` does;
+        ``partial_fit`` itself decodes and checks all the rows of a later call before
+        it changes any weight.
+        """
+        if "module_" not in vars(self):
+            return self._fit_atomic(partial_fit, *args)
+        return partial_fit(self, *args)
 
     def _seed(self):
         """Return the int seed this fit uses for torch, numpy and the data order."""
@@ -599,11 +610,7 @@ class TorchEncoderMixin(
         self : object
             The encoder, trained one more pass.
         """
-        if "module_" not in vars(self):
-            # The first call fits the preprocessing: all or nothing, as fit.
-            self._fit_atomic(type(self)._partial_fit, X, y, classes)
-        else:
-            self._partial_fit(X, y, classes)
+        self._partial_fit_atomic(type(self)._partial_fit, X, y, classes)
         return self
 
     def _partial_fit(self, X, y, classes):
@@ -944,7 +951,7 @@ class _EncoderStream:
 
     def _load(self, i, X, y):
         encoder = self.encoder
-        with in_partition(i):
+        with prefix_errors(f"partition {i}"):
             column = encoder._check_input(X, reset=False)
             rows = column.present()
             target = encoder._check_target(y, column, rows)

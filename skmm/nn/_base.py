@@ -9,7 +9,6 @@ from the fitted encoders to their trained towers, pickling, and the fit preamble
 :class:`~skmm.base.TrainingMixin`.
 """
 
-from contextlib import contextmanager
 from numbers import Integral, Real
 
 import numpy as np
@@ -27,6 +26,7 @@ from ..utils._sklearn_compat import (
     _safe_indexing,
 )
 from ..utils._torch import resolve_device
+from ..utils._validation import prefix_errors
 from ._towers import TabularEncoder
 
 # The training parameters every tower composite has, validated the same way.
@@ -44,13 +44,9 @@ TRAINING_CONSTRAINTS = {
 }
 
 
-@contextmanager
 def naming(name):
     """Prefix a ValueError raised for one encoder with that encoder's name."""
-    try:
-        yield
-    except ValueError as exc:
-        raise ValueError(f"encoder {name!r}: {exc}") from exc
+    return prefix_errors(f"encoder {name!r}")
 
 
 def _without_module(encoder):

@@ -380,11 +380,7 @@ class MultimodalMatcher(DaskMixin, ClassifierMixin, TransformerMixin, TowerCompo
                 f"a matcher has two classes (no match, match); got classes="
                 f"{np.unique(classes).tolist()}."
             )
-        if "module_" not in vars(self):
-            # The first call fits the preprocessing: all or nothing, as fit.
-            self._fit_atomic(type(self)._partial_fit, X, y, sample_weight)
-        else:
-            self._partial_fit(X, y, sample_weight)
+        self._partial_fit_atomic(type(self)._partial_fit, X, y, sample_weight)
         return self
 
     def _partial_fit(self, X, y, sample_weight):

@@ -23,11 +23,11 @@ from sklearn.utils.validation import check_is_fitted, column_or_1d
 from tqdm.auto import tqdm
 
 from ..base import _batches, validation_split
-from ..utils._dask import DaskMixin, Partitions, in_partition, is_dask_collection
+from ..utils._dask import DaskMixin, Partitions, is_dask_collection
 from ..utils._docs import fill_doc
 from ..utils._sklearn_compat import Interval, StrOptions, _fit_context, _safe_indexing
 from ..utils._torch import batch_norm_recalibration, torch_seed
-from ..utils._validation import Column
+from ..utils._validation import Column, prefix_errors
 from ._base import (
     TRAINING_CONSTRAINTS,
     TowerComposite,
@@ -134,7 +134,7 @@ class _NetStream:
 
     def _load(self, i, X, y, weight):
         net = self.net
-        with in_partition(i):
+        with prefix_errors(f"partition {i}"):
             X = net._check_X(X, reset=False)
             n = X.shape[0]
             target, labels = net._check_target(y, n, partial=True)
@@ -325,13 +325,6 @@ class _MultimodalNetBase(
             self._recalibrate_parts(module, stream.every_part())
         self.module_ = module.to(self.device_).eval()
         self._link_encoders()
-
-    def _partial_fit_atomic(self, X, y, sample_weight, classes):
-        if "module_" not in vars(self):
-            # The first call fits the preprocessing: all or nothing, as fit.
-            self._fit_atomic(type(self)._partial_fit, X, y, sample_weight, classes)
-        else:
-            self._partial_fit(X, y, sample_weight, classes)
 
     def _partial_fit(self, X, y, sample_weight, classes):
         """One epoch over ``X``, continuing the previous call's weights and optimizer."""
@@ -662,6 +655,27 @@ class _MultimodalNetBase(
 
 
 # The parameters and attributes the classifier and the regressor share.
+_PARTIAL_FIT_DOCS = {
+    "partial_fit": """\
+        The first call learns the towers' preprocessing on its rows and starts the
+        towers from their initial weights, as :meth:`fit` does; later calls continue
+        from the weights and the optimizer state (Adam's moments, say) that the
+        previous call left, which pickles with the net. A call after :meth:`fit`
+        continues from the fitted weights with a fresh optimizer. One epoch of the
+        training loop, without a validation split (no early stopping), trained
+        jointly (``schedule="joint"``); ``tower_loss_weight="auto"`` weighs every
+        tower 1, having no validation score to go by.""",
+    "partial_fit_X": """\
+        X : DataFrame or array-like of shape (n_samples, n_features)
+            The columns selected by ``encoders``; ``None``/NaN marks a missing item.""",
+    "partial_fit_weight": """\
+        sample_weight : array-like of shape (n_samples,), default=None
+            Weights of the rows in the training loss.""",
+    "partial_fit_returns": """\
+        self : object
+            The net, trained one more pass.""",
+}
+
 _NET_TOP = """\
     encoders : list of (str, encoder, columns) tuples
         As in :class:`~sklearn.compose.ColumnTransformer`: a name, then an skmm encoder,
@@ -986,37 +1000,28 @@ class MultimodalNetClassifier(ClassifierMixin, _MultimodalNetBase):
         self._set_classes(labels[order], counts[order])
         return counts[order]
 
+    @fill_doc(**_PARTIAL_FIT_DOCS)
     @_fit_context(prefer_skip_nested_validation=False)
     def partial_fit(self, X, y, classes=None, sample_weight=None):
         """Train for one pass over the rows of ``X``, continuing from the last call.
 
-        The first call learns the towers' preprocessing on its rows and starts the
-        towers from their initial weights, as :meth:`fit` does; later calls continue
-        from the weights and the optimizer state (Adam's moments, say) that the
-        previous call left, which pickles with the net. A call after :meth:`fit`
-        continues from the fitted weights with a fresh optimizer. One epoch of the
-        training loop, without a validation split (no early stopping), trained
-        jointly (``schedule="joint"``); ``tower_loss_weight="auto"`` weighs every
-        tower 1, having no validation score to go by.
+        {partial_fit}
 
         Parameters
         ----------
-        X : DataFrame or array-like of shape (n_samples, n_features)
-            The columns selected by ``encoders``; ``None``/NaN marks a missing item.
+        {partial_fit_X}
         y : array-like of shape (n_samples,)
             The class labels.
         classes : array-like of shape (n_classes,), default=None
             Every class of the stream; required on the first call (a later batch may
             hold a class this one lacks), ignored after.
-        sample_weight : array-like of shape (n_samples,), default=None
-            Weights of the rows in the training loss.
+        {partial_fit_weight}
 
         Returns
         -------
-        self : object
-            The net, trained one more pass.
+        {partial_fit_returns}
         """
-        self._partial_fit_atomic(X, y, sample_weight, classes)
+        self._partial_fit_atomic(type(self)._partial_fit, X, y, sample_weight, classes)
         return self
 
     def _n_outputs(self):
@@ -1235,33 +1240,25 @@ class MultimodalNetRegressor(RegressorMixin, _MultimodalNetBase):
         self._set_scale(1 if y.ndim == 1 else y.shape[1], mean, np.asarray(std))
         return None
 
+    @fill_doc(**_PARTIAL_FIT_DOCS)
     @_fit_context(prefer_skip_nested_validation=False)
     def partial_fit(self, X, y, sample_weight=None):
         """Train for one pass over the rows of ``X``, continuing from the last call.
 
-        The first call learns the towers' preprocessing and the targets' mean and
-        scale on its rows, as :meth:`fit` does; later calls continue from the
-        weights and the optimizer state (Adam's moments, say) that the previous call
-        left, which pickles with the net. A call after :meth:`fit` continues from the
-        fitted weights with a fresh optimizer. One epoch of the training loop,
-        without a validation split (no early stopping), trained jointly
-        (``schedule="joint"``); ``tower_loss_weight="auto"`` weighs every tower 1.
+        {partial_fit}
 
         Parameters
         ----------
-        X : DataFrame or array-like of shape (n_samples, n_features)
-            The columns selected by ``encoders``; ``None``/NaN marks a missing item.
+        {partial_fit_X}
         y : array-like of shape (n_samples,) or (n_samples, n_outputs)
-            The targets.
-        sample_weight : array-like of shape (n_samples,), default=None
-            Weights of the rows in the training loss.
+            The targets; their mean and scale are learned on the first call.
+        {partial_fit_weight}
 
         Returns
         -------
-        self : object
-            The net, trained one more pass.
+        {partial_fit_returns}
         """
-        self._partial_fit_atomic(X, y, sample_weight, None)
+        self._partial_fit_atomic(type(self)._partial_fit, X, y, sample_weight, None)
         return self
 
     def _n_outputs(self):

@@ -22,7 +22,6 @@ import functools
 import sys
 import threading
 import weakref
-from contextlib import contextmanager
 
 import numpy as np
 import pandas as pd
@@ -32,7 +31,6 @@ from sklearn.utils.validation import check_is_fitted
 __all__ = [
     "DaskMixin",
     "Partitions",
-    "in_partition",
     "is_dask_collection",
     "map_partitions",
 ]
@@ -306,15 +304,6 @@ class DaskMixin:
                     name,
                     type(attr)(_dispatch(fn), attr.check, attr.attribute_name),
                 )
-
-
-@contextmanager
-def in_partition(i):
-    """Prefix a ValueError raised while reading partition ``i`` with its number."""
-    try:
-        yield
-    except ValueError as exc:
-        raise ValueError(f"partition {i}: {exc}") from exc
 
 
 class Partitions:

@@ -1,6 +1,7 @@
 """Checking the 1-D columns of items (images, texts, sounds) that encoders take."""
 
 import numbers
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -9,6 +10,19 @@ import scipy.sparse as sp
 
 from ._composition import check_table
 from ._sklearn_compat import validate_data
+
+
+@contextmanager
+def prefix_errors(prefix):
+    """Prefix a ValueError raised in the block with where it happened.
+
+    ``encoder 'img': column 'image', row 'r3': ...``, ``partition 2: ...``: each
+    layer that knows a part of the place adds its own.
+    """
+    try:
+        yield
+    except ValueError as exc:
+        raise ValueError(f"{prefix}: {exc}") from exc
 
 
 def is_missing(item):
