@@ -4,6 +4,7 @@ import math
 from numbers import Integral, Real
 
 import numpy as np
+import pandas as pd
 import torch
 from sklearn.base import ClassifierMixin, TransformerMixin
 from sklearn.linear_model import LogisticRegression
@@ -16,9 +17,10 @@ from sklearn.utils.validation import check_is_fitted, column_or_1d
 from tqdm.auto import tqdm
 
 from ..base import _batches
-from ..utils._dask import DaskMixin, default_meta
-from ..utils._sklearn_compat import Interval, StrOptions, _fit_context
+from ..utils._dask import DaskMixin, Partitions, default_meta, is_dask_collection
+from ..utils._sklearn_compat import Interval, StrOptions, _fit_context, _safe_indexing
 from ..utils._torch import torch_seed
+from ..utils._validation import prefix_errors
 from ._base import TRAINING_CONSTRAINTS, TowerComposite, check_weights, naming
 from ._contrastive import (
     INITIAL_TEMPERATURE,
@@ -253,13 +255,19 @@ class MultimodalMatcher(DaskMixin, ClassifierMixin, TransformerMixin, TowerCompo
         self.verbose = verbose
 
     # -- input -----------------------------------------------------------------------
-    def _check_target(self, y, n):
+    def _check_target(self, y, n, reset=True):
         """Set ``classes_`` and return the mask of the matching pairs.
 
         As for scikit-learn's binary classifiers, the greater of two labels (1, True)
         is the positive class: a match. Without y, or with y all 1, every row is a
-        matching pair.
+        matching pair. With ``reset=False`` (a later ``partial_fit`` call, a
+        partition of a stream) ``classes_`` stays as it is.
         """
+        if not reset:
+            classes = self.classes_
+            match = self._check_target(y, n)
+            self.classes_ = classes
+            return match
         if y is None:
             self.classes_ = np.array([0, 1])
             return np.ones(n, dtype=bool)
@@ -306,6 +314,8 @@ class MultimodalMatcher(DaskMixin, ClassifierMixin, TransformerMixin, TowerCompo
 
     # -- fit -------------------------------------------------------------------------
     def _fit(self, X, y, sample_weight):
+        if is_dask_collection(X):
+            return self._fit_stream(X, y, sample_weight)
         entries, X, seed = self._fit_begin(X)
         n = X.shape[0]
         match = self._check_target(y, n)
@@ -334,6 +344,10 @@ class MultimodalMatcher(DaskMixin, ClassifierMixin, TransformerMixin, TowerCompo
                 seed=seed,
                 early_stopping=self.early_stopping,
             )
+        self._fit_end(module, items, val, held_out, seed)
+
+    def _fit_end(self, module, items, val, held_out, seed):
+        """The fitted attributes that follow the trained towers."""
         self.module_ = module.to(self.device_).eval()
         self.temperature_ = 1 / float(self.module_.logit_scale().detach())
         scores, labels = self._held_out_scores(module, items, val, held_out)
@@ -342,6 +356,41 @@ class MultimodalMatcher(DaskMixin, ClassifierMixin, TransformerMixin, TowerCompo
         # same at every call (and for every candidate of a grid search).
         self.score_seed_ = seed
         self._link_encoders()
+
+    def _fit_stream(self, X, y, sample_weight):
+        """``fit`` on a Dask DataFrame, one partition at a time (see `_PairStream`).
+
+        The towers' preprocessing is learned on the first partition; ``threshold_``
+        on the pairs held out of every partition.
+        """
+        partitions = Partitions(X, y, sample_weight)
+        if y is not None:
+            import dask
+
+            labels = np.asarray(dask.compute(y.drop_duplicates())[0])
+            self._check_target(labels, len(labels))
+        else:
+            self._check_target(None, 0)
+        X_first, _, _ = partitions.compute(0)
+        entries, X_first, seed = self._fit_begin(X_first)
+        columns, selections = self._pair_columns(X_first, entries, reset=True)
+        self._resolve_encoders(entries, selections)
+        with torch_seed(seed):
+            self._fit_preprocessing(entries, columns, np.arange(X_first.shape[0]))
+            del X_first, columns
+            module = self._build_network([enc._init_module() for _, enc, _ in entries])
+            stream = _PairStream(self, partitions, module, seed)
+            self._fit_loop(
+                module,
+                stream,
+                None,
+                slice(None),  # the stream holds its own validation pairs
+                max_epochs=self.max_epochs,
+                seed=seed,
+                early_stopping=self.early_stopping,
+            )
+            data, val = stream.held_out(None)
+        self._fit_end(module, data[0], val, data[4], seed)
 
     @_fit_context(prefer_skip_nested_validation=False)
     def partial_fit(self, X, y=None, classes=None, sample_weight=None):
@@ -391,10 +440,7 @@ class MultimodalMatcher(DaskMixin, ClassifierMixin, TransformerMixin, TowerCompo
             entries, X = self.encoders_, self._check_X(X, reset=False)
             seed = self._seed() + self.n_iter_
         n = X.shape[0]
-        classes = vars(self).get("classes_")
-        match = self._check_target(y, n)
-        if classes is not None:
-            self.classes_ = classes
+        match = self._check_target(y, n, reset=first)
         weight = check_weights(sample_weight, n)
         columns, selections = self._pair_columns(X, entries, reset=first)
         groups = [item_groups(column) for column in columns]
@@ -549,7 +595,14 @@ class MultimodalMatcher(DaskMixin, ClassifierMixin, TransformerMixin, TowerCompo
         )
         return loss, loss.item(), len(pairs)
 
+    def _epoch_parts(self, data, train, generator):
+        if isinstance(data, _PairStream):
+            return data.parts(generator)
+        return super()._epoch_parts(data, train, generator)
+
     def _validation_step(self, module, data, val):
+        if isinstance(data, _PairStream):
+            data, val = data.held_out(val)
         items, _, _, _, held_out = data
         scores, labels = self._held_out_scores(module, items, val, held_out)
         return roc_auc_score(labels, scores), 0.0
@@ -1036,3 +1089,63 @@ def _top_k(block, k):
     if tied.any():
         best[tied] = np.argsort(-block[tied], axis=1, kind="stable")[:, :k]
     return best
+
+
+class _PairStream:
+    """A matcher's training pairs read one Dask partition at a time.
+
+    Each epoch goes through the partitions in a random order, one decoded at a time;
+    in-batch negatives come from the same partition. ``validation_fraction`` of
+    every partition's pairs are held out (the same at every epoch), gathered during
+    the first epoch and decoded once, for the validation score and ``threshold_``.
+    """
+
+    def __init__(self, matcher, partitions, module, seed):
+        self.matcher, self.partitions = matcher, partitions
+        self.module, self.seed = module, seed
+        self.gathered = {}
+        self.held = None
+
+    def _load(self, i, X, y, weight):
+        matcher = self.matcher
+        with prefix_errors(f"partition {i}"):
+            X = matcher._check_X(X, reset=False)
+            n = X.shape[0]
+            match = matcher._check_target(y, n, reset=False)
+            weight = check_weights(weight, n)
+            columns, _ = matcher._pair_columns(X, matcher.encoders_, reset=False)
+            train, val = matcher._split(match, self.seed + i)
+            items = [
+                matcher._preload(name, enc, tower, column, np.arange(n))
+                for (name, enc, _), column, tower in zip(
+                    matcher.encoders_, columns, self.module.towers
+                )
+            ]
+        if i not in self.gathered:
+            self.gathered[i] = (_safe_indexing(X, val), match[val])
+        groups = [item_groups(column) for column in columns]
+        return (items, match, groups, weight, None), train
+
+    def parts(self, generator):
+        order = torch.randperm(len(self.partitions), generator=generator).tolist()
+        for i, part in self.partitions.iterate(order):
+            yield self._load(i, *part)
+
+    def held_out(self, val):
+        if self.held is None:
+            matcher = self.matcher
+            parts = [self.gathered[i] for i in sorted(self.gathered)]
+            X = pd.concat([p[0] for p in parts])
+            match = np.concatenate([p[1] for p in parts])
+            columns, _ = matcher._pair_columns(X, matcher.encoders_, reset=False)
+            groups = [item_groups(column) for column in columns]
+            every = np.arange(len(match))
+            items = [
+                matcher._preload(name, enc, tower, column, every)
+                for (name, enc, _), column, tower in zip(
+                    matcher.encoders_, columns, self.module.towers
+                )
+            ]
+            held_out = matcher._held_out_pairs(match, groups, self.seed)
+            self.held = (items, match, groups, None, held_out), every
+        return self.held
