@@ -390,3 +390,19 @@ def test_matcher_fit_on_dask(monkeypatch):
     assert -1 < stream.threshold_ < 1 and stream.classes_.tolist() == [0, 1]
     with pytest.raises(ValueError, match="partition 1: .*at least 4 matching pairs"):
         matcher().fit(dd.from_pandas(X.iloc[:103], chunksize=100))
+
+
+def test_partial_fit_resumes_on_another_device(table, monkeypatch):
+    from skmm.utils import DeviceWarning
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    X, y = table
+    net = _net().partial_fit(X.iloc[:200], y[:200], classes=[0, 1])
+    reference = pickle.loads(pickle.dumps(net)).partial_fit(X.iloc[200:], y[200:])
+    net.device_ = "cuda:0"  # as if trained on a GPU
+    with pytest.warns(DeviceWarning, match="fitted on 'cuda:0'"):
+        moved = pickle.loads(pickle.dumps(net))
+    # The optimizer state is kept on the CPU: it loads wherever the weights go.
+    moved.partial_fit(X.iloc[200:], y[200:])
+    assert moved.device_ == "cpu"
+    np.testing.assert_array_equal(moved.predict_proba(X), reference.predict_proba(X))
