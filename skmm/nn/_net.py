@@ -244,7 +244,9 @@ class _MultimodalNetBase(
     def _train_mode(self, module, data):
         super()._train_mode(module, data)
         if data.stage == "head":
-            module.towers.eval()  # trained already: their batch-norm statistics too
+            # Trained already: their batch-norm statistics too, and their outputs'.
+            module.towers.eval()
+            module.norms.eval()
 
     def _losses(self, module, data, rows, generator=None):
         """The fused loss, each tower's loss (on its present rows) and the outputs."""
@@ -336,7 +338,8 @@ class _MultimodalNetBase(
         if data.stage == "head":
             return  # the towers do not change in this stage
         sources = data.sources
-        with batch_norm_recalibration(module.towers) as norms:
+        towers = torch.nn.ModuleList([module.towers, module.norms])
+        with batch_norm_recalibration(towers) as norms:
             if not norms:
                 return
             for index in _batches(len(train), self.batch_size):
