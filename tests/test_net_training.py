@@ -8,7 +8,7 @@ from numpy.testing import assert_allclose
 
 from skmm.encoders import AudioEncoder, AudioFeatures, ImageEncoder
 from skmm.encoders._audio import mixup
-from skmm.nn import MultimodalNetClassifier
+from skmm.nn import MultimodalNetClassifier, MultimodalNetRegressor
 from skmm.nn._towers import TowerNorm
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -68,6 +68,21 @@ def test_net_standardises_each_towers_output_before_the_heads():
     assert used.sum() > 64
     assert_allclose(fused.mean(0), 0.0, atol=0.15)
     assert_allclose(fused.std(0)[used], 1.0, atol=0.15)
+
+
+def test_net_predictions_do_not_depend_on_the_batch():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(40, 4))
+    y = X[:, 0] - X[:, 3]
+    net = MultimodalNetRegressor(
+        [("a", "passthrough", [0, 1]), ("b", "passthrough", [2, 3])],
+        max_epochs=3,
+        batch_size=16,
+        device="cpu",
+        random_state=0,
+    ).fit(X, y)
+    alone = np.concatenate([net.predict(X[i : i + 1]) for i in range(len(X))])
+    assert_allclose(net.predict(X), alone, rtol=1e-5, atol=1e-6)
 
 
 def test_tower_norm_standardises_and_takes_a_single_row():

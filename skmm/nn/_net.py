@@ -579,6 +579,7 @@ class MultimodalNetClassifier(ClassifierMixin, _MultimodalNetBase):
     LSTM/GRU, :class:`~skmm.encoders.AudioEncoder` spectrogram CNN: one
     implementation, with the encoder's preprocessing and augmentation) or, for numeric
     columns, a 64-unit ReLU layer over the standardised values. The towers' outputs are
+    standardised (each feature over the training rows, as the feature-level fuser does),
     fused and an MLP head reads the fused vector; everything is trained jointly with
     Adam and a cross-entropy loss.
 
@@ -807,6 +808,7 @@ class MultimodalNetRegressor(RegressorMixin, _MultimodalNetBase):
     LSTM/GRU, :class:`~skmm.encoders.AudioEncoder` spectrogram CNN: one
     implementation, with the encoder's preprocessing and augmentation) or, for numeric
     columns, a 64-unit ReLU layer over the standardised values. The towers' outputs are
+    standardised (each feature over the training rows, as the feature-level fuser does),
     fused and an MLP head reads the fused vector; everything is trained jointly with
     Adam and a squared-error loss on the standardised targets.
 

@@ -339,11 +339,11 @@ class TowerNorm(torch.nn.BatchNorm1d):
         super().__init__(width, affine=False)
 
     def forward(self, x):
-        if self.training and x.shape[0] < 2:
-            return torch.nn.functional.batch_norm(
-                x, self.running_mean, self.running_var, training=False, eps=self.eps
-            )
-        return super().forward(x)
+        if self.training and x.shape[0] >= 2:
+            return super().forward(x)
+        # Element-wise, so a row's output does not depend on the batch it is in
+        # (torch's batch norm kernels round differently for different batch sizes).
+        return (x - self.running_mean) * torch.rsqrt(self.running_var + self.eps)
 
 
 def mlp_head(in_features, hidden_layer_sizes, dropout, n_outputs):
