@@ -421,8 +421,8 @@ class AudioEncoder(_hub.BackboneMixin, AudioMixin, TorchEncoderMixin, BaseEstima
         only applies to the encoder's own :meth:`fit`: a tower of an
         :mod:`skmm.nn` net never sees the targets, and a net refuses a trained
         ``augment="mixup"`` tower with a ``ValueError`` (use ``"default"`` there).
-        On hard AV digits (four voices, two unheard) mixup did not help: see the
-        user guide.
+        On hard AV digits (four voices, two unheard) its gain was small, within
+        the noise of one run (see the user guide).
     batch_size : int, default=32
         Sounds per batch in training and in :meth:`transform`.
     memory : str, path, joblib.Memory or None, default=None
