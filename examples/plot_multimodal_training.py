@@ -10,11 +10,14 @@ multi-modal classification networks hard?", CVPR 2020). On AV-digits, whose test
 speakers are not heard in training, the audio tower learns the four training voices
 rather than the words unless it is kept from doing so.
 
-:class:`~skmm.nn.MultimodalNetClassifier` counters this in three ways, shown here:
+:class:`~skmm.nn.MultimodalNetClassifier` counters this in four ways, shown here:
 
 * every tower has a linear head of its own, trained on the target beside the fused
   head (``tower_loss_weight="auto"`` weighs each tower's loss by how well it
   generalises on the validation rows, in the spirit of gradient blending);
+* each tower's output is standardised before the heads read it, so that they learn
+  fast enough to read the image CNN before it memorises the training images (the
+  image tower alone: 0.51 without, 0.72 with);
 * the audio tower normalises each recording's spectrogram over time and, with
   ``augment="default"``, masks bands and frames (SpecAugment), which moves it from
   the voices to the words;

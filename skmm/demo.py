@@ -62,7 +62,7 @@ def _settings(quick):
         "takes": None,
         "cnn_epochs": 6,
         "net_epochs": 15,
-        "nets": ["transformer", "concat, staged"],
+        "nets": ["transformer", "concat, MFCC"],
         "quick": False,
     }
 
@@ -156,21 +156,13 @@ def build_models(seed, settings):
             encoders.append(("snd", audio, "audio"))
             params = {"fusion": "transformer", "max_epochs": settings["net_epochs"]}
         else:
-            # An MLP tower over MFCC statistics, trained in stages: each tower alone,
-            # then the head on the fixed towers, then everything at a lower rate.
+            # The CNN tower over the images and an MLP tower over the MFCC statistics
+            # (the fuser's features), concatenated; the nets' default settings.
             encoders = [
                 ("img", ImageEncoder("cnn", device="cpu"), "image"),
                 ("snd", mfcc(), "audio"),
             ]
-            # Strong regularisation: 800 training rows, each modality alone is weak.
-            params = dict(
-                schedule="staged",
-                dropout=0.5,
-                modality_dropout=0.3,
-                batch_size=32,
-                n_iter_no_change=8,
-                max_epochs=30,
-            )
+            params = {"max_epochs": settings["net_epochs"]}
         net = MultimodalNetClassifier(
             encoders,
             random_state=seed,

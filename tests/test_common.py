@@ -174,7 +174,18 @@ def _expected_failures(estimator):
     """The checks each instance is expected to fail, with the reason."""
     if isinstance(estimator, AudioEncoder) and estimator.max_epochs > 0:
         return {"check_methods_subset_invariance": _AUDIO_SUBSET}
-    if isinstance(estimator, (MultimodalNetClassifier, MultimodalNetRegressor)):
+    if isinstance(estimator, MultimodalNetRegressor):
+        return {
+            "check_sample_weight_equivalence_on_dense_data": _STOCHASTIC_WEIGHTS,
+            "check_methods_subset_invariance": (
+                "float32 matrix products differ by ~1e-7 between batch sizes (the "
+                "BLAS picks its kernels by shape); the head sums standardised "
+                "features of unit scale into small predictions, past the check's "
+                "rtol of 1e-7 on the float64 output. test_net_training.py checks "
+                "batch independence to 1e-5."
+            ),
+        }
+    if isinstance(estimator, MultimodalNetClassifier):
         return {"check_sample_weight_equivalence_on_dense_data": _STOCHASTIC_WEIGHTS}
     if isinstance(estimator, ZeroShotClassifier):
         return {

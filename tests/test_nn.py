@@ -146,6 +146,11 @@ def test_net_fuses_its_towers_with_the_shared_operators(blobs, fusion, width):
             _tabular_tower(towers[0], X[:, :2]),
             _tabular_tower(towers[1], X[:, 2:]),
         ]
+        # Each tower's output standardised with its running statistics (TowerNorm).
+        blocks = [
+            (b - n.running_mean.numpy()) / np.sqrt(n.running_var.numpy() + n.eps)
+            for n, b in zip(net.module_.norms, blocks)
+        ]
         if layer.projections is not None:
             blocks = [
                 np.maximum(_linear(p[0], b), 0)
@@ -388,10 +393,12 @@ def test_modality_dropout_copes_with_all_audio_missing():
             modality_dropout=rate, max_epochs=10, tower_loss_weight=0.0
         ).fit(X, y)
         scores[rate] = (net.score(X_test, y_test), net.score(no_audio, y_test))
-    # Measured, both modalities: 0.83 without dropout, 0.87 with; image alone (at most
-    # 0.6 + 0.4 / 3 = 0.73 here): 0.59 without dropout, 0.69 with.
-    assert min(s[0] for s in scores.values()) > 0.8
-    assert scores[0.5][1] > 0.65 and scores[0.5][1] > scores[0.0][1] + 0.07, scores
+    # Measured, both modalities: 0.75 without dropout, 0.83 with; image alone (at most
+    # 0.6 + 0.4 / 3 = 0.73 here): 0.74 without dropout, 0.71 with. The towers'
+    # outputs are standardised, so a missing block (zeros) is their mean and the head
+    # copes even without modality dropout (0.59 before they were).
+    assert min(s[0] for s in scores.values()) > 0.72, scores
+    assert min(s[1] for s in scores.values()) > 0.65, scores
 
 
 def test_class_weight_balanced_weights_the_loss():
@@ -631,13 +638,13 @@ def test_fusion_beats_each_tower_on_hard_av_digits(record_measure):
     single = {"image": accuracy([img]), "audio": accuracy([snd])}
     fused = {f: accuracy([img, snd], f) for f in ("concat", "transformer")}
     best = max(single.values())
-    # Measured (seed 0, one thread): image tower 0.505, audio tower 0.47 (0.13 before
-    # utterance normalisation, 16 bands and SpecAugment); concat 0.6975,
-    # transformer 0.7875.
-    record_measure("image tower alone", single["image"], 0.45)
-    record_measure("audio tower alone", single["audio"], 0.42)
+    # Measured (seed 0, one thread): image tower 0.7175, audio tower 0.645 (0.505 and
+    # 0.47 before the towers' outputs were standardised; audio 0.13 before utterance
+    # normalisation, 16 bands and SpecAugment); concat 0.8825, transformer 0.87.
+    record_measure("image tower alone", single["image"], 0.66)
+    record_measure("audio tower alone", single["audio"], 0.58)
     record_measure("concat - best tower", fused["concat"] - best, 0.12)
-    record_measure("transformer - best tower", fused["transformer"] - best, 0.22)
+    record_measure("transformer - best tower", fused["transformer"] - best, 0.11)
 
 
 # -- tower heads, stages, token fusion ------------------------------------------------------

@@ -455,7 +455,9 @@ class _MultimodalNetBase(
     def _train_mode(self, module, data):
         super()._train_mode(module, data)
         if data.stage == "head":
-            module.towers.eval()  # trained already: their batch-norm statistics too
+            # Trained already: their batch-norm statistics too, and their outputs'.
+            module.towers.eval()
+            module.norms.eval()
 
     def _losses(self, module, data, rows, generator=None):
         """The fused loss, each tower's loss (on its present rows) and the outputs."""
@@ -550,8 +552,12 @@ class _MultimodalNetBase(
         self._recalibrate_parts(module, [data.recalibration(train)])
 
     def _recalibrate_parts(self, module, parts):
-        """Batch-norm statistics averaged over every ``(data, rows)`` of ``parts``."""
-        with batch_norm_recalibration(module.towers) as norms:
+        """Batch-norm statistics averaged over every ``(data, rows)`` of ``parts``.
+
+        The towers' batch norms and the standardisation of their outputs.
+        """
+        towers = torch.nn.ModuleList([module.towers, module.norms])
+        with batch_norm_recalibration(towers) as norms:
             if not norms:
                 return
             for data, rows in parts:
@@ -813,6 +819,7 @@ class MultimodalNetClassifier(ClassifierMixin, _MultimodalNetBase):
     LSTM/GRU, :class:`~skmm.encoders.AudioEncoder` spectrogram CNN: one
     implementation, with the encoder's preprocessing and augmentation) or, for numeric
     columns, a 64-unit ReLU layer over the standardised values. The towers' outputs are
+    standardised (each feature over the training rows, as the feature-level fuser does),
     fused and an MLP head reads the fused vector; everything is trained jointly with
     Adam and a cross-entropy loss.
 
@@ -1113,6 +1120,7 @@ class MultimodalNetRegressor(RegressorMixin, _MultimodalNetBase):
     LSTM/GRU, :class:`~skmm.encoders.AudioEncoder` spectrogram CNN: one
     implementation, with the encoder's preprocessing and augmentation) or, for numeric
     columns, a 64-unit ReLU layer over the standardised values. The towers' outputs are
+    standardised (each feature over the training rows, as the feature-level fuser does),
     fused and an MLP head reads the fused vector; everything is trained jointly with
     Adam and a squared-error loss on the standardised targets.
 
