@@ -350,11 +350,11 @@ def test_streaming_matches_in_memory_training_on_av_digits(record_measure):
     for _ in range(10):
         for rows in np.array_split(np.arange(len(train)), 8):
             chunked.partial_fit(X.iloc[rows], y[rows], classes=np.arange(10))
-    # measured (one thread, seed 0): 0.6875 in memory, 0.6925 on 8 partitions,
-    # 0.68 by partial_fit
-    record_measure("in memory", in_memory, 0.65)
+    # measured (one thread, seed 0): 0.81 in memory, 0.8525 on 8 partitions,
+    # 0.85 by partial_fit
+    record_measure("in memory", in_memory, 0.77)
     for name, model in (("8 Dask partitions", streamed), ("partial_fit", chunked)):
-        score = record_measure(name, model.score(X_test, y_test), 0.64)
+        score = record_measure(name, model.score(X_test, y_test), 0.81)
         # The bar: within 3 points of the in-memory fit.
         record_measure(f"{name} minus in memory", score - in_memory, -0.03)
 
