@@ -88,7 +88,7 @@ class EmbeddingMemory(joblib.Memory):
         metadata.
     storage_options : dict, default=None
         Options of the fsspec file system of a URL location (``endpoint_url``,
-        ``profile``...). They travel inside the pickled encoder to Dask workers:
+        ``profile``...); unused for a local folder. They travel inside the pickled encoder to Dask workers:
         prefer credentials the workers find themselves (environment variables,
         instance roles) to secrets here.
     verbose : int, default=0
@@ -108,8 +108,7 @@ class EmbeddingMemory(joblib.Memory):
 
     At an fsspec URL, here fsspec's in-process ``memory://`` file system:
 
-    >>> enc.set_params(memory=EmbeddingMemory("memory://skmm-doctest"))
-    ImageEncoder(...)
+    >>> enc = enc.set_params(memory=EmbeddingMemory("memory://skmm-doctest"))
     >>> enc.transform(images).shape
     (2, 128)
     """
