@@ -88,9 +88,9 @@ class EmbeddingMemory(joblib.Memory):
         metadata.
     storage_options : dict, default=None
         Options of the fsspec file system of a URL location (``endpoint_url``,
-        ``profile``...); unused for a local folder. They travel inside the pickled encoder to Dask workers:
-        prefer credentials the workers find themselves (environment variables,
-        instance roles) to secrets here.
+        ``profile``...); unused for a local folder. They travel inside the
+        pickled encoder to Dask workers: prefer credentials the workers find
+        themselves (environment variables, instance roles) to secrets here.
     verbose : int, default=0
         joblib's verbosity, for the joblib side of the cache.
 
