@@ -303,15 +303,18 @@ class EmbeddingCache:
     def _read_url(self, keys, shape):
         """The verified entries of ``keys`` at the URL (None where there is none)."""
         paths = [self._path(key) for key in keys]
-        # One call per batch (concurrent requests on asynchronous stores); a missing
-        # or unreadable entry comes back as an exception: a miss.
-        blobs = self._fs.cat(paths, on_error="return")
-        values = []
-        for key, path in zip(keys, paths):
-            blob = blobs.get(path)
-            ok = isinstance(blob, bytes)
-            values.append(self._verified(key, io.BytesIO(blob), shape) if ok else None)
-        return values
+        # One call per batch: concurrent requests on asynchronous stores, and no glob
+        # expansion of the paths (cat would expand a "[" in the user's location). A
+        # missing or unreadable entry comes back as an exception: a miss. Explicit
+        # start and end lists: fsspec 2023.1 mishandles a single None.
+        ends = [None] * len(paths)
+        blobs = self._fs.cat_ranges(paths, ends, ends, on_error="return")
+        return [
+            self._verified(key, io.BytesIO(blob), shape)
+            if isinstance(blob, bytes)
+            else None
+            for key, blob in zip(keys, blobs)
+        ]
 
     def load(self, keys, out):
         """Fill ``out[i]`` for each cached ``keys[i]``; return the mask of hits."""
