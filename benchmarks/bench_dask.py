@@ -12,7 +12,7 @@ decodes nothing, and a third reads the same entries through a ``file://`` URL, t
 fsspec path that ``s3://`` or ``gs://`` locations take.
 
     SKMM_SHARED_DATA=/path/to/shared/data python benchmarks/bench_dask.py [N]
-    # ~4 min for N = 20,000 on 2 cores shared with other jobs
+    # ~5 min for N = 20,000 on 2 cores shared with other jobs
 """
 
 import multiprocessing
