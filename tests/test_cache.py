@@ -1,7 +1,10 @@
 """The per-item embedding cache (memory=) and threaded decoding (num_workers=)."""
 
+import io
 import os
 import pickle
+import shutil
+import sys
 
 import joblib
 import numpy as np
@@ -126,8 +129,10 @@ def test_concurrent_writers_do_not_corrupt(image_files, tmp_path):
         joblib.delayed(_encode_in_worker)(enc, image_files) for _ in range(4)
     )
     expected = frozen().fit(image_files).transform(image_files)
+    # A worker that finds some entries already written encodes the rest in a
+    # smaller batch: equal up to float rounding.
     for result in results:
-        np.testing.assert_array_equal(result, expected)
+        np.testing.assert_allclose(result, expected, atol=1e-6)
     for entry in (tmp_path / "cache").rglob("*.np*"):
         assert not entry.name.startswith(".tmp-")
         assert _entry(entry)["value"].shape == (128,)
@@ -327,8 +332,6 @@ def test_a_read_only_folder_degrades(image_files, tmp_path):
 
 
 def test_content_hash_mode(image_files, tmp_path, count_loads):
-    import shutil
-
     from skmm.utils import EmbeddingMemory
 
     memory = EmbeddingMemory(tmp_path / "cache", hash_files=True)
@@ -357,3 +360,266 @@ def test_content_hash_mode(image_files, tmp_path, count_loads):
     count_loads.clear()
     plain.transform(copies[1:])
     assert count_loads == {"ImageEncoder": 11}
+
+
+# -- the cache at an fsspec URL ------------------------------------------------------
+@pytest.fixture(params=["memory", "file"])
+def url(request, tmp_path, monkeypatch):
+    """A fresh cache URL: fsspec's in-process object store, or a file:// folder."""
+    fsspec = pytest.importorskip("fsspec")
+    # A URL handed to joblib would become a local folder "memory:" or "file:" here.
+    monkeypatch.chdir(tmp_path)
+    if request.param == "file":
+        yield (tmp_path / "cache").as_uri()
+    else:
+        root = f"/skmm-test-{os.getpid()}-{request.node.name}"
+        yield f"memory://{root}"
+        # The node's name puts "[" in the root: paths must not be taken for globs.
+        fs = fsspec.filesystem("memory")
+        for path in fs.find(root):
+            fs.rm_file(path)
+    assert not {p.name for p in tmp_path.iterdir()} & {"memory:", "file:"}
+
+
+def _url_entries(url):
+    """The paths of every file under the URL, and its file system."""
+    import fsspec
+
+    fs, root = fsspec.core.url_to_fs(url)
+    return fs, sorted(fs.find(root))
+
+
+def _url_entry(fs, path):
+    with np.load(io.BytesIO(fs.cat_file(path)), allow_pickle=False) as entry:
+        return dict(entry)
+
+
+def _assert_entries_are_rows(fs, paths, expected, atol=1e-6):
+    """The entries at ``paths`` hold the rows of ``expected``, one each."""
+    values = np.stack([_url_entry(fs, p)["value"] for p in paths])
+    gaps = np.abs(values[:, None, :] - expected[None, :, :]).max(axis=2)
+    assert np.all(gaps.min(axis=1) <= atol)
+    assert sorted(gaps.argmin(axis=1)) == list(range(len(expected)))
+
+
+def test_url_cache_second_call_decodes_nothing(url, image_files, count_loads):
+    reference = frozen().fit(image_files).transform(image_files)
+    enc = frozen(memory=url).fit(image_files)
+    count_loads.clear()
+    first = enc.transform(image_files)
+    assert count_loads == {"ImageEncoder": 12}
+    second = enc.transform(image_files[::-1])
+    assert count_loads == {"ImageEncoder": 12}  # nothing new decoded
+    np.testing.assert_array_equal(first, reference)
+    np.testing.assert_array_equal(second, reference[::-1])
+    fs, paths = _url_entries(url)
+    assert len(paths) == 12 and all(p.endswith(".npz") for p in paths)
+    assert not any("/.tmp-" in p for p in paths)
+    assert all("/skmm_embeddings/v2/ImageEncoder-" in p for p in paths)
+    _assert_entries_are_rows(fs, paths, reference, atol=0)
+
+
+def test_url_corrupt_entries_are_recomputed(url, image_files, count_loads):
+    from skmm.utils._cache import EmbeddingCache
+
+    enc = frozen(memory=url).fit(image_files)
+    expected = enc.transform(image_files)
+    fs, paths = _url_entries(url)
+    cache = EmbeddingCache(url, enc._cache_namespace())
+    key = paths[1].rsplit("/", 1)[1][: -len(".npz")]
+    nan = np.full(128, np.nan, dtype=np.float32)
+    planted = io.BytesIO()
+    np.savez(planted, value=nan, checksum=cache._checksum(key, nan))
+    fs.pipe_file(paths[0], fs.cat_file(paths[0])[:20])  # truncated
+    fs.pipe_file(paths[1], planted.getvalue())  # NaN with a matching checksum
+    fs.pipe_file(paths[2], fs.cat_file(paths[3]))  # another item's entry
+    fs.pipe_file(paths[4], b"not an npz archive")
+    count_loads.clear()
+    np.testing.assert_allclose(enc.transform(image_files), expected, atol=1e-6)
+    assert count_loads == {"ImageEncoder": 4}  # the 4 broken entries, no more
+    # They were written again, valid: a third pass decodes nothing.
+    count_loads.clear()
+    np.testing.assert_allclose(enc.transform(image_files), expected, atol=1e-6)
+    assert count_loads == {}
+    assert np.isfinite(_url_entry(fs, paths[1])["value"]).all()
+
+
+def _transform_in_thread(enc, paths, barrier):
+    barrier.wait()  # every thread reads, encodes and writes the same keys together
+    return enc.transform(paths)
+
+
+def test_url_concurrent_threads_leave_valid_entries(url, image_files):
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    enc = frozen(memory=url).fit(image_files)
+    expected = frozen().fit(image_files).transform(image_files)
+    barrier = threading.Barrier(4)
+    with ThreadPoolExecutor(4) as pool:
+        futures = [
+            pool.submit(_transform_in_thread, enc, image_files, barrier)
+            for _ in range(4)
+        ]
+        results = [f.result() for f in futures]
+    # A worker that finds some entries already written encodes the rest in a
+    # smaller batch: equal up to float rounding.
+    for result in results:
+        np.testing.assert_allclose(result, expected, atol=1e-6)
+    fs, paths = _url_entries(url)
+    assert len(paths) == 12 and not any("/.tmp-" in p for p in paths)
+    _assert_entries_are_rows(fs, paths, expected)
+
+
+def test_file_url_concurrent_processes_leave_valid_entries(image_files, tmp_path):
+    url = (tmp_path / "cache").as_uri()
+    enc = frozen(memory=url).fit(image_files)
+    results = joblib.Parallel(n_jobs=2, backend="loky")(
+        joblib.delayed(_encode_in_worker)(enc, image_files) for _ in range(4)
+    )
+    expected = frozen().fit(image_files).transform(image_files)
+    # A worker that finds some entries already written encodes the rest in a
+    # smaller batch: equal up to float rounding.
+    for result in results:
+        np.testing.assert_allclose(result, expected, atol=1e-6)
+    entries = list((tmp_path / "cache").rglob("*"))
+    files = [e for e in entries if e.is_file()]
+    assert len(files) == 12 and not any(e.name.startswith(".tmp-") for e in files)
+    assert all(_entry(e)["value"].shape == (128,) for e in files)
+
+
+def test_object_store_entries_are_single_puts(image_files, monkeypatch):
+    """On an object store each entry is one whole-object PUT, never a rename."""
+    fsspec = pytest.importorskip("fsspec")
+    from fsspec.implementations.memory import MemoryFileSystem
+
+    puts, moves = [], []
+    put = MemoryFileSystem.pipe_file
+    monkeypatch.setattr(
+        MemoryFileSystem,
+        "pipe_file",
+        lambda self, path, value, **kw: (puts.append(path), put(self, path, value))[1],
+    )
+    monkeypatch.setattr(MemoryFileSystem, "mv", lambda *a, **k: moves.append(a))
+    url = f"memory://skmm-puts-{os.getpid()}"
+    try:
+        frozen(memory=url).fit(image_files).transform(image_files)
+    finally:
+        fsspec.filesystem("memory").rm(url[len("memory://") :], recursive=True)
+    assert len(puts) == 12 and moves == []
+    assert all(p.endswith(".npz") and "/.tmp-" not in p for p in puts)
+
+
+def test_file_url_interrupted_write_leaves_no_entry(image_files, tmp_path, monkeypatch):
+    """A file-system store gets a temporary name moved into place: a write cut off
+    half way leaves nothing under the entry's name."""
+    pytest.importorskip("fsspec")
+    from fsspec.implementations.local import LocalFileSystem
+
+    def half_then_fail(self, path, value, **kwargs):
+        with open(path, "wb") as f:
+            f.write(value[: len(value) // 2])
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(LocalFileSystem, "pipe_file", half_then_fail)
+    url = (tmp_path / "cache").as_uri()
+    enc = frozen(memory=url).fit(image_files)
+    with pytest.warns(UserWarning) as record:
+        out = enc.transform(image_files)
+    assert "No space left on device" in _only_warning(record)
+    np.testing.assert_array_equal(out, frozen().fit(image_files).transform(image_files))
+    assert [p for p in (tmp_path / "cache").rglob("*") if p.is_file()] == []
+
+
+def test_url_cache_that_cannot_be_written_warns_once(
+    image_files, tmp_path, monkeypatch
+):
+    pytest.importorskip("fsspec")
+    from fsspec.implementations.memory import MemoryFileSystem
+
+    expected = frozen().fit(image_files).transform(image_files)
+    # file://: a file where the cache folder should be.
+    (tmp_path / "blocker").write_text("")
+    enc = frozen(memory=(tmp_path / "blocker").as_uri()).fit(image_files)
+    with pytest.warns(UserWarning) as record:
+        np.testing.assert_array_equal(enc.transform(image_files), expected)
+    message = _only_warning(record)
+    assert f"file://{tmp_path}/blocker/skmm_embeddings" in message
+    assert "cannot be written" in message
+
+    # An object store's client raises its own errors, not only OSError.
+    class NoCredentialsError(Exception):
+        pass
+
+    def refused(self, path, value, **kwargs):
+        raise NoCredentialsError("Unable to locate credentials")
+
+    monkeypatch.setattr(MemoryFileSystem, "pipe_file", refused)
+    enc = frozen(memory="memory://skmm-refused").fit(image_files)
+    with pytest.warns(UserWarning) as record:
+        np.testing.assert_array_equal(enc.transform(image_files), expected)
+    message = _only_warning(record)
+    assert message.startswith("the embedding cache memory://")
+    assert "/skmm-refused/skmm_embeddings/v2/ImageEncoder-" in message
+    assert "NoCredentialsError: Unable to locate credentials" in message
+
+
+def test_url_without_fsspec_names_the_extra(image_files, tmp_path, monkeypatch):
+    from skmm.utils import EmbeddingMemory
+
+    monkeypatch.setitem(sys.modules, "fsspec", None)  # import fsspec fails
+    expected = frozen().fit(image_files).transform(image_files)
+    for memory in ("s3://bucket/cache", EmbeddingMemory("s3://bucket/cache")):
+        enc = frozen(memory=memory).fit(image_files)
+        with pytest.raises(ImportError) as info:
+            enc.transform(image_files)
+        message = str(info.value)
+        assert "memory='s3://bucket/cache' is a URL" in message
+        assert 'pip install "skmm[dask]"' in message
+    # A local folder never imports fsspec.
+    enc = frozen(memory=tmp_path / "cache").fit(image_files)
+    np.testing.assert_array_equal(enc.transform(image_files), expected)
+    assert len(list((tmp_path / "cache").rglob("*.npz"))) == 12
+
+
+def test_embedding_memory_at_a_url(image_files, tmp_path, monkeypatch, count_loads):
+    fsspec = pytest.importorskip("fsspec")
+    from skmm.utils import EmbeddingMemory
+
+    monkeypatch.chdir(tmp_path)
+    memory = EmbeddingMemory(
+        "memory://skmm-em", hash_files=True, storage_options={"skip_instance_cache": 1}
+    )
+    # joblib's side is off at a URL: no local folder "memory:" (joblib.Memory with
+    # this URL would create ./memory:/skmm-em/joblib), and a pipeline caches nothing.
+    assert not (tmp_path / "memory:").exists()
+    assert memory.store_backend is None and memory.location == "memory://skmm-em"
+    assert repr(memory) == "EmbeddingMemory(location='memory://skmm-em')"
+    copy = pickle.loads(pickle.dumps(memory))
+    assert (copy.location, copy.hash_files, copy.storage_options) == (
+        "memory://skmm-em",
+        True,
+        {"skip_instance_cache": 1},
+    )
+    seen = []
+    url_to_fs = fsspec.core.url_to_fs
+    monkeypatch.setattr(
+        fsspec.core,
+        "url_to_fs",
+        lambda url, **kw: (seen.append((url, kw)), url_to_fs(url, **kw))[1],
+    )
+    try:
+        enc = frozen(memory=memory).fit(image_files)
+        clone(enc).fit(image_files)
+        first = enc.transform(image_files)
+        # hash_files: copies of the files elsewhere are hits.
+        copies = [
+            str(shutil.copy(path, tmp_path / f"copy_{os.path.basename(path)}"))
+            for path in image_files
+        ]
+        count_loads.clear()
+        np.testing.assert_array_equal(enc.transform(copies), first)
+        assert count_loads == {}
+    finally:
+        fsspec.filesystem("memory").rm("/skmm-em", recursive=True)
+    assert seen[0] == ("memory://skmm-em", {"skip_instance_cache": 1})

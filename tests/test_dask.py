@@ -360,10 +360,13 @@ def _count_decodes(path):
     ImageEncoder._load = counted
 
 
-def test_shared_cache_second_pass_decodes_nothing(client, data, tmp_path):
+@pytest.mark.parametrize("where", ["folder", "file URL"])
+def test_shared_cache_second_pass_decodes_nothing(client, data, tmp_path, where):
     X, _ = data
+    # A file:// URL goes through fsspec, as s3:// or gs:// would.
+    memory = tmp_path / "cache" if where == "folder" else (tmp_path / "cache").as_uri()
     enc = ImageEncoder(
-        "cnn", max_epochs=0, batch_size=BATCH, memory=tmp_path / "cache", random_state=0
+        "cnn", max_epochs=0, batch_size=BATCH, memory=memory, random_state=0
     ).fit(X[["image"]])
     log = tmp_path / "decodes.log"
     client.run(_count_decodes, str(log))

@@ -20,12 +20,25 @@ Entries are written to a temporary file and renamed into place, so concurrent wo
 and killed processes never leave a half-written entry. A cache that cannot be written
 (read-only folder, full disk, a file where the folder should be) warns once per
 transform and the features are computed without it.
+
+A location that is a URL (``s3://bucket/cache``, ``gs://``, ``file://``,
+``memory://``: a string with ``://``) is reached through fsspec, imported only then.
+On object stores (S3, GCS, Azure, ``memory://``) an entry is one PUT of the whole
+object, which the store makes visible whole or never (zarr's fsspec store relies on
+the same); a rename there would be a copy and a delete, two more requests and no more
+safety. On other fsspec file systems (``file://``, SFTP, HDFS...) an entry is written
+under a unique temporary name and moved into place. Either way concurrent writers of
+one key write equivalent entries and the last one wins, and every read is verified
+as above.
 """
 
+import contextlib
 import hashlib
+import io
 import os
 import pickle
 import tempfile
+import uuid
 import warnings
 from pathlib import Path
 
@@ -36,10 +49,17 @@ import numpy as np
 _LAYOUT = "v2"
 # Chunk size for hashing file contents.
 _CHUNK = 1 << 20
+# Entries fetched or stored per call at a URL: asynchronous stores (s3fs, gcsfs,
+# adlfs) run a call's requests concurrently; the bytes in flight stay bounded.
+_URL_BATCH = 512
+# fsspec protocols of object stores: one PUT writes a whole object atomically.
+_ONE_PUT_STORES = frozenset(
+    {"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "oss", "memory"}
+)
 
 
 class EmbeddingMemory(joblib.Memory):
-    """A cache folder for encoders' ``memory=``, optionally keying files by content.
+    """A cache location for encoders' ``memory=``, optionally keying files by content.
 
     By default (and with a plain path or ``joblib.Memory``) a file item is keyed by
     its absolute path, size, modification time, change time and inode: nothing is
@@ -51,15 +71,26 @@ class EmbeddingMemory(joblib.Memory):
     than decoding it and running the model, but not free), and identical files share
     one entry wherever they are.
 
-    It is a :class:`joblib.Memory`, so it also serves as a pipeline's ``memory``.
+    It is a :class:`joblib.Memory`, so with a local folder it also serves as a
+    pipeline's ``memory``. At a URL only the encoders' per-item cache is kept:
+    joblib stores in local folders only, so its side is off (a pipeline given this
+    object caches nothing), and no local folder named after the URL is created, as
+    ``joblib.Memory("s3://bucket/cache")`` would create ``./s3:/bucket/cache``.
 
     Parameters
     ----------
     location : str or path
-        The cache folder.
+        The cache folder, or an fsspec URL (``"s3://bucket/cache"``, ``"gs://..."``,
+        ``"file:///shared/cache"``), which needs fsspec (``pip install
+        "skmm[dask]"``) and the store's own package (s3fs, gcsfs, adlfs...).
     hash_files : bool, default=False
         Key file items by their content instead of their path and file-system
         metadata.
+    storage_options : dict, default=None
+        Options of the fsspec file system of a URL location (``endpoint_url``,
+        ``profile``...); unused for a local folder. They travel inside the
+        pickled encoder to Dask workers: prefer credentials the workers find
+        themselves (environment variables, instance roles) to secrets here.
     verbose : int, default=0
         joblib's verbosity, for the joblib side of the cache.
 
@@ -74,19 +105,50 @@ class EmbeddingMemory(joblib.Memory):
     >>> enc = ImageEncoder("cnn", max_epochs=0, memory=memory, device="cpu")
     >>> enc.fit_transform(images).shape
     (2, 128)
+
+    At an fsspec URL, here fsspec's in-process ``memory://`` file system:
+
+    >>> enc = enc.set_params(memory=EmbeddingMemory("memory://skmm-doctest"))
+    >>> enc.transform(images).shape
+    (2, 128)
     """
 
-    def __init__(self, location, *, hash_files=False, verbose=0):
-        super().__init__(location, verbose=verbose)
+    def __init__(self, location, *, hash_files=False, storage_options=None, verbose=0):
+        # joblib would make a local folder of a URL: "s3:/bucket/cache/joblib".
+        super().__init__(None if _is_url(location) else location, verbose=verbose)
+        self.location = location
         self.hash_files = hash_files
+        self.storage_options = storage_options
+
+    def __repr__(self):
+        return f"{type(self).__name__}(location={self.location!r})"
+
+
+def _is_url(location):
+    return isinstance(location, str) and "://" in location
 
 
 def _location(memory):
-    """The folder of ``memory``: a path, or a ``joblib.Memory`` (None if disabled)."""
-    if isinstance(memory, (str, os.PathLike)):
-        return Path(memory)
-    location = getattr(memory, "location", None)
-    return None if location is None else Path(location)
+    """Where ``memory`` stores: a local Path, a URL str, or None (disabled)."""
+    if not isinstance(memory, (str, os.PathLike)):
+        memory = getattr(memory, "location", None)
+    if memory is None or _is_url(memory):
+        return memory
+    return Path(memory)
+
+
+def _filesystem(url, storage_options):
+    """The fsspec file system of ``url``, and the path of ``url`` on it."""
+    try:
+        import fsspec
+    except ImportError as exc:
+        raise ImportError(
+            f"memory={url!r} is a URL, which the embedding cache reaches through "
+            'fsspec, and fsspec is not installed: pip install "skmm[dask]" (or '
+            "fsspec and the store's package, such as s3fs), or give memory= a "
+            "local folder."
+        ) from exc
+    return fsspec.core.url_to_fs(url, **(storage_options or {}))
 
 
 def fingerprint(*parts):
@@ -173,8 +235,9 @@ class EmbeddingCache:
     Parameters
     ----------
     memory : str, path or joblib.Memory
-        Where the cache lives; an :class:`EmbeddingMemory` may ask for file keys by
-        content.
+        Where the cache lives, a local folder or an fsspec URL; an
+        :class:`EmbeddingMemory` may ask for file keys by content and give the
+        URL's storage options.
     namespace : str
         The encoder's fingerprint.
     """
@@ -183,14 +246,24 @@ class EmbeddingCache:
         location = _location(memory)
         self.namespace = namespace
         self.hash_files = bool(getattr(memory, "hash_files", False))
-        self.folder = (
-            None
-            if location is None
-            else location / "skmm_embeddings" / _LAYOUT / namespace
-        )
         self._writable = True
+        self._fs = None
+        if location is None:
+            self.folder = None
+        elif isinstance(location, Path):
+            self.folder = location / "skmm_embeddings" / _LAYOUT / namespace
+        else:
+            options = getattr(memory, "storage_options", None)
+            self._fs, root = _filesystem(location, options)
+            self.folder = f"{root.rstrip('/')}/skmm_embeddings/{_LAYOUT}/{namespace}"
+            protocols = self._fs.protocol
+            protocols = {protocols} if isinstance(protocols, str) else set(protocols)
+            self._one_put = bool(protocols & _ONE_PUT_STORES)
+            self._made = set()  # folders known to exist, on stores that have them
 
     def _path(self, key):
+        if self._fs is not None:
+            return f"{self.folder}/{key[:2]}/{key}.npz"
         return self.folder / key[:2] / f"{key}.npz"
 
     def _checksum(self, key, value):
@@ -200,15 +273,14 @@ class EmbeddingCache:
         h.update(np.ascontiguousarray(value).tobytes())
         return np.frombuffer(h.digest(), dtype=np.uint8)
 
-    def _read(self, key, shape):
-        """The entry of ``key`` if it is there and verified, else None."""
+    def _verified(self, key, f, shape):
+        """The entry in the open file ``f`` if it is one of ``key``, else None."""
         try:
-            # Our own handle: closed even when the entry is not a valid archive.
-            with open(self._path(key), "rb") as f, np.load(f, allow_pickle=False) as z:
+            with np.load(f, allow_pickle=False) as z:
                 value, checksum = z["value"], z["checksum"]
         except MemoryError:
             raise
-        except Exception:  # noqa: BLE001 - absent, unreadable or not an entry: a miss
+        except Exception:  # noqa: BLE001 - not a valid entry: a miss
             return None
         if (
             value.dtype == np.float32
@@ -219,13 +291,48 @@ class EmbeddingCache:
             return value
         return None
 
+    def _read(self, key, shape):
+        """The entry of ``key`` if it is there and verified, else None."""
+        try:
+            # Our own handle: closed even when the entry is not a valid archive.
+            with open(self._path(key), "rb") as f:
+                return self._verified(key, f, shape)
+        except OSError:  # absent or unreadable: a miss
+            return None
+
+    def _read_url(self, keys, shape):
+        """The verified entries of ``keys`` at the URL (None where there is none)."""
+        paths = [self._path(key) for key in keys]
+        # One call per batch: concurrent requests on asynchronous stores, and no glob
+        # expansion of the paths (cat would expand a "[" in the user's location). A
+        # missing or unreadable entry comes back as an exception: a miss. Explicit
+        # start and end lists: fsspec 2023.1 mishandles a single None.
+        ends = [None] * len(paths)
+        blobs = self._fs.cat_ranges(paths, ends, ends, on_error="return")
+        return [
+            self._verified(key, io.BytesIO(blob), shape)
+            if isinstance(blob, bytes)
+            else None
+            for key, blob in zip(keys, blobs)
+        ]
+
     def load(self, keys, out):
         """Fill ``out[i]`` for each cached ``keys[i]``; return the mask of hits."""
         hits = np.zeros(len(keys), dtype=bool)
         if self.folder is None:
             return hits
-        for i, key in enumerate(keys):
-            value = None if key is None else self._read(key, out.shape[1:])
+        rows = [i for i, key in enumerate(keys) if key is not None]
+        if self._fs is None:
+            values = (self._read(keys[i], out.shape[1:]) for i in rows)
+        else:
+            values = (
+                value
+                for start in range(0, len(rows), _URL_BATCH)
+                for value in self._read_url(
+                    [keys[i] for i in rows[start : start + _URL_BATCH]], out.shape[1:]
+                )
+            )
+        for i, value in zip(rows, values):
             if value is not None:
                 out[i] = value
                 hits[i] = True
@@ -246,26 +353,68 @@ class EmbeddingCache:
                 pass  # the original error is the one to report
             raise
 
+    def _entry_bytes(self, key, value):
+        buffer = io.BytesIO()
+        np.savez(buffer, value=value, checksum=self._checksum(key, value))
+        return buffer.getvalue()
+
+    def _write_url(self, entries):
+        """Store ``(key, value)`` pairs at the URL, each entry whole or not at all."""
+        if self._one_put:
+            # An object store makes each PUT visible whole, never in part.
+            blobs = {self._path(k): self._entry_bytes(k, v) for k, v in entries}
+            self._fs.pipe(blobs)
+            return
+        for key, value in entries:
+            path = self._path(key)
+            folder = path.rsplit("/", 1)[0]
+            if folder not in self._made:
+                self._fs.makedirs(folder, exist_ok=True)
+                self._made.add(folder)
+            tmp = f"{folder}/.tmp-{uuid.uuid4().hex}.npz"
+            try:
+                self._fs.pipe_file(tmp, self._entry_bytes(key, value))
+                self._fs.mv(tmp, path)
+            except BaseException:
+                # The write's error is the one to report, not the clean-up's.
+                with contextlib.suppress(Exception):
+                    self._fs.rm_file(tmp)
+                raise
+
     def save(self, keys, values):
         """Store ``values[i]`` under ``keys[i]`` (atomically, one file per item).
 
-        Non-finite vectors are never stored. If the folder cannot be written, warn
+        Non-finite vectors are never stored. If the location cannot be written, warn
         once and stop trying: the features are already computed.
         """
         if self.folder is None or not self._writable:
             return
-        for key, value in zip(keys, values):
-            if key is None or not np.all(np.isfinite(value)):
-                continue
-            try:
-                self._write(key, np.asarray(value, dtype=np.float32))
-            except OSError as exc:
-                self._writable = False
-                warnings.warn(
-                    f"the embedding cache {self.folder} cannot be written "
-                    f"({type(exc).__name__}: {exc}); features are computed without "
-                    "it. Give memory= a writable folder, or memory=None.",
-                    UserWarning,
-                    stacklevel=2,
-                )
-                return
+        entries = [
+            (key, np.asarray(value, dtype=np.float32))
+            for key, value in zip(keys, values)
+            if key is not None and np.all(np.isfinite(value))
+        ]
+        # A local folder fails with an OSError; remote stores also raise their
+        # client's own errors (a missing credential, a refused request).
+        if self._fs is None:
+            failures, where = OSError, self.folder
+        else:
+            failures, where = Exception, self._fs.unstrip_protocol(self.folder)
+        try:
+            if self._fs is None:
+                for key, value in entries:
+                    self._write(key, value)
+            else:
+                for start in range(0, len(entries), _URL_BATCH):
+                    self._write_url(entries[start : start + _URL_BATCH])
+        except MemoryError:
+            raise
+        except failures as exc:
+            self._writable = False
+            warnings.warn(
+                f"the embedding cache {where} cannot be written "
+                f"({type(exc).__name__}: {exc}); features are computed without "
+                "it. Give memory= a writable location, or memory=None.",
+                UserWarning,
+                stacklevel=2,
+            )
