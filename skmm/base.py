@@ -35,6 +35,7 @@ from .utils._sklearn_compat import (
     _fit_context,
 )
 from .utils._torch import (
+    TowerNorm,
     available_device,
     batch_norm_recalibration,
     load_state_dict,
@@ -631,8 +632,7 @@ class TorchEncoderMixin(
                 self._fit_preprocessing(column, rows)
                 self.module_ = self._init_module()
             items = self._load(column, rows)
-        n_out = 1 if self.classes_ is None else len(self.classes_)
-        head = torch.nn.Linear(self.module_.out_features, n_out)
+        head = self._head(self.module_)
         if "_head_state_" in vars(self):
             head.load_state_dict(self._head_state_)
         else:
@@ -650,6 +650,18 @@ class TorchEncoderMixin(
             )
         self._head_state_ = _to_cpu(head.state_dict())
         self.module_ = self.module_.to(self.device_).eval()
+
+    def _head(self, module):
+        """The training head on ``module``: its output standardised, then linear.
+
+        Standardised (as the nets' heads read their towers), a linear head learns
+        as fast as the tower, instead of the tower memorising the training rows
+        while the head catches up (hard AV-digits, CNN image tower: 0.565 with a
+        bare linear head, 0.72 standardised). The head is dropped after ``fit``.
+        """
+        n_out = 1 if self.classes_ is None else len(self.classes_)
+        width = module.out_features
+        return torch.nn.Sequential(TowerNorm(width), torch.nn.Linear(width, n_out))
 
     def _loss_function(self):
         if self.classes_ is None:
@@ -692,11 +704,9 @@ class TorchEncoderMixin(
             module = self._init_module()
             self.loss_curve_, self.history_, self.n_iter_ = [], [], 0
             if n_epochs > 0:
-                n_out = 1 if self.classes_ is None else len(self.classes_)
-                head = torch.nn.Linear(module.out_features, n_out)
                 stream = _EncoderStream(self, partitions)
                 self._fit_loop(
-                    torch.nn.Sequential(module, head),
+                    torch.nn.Sequential(module, self._head(module)),
                     stream,
                     None,
                     max_epochs=n_epochs,
@@ -772,9 +782,7 @@ class TorchEncoderMixin(
 
     def _train(self, module, column, rows, target, n_epochs, seed):
         """Train ``module`` with a linear head on ``target`` through the training loop."""
-        n_out = 1 if self.classes_ is None else len(self.classes_)
-        head = torch.nn.Linear(module.out_features, n_out)
-        net = torch.nn.Sequential(module, head)
+        net = torch.nn.Sequential(module, self._head(module))
         data = (self._load(column, rows), target, self._loss_function())
         self._fit_loop(
             net,

@@ -308,7 +308,7 @@ def test_encoder_fit_on_dask_reads_one_partition_at_a_time(monkeypatch):
     # pass for the batch-norm statistics.
     assert sizes == [16] * 16
     assert enc.classes_.tolist() == ["dark", "grey", "light"]
-    assert len(enc.loss_curve_) == 3 and enc.loss_curve_[-1] < enc.loss_curve_[0]
+    assert len(enc.loss_curve_) == 3 and enc.n_iter_ == 3
     out = enc.fit_transform(ddf[["img"]], ddf["y"])
     assert dask.is_dask_collection(out)
     np.testing.assert_allclose(out.compute().to_numpy(), enc.transform(frame[["img"]]))

@@ -15,6 +15,7 @@ from sklearn.utils import check_array
 
 from ..fusion._ops import FUSION_OPERATORS, fuse
 from ..utils._sklearn_compat import _safe_indexing
+from ..utils._torch import TowerNorm
 from ..utils._validation import Column
 
 # The fusions the nets offer: the fixed operators of the one registry shared with the
@@ -320,30 +321,6 @@ class FusionLayer(torch.nn.Module):
             ]
             return torch.cat([*blocks, torch.relu(torch.cat(pairs, dim=1))], dim=1)
         return fuse(blocks, self.fusion)
-
-
-class TowerNorm(torch.nn.BatchNorm1d):
-    """Each feature of a tower's output standardised, with no learned scale or shift.
-
-    Batch statistics in training, running ones in evaluation, as batch norm does.
-    The heads then read features on one scale, whatever the tower: the pooled ReLU
-    features of a CNN are small and positive, and a linear head on them learns
-    slowly, while the tower keeps receiving large gradients and memorises the
-    training rows before the head reads it well (hard AV digits, image tower alone:
-    0.51 with the raw features, 0.72 standardised; the fuser standardises before its
-    SVC for the same reason). A training batch with a single present row, and
-    prediction, use the running statistics (recalibrated on the training rows).
-    """
-
-    def __init__(self, width):
-        super().__init__(width, affine=False)
-
-    def forward(self, x):
-        if self.training and x.shape[0] >= 2:
-            return super().forward(x)
-        # Element-wise, so a row's output does not depend on the batch it is in
-        # (torch's batch norm kernels round differently for different batch sizes).
-        return (x - self.running_mean) * torch.rsqrt(self.running_var + self.eps)
 
 
 def mlp_head(in_features, hidden_layer_sizes, dropout, n_outputs):

@@ -185,3 +185,27 @@ def batch_norm_recalibration(module):
     finally:
         for m, momentum in zip(norms, momenta):
             m.momentum = momentum
+
+
+class TowerNorm(torch.nn.BatchNorm1d):
+    """Each feature of a tower's output standardised, with no learned scale or shift.
+
+    Batch statistics in training, running ones in evaluation, as batch norm does.
+    The heads then read features on one scale, whatever the tower: the pooled ReLU
+    features of a CNN are small and positive, and a linear head on them learns
+    slowly, while the tower keeps receiving large gradients and memorises the
+    training rows before the head reads it well (hard AV digits, image tower alone:
+    0.51 with the raw features, 0.72 standardised; the fuser standardises before its
+    SVC for the same reason). A training batch with a single present row, and
+    prediction, use the running statistics (recalibrated on the training rows).
+    """
+
+    def __init__(self, width):
+        super().__init__(width, affine=False)
+
+    def forward(self, x):
+        if self.training and x.shape[0] >= 2:
+            return super().forward(x)
+        # Element-wise, so a row's output does not depend on the batch it is in
+        # (torch's batch norm kernels round differently for different batch sizes).
+        return (x - self.running_mean) * torch.rsqrt(self.running_var + self.eps)
