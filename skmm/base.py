@@ -229,10 +229,13 @@ class TrainingMixin:
     def _epoch_parts(self, data, train, generator):
         """What one epoch goes through, as ``(data, rows)`` pairs.
 
-        In memory, all of ``data`` at once; a stream (a Dask DataFrame) yields one
-        partition at a time, so memory holds a partition, not the data.
+        In memory, all of ``data`` at once; a :class:`PartitionStream` (``fit`` on a
+        Dask DataFrame) one partition at a time, so memory holds a partition, not
+        the data.
         """
-        yield data, train
+        if isinstance(data, PartitionStream):
+            return data.parts(generator)
+        return [(data, train)]
 
     def _run_single_epoch(self, module, optimizer, data, train, generator):
         """One pass over ``train``; returns the mean recorded loss."""
@@ -715,11 +718,6 @@ class TorchEncoderMixin(
                 )
         self.module_ = module.to(self.device_).eval()
 
-    def _epoch_parts(self, data, train, generator):
-        if isinstance(data, _EncoderStream):
-            return data.parts(generator)
-        return super()._epoch_parts(data, train, generator)
-
     def _check_target(self, y, column, rows, classes=None):
         """The training targets of ``rows``: class codes, or standardised values.
 
@@ -806,7 +804,7 @@ class TorchEncoderMixin(
         # the training rows with the final weights makes eval mode match training.
         # A stream is read once more, a partition at a time.
         parts = (
-            data.every_part() if isinstance(data, _EncoderStream) else [(data, train)]
+            data.every_part() if isinstance(data, PartitionStream) else [(data, train)]
         )
         module.train()
         with batch_norm_recalibration(module) as norms:
@@ -950,14 +948,54 @@ class TorchEncoderMixin(
         return tags
 
 
-class _EncoderStream:
+class PartitionStream:
+    """Training data read one Dask partition at a time by the training loop.
+
+    ``parts`` (an epoch) reads the partitions in a random order, one in memory while
+    the next is computed; ``every_part`` reads them in order (for batch-norm
+    statistics). A subclass's ``_load(i, X, y, sample_weight)`` returns what the
+    estimator's steps read for partition ``i`` and its training rows; rows it holds
+    out for validation are kept undecoded, once, with ``_gather``.
+    """
+
+    def __init__(self, partitions):
+        self.partitions = partitions
+        self.last = None
+        self.gathered = {}
+
+    def parts(self, generator):
+        order = torch.randperm(len(self.partitions), generator=generator).tolist()
+        for i, part in self.partitions.iterate(order):
+            self.last = self._load(i, *part)
+            yield self.last
+
+    def every_part(self):
+        for i, part in self.partitions.iterate(range(len(self.partitions))):
+            yield self._load(i, *part)
+
+    def _gather(self, i, X, *values):
+        """Keep partition ``i``'s held-out rows and their values (arrays or None)."""
+        self.gathered.setdefault(i, (X, *values))
+
+    def gathered_rows(self):
+        """Every partition's held-out rows: one DataFrame, then each value's array."""
+        parts = [self.gathered[i] for i in sorted(self.gathered)]
+        columns = list(zip(*parts))
+        return pd.concat(columns[0]), *(
+            None if values[0] is None else np.concatenate(values)
+            for values in columns[1:]
+        )
+
+
+class _EncoderStream(PartitionStream):
     """An encoder's training data read one Dask partition at a time."""
 
     def __init__(self, encoder, partitions):
-        self.encoder, self.partitions = encoder, partitions
+        super().__init__(partitions)
+        self.encoder = encoder
         self.loss_fn = encoder._loss_function()
 
-    def _load(self, i, X, y):
+    def _load(self, i, X, y, sample_weight):
         encoder = self.encoder
         with prefix_errors(f"partition {i}"):
             column = encoder._check_input(X, reset=False)
@@ -965,12 +1003,3 @@ class _EncoderStream:
             target = encoder._check_target(y, column, rows)
             items = encoder._load(column, rows)
         return (items, target, self.loss_fn), np.arange(len(rows))
-
-    def parts(self, generator):
-        order = torch.randperm(len(self.partitions), generator=generator).tolist()
-        for i, (X, y, _) in self.partitions.iterate(order):
-            yield self._load(i, X, y)
-
-    def every_part(self):
-        for i, (X, y, _) in self.partitions.iterate(range(len(self.partitions))):
-            yield self._load(i, X, y)

@@ -58,16 +58,22 @@ def frozen(**params):
     return ImageEncoder(**{**defaults, **params})
 
 
-def test_second_call_hits_the_cache(image_files, tmp_path, count_loads):
+def _second_call_decodes_nothing(memory, image_files, count_loads):
+    """Encode twice through the cache at ``memory``: the second pass decodes none."""
     reference = frozen().fit(image_files).transform(image_files)
-    enc = frozen(memory=tmp_path / "cache").fit(image_files)
+    enc = frozen(memory=memory).fit(image_files)
     count_loads.clear()
     first = enc.transform(image_files)
     assert count_loads == {"ImageEncoder": 12}
     second = enc.transform(image_files[::-1])
-    assert count_loads == {"ImageEncoder": 12}  # nothing new encoded
+    assert count_loads == {"ImageEncoder": 12}  # nothing new decoded
     np.testing.assert_array_equal(first, reference)
     np.testing.assert_array_equal(second, reference[::-1])
+    return reference
+
+
+def test_second_call_hits_the_cache(image_files, tmp_path, count_loads):
+    _second_call_decodes_nothing(tmp_path / "cache", image_files, count_loads)
     entries = list((tmp_path / "cache" / "skmm_embeddings").rglob("*.npz"))
     assert len(entries) == 12
 
@@ -403,15 +409,7 @@ def _assert_entries_are_rows(fs, paths, expected, atol=1e-6):
 
 
 def test_url_cache_second_call_decodes_nothing(url, image_files, count_loads):
-    reference = frozen().fit(image_files).transform(image_files)
-    enc = frozen(memory=url).fit(image_files)
-    count_loads.clear()
-    first = enc.transform(image_files)
-    assert count_loads == {"ImageEncoder": 12}
-    second = enc.transform(image_files[::-1])
-    assert count_loads == {"ImageEncoder": 12}  # nothing new decoded
-    np.testing.assert_array_equal(first, reference)
-    np.testing.assert_array_equal(second, reference[::-1])
+    reference = _second_call_decodes_nothing(url, image_files, count_loads)
     fs, paths = _url_entries(url)
     assert len(paths) == 12 and all(p.endswith(".npz") for p in paths)
     assert not any("/.tmp-" in p for p in paths)

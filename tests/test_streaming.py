@@ -38,6 +38,18 @@ def _net(**params):
     )
 
 
+def _record_rows(monkeypatch, cls, method, rows_of):
+    """Replace ``cls.method`` by a spy; returns the list of the rows each call got."""
+    sizes, original = [], getattr(cls, method)
+
+    def spy(self, *args):
+        sizes.append(len(rows_of(*args)))
+        return original(self, *args)
+
+    monkeypatch.setattr(cls, method, spy)
+    return sizes
+
+
 def _steps(state):
     return sorted({int(s["step"]) for s in state["state"].values()})
 
@@ -228,14 +240,9 @@ def _dask(X, y, npartitions=4):
 
 def test_net_fit_on_dask_reads_one_partition_at_a_time(table, monkeypatch):
     X, y = table
-    sizes = []
-    original = MultimodalNetClassifier._net_data
-
-    def recording(self, towers, columns, module, target, weight):
-        sizes.append(len(target))
-        return original(self, towers, columns, module, target, weight)
-
-    monkeypatch.setattr(MultimodalNetClassifier, "_net_data", recording)
+    sizes = _record_rows(
+        monkeypatch, MultimodalNetClassifier, "_net_data", lambda *a: a[3]
+    )
     stream = _net(max_epochs=6).fit(*_dask(X, y))
     # Each epoch decodes the 4 partitions of 100 rows, one at a time; then one more
     # pass estimates the statistics that standardise the towers' outputs.
@@ -294,14 +301,7 @@ def test_encoder_fit_on_dask_reads_one_partition_at_a_time(monkeypatch):
     labels = np.where(np.arange(64) < 16, "grey", y)  # the first partition: "grey"
     frame = pd.DataFrame({"img": pd.Series(images, dtype=object), "y": labels})
     ddf = dd.from_pandas(frame, npartitions=4)
-    sizes = []
-    original = ImageEncoder._load
-
-    def recording(self, column, rows):
-        sizes.append(len(rows))
-        return original(self, column, rows)
-
-    monkeypatch.setattr(ImageEncoder, "_load", recording)
+    sizes = _record_rows(monkeypatch, ImageEncoder, "_load", lambda *a: a[1])
     enc = ImageEncoder("cnn", max_epochs=3, random_state=0, device="cpu")
     enc.fit(ddf[["img"]], ddf["y"])
     # 3 epochs of 4 partitions of 16 rows, each decoded on its own, then one more
@@ -368,14 +368,7 @@ def test_matcher_fit_on_dask(monkeypatch):
         ("a", "passthrough", list(X.columns[:4])),
         ("b", "passthrough", list(X.columns[4:])),
     ]
-    sizes = []
-    original = MultimodalMatcher._preload
-
-    def recording(self, name, enc, tower, column, rows):
-        sizes.append(len(rows))
-        return original(self, name, enc, tower, column, rows)
-
-    monkeypatch.setattr(MultimodalMatcher, "_preload", recording)
+    sizes = _record_rows(monkeypatch, MultimodalMatcher, "_preload", lambda *a: a[4])
 
     def matcher():
         return MultimodalMatcher(

@@ -4,7 +4,6 @@ import math
 from numbers import Integral, Real
 
 import numpy as np
-import pandas as pd
 import torch
 from sklearn.base import ClassifierMixin, TransformerMixin
 from sklearn.linear_model import LogisticRegression
@@ -16,7 +15,7 @@ from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 from tqdm.auto import tqdm
 
-from ..base import _batches
+from ..base import PartitionStream, _batches
 from ..utils._dask import DaskMixin, Partitions, default_meta, is_dask_collection
 from ..utils._sklearn_compat import Interval, StrOptions, _fit_context, _safe_indexing
 from ..utils._torch import torch_seed
@@ -389,7 +388,7 @@ class MultimodalMatcher(DaskMixin, ClassifierMixin, TransformerMixin, TowerCompo
                 seed=seed,
                 early_stopping=self.early_stopping,
             )
-            data, val = stream.held_out(None)
+            data, val = stream.held_out()
         self._fit_end(module, data[0], val, data[4], seed)
 
     @_fit_context(prefer_skip_nested_validation=False)
@@ -595,14 +594,9 @@ class MultimodalMatcher(DaskMixin, ClassifierMixin, TransformerMixin, TowerCompo
         )
         return loss, loss.item(), len(pairs)
 
-    def _epoch_parts(self, data, train, generator):
-        if isinstance(data, _PairStream):
-            return data.parts(generator)
-        return super()._epoch_parts(data, train, generator)
-
     def _validation_step(self, module, data, val):
-        if isinstance(data, _PairStream):
-            data, val = data.held_out(val)
+        if isinstance(data, PartitionStream):
+            data, val = data.held_out()
         items, _, _, _, held_out = data
         scores, labels = self._held_out_scores(module, items, val, held_out)
         return roc_auc_score(labels, scores), 0.0
@@ -1091,7 +1085,7 @@ def _top_k(block, k):
     return best
 
 
-class _PairStream:
+class _PairStream(PartitionStream):
     """A matcher's training pairs read one Dask partition at a time.
 
     Each epoch goes through the partitions in a random order, one decoded at a time;
@@ -1101,9 +1095,8 @@ class _PairStream:
     """
 
     def __init__(self, matcher, partitions, module, seed):
-        self.matcher, self.partitions = matcher, partitions
-        self.module, self.seed = module, seed
-        self.gathered = {}
+        super().__init__(partitions)
+        self.matcher, self.module, self.seed = matcher, module, seed
         self.held = None
 
     def _load(self, i, X, y, weight):
@@ -1121,22 +1114,15 @@ class _PairStream:
                     matcher.encoders_, columns, self.module.towers
                 )
             ]
-        if i not in self.gathered:
-            self.gathered[i] = (_safe_indexing(X, val), match[val])
+        self._gather(i, _safe_indexing(X, val), match[val])
         groups = [item_groups(column) for column in columns]
         return (items, match, groups, weight, None), train
 
-    def parts(self, generator):
-        order = torch.randperm(len(self.partitions), generator=generator).tolist()
-        for i, part in self.partitions.iterate(order):
-            yield self._load(i, *part)
-
-    def held_out(self, val):
+    def held_out(self):
+        """The pairs held out of every partition: (data, rows) for the steps."""
         if self.held is None:
             matcher = self.matcher
-            parts = [self.gathered[i] for i in sorted(self.gathered)]
-            X = pd.concat([p[0] for p in parts])
-            match = np.concatenate([p[1] for p in parts])
+            X, match = self.gathered_rows()
             columns, _ = matcher._pair_columns(X, matcher.encoders_, reset=False)
             groups = [item_groups(column) for column in columns]
             every = np.arange(len(match))

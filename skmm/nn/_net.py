@@ -7,7 +7,6 @@ from numbers import Integral, Real
 from typing import NamedTuple
 
 import numpy as np
-import pandas as pd
 import torch
 from sklearn.base import (
     ClassifierMixin,
@@ -22,7 +21,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 from tqdm.auto import tqdm
 
-from ..base import _batches, validation_split
+from ..base import PartitionStream, _batches, validation_split
 from ..utils._dask import DaskMixin, Partitions, is_dask_collection
 from ..utils._docs import fill_doc
 from ..utils._sklearn_compat import Interval, StrOptions, _fit_context, _safe_indexing
@@ -72,18 +71,8 @@ class _NetData:
     def __post_init__(self):
         self.tower_weights = np.ones(len(self.sources))
 
-    # What the training loop's steps read, for data that is all in memory.
-    def parts(self, train, generator):
-        yield self, train
 
-    def held_out(self, val):
-        return self, val
-
-    def recalibration(self, train):
-        return self, train
-
-
-class _NetStream:
+class _NetStream(PartitionStream):
     """Training data read one Dask partition at a time, for ``fit`` on Dask input.
 
     Each epoch goes through the partitions in a random order, one in memory (and the
@@ -94,14 +83,13 @@ class _NetStream:
     """
 
     def __init__(self, net, partitions, towers, module, validate, seed, counts):
-        self.net, self.partitions = net, partitions
+        super().__init__(partitions)
+        self.net = net
         self.towers, self.module = towers, module
         self.validate, self.seed = validate, seed
         self.loss_fn = net._loss_function()
         self.tower_weights = np.ones(len(towers))
         self.stage = "joint"
-        self.last = None
-        self.gathered = {}
         self.held = None
         self.counts = counts
         self.seen = set()
@@ -150,34 +138,21 @@ class _NetStream:
             train, val = validation_split(
                 n, net.validation_fraction, self.seed + i, labels
             )
-        if i not in self.gathered:
-            self.gathered[i] = (
-                _safe_indexing(X, val),
-                _safe_indexing(np.asarray(y), val),
-                None if weight is None else weight[val],
-            )
+        self._gather(
+            i,
+            _safe_indexing(X, val),
+            _safe_indexing(np.asarray(y), val),
+            None if weight is None else weight[val].numpy(),
+        )
         return data, train
 
-    def parts(self, train, generator):
-        order = torch.randperm(len(self.partitions), generator=generator).tolist()
-        for i, part in self.partitions.iterate(order):
-            self.last = self._load(i, *part)
-            yield self.last
-
-    def every_part(self):
-        """Every partition's training rows, in order."""
-        for i, part in self.partitions.iterate(range(len(self.partitions))):
-            yield self._load(i, *part)
-
-    def held_out(self, val):
+    def held_out(self):
+        """The validation rows of every partition (``_NetData``, rows)."""
         if self.held is None:
             net = self.net
-            parts = [self.gathered[i] for i in sorted(self.gathered)]
-            X = pd.concat([p[0] for p in parts])
-            y = np.concatenate([p[1] for p in parts])
+            X, y, weight = self.gathered_rows()
             target, _ = net._check_target(y, len(y), partial=True)
-            weights = [p[2] for p in parts]
-            weight = None if weights[0] is None else torch.cat(weights)
+            weight = None if weight is None else torch.from_numpy(weight)
             columns, _ = net._columns(X, self.towers, reset=False)
             sources = [
                 _Source(name, enc, column)
@@ -187,10 +162,6 @@ class _NetStream:
             self.held.tower_weights = self.tower_weights
         self.held.stage = self.stage
         return self.held, np.arange(len(self.held.target))
-
-    def recalibration(self, train):
-        # The batch-norm statistics of the partition trained on last.
-        return self.last
 
 
 class _MultimodalNetBase(
@@ -429,9 +400,6 @@ class _MultimodalNetBase(
         self.history_, self.loss_curve_, self.n_iter_ = history, losses, len(history)
         self.validation_scores_ = scores if val is not None else None
 
-    def _epoch_parts(self, data, train, generator):
-        return data.parts(train, generator)
-
     def _param_groups(self, module, data):
         """The parameters that the current stage trains."""
         groups = super()._param_groups(module, data)
@@ -503,7 +471,8 @@ class _MultimodalNetBase(
         return objective, float(recorded.detach()), len(batch)
 
     def _validation_step(self, module, data, val):
-        data, val = data.held_out(val)
+        if isinstance(data, PartitionStream):
+            data, val = data.held_out()
         outs, towers, present = [], [], []
         for index in _batches(len(val), self.batch_size):
             inputs, available = self._batch(data.sources, val[index.numpy()])
@@ -549,7 +518,9 @@ class _MultimodalNetBase(
         """
         if data.stage == "head":
             return  # the towers do not change in this stage
-        self._recalibrate_parts(module, [data.recalibration(train)])
+        # A stream: the statistics of the partition trained on last.
+        part = data.last if isinstance(data, PartitionStream) else (data, train)
+        self._recalibrate_parts(module, [part])
 
     def _recalibrate_parts(self, module, parts):
         """Batch-norm statistics averaged over every ``(data, rows)`` of ``parts``.
