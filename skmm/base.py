@@ -8,6 +8,7 @@ and feature names.
 
 import math
 import os
+import warnings
 import weakref
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -26,7 +27,7 @@ from tqdm.auto import tqdm
 from .callbacks._callbacks import Callback
 from .utils._cache import EmbeddingCache, fingerprint, item_key
 from .utils._composition import fit_atomic, is_fitted_attribute
-from .utils._dask import DaskMixin, Partitions, is_dask_collection
+from .utils._dask import DaskMixin, Partitions, is_dask_collection, value_counts
 from .utils._sklearn_compat import (
     HasMethods,
     Hidden,
@@ -687,12 +688,7 @@ class TorchEncoderMixin(
         if n_epochs > 0:
             import dask
 
-            if hasattr(y, "drop_duplicates"):
-                labels = np.asarray(dask.compute(y.drop_duplicates())[0])
-            else:
-                import dask.array as da
-
-                labels = dask.compute(da.unique(y))[0]
+            labels, counts = value_counts(y)
             if type_of_target(labels, input_name="y") == "continuous":
                 mean, std = dask.compute(y.mean(), y.std(ddof=0))
                 self._target_scale_ = (float(mean), float(std) or 1.0)
@@ -707,7 +703,7 @@ class TorchEncoderMixin(
             module = self._init_module()
             self.loss_curve_, self.history_, self.n_iter_ = [], [], 0
             if n_epochs > 0:
-                stream = _EncoderStream(self, partitions)
+                stream = _EncoderStream(self, partitions, counts)
                 self._fit_loop(
                     torch.nn.Sequential(module, self._head(module)),
                     stream,
@@ -958,10 +954,42 @@ class PartitionStream:
     out for validation are kept undecoded, once, with ``_gather``.
     """
 
-    def __init__(self, partitions):
+    def __init__(self, partitions, counts=None):
         self.partitions = partitions
         self.last = None
         self.gathered = {}
+        # The rows of each class of y, for the check of each partition's mix.
+        self.counts = counts
+        self.seen = set()
+
+    def _check_mix(self, i, codes):
+        """Warn once when a partition's classes are far from the whole ``y``'s.
+
+        Batches are drawn within a partition: partitions that each hold a few
+        classes (a table sorted by label, or kept in its original order) train
+        badly. The total-variation distance between the partition's class
+        frequencies and the data's is compared with what random partitions of its
+        size give. ``codes`` are the partition's labels as indices into ``counts``.
+        """
+        if self.counts is None or i in self.seen:
+            return
+        self.seen.add(i)
+        q = self.counts / self.counts.sum()
+        p = np.bincount(codes, minlength=len(q)) / len(codes)
+        distance = 0.5 * np.abs(p - q).sum()
+        random = 0.4 * np.sqrt(q * (1 - q) / len(codes)).sum()
+        if distance > max(0.3, 3 * random):
+            warnings.warn(
+                f"partition {i} holds {np.count_nonzero(p)} of the {len(q)} classes, "
+                f"far from their frequencies in y (total variation {distance:.2f}): "
+                "batches are drawn within a partition, so training suffers. Shuffle "
+                "the rows before cutting them into partitions "
+                "(dask.dataframe.from_pandas sorts by the index: reset it after "
+                "shuffling, or pass sort=False).",
+                UserWarning,
+                stacklevel=2,
+            )
+            self.counts = None  # once per fit
 
     def parts(self, generator):
         order = torch.randperm(len(self.partitions), generator=generator).tolist()
@@ -990,8 +1018,8 @@ class PartitionStream:
 class _EncoderStream(PartitionStream):
     """An encoder's training data read one Dask partition at a time."""
 
-    def __init__(self, encoder, partitions):
-        super().__init__(partitions)
+    def __init__(self, encoder, partitions, counts):
+        super().__init__(partitions, None if encoder.classes_ is None else counts)
         self.encoder = encoder
         self.loss_fn = encoder._loss_function()
 
@@ -1001,5 +1029,7 @@ class _EncoderStream(PartitionStream):
             column = encoder._check_input(X, reset=False)
             rows = column.present()
             target = encoder._check_target(y, column, rows)
+            if encoder.classes_ is not None:
+                self._check_mix(i, target.numpy())
             items = encoder._load(column, rows)
         return (items, target, self.loss_fn), np.arange(len(rows))

@@ -303,13 +303,15 @@ def test_encoder_fit_on_dask_reads_one_partition_at_a_time(monkeypatch):
     ddf = dd.from_pandas(frame, npartitions=4)
     sizes = _record_rows(monkeypatch, ImageEncoder, "_load", lambda *a: a[1])
     enc = ImageEncoder("cnn", max_epochs=3, random_state=0, device="cpu")
-    enc.fit(ddf[["img"]], ddf["y"])
+    with pytest.warns(UserWarning, match="partition 0 holds 1 of the 3 classes"):
+        enc.fit(ddf[["img"]], ddf["y"])
     # 3 epochs of 4 partitions of 16 rows, each decoded on its own, then one more
     # pass for the batch-norm statistics.
     assert sizes == [16] * 16
     assert enc.classes_.tolist() == ["dark", "grey", "light"]
     assert len(enc.loss_curve_) == 3 and enc.n_iter_ == 3
-    out = enc.fit_transform(ddf[["img"]], ddf["y"])
+    with pytest.warns(UserWarning, match="partition 0 holds 1 of the 3 classes"):
+        out = enc.fit_transform(ddf[["img"]], ddf["y"])
     assert dask.is_dask_collection(out)
     np.testing.assert_allclose(out.compute().to_numpy(), enc.transform(frame[["img"]]))
 
@@ -401,3 +403,15 @@ def test_partial_fit_resumes_on_another_device(table, monkeypatch):
     moved.partial_fit(X.iloc[200:], y[200:])
     assert moved.device_ == "cpu"
     np.testing.assert_array_equal(moved.predict_proba(X), reference.predict_proba(X))
+
+
+def test_encoder_fit_on_dask_warns_about_partitions_sorted_by_class():
+    images, y = _images(64)
+    order = np.argsort(y, kind="stable")
+    frame = pd.DataFrame(
+        {"img": pd.Series([images[i] for i in order], dtype=object), "y": y[order]}
+    )
+    ddf = dd.from_pandas(frame, npartitions=4)
+    enc = ImageEncoder("cnn", max_epochs=1, random_state=0, device="cpu")
+    with pytest.warns(UserWarning, match=r"partition \d holds 1 of the 2 classes"):
+        enc.fit(ddf[["img"]], ddf["y"])

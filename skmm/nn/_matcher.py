@@ -16,7 +16,13 @@ from sklearn.utils.validation import check_is_fitted, column_or_1d
 from tqdm.auto import tqdm
 
 from ..base import PartitionStream, _batches
-from ..utils._dask import DaskMixin, Partitions, default_meta, is_dask_collection
+from ..utils._dask import (
+    DaskMixin,
+    Partitions,
+    default_meta,
+    is_dask_collection,
+    value_counts,
+)
 from ..utils._sklearn_compat import Interval, StrOptions, _fit_context, _safe_indexing
 from ..utils._torch import torch_seed
 from ..utils._validation import prefix_errors
@@ -364,9 +370,7 @@ class MultimodalMatcher(DaskMixin, ClassifierMixin, TransformerMixin, TowerCompo
         """
         partitions = Partitions(X, y, sample_weight)
         if y is not None:
-            import dask
-
-            labels = np.asarray(dask.compute(y.drop_duplicates())[0])
+            labels, _ = value_counts(y)
             self._check_target(labels, len(labels))
         else:
             self._check_target(None, 0)

@@ -1,6 +1,5 @@
 """End-to-end multimodal nets: encoder towers trained jointly through a fusion layer."""
 
-import warnings
 from abc import abstractmethod
 from dataclasses import dataclass
 from numbers import Integral, Real
@@ -22,7 +21,7 @@ from sklearn.utils.validation import check_is_fitted, column_or_1d
 from tqdm.auto import tqdm
 
 from ..base import PartitionStream, _batches, validation_split
-from ..utils._dask import DaskMixin, Partitions, is_dask_collection
+from ..utils._dask import DaskMixin, Partitions, is_dask_collection, value_counts
 from ..utils._docs import fill_doc
 from ..utils._sklearn_compat import Interval, StrOptions, _fit_context, _safe_indexing
 from ..utils._torch import batch_norm_recalibration, torch_seed
@@ -83,7 +82,7 @@ class _NetStream(PartitionStream):
     """
 
     def __init__(self, net, partitions, towers, module, validate, seed, counts):
-        super().__init__(partitions)
+        super().__init__(partitions, counts)
         self.net = net
         self.towers, self.module = towers, module
         self.validate, self.seed = validate, seed
@@ -91,34 +90,6 @@ class _NetStream(PartitionStream):
         self.tower_weights = np.ones(len(towers))
         self.stage = "joint"
         self.held = None
-        self.counts = counts
-        self.seen = set()
-
-    def _check_mix(self, i, labels):
-        """Warn once when a partition's classes are far from the whole ``y``'s.
-
-        Batches are drawn within a partition: partitions that each hold a few
-        classes (a table sorted by label, or kept in its original order) train
-        badly. The total-variation distance between the partition's class
-        frequencies and the data's is compared with what random partitions of its
-        size give.
-        """
-        q = self.counts / self.counts.sum()
-        p = np.bincount(labels, minlength=len(q)) / len(labels)
-        distance = 0.5 * np.abs(p - q).sum()
-        random = 0.4 * np.sqrt(q * (1 - q) / len(labels)).sum()
-        if distance > max(0.3, 3 * random):
-            warnings.warn(
-                f"partition {i} holds {np.count_nonzero(p)} of the {len(q)} classes, "
-                f"far from their frequencies in y (total variation {distance:.2f}): "
-                "batches are drawn within a partition, so training suffers. Shuffle "
-                "the rows before cutting them into partitions "
-                "(dask.dataframe.from_pandas sorts by the index: reset it after "
-                "shuffling, or pass sort=False).",
-                UserWarning,
-                stacklevel=2,
-            )
-            self.counts = None  # once per fit
 
     def _load(self, i, X, y, weight):
         net = self.net
@@ -130,9 +101,8 @@ class _NetStream(PartitionStream):
             columns, _ = net._columns(X, self.towers, reset=False)
             data = net._net_data(self.towers, columns, self.module, target, weight)
             data.tower_weights, data.stage = self.tower_weights, self.stage
-            if i not in self.seen and self.counts is not None:
+            if labels is not None:
                 self._check_mix(i, labels)
-            self.seen.add(i)
             if not self.validate:
                 return data, np.arange(n)
             train, val = validation_split(
@@ -964,19 +934,10 @@ class MultimodalNetClassifier(ClassifierMixin, _MultimodalNetBase):
 
         Returns the number of rows of each class.
         """
-        import dask
-
-        if hasattr(y, "value_counts"):
-            counts = y.value_counts().compute()
-            labels, counts = counts.index.to_numpy(), counts.to_numpy()
-        else:
-            import dask.array as da
-
-            labels, counts = dask.compute(*da.unique(y, return_counts=True))
+        labels, counts = value_counts(y)
         check_classification_targets(labels)
-        order = np.argsort(labels)
-        self._set_classes(labels[order], counts[order])
-        return counts[order]
+        self._set_classes(labels, counts)
+        return counts
 
     @fill_doc(**_PARTIAL_FIT_DOCS)
     @_fit_context(prefer_skip_nested_validation=False)

@@ -33,6 +33,7 @@ __all__ = [
     "Partitions",
     "is_dask_collection",
     "map_partitions",
+    "value_counts",
 ]
 
 _METHODS = ("transform", "predict", "predict_proba", "decision_function", "embed")
@@ -304,6 +305,21 @@ class DaskMixin:
                     name,
                     type(attr)(_dispatch(fn), attr.check, attr.attribute_name),
                 )
+
+
+def value_counts(y):
+    """The distinct values of a Dask Series or Array and their counts, sorted."""
+    import dask
+
+    if hasattr(y, "value_counts"):
+        counts = y.value_counts().compute()
+        labels, counts = counts.index.to_numpy(), counts.to_numpy()
+    else:
+        import dask.array as da
+
+        labels, counts = dask.compute(*da.unique(y, return_counts=True))
+    order = np.argsort(labels)
+    return labels[order], counts[order]
 
 
 class Partitions:
