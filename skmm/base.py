@@ -694,6 +694,8 @@ class TorchEncoderMixin(
                 self._target_scale_ = (float(mean), float(std) or 1.0)
                 self.classes_ = None
             else:
+                # y's distinct labels stand for y: the same checks (a label type,
+                # two classes or more) and classes_, without holding y.
                 self._check_target(labels, labels, np.arange(len(labels)))
         self.device_ = resolve_device(self.device)
         seed = self._seed()
