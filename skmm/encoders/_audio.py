@@ -670,15 +670,8 @@ class AudioEncoder(_hub.BackboneMixin, AudioMixin, TorchEncoderMixin, BaseEstima
             return HFAudioTower(model, model.config.hidden_size)
         if kind == "module":
             backbone = copy.deepcopy(self.backbone)
-            width = getattr(backbone, "out_features", None)
-            if width is None:
-                was_training = backbone.training
-                backbone.eval()
-                with torch.no_grad():
-                    probe = torch.zeros(1, self._n_samples())
-                    width = backbone(probe).flatten(1).shape[1]
-                backbone.train(was_training)
-            tower = _hub.ModuleTower(backbone, int(width))
+            silence = torch.zeros(1, self._n_samples())
+            tower = _hub.ModuleTower(backbone, _hub.output_width(backbone, silence))
             target = tower.backbone
         else:
             tower = self._cnn_tower()

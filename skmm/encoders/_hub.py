@@ -207,6 +207,19 @@ def torchvision_state_dict(weights):
     return read_weights_file(path)
 
 
+def output_width(backbone, probe):
+    """A backbone's output width: its ``out_features``, or that of its output on
+    ``probe`` (one forward pass in eval mode, without gradients)."""
+    width = getattr(backbone, "out_features", None)
+    if width is None:
+        was_training = backbone.training
+        backbone.eval()
+        with torch.no_grad():
+            width = backbone(probe).flatten(1).shape[1]
+        backbone.train(was_training)
+    return int(width)
+
+
 def strip_classifier(model, name):
     """Replace the last ``nn.Linear`` of a model by an identity; return its input width."""
     last = None

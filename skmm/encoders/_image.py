@@ -62,16 +62,6 @@ class HFImageBackbone(torch.nn.Module):
         return hidden.mean(dim=(2, 3)) if hidden.ndim == 4 else hidden.mean(dim=1)
 
 
-def _probe_width(backbone, n_channels, image_size):
-    """Output width of a backbone, from one forward pass on a blank image."""
-    was_training = backbone.training
-    backbone.eval()
-    with torch.no_grad():
-        width = backbone(torch.zeros(1, n_channels, *image_size)).flatten(1).shape[1]
-    backbone.train(was_training)
-    return int(width)
-
-
 def _to_float(array, what):
     """Scale an image array to float32 in [0, 1] by its dtype, never by its content.
 
@@ -736,10 +726,8 @@ class ImageEncoder(_hub.BackboneMixin, TorchEncoderMixin, BaseEstimator):
             backbone.logit_scale = float(clip.logit_scale.detach().exp())
         else:
             backbone = copy.deepcopy(self.backbone)
-        width = getattr(backbone, "out_features", None)
-        if width is None:
-            width = _probe_width(backbone, self.n_channels_, self.image_size_)
-        return backbone, int(width)
+        blank = torch.zeros(1, self.n_channels_, *self.image_size_)
+        return backbone, _hub.output_width(backbone, blank)
 
     def _tower(self, pretrained):
         backbone, width = self._backbone(pretrained)

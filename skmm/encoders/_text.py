@@ -506,15 +506,8 @@ class TextEncoder(_hub.BackboneMixin, TorchEncoderMixin, BaseEstimator):
                 tower.embedding.weight.data.copy_(_hub.wordllama_embedding())
         elif kind == "module":
             backbone = copy.deepcopy(self.backbone)
-            width = getattr(backbone, "out_features", None)
-            if width is None:
-                was_training = backbone.training
-                backbone.eval()
-                with torch.no_grad():
-                    width = backbone(torch.ones(1, 1, dtype=torch.long)).flatten(1)
-                    width = width.shape[1]
-                backbone.train(was_training)
-            tower = _hub.ModuleTower(backbone, int(width))
+            token = torch.ones(1, 1, dtype=torch.long)
+            tower = _hub.ModuleTower(backbone, _hub.output_width(backbone, token))
         else:
             tower = TextTower(
                 len(self.vocabulary_),
