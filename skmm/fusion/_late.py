@@ -20,6 +20,7 @@ from sklearn.linear_model import LogisticRegression, RidgeCV
 from sklearn.model_selection import check_cv, cross_val_predict
 from sklearn.preprocessing import LabelEncoder
 from sklearn.utils import Bunch, check_array, get_tags
+from sklearn.utils.extmath import softmax
 from sklearn.utils.metadata_routing import (
     MetadataRouter,
     MethodMapping,
@@ -854,8 +855,7 @@ class LateFusionClassifier(ClassifierMixin, _BaseLateFusion):
             logs = np.einsum(
                 "mn,mnk->nk", weights, np.log(np.maximum(probas, _PROBA_FLOOR))
             )
-            fused = np.exp(logs - logs.max(axis=1, keepdims=True))
-            fused /= fused.sum(axis=1, keepdims=True)
+            fused = softmax(logs, copy=False)
         else:  # "max"
             confidence = np.where(present.T, weights * probas.max(axis=2), -np.inf)
             fused = probas[confidence.argmax(axis=0), np.arange(len(present))]

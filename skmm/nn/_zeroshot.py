@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.utils import check_array, check_consistent_length
+from sklearn.utils.extmath import softmax
 from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 
@@ -455,9 +456,7 @@ class ZeroShotClassifier(DaskMixin, ClassifierMixin, BaseEstimator):
         proba : ndarray of shape (n_samples, n_classes)
             Columns in the order of ``classes_``.
         """
-        scores = self._scores(X).astype(np.float64) / self.temperature_
-        scores = np.exp(scores - scores.max(axis=1, keepdims=True))
-        return scores / scores.sum(axis=1, keepdims=True)
+        return softmax(self._scores(X) / self.temperature_, copy=False)
 
     def predict(self, X):
         """The class with the highest score for each item.
