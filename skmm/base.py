@@ -627,20 +627,17 @@ class TorchEncoderMixin(
                 f"{type(self).__name__}: every item is missing; nothing to fit on."
             )
         target = self._check_target(y, column, rows, classes=classes)
-        # Decoded before any state changes: a bad item leaves the encoder as it was.
-        items = self._load(column, rows) if not first else None
         seed = self._seed() + getattr(self, "n_iter_", 0)
         if first:
             self.device_ = resolve_device(self.device)
             with torch_seed(seed):
                 self._fit_preprocessing(column, rows)
                 self.module_ = self._init_module()
-            items = self._load(column, rows)
+        # Decoded before any weight changes: a bad item leaves the encoder as it was.
+        items = self._load(column, rows)
         head = self._head(self.module_)
         if "_head_state_" in vars(self):
             head.load_state_dict(self._head_state_)
-        else:
-            self.__dict__.pop("_optimizer_state_", None)
         net = torch.nn.Sequential(self.module_, head)
         with torch_seed(seed):
             self._fit_loop(
