@@ -170,19 +170,35 @@ def test_net_partial_fit_errors(table):
         net.partial_fit(X.iloc[:, :3], y)
 
 
-def test_net_partial_fit_bad_item_leaves_it_as_it_was():
+@pytest.mark.parametrize("max_epochs", [10, 0], ids=["trained", "frozen"])
+def test_net_partial_fit_bad_item_leaves_it_as_it_was(max_epochs):
     images, y = _images(16)
-    X = pd.DataFrame({"img": pd.Series(images, dtype=object), "n": np.arange(16.0)})
-    encoders = [("img", ImageEncoder("cnn"), "img"), ("n", "passthrough", ["n"])]
-    net = MultimodalNetClassifier(encoders, random_state=0, device="cpu")
+    column = pd.Series(images, dtype=object)
+    X = pd.DataFrame({"img": column, "img2": column, "n": np.arange(16.0)})
+    encoders = [
+        (name, ImageEncoder("cnn", max_epochs=max_epochs), name)
+        for name in ("img", "img2")
+    ]
+    net = MultimodalNetClassifier(
+        [*encoders, ("n", "passthrough", ["n"])], random_state=0, device="cpu"
+    )
     net.partial_fit(X, y, classes=["dark", "light"])
     before = net.predict_proba(X)
+    features = net.named_encoders_["img"].transform(X["img"])
     bad = X.copy()
-    bad.at[5, "img"] = np.full((8, 8, 3), 7.0, dtype="float32")
-    with pytest.raises(ValueError, match="encoder 'img'.*row 5"):
+    bad.at[5, "img2"] = np.full((8, 8, 3), 7.0, dtype="float32")
+    with pytest.raises(ValueError, match="encoder 'img2'.*row 5"):
         net.partial_fit(bad, y)
     np.testing.assert_array_equal(net.predict_proba(X), before)
     assert net.n_iter_ == 1
+    # The fitted encoders still hold the net's towers: a frozen tower is lent to
+    # its encoder to encode the items once, and given back even when the next
+    # tower's item is bad.
+    for tower, name in zip(net.module_.towers, ("img", "img2")):
+        assert net.named_encoders_[name].module_ is tower
+    np.testing.assert_array_equal(
+        net.named_encoders_["img"].transform(X["img"]), features
+    )
 
 
 def test_regressor_partial_fit_keeps_the_first_scale(table):

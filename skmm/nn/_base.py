@@ -236,14 +236,24 @@ class TowerComposite(TrainingMixin, TorchEstimatorMixin, TriplesComposition):
 
         A frozen tower gives the same output at every epoch, so its features are
         computed once per fit, through the encoder's own batched (and, with
-        ``memory``, cached) encoding, instead of running it in every epoch.
+        ``memory``, cached) encoding, instead of running it in every epoch. The
+        encoder lends its ``module_`` slot for that and gets back what it held, even
+        when an item is bad (a fitted net's encoder holds its trained tower).
         Returns ``(data, encoded)``.
         """
         with naming(name):
             if enc._frozen():
+                held = {
+                    k: vars(enc).pop(k)
+                    for k in ("module_", "device_")
+                    if k in vars(enc)
+                }
                 enc.module_, enc.device_ = tower.to(self.device_).eval(), self.device_
-                features = enc._encode(column)[rows]
-                del enc.module_, enc.device_
+                try:
+                    features = enc._encode(column)[rows]
+                finally:
+                    del enc.module_, enc.device_
+                    vars(enc).update(held)
                 return torch.from_numpy(features), True
             return enc._load(column, rows), False
 

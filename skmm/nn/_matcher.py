@@ -457,18 +457,14 @@ class MultimodalMatcher(DaskMixin, ClassifierMixin, TransformerMixin, TowerCompo
                 module = self._build_network(towers)
             else:
                 module = self.module_
-            try:
-                # Every item decoded before the weights change: a bad item leaves
-                # the matcher as it was.
-                items = [
-                    self._preload(name, enc, tower, column, every)
-                    for (name, enc, _), column, tower in zip(
-                        entries, columns, module.towers
-                    )
-                ]
-            finally:
-                if not first:
-                    self._link_encoders()
+            # Every item decoded before the weights change: a bad item leaves the
+            # matcher as it was.
+            items = [
+                self._preload(name, enc, tower, column, every)
+                for (name, enc, _), column, tower in zip(
+                    entries, columns, module.towers
+                )
+            ]
             self._fit_loop(
                 module,
                 (items, match, groups, weight, held_out),

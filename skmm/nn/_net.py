@@ -292,13 +292,9 @@ class _MultimodalNetBase(
                 module = self._network([enc._init_module() for _, enc, _ in towers])
             else:
                 module = self.module_
-            try:
-                # Every item decoded before the weights change: a bad item leaves
-                # the net as it was.
-                data = self._net_data(towers, columns, module, target, weight)
-            finally:
-                if not first:
-                    self._link_encoders()
+            # Every item decoded before the weights change: a bad item leaves the
+            # net as it was.
+            data = self._net_data(towers, columns, module, target, weight)
             self._fit_loop(
                 module,
                 data,
