@@ -789,10 +789,23 @@ class TorchEncoderMixin(
     def _train_step(self, module, data, batch, generator):
         items, target, loss_fn = data
         index = torch.from_numpy(batch)
-        out = module(self._augment(items[index], generator).to(self.device_))
+        x, partner, lam = self._training_batch(items[index], generator)
+        out = module(x.to(self.device_))
         out = out[:, 0] if self.classes_ is None else out
-        loss = loss_fn(out, target[index].to(self.device_))
+        y = target[index].to(self.device_)
+        loss = loss_fn(out, y)
+        if partner is not None:
+            # Mixed items: their targets mixed in the same proportion.
+            loss = lam * loss + (1 - lam) * loss_fn(out, y[partner])
         return loss, loss.item(), len(batch)
+
+    def _training_batch(self, batch, generator):
+        """The augmented batch of the encoder's own fit, as ``(x, partner, lam)``.
+
+        ``partner`` (None unless items are mixed, as mixup does) gives, for each
+        row, the row mixed into it with weight ``1 - lam``.
+        """
+        return self._augment(batch, generator), None, 1.0
 
     def _recalibrate(self, module, data, train):
         # Batch-norm running statistics lag behind fast-moving weights; one pass over

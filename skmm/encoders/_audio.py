@@ -700,18 +700,10 @@ class AudioEncoder(_hub.BackboneMixin, AudioMixin, TorchEncoderMixin, BaseEstima
             )
         return self._shift_and_gain(batch, generator)
 
-    def _train_step(self, module, data, batch, generator):
+    def _training_batch(self, batch, generator):
         if self.augment != "mixup":
-            return super()._train_step(module, data, batch, generator)
-        items, target, loss_fn = data
-        index = torch.from_numpy(batch)
-        sounds = self._shift_and_gain(items[index], generator)
-        mixed, partner, lam = mixup(sounds, generator)
-        out = module(mixed.to(self.device_))
-        out = out[:, 0] if self.classes_ is None else out
-        y = target[index].to(self.device_)
-        loss = lam * loss_fn(out, y) + (1 - lam) * loss_fn(out, y[partner])
-        return loss, loss.item(), len(batch)
+            return super()._training_batch(batch, generator)
+        return mixup(self._shift_and_gain(batch, generator), generator)
 
     def _shift_and_gain(self, batch, generator):
         """The waveform part of the augmentation (SpecAugment is in the tower)."""
