@@ -338,13 +338,19 @@ class EmbeddingCache:
                 hits[i] = True
         return hits
 
+    def _entry_bytes(self, key, value):
+        """One entry, as the bytes of an ``.npz``: the vector and its checksum."""
+        buffer = io.BytesIO()
+        np.savez(buffer, value=value, checksum=self._checksum(key, value))
+        return buffer.getvalue()
+
     def _write(self, key, value):
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".npz")
         try:
             with os.fdopen(fd, "wb") as f:
-                np.savez(f, value=value, checksum=self._checksum(key, value))
+                f.write(self._entry_bytes(key, value))
             os.replace(tmp, path)
         except BaseException:
             try:
@@ -352,11 +358,6 @@ class EmbeddingCache:
             except OSError:
                 pass  # the original error is the one to report
             raise
-
-    def _entry_bytes(self, key, value):
-        buffer = io.BytesIO()
-        np.savez(buffer, value=value, checksum=self._checksum(key, value))
-        return buffer.getvalue()
 
     def _write_url(self, entries):
         """Store ``(key, value)`` pairs at the URL, each entry whole or not at all."""
