@@ -6,6 +6,7 @@ column-of-items input, training a tower with a linear head on ``y``, batched inf
 and feature names.
 """
 
+import io
 import math
 import os
 import warnings
@@ -51,10 +52,15 @@ __all__ = ["Tower", "TorchEncoderMixin", "TorchEstimatorMixin", "TrainingMixin"]
 
 
 class _SerializedModule:
-    """The CPU state dict of a fitted ``module_``, as bytes, inside a pickle."""
+    """A CPU state dict (``module_``'s, or the kept training state), as bytes."""
 
     def __init__(self, data):
         self.data = data
+
+
+# What partial_fit keeps between calls beside the weights: the optimizer's state and
+# an encoder's training head, as CPU state dicts.
+_KEPT_STATES = ("_optimizer_state_", "_head_state_")
 
 
 class TorchEstimatorMixin:
@@ -99,10 +105,19 @@ class TorchEstimatorMixin:
         module = state.get("module_")
         if isinstance(module, torch.nn.Module):
             state["module_"] = _SerializedModule(state_dict_to_bytes(module))
+        for name in _KEPT_STATES:
+            if state.get(name) is not None:
+                buffer = io.BytesIO()
+                torch.save(state[name], buffer)  # CPU tensors already (_to_cpu)
+                state[name] = _SerializedModule(buffer.getvalue())
         return state
 
     def __setstate__(self, state):
         serialized = state.get("module_")
+        for name in _KEPT_STATES:
+            if isinstance(state.get(name), _SerializedModule):
+                # Tensors only, as every weight skmm reads.
+                state[name] = load_state_dict(state[name].data)
         super().__setstate__(state)
         if isinstance(serialized, _SerializedModule):
             self.device_ = available_device(self.device_, owner=type(self).__name__)
