@@ -46,7 +46,7 @@ from .utils._torch import (
     state_dict_to_bytes,
     torch_seed,
 )
-from .utils._validation import check_column, prefix_errors
+from .utils._validation import check_column, pool_items, prefix_errors, reject_groups
 
 __all__ = ["Tower", "TorchEncoderMixin", "TorchEstimatorMixin", "TrainingMixin"]
 
@@ -594,7 +594,7 @@ class TorchEncoderMixin(
         self.device_ = resolve_device(self.device)
         seed = self._seed()
         with torch_seed(seed):
-            self._fit_preprocessing(column, rows)
+            self._fit_preprocessing(*column.preprocessing_rows(rows))
             module = self._init_module()
             self.loss_curve_, self.history_, self.n_iter_ = [], [], 0
             if n_epochs > 0:
@@ -736,6 +736,7 @@ class TorchEncoderMixin(
         maps its targets with those.
         """
         name = type(self).__name__
+        reject_groups(column, name)
         if y is None:
             raise ValueError(
                 f"This {name} estimator requires y to be passed, but the target y is "
@@ -859,7 +860,10 @@ class TorchEncoderMixin(
         Each distinct path or text is encoded once (as skrub's TextEncoder does), items
         found in the ``memory`` cache are not encoded at all, and with ``num_workers``
         threads decode the next batches while the model runs on the current one.
+        Cells of several items are encoded item by item and averaged (``pool_items``).
         """
+        if column.nested:
+            return pool_items(column, self._encode)
         out = np.full((len(column), self._n_features_out), np.nan, dtype=np.float32)
         rows = column.present()
         if not column.batch and all(isinstance(column.items[i], str) for i in rows):

@@ -26,7 +26,7 @@ from ..utils._sklearn_compat import (
     _safe_indexing,
 )
 from ..utils._torch import resolve_device
-from ..utils._validation import prefix_errors
+from ..utils._validation import prefix_errors, reject_groups
 from ._towers import TabularEncoder
 
 # The training parameters every tower composite has, validated the same way.
@@ -172,6 +172,7 @@ class TowerComposite(TrainingMixin, TorchEstimatorMixin, TriplesComposition):
                 columns.append(
                     enc._check_input(_safe_indexing(X, cols, axis=1), reset=reset)
                 )
+            reject_groups(columns[-1], type(self).__name__)
             selections.append(cols)
         return columns, selections
 
