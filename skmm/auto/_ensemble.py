@@ -15,7 +15,6 @@ loses them (macro-F1 0.73 against 0.92 for its own base models in issue 26).
 """
 
 import time
-import warnings
 
 import numpy as np
 from sklearn.base import clone
@@ -108,14 +107,10 @@ def out_of_fold(members, Z, y, folds, classes, n_jobs=None, verbose=False, owner
         for train, test in folds
     ]
     start = time.time()
-    with warnings.catch_warnings():
-        # A class missing from a fold's training rows is a column of zeros in that
-        # fold's predictions, which ensemble selection tolerates.
-        warnings.filterwarnings("ignore", message=".*least populated class.*")
-        results = Parallel(n_jobs=n_jobs)(
-            delayed(_fit_fold)(estimator, Z[:, columns], y, train, test, classes)
-            for name, estimator, columns, train, test in tasks
-        )
+    results = Parallel(n_jobs=n_jobs)(
+        delayed(_fit_fold)(estimator, Z[:, columns], y, train, test, classes)
+        for name, estimator, columns, train, test in tasks
+    )
     shape = (len(y),) if classes is None else (len(y), len(classes))
     predictions = {name: np.zeros(shape) for name, _, _ in members}
     for (name, _, _, _, _), (test, values) in zip(tasks, results):

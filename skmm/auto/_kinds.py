@@ -123,6 +123,8 @@ def detect_kind(values, name, *, random_state=0):
     detected : Detected
     """
     dtype = values.dtype
+    if pd.api.types.is_complex_dtype(dtype):
+        raise ValueError(f"column {name!r}: complex numbers are not supported.")
     if isinstance(dtype, pd.CategoricalDtype):
         return _unless_constant(
             values, Detected("categorical", "category", "categorical dtype")

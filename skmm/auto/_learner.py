@@ -1,6 +1,7 @@
 """MultimodalClassifier and MultimodalRegressor: the vectorizer and a head, one line."""
 
 import time
+import warnings
 from numbers import Integral
 
 import numpy as np
@@ -10,7 +11,7 @@ from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 
-from ..utils._composition import fit_atomic
+from ..utils._composition import check_table_shape, fit_atomic
 from ..utils._dask import DaskMixin, is_dask_collection
 from ..utils._sklearn_compat import HasMethods, StrOptions, _fit_context
 from ._ensemble import (
@@ -89,7 +90,7 @@ class _MultimodalLearner(DaskMixin, BaseEstimator):
                 f"{type(self).__name__} fits on a pandas DataFrame; predict takes "
                 "Dask DataFrames partition by partition."
             )
-        X = _as_frame(X, type(self).__name__)
+        X = check_table_shape(_as_frame(X, type(self).__name__), type(self).__name__)
         y = self._check_y(y, len(X))
         start = time.time()
         vectorizer = (
@@ -119,7 +120,12 @@ class _MultimodalLearner(DaskMixin, BaseEstimator):
             cv = splitter(self.cv, shuffle=True, random_state=self.random_state or 0)
         else:
             cv = check_cv(self.cv, y, classifier=self._classifier)
-        return list(cv.split(Z, y))
+        with warnings.catch_warnings():
+            # A class rarer than the folds is missing from some folds' training
+            # rows: its column is zero in their predictions, which ensemble
+            # selection (one weight per family) tolerates.
+            warnings.filterwarnings("ignore", message=".*least populated class.*")
+            return list(cv.split(Z, y))
 
     def _fit_best(self, Z, y, head):
         members = families(
@@ -274,7 +280,7 @@ class MultimodalClassifier(ClassifierMixin, _MultimodalLearner):
         if len(self.classes_) < 2:
             raise ValueError(
                 f"{type(self).__name__} needs samples of at least 2 classes in y; "
-                f"got only {self.classes_[0]!r}."
+                f"got one class only: {self.classes_[0]!r}."
             )
         return y
 

@@ -11,7 +11,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.utils.validation import check_is_fitted
 
 from ..fusion import MultimodalFuser
-from ..utils._composition import fit_atomic
+from ..utils._composition import check_table_shape, fit_atomic
 from ..utils._dask import DaskMixin, is_dask_collection
 from ..utils._sklearn_compat import (
     HasMethods,
@@ -263,7 +263,14 @@ class MultimodalVectorizer(DaskMixin, TransformerMixin, BaseEstimator):
                 "one: X.head(n) or X.sample(frac=...).compute()); transform takes "
                 "Dask DataFrames partition by partition."
             )
-        X = _as_frame(X, "MultimodalVectorizer")
+        X = check_table_shape(
+            _as_frame(X, "MultimodalVectorizer"), "MultimodalVectorizer"
+        )
+        if len(X) < 2:
+            raise ValueError(
+                "n_samples = 1: MultimodalVectorizer needs at least 2 rows (in one row "
+                "every column is constant)."
+            )
         forced = self._check_specific(X)
         detected = {}
         for column in X.columns:
@@ -476,7 +483,6 @@ class MultimodalVectorizer(DaskMixin, TransformerMixin, BaseEstimator):
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        tags.input_tags.two_d_array = False
         tags.input_tags.string = True
         tags.input_tags.allow_nan = True
         tags.requires_fit = True
