@@ -425,6 +425,22 @@ def test_dask_predict_is_lazy_and_partition_wise(table):
         assert _CountingScaler.calls[:3] == [4, 4, 4]  # one call per partition
         assert_allclose(proba.compute().to_numpy(), clf.predict_proba(X))
     assert list(proba.columns) == ["cold", "warm"]
+    # The vectorizer alone: a lazy DataFrame of its named features.
+    features = clf.vectorizer_.transform(dd.from_pandas(X, npartitions=2, sort=False))
+    assert list(features.columns) == list(clf.vectorizer_.get_feature_names_out())
+    assert_allclose(features.compute().to_numpy(), clf.vectorizer_.transform(X))
+
+
+def test_best_preset_needs_probabilities(table):
+    from sklearn.svm import LinearSVC
+
+    X, y = table
+    clf = MultimodalClassifier(
+        preset="best", vectorizer=tiny_vectorizer(), head=LinearSVC()
+    )
+    with pytest.raises(ValueError, match="head LinearSVC has no predict_proba"):
+        clf.fit(X, y)
+    assert not hasattr(MultimodalClassifier(head=LinearSVC()), "predict_proba")
 
 
 def test_modality_shapley_on_the_learner(table):

@@ -128,6 +128,12 @@ class _MultimodalLearner(DaskMixin, BaseEstimator):
             return list(cv.split(Z, y))
 
     def _fit_best(self, Z, y, head):
+        if self._classifier and not hasattr(head, "predict_proba"):
+            raise ValueError(
+                f"preset='best' weighs the families' class probabilities, and head "
+                f"{type(head).__name__} has no predict_proba; use a probabilistic "
+                "head (LogisticRegression, or CalibratedClassifierCV around yours)."
+            )
         members = families(
             head,
             self.vectorizer_._entry_kinds_,
