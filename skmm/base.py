@@ -297,10 +297,18 @@ class TorchEncoderMixin(
             y, column, rows, classes, first=True, partial=run.partial
         )
 
-    def _check_chunk(self, X, y, sample_weight):
-        """A later ``partial_fit`` call's items, or a partition's: checked, mapped."""
+    def _check_chunk(self, X, y, sample_weight, classes=None):
+        """A later ``partial_fit`` call's items, or a partition's: checked, mapped.
+
+        After a ``fit`` that trained nothing (a frozen tower), the first
+        ``partial_fit`` call sets the targets' classes (or scale).
+        """
         column = self._check_present(self._check_input(X, reset=False))
-        return column, self._check_target(y, column, column.present())
+        first = "classes_" not in vars(self)
+        target = self._check_target(
+            y, column, column.present(), classes, first=first, partial=first
+        )
+        return column, target
 
     def _stream_targets(self, run, y):
         """``classes_`` (or the targets' scale) from one pass over a Dask ``y``."""
@@ -560,7 +568,7 @@ class TorchEncoderMixin(
             hash_files=hash_files,
         )
 
-    def _cache_namespace(self, module):
+    def _cache_namespace(self, module=None):
         """Fingerprint of everything that decides an item's features.
 
         A frozen tower whose weights can be named (``_weights_identity()``: a hub
@@ -580,7 +588,7 @@ class TorchEncoderMixin(
             if is_fitted_attribute(k) and k not in skip
         }
         if identity is None:
-            identity = self._module_digest(module)
+            identity = self._module_digest(self.module_ if module is None else module)
         return f"{type(self).__name__}-" + fingerprint(params, fitted, identity)
 
     # Fitted attributes decided by the weights' source, not hashed when it is named.

@@ -249,6 +249,18 @@ def test_pickle_round_trip(fitted_views):
     assert loaded.threshold_ == matcher.threshold_
 
 
+def test_similarities_do_not_depend_on_the_batches(fitted_views):
+    matcher, X_test = fitted_views
+    expected = matcher.decision_function(X_test)
+    other = clone(matcher).set_params(batch_size=7)
+    other.__dict__.update({k: v for k, v in vars(matcher).items() if k.endswith("_")})
+    np.testing.assert_allclose(other.decision_function(X_test), expected, atol=1e-5)
+    subset = np.arange(0, len(X_test), 3)
+    np.testing.assert_allclose(
+        matcher.decision_function(X_test[subset]), expected[subset], atol=1e-5
+    )
+
+
 def test_grid_search_without_y():
     X = _views(240)
     search = GridSearchCV(

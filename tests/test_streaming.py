@@ -101,7 +101,9 @@ def test_encoder_partial_fit_classes_and_labels():
         enc.partial_fit(images, y, classes=[])
     enc.partial_fit(images, y, classes=["dark", "light"])
     assert enc.classes_.tolist() == ["dark", "light"]
-    with pytest.raises(ValueError, match=r"\['grey'\], which are not in classes_ .* classes="):
+    with pytest.raises(
+        ValueError, match=r"\['grey'\], which are not in classes_ .* classes="
+    ):
         enc.partial_fit(images[:2], ["dark", "grey"])
     enc = ImageEncoder("cnn", random_state=0, device="cpu")
     enc.partial_fit(images, y, classes=["dark", "light", "grey"])
@@ -258,9 +260,7 @@ def _dask(X, y, npartitions=4):
 
 def test_net_fit_on_dask_reads_one_partition_at_a_time(table, monkeypatch):
     X, y = table
-    sizes = _record_rows(
-        monkeypatch, MultimodalNetClassifier, "_data", lambda *a: a[3]
-    )
+    sizes = _record_rows(monkeypatch, MultimodalNetClassifier, "_data", lambda *a: a[3])
     stream = _net(max_epochs=6).fit(*_dask(X, y))
     # Each epoch decodes the 4 partitions of 100 rows, one at a time; then one more
     # pass estimates the statistics that standardise the towers' outputs. The 40

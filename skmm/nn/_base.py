@@ -243,7 +243,7 @@ class TowerComposite(FitTemplateMixin, TriplesComposition):
         )
         return (run.columns, *targets)
 
-    def _check_chunk(self, X, y, sample_weight):
+    def _check_chunk(self, X, y, sample_weight, classes=None):
         """A later call's (or a partition's) columns, targets, weights and labels."""
         X = self._check_X(X, reset=False)
         columns, _ = self._columns(X, self._towers(), reset=False)

@@ -81,7 +81,7 @@ class FitTemplateMixin(TrainingMixin, TorchEstimatorMixin):
             else:
                 run.chunk = self._targets(run, y, sample_weight, classes)
         else:
-            run.chunk = self._check_chunk(X, y, sample_weight)
+            run.chunk = self._check_chunk(X, y, sample_weight, classes)
         del X  # on Dask, the loop reads the first partition again
         if not stream:
             run.train, run.val = self._split(run)
