@@ -16,7 +16,7 @@ from skmm.encoders import ImageEncoder, TextEncoder
 from skmm.encoders._image import small_cnn
 from skmm.nn import EmbeddingIndex, MultimodalMatcher
 from skmm.nn._contrastive import contrastive_loss, generated_negatives
-from skmm.nn._matcher import _top_k
+from skmm.nn._retrieval import top_k
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -546,10 +546,10 @@ def _brute_force(zq, zc, k):
 def test_chunked_kneighbors_equals_the_full_sort(
     fitted_views, monkeypatch, chunk, block
 ):
-    import skmm.nn._matcher as matcher_module
+    import skmm.nn._retrieval as retrieval_module
 
-    monkeypatch.setattr(matcher_module, "_CHUNK_SIZE", chunk)
-    monkeypatch.setattr(matcher_module, "_BLOCK_SIZE", block)
+    monkeypatch.setattr(retrieval_module, "_CHUNK_SIZE", chunk)
+    monkeypatch.setattr(retrieval_module, "_BLOCK_SIZE", block)
     matcher, X = fitted_views
     # Unit vectors with exact dot products (0 or 1, whatever the BLAS kernel): many
     # exact ties, which the merge must order as the full stable sort does (first
@@ -587,7 +587,7 @@ def test_chunked_kneighbors_equals_the_full_sort(
 
 def test_top_k_breaks_ties_at_the_cut_by_position():
     block = np.array([[0.5, 0.9, 0.5, 0.5, 0.1], [0.2, 0.2, 0.2, 0.2, 0.2]])
-    best = _top_k(block, 2)
+    best = top_k(block, 2)
     assert sorted(best[0]) == [0, 1]
     assert sorted(best[1]) == [0, 1]
 

@@ -26,22 +26,9 @@ from ..utils._validation import _is_numeric_table
 
 __all__ = ["ZeroShotClassifier"]
 
-# What few_shot="auto" resolves to, measured on the fashion catalogue (the matcher of
-# plot_zero_shot.py: 2,000 photo/title pairs, photos at 32x32, 5 epochs; 621 photos
-# never seen in its fit, of the 10 most common article types; accuracy on the photos
-# not labelled, mean of 5 draws of the labelled ones):
-#   labelled photos per class             1      5      20
-#   zero-shot (bare names)                0.644  0.647  0.680
-#   "centroid", prompt_weight=0.5         0.506  0.612  0.658
-#   "centroid", prompt_weight=1           0.557  0.623  0.667
-#   "centroid", prompt_weight=2           0.609  0.644  0.671
-#   "linear_probe", alpha=0.01            0.551  0.662  0.705
-#   "linear_probe", alpha=0.1             0.574  0.676  0.713
-#   "linear_probe", alpha=1               0.584  0.661  0.673
-#   LogisticRegression(), no prompt       0.422  0.609  0.691
-#   LogisticRegression(C=10), no prompt   0.423  0.647  0.697
-# (A matcher at 64x64 for 10 epochs: zero-shot 0.31, probe 0.562/0.665/0.708,
-# centroid 0.454/0.562/0.630, the same order.)
+# What few_shot="auto" resolves to: the best of the centroid and the probe at every
+# number of labelled photos per class, and of their settings, on the fashion
+# catalogue (docs/zero_shot.rst has the measurement).
 _AUTO = "linear_probe"
 
 
