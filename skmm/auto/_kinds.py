@@ -124,7 +124,7 @@ def detect_kind(values, name, *, random_state=0):
     """
     dtype = values.dtype
     if pd.api.types.is_complex_dtype(dtype):
-        raise ValueError(f"column {name!r}: complex numbers are not supported.")
+        raise ValueError(f"column {name!r}: Complex data not supported.")
     if isinstance(dtype, pd.CategoricalDtype):
         return _unless_constant(
             values, Detected("categorical", "category", "categorical dtype")
