@@ -14,6 +14,7 @@ import joblib
 import numpy as np
 import pandas as pd
 import pytest
+import scipy.sparse as sp
 from numpy.testing import assert_allclose, assert_array_equal
 from PIL import Image
 from sklearn.base import clone
@@ -330,6 +331,26 @@ def test_regressor_fast_and_best(table):
     ).fit(X, y)
     assert best.family_scores_["fused"] > best.family_scores_["photo"]
     assert best.predict(X).shape == (12,)
+
+
+def test_sparse_output_through_the_best_preset():
+    # TF-IDF of a large vocabulary makes the output mostly zeros: it stays sparse
+    # (ColumnTransformer's rule), and every family takes it (the trees densify their
+    # narrow tabular slice; 100 training rows per fold, so that they can split).
+    rng = np.random.default_rng(0)
+    words = np.array([f"word{i}" for i in range(3000)])
+    X = pd.DataFrame(
+        {
+            "note": [" ".join(rng.choice(words, 6)) for _ in range(150)],
+            "shop": rng.choice(["a", "b", "c"], 150),
+        }
+    )
+    y = np.where(X["shop"] == "a", "yes", "no")
+    vec = MultimodalVectorizer(text=TfidfVectorizer(), memory=None)
+    assert sp.issparse(vec.fit_transform(X))
+    clf = MultimodalClassifier(preset="best", vectorizer=vec, cv=3, random_state=0)
+    assert clf.fit(X, y).score(X, y) == 1.0
+    assert clf.family_scores_["tabular"] == 1.0
 
 
 def test_ensemble_selection_by_hand():

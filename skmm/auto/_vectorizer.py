@@ -250,8 +250,8 @@ class MultimodalVectorizer(DaskMixin, TransformerMixin, BaseEstimator):
 
         Returns
         -------
-        X_out : ndarray of shape (n_samples, n_features_out)
-            The features, side by side.
+        X_out : {ndarray, sparse matrix} of shape (n_samples, n_features_out)
+            The features, side by side (see :meth:`transform`).
         """
         return fit_atomic(self, type(self)._fit_transform, X, y)
 
@@ -312,7 +312,7 @@ class MultimodalVectorizer(DaskMixin, TransformerMixin, BaseEstimator):
         self.n_features_in_ = fuser.n_features_in_
         if hasattr(fuser, "feature_names_in_"):
             self.feature_names_in_ = fuser.feature_names_in_
-        return _dense(out)
+        return _float64(out)
 
     def _check_specific(self, X):
         """``{column: (kind, encoder or None)}`` for the columns the user assigns."""
@@ -427,11 +427,14 @@ class MultimodalVectorizer(DaskMixin, TransformerMixin, BaseEstimator):
 
         Returns
         -------
-        X_out : ndarray of shape (n_samples, n_features_out)
-            The features.
+        X_out : {ndarray, sparse matrix} of shape (n_samples, n_features_out)
+            The features, float64: a CSR matrix when sparse blocks (TF-IDF of a
+            large vocabulary) make it less than 30% non-zero, as
+            ``ColumnTransformer`` decides; a Dask DataFrame in, a lazy Dask
+            DataFrame out (for dense outputs).
         """
         check_is_fitted(self)
-        return _dense(self.fuser_.transform(_as_frame(X, "MultimodalVectorizer")))
+        return _float64(self.fuser_.transform(_as_frame(X, "MultimodalVectorizer")))
 
     @property
     def output_indices_(self):
@@ -521,5 +524,5 @@ def _as_frame(X, owner):
     return pd.DataFrame(array)
 
 
-def _dense(out):
-    return out.toarray() if sp.issparse(out) else np.asarray(out, dtype=np.float64)
+def _float64(out):
+    return out.astype(np.float64) if sp.issparse(out) else np.asarray(out, np.float64)
