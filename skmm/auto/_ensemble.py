@@ -40,6 +40,10 @@ __all__ = [
 # away from 0 in the log loss so that a class a fold never saw costs a bounded loss.
 _ROUNDS = 50
 _EPS = 1e-6
+# The boosted trees stop when 10% of their training rows held out stop improving: a
+# few tabular columns saturate in tens of rounds, and a class's rounds cost one tree
+# each (twenty classes, twenty trees a round).
+_TREES = {"early_stopping": True}
 # Kinds whose block gets its own family, and those the boosted trees read.
 _MODALITY_KINDS = ("image", "audio", "text")
 _TABLE_KINDS = ("categorical", "numeric", "datetime")
@@ -85,7 +89,11 @@ def families(head, entry_kinds, output_indices, classifier, random_state):
         # The trees take dense input; the tabular blocks are narrow.
         dense = FunctionTransformer(_to_dense, accept_sparse=True)
         out.append(
-            ("tabular", make_pipeline(dense, trees(random_state=random_state)), table)
+            (
+                "tabular",
+                make_pipeline(dense, trees(**_TREES, random_state=random_state)),
+                table,
+            )
         )
     return out
 
