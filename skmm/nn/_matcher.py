@@ -529,19 +529,21 @@ class MultimodalMatcher(DaskMixin, ClassifierMixin, TransformerMixin, TowerCompo
             towers,
             self.embedding_dim,
             self.temperature,
-            initial_temperature=self._towers_temperature(towers),
+            initial_temperature=self._towers_temperature(),
         )
 
-    def _towers_temperature(self, towers):
+    def _towers_temperature(self):
         """The temperature the towers come with (1 / their logit scale), or 0.07.
 
         Aligned pretrained towers (CLIP's) were trained at a temperature of their own:
-        an open_clip tower carries it as ``logit_scale``, another encoder may give it
-        as a fitted ``logit_scale_``.
+        an skmm encoder's resolved backbone gives it as ``backbone_.logit_scale``,
+        another encoder may give it as a fitted ``logit_scale_``.
         """
         scales = {}
-        for (name, enc, _), tower in zip(self.encoders_, towers):
-            scale = getattr(tower, "logit_scale", getattr(enc, "logit_scale_", None))
+        for name, enc, _ in self.encoders_:
+            scale = getattr(getattr(enc, "backbone_", None), "logit_scale", None)
+            if scale is None:
+                scale = getattr(enc, "logit_scale_", None)
             if isinstance(scale, (int, float)):
                 scales[name] = float(scale)
         if not scales:
