@@ -256,24 +256,6 @@ def test_open_clip_features_match_open_clip(clip_file, photos):
     assert not any("token_embedding" in k for k in images.module_.state_dict())
 
 
-def test_wordllama_matches_wordllama_inference():
-    pytest.importorskip("wordllama")
-    from safetensors.torch import load_file
-    from tokenizers import Tokenizer
-    from wordllama.inference import WordLlamaInference
-
-    tokenizer_file, weights_file = wordllama_files()
-    reference = WordLlamaInference(
-        load_file(weights_file)["embedding.weight"].float().numpy(),
-        Tokenizer.from_file(tokenizer_file),
-    )
-    enc = TextEncoder("wordllama", **cpu())
-    out = enc.fit_transform(TITLES)
-    assert out.shape == (5, 256) and enc.vocabulary_ is None
-    np.testing.assert_allclose(out, reference.embed(TITLES), atol=1e-5)
-    assert enc._frozen()
-
-
 def _offline(monkeypatch, tmp_path):
     """No network: every connection fails, and no hub cache holds any weights."""
 
@@ -330,6 +312,25 @@ def test_default_image_encoder_is_pretrained_offline(monkeypatch, tmp_path):
     with torch.no_grad():
         expected = net.extract_features(torch.stack(batch)).mean(dim=(2, 3))
     np.testing.assert_allclose(out, expected.numpy(), atol=1e-4)
+
+
+def test_default_text_encoder_is_wordllama_offline(monkeypatch, tmp_path):
+    """TextEncoder() with no network and no labels: wordllama's own embeddings."""
+    from safetensors.torch import load_file
+    from tokenizers import Tokenizer
+    from wordllama.inference import WordLlamaInference
+
+    _offline(monkeypatch, tmp_path)
+    tokenizer_file, weights_file = wordllama_files()
+    reference = WordLlamaInference(
+        load_file(weights_file)["embedding.weight"].float().numpy(),
+        Tokenizer.from_file(tokenizer_file),
+    )
+    enc = TextEncoder(**cpu())
+    out = enc.fit_transform(TITLES)
+    assert out.shape == (5, 256) and enc.vocabulary_ is None
+    np.testing.assert_allclose(out, reference.embed(TITLES), atol=1e-5)
+    assert enc._frozen() and enc.n_iter_ == 0
 
 
 # -- pickles, batches, device and the cache ---------------------------------------------
@@ -583,6 +584,12 @@ def test_pretrained_is_frozen_unless_max_epochs(hf_bert):
     assert TextEncoder(f"hf:{hf_bert}", weights=None)._resolved_max_epochs() == 10
     assert AudioEncoder()._resolved_max_epochs() == 10
     assert ImageEncoder("resnet18", weights="DEFAULT")._resolved_max_epochs() == 0
+    assert (
+        ImageEncoder()._resolved_max_epochs()
+        == TextEncoder()._resolved_max_epochs()
+        == 0
+    )
+    assert ImageEncoder("cnn")._resolved_max_epochs() == 10
     with pytest.raises(ValueError, match="requires y to be passed"):
         clone(enc).set_params(max_epochs=1).fit(TITLES)
 

@@ -106,7 +106,7 @@ def test_encoder_partial_fit_classes_and_labels():
 def test_encoder_partial_fit_regression_keeps_the_first_scale():
     texts = ["a cat", "a dog", "the cat sat", "the dog ran"] * 5
     values = np.linspace(0.5, 9.5, 20) ** 2  # real values: a regression
-    enc = TextEncoder(random_state=0, device="cpu", batch_size=8)
+    enc = TextEncoder("lstm", random_state=0, device="cpu", batch_size=8)
     enc.partial_fit(texts, values)
     assert enc.classes_ is None
     np.testing.assert_allclose(enc._target_scale_, (values.mean(), values.std()))

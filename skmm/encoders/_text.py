@@ -18,23 +18,26 @@ _WORD = re.compile(r"\w+")
 
 
 class TextEncoder(BackboneMixin, TorchEncoderMixin, BaseEstimator):
-    """Encode texts with an LSTM/GRU trained on labels, or a pretrained text model.
+    """Encode texts with a pretrained text model, or an LSTM/GRU trained on labels.
 
-    With ``backbone="lstm"`` or ``"gru"``, :meth:`fit` builds a vocabulary from the
-    training texts and trains embedding, RNN and a linear head on ``y``;
-    :meth:`transform` returns the pooled hidden states. A pretrained backbone
-    (``"wordllama"``, ``"hf:..."``, ``"open_clip:..."``) brings its own tokenizer,
-    stored as a fitted attribute, and is a frozen feature extractor by default:
-    :meth:`fit` then needs no ``y``.
+    By default the tower is wordllama's pretrained token embedding (shipped with
+    skmm, so it works offline), frozen: :meth:`fit` needs no ``y`` and
+    :meth:`transform` returns the mean of each text's 256-wide token embeddings. A
+    pretrained backbone (``"wordllama"``, ``"hf:..."``, ``"open_clip:..."``) brings
+    its own tokenizer, stored as a fitted attribute, and is a frozen feature
+    extractor by default. With ``backbone="lstm"`` or ``"gru"``, :meth:`fit` builds a
+    vocabulary from the training texts and trains embedding, RNN and a linear head
+    on ``y``; :meth:`transform` returns the pooled hidden states.
 
     Parameters
     ----------
-    backbone : str or torch.nn.Module, default="lstm"
+    backbone : str or torch.nn.Module, default="wordllama"
+        - ``"wordllama"``: the pretrained static token embedding (256 wide, 32,000
+          tokens, distilled from LLaMA 2) and tokenizer shipped inside the
+          ``wordllama`` package (a dependency of skmm), read from its files with no
+          network; the tokenizer is case-sensitive;
         - ``"lstm"`` or ``"gru"``: word (or character) embeddings and a recurrent
           layer, trained from scratch;
-        - ``"wordllama"``: the pretrained static token embedding (256 wide, 32,000
-          tokens) and tokenizer shipped inside the ``wordllama`` package, read from
-          its files with no network (a dependency of skmm);
         - ``"hf:<model id or local folder>"``: a Hugging Face ``AutoModel`` and its
           ``AutoTokenizer`` (extra ``skmm[hf]``);
         - ``"open_clip:<architecture>"``: the text tower of an open_clip model and
@@ -147,17 +150,21 @@ class TextEncoder(BackboneMixin, TorchEncoderMixin, BaseEstimator):
     --------
     >>> from skmm.encoders import TextEncoder
     >>> texts = ["red cotton shirt", "blue denim jeans", "red silk shirt", "black jeans"]
-    >>> enc = TextEncoder(hidden_size=8, max_epochs=2, random_state=0, device="cpu")
+
+    The default embedding is pretrained and frozen: ``fit`` needs no labels.
+
+    >>> enc = TextEncoder(device="cpu")
+    >>> enc.fit_transform(texts).shape
+    (4, 256)
+
+    An LSTM trained on labels:
+
+    >>> enc = TextEncoder("lstm", hidden_size=8, max_epochs=2, random_state=0,
+    ...                   device="cpu")
     >>> enc.fit_transform(texts, ["top", "bottom", "top", "bottom"]).shape
     (4, 16)
     >>> enc.vocabulary_["shirt"]
     4
-
-    A pretrained embedding needs no labels:
-
-    >>> enc = TextEncoder("wordllama", device="cpu")  # doctest: +SKIP
-    >>> enc.fit_transform(texts).shape  # doctest: +SKIP
-    (4, 256)
     """
 
     _parameter_constraints = {
@@ -181,14 +188,15 @@ class TextEncoder(BackboneMixin, TorchEncoderMixin, BaseEstimator):
 
     _no_y_hint = (
         "A TextEncoder without pretrained weights learns its features from labels; "
-        "for unsupervised text features use a pretrained backbone such as "
-        "backbone='wordllama', or sklearn.feature_extraction.text.TfidfVectorizer "
-        "(or max_epochs=0 for an untrained network)."
+        "for unsupervised text features use a pretrained backbone such as the "
+        "default backbone='wordllama', or "
+        "sklearn.feature_extraction.text.TfidfVectorizer (or max_epochs=0 for an "
+        "untrained network)."
     )
 
     def __init__(
         self,
-        backbone="lstm",
+        backbone="wordllama",
         *,
         tokenizer="word",
         max_features=20000,
