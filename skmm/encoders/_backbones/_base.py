@@ -138,6 +138,17 @@ def file_identity(path):
     return [path, stat.st_size, stat.st_mtime_ns]
 
 
+def package_identity(distribution, path):
+    """Weights shipped in an installed package: its name, version and file size.
+
+    The same on every machine with that version installed, wherever it is (a cache
+    shared at a URL serves them all), unlike a file's path and modification time.
+    """
+    from importlib.metadata import version
+
+    return [distribution, version(distribution), os.path.getsize(path)]
+
+
 # -- tower helpers -----------------------------------------------------------------------
 def output_width(backbone, probe):
     """A backbone's output width: its ``out_features``, or that of its output on

