@@ -292,8 +292,9 @@ class Backbone:
     source : None or tuple
         None for random weights, ``("file", path)`` or ``("name", name)``.
     identity : list or None
-        What names the weights for the embedding cache (a hub name and revision, or
-        a file's path, size and modification time); None when they cannot be named.
+        What names the weights for the embedding cache (a hub name and revision, an
+        installed package's name and version, or a file's path, size and
+        modification time); None when they cannot be named.
     logit_scale : float or None
         1 / temperature of the aligned towers the weights come from (CLIP).
     processor : object or None
@@ -375,16 +376,12 @@ class Backbone:
         pickled): a file that cannot be read fails the fit before any data is decoded.
         """
         self.source = self._weights_source()
-        if self.source is not None and self.source[0] == "file":
+        if self.from_file:
             path = self.source[1]
             self._state = read_weights_file(path)
-            self.identity = [self._file_owner(encoder), file_identity(path)]
+            self.identity = [repr(encoder.backbone), file_identity(path)]
         self._resolve(encoder)
         return self
-
-    def _file_owner(self, encoder):
-        """What a weights file is the weights of, in the cache identity."""
-        return repr(encoder.backbone)
 
     def _resolve(self, encoder):
         """Fetch what the hub's weights bring (config, tokenizer, identity...)."""
