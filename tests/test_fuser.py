@@ -257,7 +257,8 @@ def test_nested_params_and_clones(frame):
     assert fz.encoders_[0][1] is fz["x"]
     # Column d, which no encoder selects, is the dropped remainder, as in
     # ColumnTransformer's transformers_.
-    assert fz.encoders_[2] == ("remainder", "drop", [3])
+    # The remainder's columns are named as the triples name theirs (ColumnTransformer).
+    assert fz.encoders_[2] == ("remainder", "drop", ["d"])
     assert [c for _, _, c in fz.encoders_] == [["a", "b"], ["c"], [3]]
     fz.set_params(y="drop")
     assert encoders == given and fz.encoders[1] == ("y", "drop", ["c"])
@@ -331,7 +332,7 @@ def test_missing_error_names_the_modality_and_rows(frame, holes):
     with pytest.raises(ValueError, match=r"in 2 row\(s\): 'r1', 'r4'\. Set missing="):
         fz.transform(holes)
     many = frame.copy()
-    many["a"] = np.nan
+    many[["a", "b"]] = np.nan
     many.loc["r0", "a"] = 1.0
     with pytest.raises(ValueError, match=r"in 11 row\(s\): 'r1', .*'r10', \.\.\."):
         fz.transform(many)
@@ -452,7 +453,11 @@ def test_sparse_tfidf_block():
         ({"encoders": [("x", "keep", ["a"])]}, ValueError, "'drop' and 'passthrough'"),
         ({"encoders": [("x", StandardScaler, ["a"])]}, TypeError, "estimator instance"),
         ({"encoders": [("x", PCA(), ["a"]), ("y", object(), ["b"])]}, TypeError, "'y'"),
-        ({"encoders": [("x", "drop", ["a"])]}, ValueError, "nothing to fuse"),
+        (
+            {"encoders": [("x", "drop", ["a"])], "fusion": "sum"},
+            ValueError,
+            "nothing to fuse",
+        ),
         ({"fusion": "attention"}, ValueError, "'fusion' parameter"),
         ({"weights": {"z": 1.0}}, ValueError, "weights has names \\['z'\\]"),
         ({"weights": {"x": -1.0}}, ValueError, "finite number >= 0"),
@@ -481,8 +486,12 @@ def test_transform_checks_its_input(frame):
     with pytest.raises(NotFittedError):
         fuser().transform(frame)
     fz = fuser().fit(frame)
-    with pytest.raises(ValueError, match="feature names should match"):
-        fz.transform(frame[["d", "c", "b", "a"]])
+    # Columns are read by name, as in ColumnTransformer: order and extras do not matter.
+    assert_allclose(
+        fz.transform(frame[["d", "c", "b", "a"]].assign(e=1.0)), fz.transform(frame)
+    )
+    with pytest.raises(ValueError, match=r"columns are missing: \{'a'\}"):
+        fz.transform(frame.drop(columns="a"))
     with pytest.raises(ValueError, match="Reshape your data"):
         fz.transform(frame["a"].to_numpy())
 
@@ -1014,8 +1023,13 @@ def test_an_encoder_with_no_output_column_is_left_out(frame):
     assert list(fz.get_feature_names_out()) == ["x__a", "x__b"]
     assert fz.output_indices_["none"] == slice(0, 0)
     assert_allclose(fz.transform(frame), out)
-    with pytest.raises(ValueError, match="every encoder outputs 0 columns"):
-        MultimodalFuser([("none", nothing, ["c"])]).fit(frame)
+    # Nothing left: no column, as from ColumnTransformer; no block to add up.
+    assert MultimodalFuser([("none", nothing, ["c"])]).fit_transform(frame).shape == (
+        12,
+        0,
+    )
+    with pytest.raises(ValueError, match="nothing to fuse"):
+        MultimodalFuser([("none", nothing, ["c"])], fusion="sum").fit(frame)
 
 
 class BrokenOnNegative(TransformerMixin, BaseEstimator):

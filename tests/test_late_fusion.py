@@ -420,19 +420,23 @@ def test_invalid_input():
     with pytest.raises(NotFittedError):
         clf.predict(X)
     clf.fit(X, y)
-    with pytest.raises(ValueError, match="feature names should match"):
-        clf.predict(X[X.columns[::-1]])
+    # Columns are read by name, as in ColumnTransformer: their order does not matter.
+    np.testing.assert_array_equal(
+        clf.predict_proba(X[X.columns[::-1]]), clf.predict_proba(X)
+    )
+    with pytest.raises(ValueError, match=r"columns are missing: \{'a0'\}"):
+        clf.predict(X.drop(columns="a0"))
 
 
 def test_failed_fit_leaves_the_estimator_as_it_was():
     X, y = _echo_data()
     clf = LateFusionClassifier(_echo_estimators()).fit(X, y)
-    fitted, proba = clf.named_estimators_, clf.predict_proba(X)
+    fitted, proba = clf.modalities_, clf.predict_proba(X)
     bad = X.copy()
     bad[["c0", "c1", "c2"]] = np.nan
     with pytest.raises(ValueError, match="modality 'c'.*in all 3 training rows"):
         clf.fit(bad.iloc[:3], y[:3])
-    assert clf.named_estimators_ is fitted and clf.n_features_in_ == 9
+    assert clf.modalities_ is fitted and clf.n_features_in_ == 9
     np.testing.assert_allclose(clf.predict_proba(X), proba)
 
 
