@@ -259,11 +259,11 @@ def test_nested_params_and_clones(frame):
     # ColumnTransformer's transformers_.
     # The remainder's columns are named as the triples name theirs (ColumnTransformer).
     assert fz.encoders_[2] == ("remainder", "drop", ["d"])
-    assert [c for _, _, c in fz.encoders_] == [["a", "b"], ["c"], [3]]
+    assert [c for _, _, c in fz.encoders_] == [["a", "b"], ["c"], ["d"]]
     fz.set_params(y="drop")
     assert encoders == given and fz.encoders[1] == ("y", "drop", ["c"])
     assert pipe.fit(frame, [0, 1] * 6).predict(frame).shape == (12,)
-    with pytest.raises(KeyError, match="'z' is not an encoder name"):
+    with pytest.raises(KeyError, match="'z' is not a valid transformer name"):
         fz["z"]
     with pytest.raises(TypeError, match="subscriptable after it is fitted"):
         MultimodalFuser(encoders)["x"]

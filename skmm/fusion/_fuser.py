@@ -393,7 +393,7 @@ class MultimodalFuser(
             ) from exc
         except KeyError as exc:
             raise KeyError(
-                f"'{name}' is not a valid transformer name; the encoders are "
+                f"'{name}' is not a valid transformer name: the encoders are "
                 f"{self.modalities_.names}"
             ) from exc
 
@@ -530,10 +530,14 @@ n_features_out)
         self._encoded_widths_ = {}
         outputs = [out for out, _ in results]
         blocks = self._blocks(todo, outputs, absent, labels)
-        # Names of the columns of outputs that are dataframes: the feature names of
-        # an encoder without get_feature_names_out.
+        # With a dataframe output, the names of the encoders' dataframe columns are
+        # the feature names of an encoder without get_feature_names_out (as in
+        # ColumnTransformer).
+        framed = _get_output_config("transform", self)["dense"] != "default"
         self._frame_columns_ = {
-            m.name: list(out.columns) for m, out in zip(todo, outputs) if _has_columns(out)
+            m.name: list(out.columns)
+            for m, out in zip(todo, outputs)
+            if framed and _has_columns(out)
         }
         return self._fuse(
             blocks,
@@ -798,6 +802,8 @@ n_features_out)
                 get_tags(e) for _, e, _ in self.encoders if not isinstance(e, str)
             ]
             tags.input_tags.sparse = all(t.input_tags.sparse for t in children)
+            # missing="error" refuses a modality whose every cell is NaN (a NaN in
+            # some of its cells reaches its encoder, as in ColumnTransformer).
             tags.input_tags.allow_nan = self.missing != "error" and all(
                 t.input_tags.allow_nan for t in children
             )

@@ -6,6 +6,7 @@ input in :mod:`skmm.fusion._stacking`; this module fits the models on their colu
 """
 
 import warnings
+from inspect import Parameter, signature
 from numbers import Integral
 
 import numpy as np
@@ -29,11 +30,7 @@ from sklearn.utils.metadata_routing import (
 )
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import type_of_target
-from sklearn.utils.validation import (
-    check_is_fitted,
-    column_or_1d,
-    has_fit_parameter,
-)
+from sklearn.utils.validation import check_is_fitted, column_or_1d
 
 from ..utils._composition import (
     SHOWN_ROWS,
@@ -177,7 +174,7 @@ class _BaseLateFusion(
             final_estimator=Bunch(fit=weight),
         )
         for m in modalities:
-            if weight and not has_fit_parameter(m.estimator, "sample_weight"):
+            if weight and not _takes_sample_weight(m.estimator):
                 raise TypeError(
                     f"Underlying estimator {type(m.estimator).__name__} does not "
                     f"support sample weights (model {m.name!r})."
@@ -1015,6 +1012,14 @@ class LateFusionRegressor(RegressorMixin, _BaseLateFusion):
         rule = median_vote if self.voting == "median" else mean_vote
         pred[rows] = rule(values, self._vote_weights(present[rows]))
         return pred
+
+
+def _takes_sample_weight(estimator):
+    """Whether ``fit`` takes ``sample_weight``, by name or among its ``**kwargs``."""
+    parameters = signature(estimator.fit).parameters
+    return "sample_weight" in parameters or any(
+        p.kind is Parameter.VAR_KEYWORD for p in parameters.values()
+    )
 
 
 def _scatter(out, rows, n_samples):

@@ -568,7 +568,18 @@ class ModalityLayout:
         """A modality's columns of ``X`` (a 1-D column for a scalar selection), in
         ``rows`` (positions or a mask) when given."""
         m = self[name]
-        key = list(m.feature_names) if self.by_name(X) else list(m.indices)
+        if self.by_name(X):
+            key = list(m.feature_names)
+        elif _determine_key_type(m.columns) == "str":
+            # Names cannot say which columns of an array to read (as in
+            # ColumnTransformer).
+            raise ValueError(
+                f"{self.owner}: {self.role} {name!r} selects columns by name "
+                f"({m.columns!r}): Specifying the columns using strings is only "
+                "supported for dataframes."
+            )
+        else:
+            key = list(m.indices)
         selection = _safe_indexing(X, key[0] if m.scalar else key, axis=1)
         return selection if rows is None else _safe_indexing(selection, rows)
 
