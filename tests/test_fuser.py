@@ -1,6 +1,7 @@
 """MultimodalFuser: the sklearn API, each step against hand computations, real data."""
 
 import pickle
+import threading
 
 import joblib
 import numpy as np
@@ -290,6 +291,36 @@ def test_parallel_encoders_give_the_same_result(frame):
     parallel = fuser(fusion="mean", projection=1, n_jobs=2).fit(frame)
     assert_allclose(parallel.transform(frame), serial.transform(frame))
     assert_allclose(parallel.fit_transform(frame), serial.transform(frame))
+
+
+class ThreadsScaler(StandardScaler):
+    """Records how many threads torch would use while it is fitted, in its own
+    thread and in a thread started then (the process-wide count)."""
+
+    def fit(self, X, y=None):
+        self.torch_threads_ = torch.get_num_threads()
+        found = []
+        thread = threading.Thread(target=lambda: found.append(torch.get_num_threads()))
+        thread.start()
+        thread.join()
+        self.process_threads_ = found[0]
+        return super().fit(X, y)
+
+
+@pytest.mark.skipif(joblib.cpu_count() < 2, reason="one CPU: nothing to share")
+def test_parallel_encoders_share_the_cpus():
+    """Thread workers cap their own threads, never the process-wide count."""
+    X = np.random.default_rng(0).normal(size=(8, 2))
+    before = torch.get_num_threads()
+    fz = MultimodalFuser(
+        [("a", ThreadsScaler(), [0]), ("b", ThreadsScaler(), [1])], n_jobs=2
+    )
+    with joblib.parallel_config("threading"):
+        fz.fit(X)
+    share = joblib.cpu_count() // 2
+    assert [fz[name].torch_threads_ for name in "ab"] == [share, share]
+    assert [fz[name].process_threads_ for name in "ab"] == [before, before]
+    assert torch.get_num_threads() == before
 
 
 def test_verbose_reports_each_encoder(frame, capsys):
@@ -985,6 +1016,43 @@ def test_html_diagram_shows_encoders_and_fusion(frame):
         "[&#x27;a&#x27;, &#x27;b&#x27;]",
     ]:
         assert text in html, text
+
+
+@pytest.mark.parametrize("remainder", ["drop", "passthrough", MinMaxScaler()])
+@pytest.mark.parametrize("fitted", [False, True])
+def test_html_diagram_draws_the_encoders_as_column_transformer(
+    frame, remainder, fitted
+):
+    """The encoders' block of the diagram is ColumnTransformer's own, remainder
+    included; the fuser adds its fusion box after it."""
+    from sklearn.compose import ColumnTransformer
+
+    triples = [("x", StandardScaler(), ["a", "b"]), ("y", "drop", [2])]
+    fz = MultimodalFuser(triples, remainder=remainder, normalize=None)
+    ct = ColumnTransformer(triples, remainder=remainder)
+    if fitted:
+        fz.fit(frame)
+        ct.fit(frame)
+    expected = ct._sk_visual_block_()
+    encoders, fusion = fz._sk_visual_block_().estimators
+    assert encoders.names == expected.names
+    assert encoders.name_details == expected.name_details
+    assert [type(e) for e in encoders.estimators] == [
+        type(e) for e in expected.estimators
+    ]
+    assert fusion.names == "fusion='concat'"
+
+
+def test_a_nan_in_some_cells_is_not_a_missing_modality(frame):
+    """It reaches the encoder, as in ColumnTransformer; "mean" fills it without
+    flagging the modality as missing."""
+    holey = frame.copy()
+    holey.loc["r2", "a"] = np.nan
+    out = fuser(normalize=None).fit_transform(holey)
+    assert np.isnan(out[2, 0]) and np.isfinite(np.delete(out, (2 * 4), None)).all()
+    filled = fuser(normalize=None, missing="indicator").fit_transform(holey)
+    assert filled[2, 0] == pytest.approx(holey["a"].mean())
+    assert_array_equal(filled[:, 4:], 0)
 
 
 def test_metadata_routing_reaches_encoders(frame):

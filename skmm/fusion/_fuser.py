@@ -21,7 +21,6 @@ from ..utils._composition import (
     TriplesComposition,
     check_table,
     fit_atomic,
-    is_drop,
     row_labels,
 )
 from ..utils._dask import DaskMixin
@@ -783,7 +782,7 @@ n_features_out)
                 triples.append(("remainder", self.remainder, []))
         names, encoders, columns = zip(*triples) if triples else ((), (), ())
         encoders_block = _VisualBlock(
-            "parallel", list(encoders), names=list(names), name_details=list(columns)
+            "parallel", encoders, names=names, name_details=columns
         )
         fusion = f"fusion={self.fusion!r}"
         if self.projection is not None:
@@ -837,8 +836,10 @@ def _has_columns(out):
 
 def _present(selection, absent):
     """The selection's rows where the modality is present."""
-    return selection if not absent.any() else _safe_indexing(
-        selection, np.flatnonzero(~absent)
+    return (
+        selection
+        if not absent.any()
+        else _safe_indexing(selection, np.flatnonzero(~absent))
     )
 
 

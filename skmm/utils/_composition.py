@@ -438,8 +438,7 @@ class ModalityLayout:
                 check(key, estimator)
         if require_active and triples and all(map(is_drop, estimators)):
             raise ValueError(
-                f"All {param} are dropped. At least one is required to be an "
-                "estimator."
+                f"All {param} are dropped. At least one is required to be an estimator."
             )
         feature_names_in = _feature_names(X)
         modalities = []
@@ -490,7 +489,9 @@ class ModalityLayout:
             for m in self.modalities:
                 if m.name == key:
                     return m
-            raise KeyError(f"{key!r} is not a modality; the modalities are {self.names}")
+            raise KeyError(
+                f"{key!r} is not a modality; the modalities are {self.names}"
+            )
         return self.modalities[key]
 
     def __iter__(self):
@@ -506,7 +507,9 @@ class ModalityLayout:
         parts = []
         for m in self.modalities:
             estimator = (
-                m.estimator if isinstance(m.estimator, str) else type(m.estimator).__name__
+                m.estimator
+                if isinstance(m.estimator, str)
+                else type(m.estimator).__name__
             )
             columns = m.feature_names if m.feature_names is not None else m.indices
             parts.append(f"{m.name!r}: {estimator} on {columns}")
@@ -548,9 +551,7 @@ class ModalityLayout:
 
     def check_columns(self, X):
         """Check that a DataFrame has every column an active modality reads."""
-        needed = {
-            name for m in self.modalities if m.active for name in m.feature_names
-        }
+        needed = {name for m in self.modalities if m.active for name in m.feature_names}
         missing = needed - set(X.columns)
         if missing:
             raise ValueError(f"{self.owner}: columns are missing: {missing}")
@@ -584,7 +585,14 @@ class ModalityLayout:
         return selection if rows is None else _safe_indexing(selection, rows)
 
     def missing(
-        self, X, *, selections=None, training=False, allowed=True, advice="", labels=None
+        self,
+        X,
+        *,
+        selections=None,
+        training=False,
+        allowed=True,
+        advice="",
+        labels=None,
     ):
         """The rows where each active modality is missing (every cell missing).
 
