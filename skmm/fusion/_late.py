@@ -103,13 +103,29 @@ class _BaseLateFusion(
         return self.modalities_.output_indices
 
     # -- checks at fit -----------------------------------------------------------------------
+    def _kind(self):
+        """ "classifier" or "regressor", as the models and the final estimator must be."""
+        return self._head_check.__name__[3:]
+
     def _check_model(self, name, estimator):
         if not self._head_check(estimator):
-            kind = self._head_check.__name__[3:]
             raise ValueError(
                 f"The estimator {name!r} ({type(estimator).__name__}) should be a "
-                f"{kind}."
+                f"{self._kind()}."
             )
+
+    def _check_final_estimator(self, final):
+        if not self._head_check(final):
+            raise ValueError(
+                f"final_estimator must be a {self._kind()}; got {type(final).__name__}."
+            )
+
+    def _check_y(self, y, n_samples):
+        """``y`` as a 1-D array of one value per row, then the subclass's checks."""
+        y = column_or_1d(y, warn=True)
+        if len(y) != n_samples:
+            raise ValueError(f"X has {n_samples} rows but y has {len(y)} values.")
+        return self._check_target(y)
 
     def _check_weights(self, names, active):
         """The weights of the models that are not dropped, as a float array.
@@ -231,7 +247,7 @@ class _BaseLateFusion(
 
     def _fit(self, X, y, fit_params):
         X = check_table(self, X, reset=True)
-        y = self._check_target(y, n_samples=X.shape[0])
+        y = self._check_y(y, n_samples=X.shape[0])
         self.modalities_ = layout = ModalityLayout.from_triples(
             self._triples(),
             X,
@@ -680,22 +696,19 @@ class LateFusionClassifier(ClassifierMixin, _BaseLateFusion):
     def _default_final_estimator(self):
         return LogisticRegression()
 
-    def _check_final_estimator(self, final):
-        if not is_classifier(final):
-            raise ValueError(
-                f"final_estimator must be a classifier; got {type(final).__name__}."
-            )
-
-    def _check_target(self, y, n_samples):
-        kind = type_of_target(y, input_name="y")
-        if kind in ("multilabel-indicator", "multiclass-multioutput"):
+    def _check_y(self, y, n_samples):
+        if type_of_target(y, input_name="y") in (
+            "multilabel-indicator",
+            "multiclass-multioutput",
+        ):
             # VotingClassifier's answer to the same targets.
             raise NotImplementedError(
                 "Multilabel and multi-output classification is not supported."
             )
-        y = column_or_1d(y, warn=True)
-        if len(y) != n_samples:
-            raise ValueError(f"X has {n_samples} rows but y has {len(y)} values.")
+        return super()._check_y(y, n_samples)
+
+    def _check_target(self, y):
+        kind = type_of_target(y, input_name="y")
         if kind in ("unknown", "continuous", "continuous-multioutput"):
             raise ValueError(
                 f"Unknown label type: {kind}. LateFusionClassifier takes class labels; "
@@ -960,16 +973,7 @@ class LateFusionRegressor(RegressorMixin, _BaseLateFusion):
     def _default_final_estimator(self):
         return RidgeCV()
 
-    def _check_final_estimator(self, final):
-        if not is_regressor(final):
-            raise ValueError(
-                f"final_estimator must be a regressor; got {type(final).__name__}."
-            )
-
-    def _check_target(self, y, n_samples):
-        y = column_or_1d(y, warn=True)
-        if len(y) != n_samples:
-            raise ValueError(f"X has {n_samples} rows but y has {len(y)} values.")
+    def _check_target(self, y):
         y = check_array(y, ensure_2d=False, dtype=np.float64, input_name="y")
         self.target_mean_ = float(y.mean())
         return y
