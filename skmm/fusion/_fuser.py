@@ -176,9 +176,12 @@ class MultimodalFuser(
         ``"standard"``, the default, suits ``SVC`` and ``LogisticRegression`` heads
         on dense encoder features: equal variance per feature lets a wide but noisy
         block weigh more than a small one. Try ``"block"`` when a wide block would
-        otherwise drown a small informative one. A TF-IDF block is best kept
-        ``"standard"`` too: rescaling it as a block shrinks it against the others
-        (see the user guide's measurements).
+        otherwise drown a small informative one. Keep a TF-IDF block ``"standard"``
+        too, under a linear head (``LogisticRegression``): leaving it as it is
+        (``{"img": "block", "txt": None}``) loses the rare words that tell classes
+        apart. Under an RBF-kernel ``SVC`` the many standardised TF-IDF features
+        dominate the kernel's distances instead; prefer a linear head over a
+        TF-IDF block (the user guide measures both).
     missing : {"error", "zero", "mean", "indicator"}, default="error"
         What a missing modality becomes in a row. A modality is missing where every
         cell it selects is None, NaN or pd.NA (see :class:`~skmm.utils.ModalityLayout`):
