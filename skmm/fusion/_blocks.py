@@ -459,7 +459,7 @@ class BlockPipelineMixin:
                 "unless the encoders already share one space (as CLIP's image and "
                 "text towers do), or use fusion='concat'.",
                 UserWarning,
-                stacklevel=5,
+                stacklevel=4,
             )
         elif self.projection == "decision" and self.fusion == "product":
             warnings.warn(
@@ -467,7 +467,7 @@ class BlockPipelineMixin:
                 "scores (two negative scores give a positive one); "
                 "projection='proba' makes it the product of probabilities.",
                 UserWarning,
-                stacklevel=5,
+                stacklevel=4,
             )
 
 
