@@ -8,7 +8,6 @@ modality absent: its cells set to missing (None in object columns, NaN in numeri
 ones), which every skmm model handles with its own missing-modality mechanism.
 """
 
-import sys
 from dataclasses import replace
 
 import numpy as np
@@ -55,22 +54,7 @@ def _from_estimator(estimator, X):
     layout = getattr(est, "modalities_", None)
     if layout is not None:
         return [replace(m, indices=layout.positions(X, m.name)) for m in layout.active]
-    # The networks expose their fitted triples until they build a layout too. Only
-    # compare with the class if already imported: importing skmm.nn imports torch.
-    nn = sys.modules.get("skmm.nn._net")
-    if nn is None or not isinstance(est, nn._MultimodalNetBase):
-        return None
-    triples = getattr(est, "encoders_", None)
-    if triples is None:
-        return None
-    found = []
-    for name, encoder, selection in triples:
-        if isinstance(encoder, str) and encoder == "drop":
-            continue
-        indices = column_indices(X, selection)
-        if indices:
-            found.append(_modality(name, indices, encoder))
-    return found
+    return None
 
 
 def _from_columns(X, columns):

@@ -110,6 +110,9 @@ def check_table(estimator, X, *, reset, accept_sparse=False):
         X = X.tocsc()
     elif not (hasattr(X, "__array__") and hasattr(X, "shape")):
         X = check_array(X, ensure_all_finite=False, dtype=None, ensure_2d=False)
+    if isinstance(X, np.ndarray) and np.iscomplexobj(X):
+        # As scikit-learn's check_array: no modality reads complex numbers.
+        raise ValueError(f"Complex data not supported\n{X}\n")
     check_table_shape(X, owner)
     layout = None if reset else getattr(estimator, "modalities_", None)
     if layout is not None and layout.by_name(X):
@@ -449,7 +452,7 @@ class ModalityLayout:
             if not indices and empty_columns == "error":
                 raise ValueError(
                     f"{role} {key!r} selects no column of X (columns={columns!r}); X "
-                    f"has {X.shape[1]} column(s)."
+                    f"has {X.shape[1]} feature(s)."
                 )
             modalities.append(
                 _modality(key, estimator, columns, indices, feature_names_in)
