@@ -514,7 +514,8 @@ _PARTIAL_FIT_DOCS = {
 _NET_TOP = """\
     encoders : list of (str, encoder, columns) tuples
         As in :class:`~sklearn.compose.ColumnTransformer`: a name, then an skmm encoder,
-        ``"passthrough"`` (numeric columns, a row with a NaN is missing), any
+        ``"passthrough"`` (numeric columns: a row whose every value is NaN is
+        missing, a NaN among present values is imputed with the training mean), any
         scikit-learn transformer (its numeric output feeds a tabular tower, such as
         ``OneHotEncoder`` on categories) or ``"drop"``, then the column(s): a name or
         position (one column of items for an encoder), a list, a slice, a boolean mask
