@@ -2,13 +2,16 @@
 
 One implementation of what they share: the ``(name, encoder, columns)`` triples (the
 composition of :mod:`skmm.utils._composition`, as the fuser and the ensembles hold
-it), the table check, column selection, building towers from the encoders (the
-:class:`~skmm.base.Tower` protocol), frozen towers computed once per fit, the link
-from the fitted encoders to their trained towers, pickling, and the fit preamble
-(device, seed, failure-safe fit). Training runs through the one loop of
-:class:`~skmm.base.TrainingMixin`.
+it), the table check, column selection, the towers a composite builds and OWNS (from
+the encoders' specifications: preprocessing and module factory, the
+:class:`~skmm.base.Tower` protocol), frozen towers computed through the encoder's
+batched and cached encoding with the composite's settings, standalone copies of the
+fitted encoders (``named_encoders_``), and the fit template's common hooks.
+Training runs through the one loop of :mod:`skmm.training`.
 """
 
+import copy
+import os
 from numbers import Integral, Real
 
 import numpy as np
@@ -16,16 +19,16 @@ import torch
 from sklearn.base import clone
 from sklearn.utils import Bunch
 
-from ..base import TorchEncoderMixin, TorchEstimatorMixin, TrainingMixin
-from ..utils._composition import TriplesComposition, check_table, is_drop
+from ..base import Runtime, TorchEncoderMixin
+from ..training._estimator import TorchEstimatorMixin
+from ..training._template import FitTemplateMixin
+from ..utils._composition import ModalityLayout, TriplesComposition, check_table
 from ..utils._sklearn_compat import (
+    HasMethods,
     Interval,
     _check_sample_weight,
     _fit_context,
-    _get_column_indices,
-    _safe_indexing,
 )
-from ..utils._torch import resolve_device
 from ..utils._validation import prefix_errors
 from ._towers import TabularEncoder
 
@@ -41,22 +44,13 @@ TRAINING_CONSTRAINTS = {
     "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
     "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
     "tower_lr": [None, dict],
+    "memory": [None, str, os.PathLike, HasMethods(["cache"])],
 }
 
 
 def naming(name):
     """Prefix a ValueError raised for one encoder with that encoder's name."""
     return prefix_errors(f"encoder {name!r}")
-
-
-def _without_module(encoder):
-    """A shallow copy of a fitted encoder without its ``module_`` (held by the net)."""
-    if isinstance(encoder, str) or "module_" not in vars(encoder):
-        return encoder
-    # Not copy.copy: that pickles the encoder's state (its module's weights) to copy it.
-    light = object.__new__(type(encoder))
-    light.__dict__.update({k: v for k, v in vars(encoder).items() if k != "module_"})
-    return light
 
 
 def check_weights(sample_weight, n):
@@ -77,11 +71,17 @@ def weighted_mean(losses, weight, rows):
     return (losses * w).sum() / w.sum().clamp_min(1e-12)
 
 
-class TowerComposite(TrainingMixin, TorchEstimatorMixin, TriplesComposition):
+class TowerComposite(FitTemplateMixin, TriplesComposition):
     """Towers from ``(name, encoder, columns)`` triples, trained by the one loop.
 
+    The composite owns its towers: it builds them from the fitted encoders'
+    specifications into ``module_.towers`` and runs them with its own device, batch
+    size and cache (``memory``). ``encoders_`` keeps the fitted specifications
+    (preprocessing, no module); ``named_encoders_`` gives standalone copies that
+    encode on their own.
+
     Subclasses set ``_n_sides`` (None for any number of towers, 2 for a matcher) and
-    ``_allow_drop``, and implement ``_fit(X, y)`` with the helpers here.
+    ``_allow_drop``, and implement the fit template's remaining hooks.
     """
 
     _triples_param = "encoders"
@@ -90,98 +90,79 @@ class TowerComposite(TrainingMixin, TorchEstimatorMixin, TriplesComposition):
 
     # -- composition ---------------------------------------------------------------------
     @property
+    def encoders_(self):
+        """The fitted ``(name, encoder, columns)`` triples: the encoders'
+        specifications (their preprocessing; the towers are in ``module_``)."""
+        return self.modalities_.triples()
+
+    @property
     def named_encoders_(self):
-        """The fitted encoders by name (a Bunch); dropped ones are ``"drop"``."""
-        return Bunch(**{name: enc for name, enc, _ in self.encoders_})
+        """The fitted encoders by name (a Bunch); dropped ones are ``"drop"``.
+
+        Each is a standalone copy with a copy of its trained tower: it transforms on
+        its own, outlives the composite, and changing its weights does not change
+        the composite's (nor the reverse). Built at each access.
+        """
+        towers = iter(self.module_.towers)
+        out = {}
+        for m in self.modalities_:
+            out[m.name] = (
+                m.estimator
+                if not m.active
+                else self._standalone(m.estimator, next(towers))
+            )
+        return Bunch(**out)
+
+    def _standalone(self, enc, tower):
+        copied = copy.deepcopy(enc)
+        if isinstance(enc, TorchEncoderMixin):
+            copied.module_ = copy.deepcopy(tower).eval()
+            copied.device_ = self.device_
+        return copied
 
     def _towers(self):
         """The fitted (name, encoder, columns) triples that have a tower."""
-        return [entry for entry in self.encoders_ if not isinstance(entry[1], str)]
+        return [(m.name, m.estimator, m.columns) for m in self.modalities_.active]
 
-    def _check_encoders(self):
-        """Validate the triples and return them with unfitted copies of the encoders."""
-        cls = type(self).__name__
-        triples = self.encoders
-        well_formed = (
-            isinstance(triples, list)
-            and len(triples) > 0
-            and all(isinstance(e, (tuple, list)) and len(e) == 3 for e in triples)
+    def _check_tower(self, name, enc):
+        """The check of the layout: what can become a tower."""
+        if isinstance(enc, TorchEncoderMixin) or all(
+            hasattr(enc, m) for m in ("fit", "transform")
+        ):
+            return
+        allowed = (
+            "'passthrough' or 'drop'"
+            if self._allow_drop
+            else "or 'passthrough': a matcher needs both sides"
         )
-        if self._n_sides is not None and well_formed:
-            well_formed = len(triples) == self._n_sides
-        if not well_formed:
-            count = "a non-empty list of" if self._n_sides is None else "a list of two"
-            raise ValueError(
-                f"{cls}: encoders must be {count} (name, encoder, columns) triples"
-                f"{'' if self._n_sides is None else ', one per side'}; got "
-                f"{triples!r}."
-            )
-        names, encoders, _ = zip(*triples)
-        self._validate_names(names)
-        self._check_estimators_are_instances(encoders)
-        out = []
-        for name, enc, columns in triples:
-            if isinstance(enc, TorchEncoderMixin):
-                enc = clone(enc)
-                enc._validate_params()
-            elif isinstance(enc, str) and enc == "passthrough":
-                enc = TabularEncoder()
-            elif is_drop(enc) and self._allow_drop:
-                pass
-            elif not isinstance(enc, str) and all(
-                hasattr(enc, m) for m in ("fit", "transform")
-            ):
-                enc = TabularEncoder(enc)
-            else:
-                allowed = (
-                    "'passthrough' or 'drop'"
-                    if self._allow_drop
-                    else "or 'passthrough': a matcher needs both sides"
-                )
-                raise TypeError(
-                    f"encoder {name!r} must be an skmm encoder (ImageEncoder, "
-                    f"TextEncoder, AudioEncoder), a scikit-learn transformer, "
-                    f"{allowed}; got {enc!r}."
-                )
-            out.append((name, enc, columns))
-        if all(isinstance(enc, str) for _, enc, _ in out):
-            raise ValueError(f"every encoder is 'drop'; {cls} needs at least one.")
-        return out
+        raise TypeError(
+            f"encoder {name!r} must be an skmm encoder (ImageEncoder, TextEncoder, "
+            f"AudioEncoder), a scikit-learn transformer, {allowed}; got {enc!r}."
+        )
+
+    @staticmethod
+    def _spec(enc):
+        """The fitted specification of a tower: an unfitted copy of the encoder."""
+        if isinstance(enc, TorchEncoderMixin):
+            enc = clone(enc)
+            enc._validate_params()
+            return enc
+        if isinstance(enc, str):  # "passthrough": numeric columns
+            return TabularEncoder()
+        return TabularEncoder(enc)
 
     # -- input ---------------------------------------------------------------------------
     def _check_X(self, X, *, reset):
         return check_table(self, X, reset=reset)
 
-    def _columns(self, X, entries, *, reset):
-        """Each tower's validated ``Column``, and the resolved column selections.
-
-        Callables are resolved at fit and the result reused afterwards, as in
-        ColumnTransformer.
-        """
-        columns, selections = [], []
-        for name, enc, cols in entries:
-            if reset:
-                if callable(cols):
-                    cols = cols(X)
-                if len(_get_column_indices(X, cols)) == 0:
-                    raise ValueError(
-                        f"encoder {name!r} selects no column; X has {X.shape[1]} "
-                        "feature(s)."
-                    )
-            with naming(name):
-                columns.append(
-                    enc._check_input(_safe_indexing(X, cols, axis=1), reset=reset)
-                )
-            selections.append(cols)
-        return columns, selections
-
-    def _resolve_encoders(self, entries, selections):
-        """Set ``encoders_``: the checked entries with their resolved columns."""
-        resolved = iter(selections)
-        self.encoders_ = [
-            (name, enc, cols if isinstance(enc, str) else next(resolved))
-            for name, enc, cols in entries
-        ]
+    def _columns(self, X, *, reset):
+        """Each tower's validated ``Column``, in the order of ``_towers()``."""
+        columns = []
+        for m in self.modalities_.active:
+            with naming(m.name):
+                items = self.modalities_.select(X, m.name)
+                columns.append(m.estimator._check_input(items, reset=reset))
+        return columns
 
     # -- fit -----------------------------------------------------------------------------
     @_fit_context(prefer_skip_nested_validation=False)
@@ -192,6 +173,7 @@ class TowerComposite(TrainingMixin, TorchEstimatorMixin, TriplesComposition):
         ----------
         X : DataFrame or array-like of shape (n_samples, n_features)
             The columns selected by ``encoders``; ``None``/NaN marks a missing item.
+            A Dask DataFrame is read one partition at a time.
         y : array-like of shape (n_samples,) or (n_samples, n_outputs), default=None
             The targets (see the estimator's description).
         sample_weight : array-like of shape (n_samples,), default=None
@@ -202,24 +184,56 @@ class TowerComposite(TrainingMixin, TorchEstimatorMixin, TriplesComposition):
         self : object
             The fitted estimator.
         """
-        self._fit_atomic(type(self)._fit, X, y, sample_weight)
+        self._fit_entry(X, y, sample_weight)
         return self
 
-    def _fit_begin(self, X):
-        """The fit preamble: checked triples, table, device and seed."""
-        entries = self._check_encoders()
+    def _begin(self, run, X):
+        """The checked table, the modality layout (``modalities_``) with the towers'
+        specifications, and the towers' columns."""
         X = self._check_X(X, reset=True)
         if X.shape[0] < 2:
             raise ValueError(
                 f"n_samples = {X.shape[0]}: {type(self).__name__} needs at least 2 "
                 "samples."
             )
-        self.device_ = resolve_device(self.device)
-        return entries, X, self._seed()
+        self.modalities_ = ModalityLayout.from_triples(
+            self.encoders,
+            X,
+            owner=self,
+            check=self._check_tower,
+            strings=("drop", "passthrough") if self._allow_drop else ("passthrough",),
+            empty_columns="error",
+            n_modalities=self._n_sides,
+        )
+        for m in self.modalities_.active:
+            m.estimator = self._spec(m.estimator)
+        self._check_layout()
+        run.columns = self._columns(X, reset=True)
+        run.n = X.shape[0]
 
-    def _fit_preprocessing(self, towers, columns, rows):
-        """Each tower's preprocessing, learned on its present items among ``rows``."""
-        for (name, enc, _), column in zip(towers, columns):
+    def _check_layout(self):
+        """Checks of the towers that depend on the composite (none by default)."""
+
+    def _targets(self, run, y, sample_weight, classes):
+        """The first call's targets: ``classes_`` (or the scale) set, rows mapped."""
+        targets = self._chunk_targets(
+            y, sample_weight, run.n, first=True, classes=classes, partial=run.partial
+        )
+        return (run.columns, *targets)
+
+    def _check_chunk(self, X, y, sample_weight, classes=None):
+        """A later call's (or a partition's) columns, targets, weights and labels."""
+        X = self._check_X(X, reset=False)
+        columns = self._columns(X, reset=False)
+        return (columns, *self._chunk_targets(y, sample_weight, X.shape[0]))
+
+    def _preprocess(self, run):
+        """Each tower's preprocessing, learned on its present training items.
+
+        On the first partition of a Dask fit.
+        """
+        rows = np.arange(run.n) if run.stream else run.train
+        for (name, enc, _), column in zip(self._towers(), run.columns):
             present = np.intersect1d(column.present(), rows)
             if len(present) == 0:
                 raise ValueError(
@@ -229,41 +243,40 @@ class TowerComposite(TrainingMixin, TorchEstimatorMixin, TriplesComposition):
             with naming(name):
                 enc._fit_preprocessing(column, present)
 
-    def _preload(self, name, enc, tower, column, rows):
-        """The training input of one tower for ``rows`` (present items only).
+    def _resume(self, run):
+        return self.module_
 
-        Decoded items, or the tower's features when it is frozen.
+    # -- the towers ----------------------------------------------------------------------
+    def _runtime(self):
+        """How the composite runs its towers (its device, batch size and cache)."""
+        return Runtime(self.device_, self.batch_size, self.memory, 0, self.verbose)
 
-        A frozen tower gives the same output at every epoch, so its features are
-        computed once per fit, through the encoder's own batched (and, with
-        ``memory``, cached) encoding, instead of running it in every epoch. The
-        encoder lends its ``module_`` slot for that and gets back what it held, even
-        when an item is bad (a fitted net's encoder holds its trained tower).
-        Returns ``(data, encoded)``.
+    def _tower_input(self, name, enc, tower, column, rows):
+        """The input of one tower for ``rows``: ``(tensor, encoded, present)``.
+
+        Decoded items of the present rows, or, for a frozen tower, its features:
+        a frozen tower gives the same output every time, so it is run through the
+        encoder's batched encoding (with the ``memory`` cache), not in every epoch.
+        ``present`` is the mask of ``rows`` whose item is there.
         """
         with naming(name):
+            present = ~column.missing[rows]
+            if not present.any():
+                return None, False, present
             if enc._frozen():
-                held = {
-                    k: vars(enc).pop(k)
-                    for k in ("module_", "device_")
-                    if k in vars(enc)
-                }
-                enc.module_, enc.device_ = tower.to(self.device_).eval(), self.device_
-                try:
-                    features = enc._encode(column)[rows]
-                finally:
-                    del enc.module_, enc.device_
-                    vars(enc).update(held)
-                return torch.from_numpy(features), True
-            return enc._load(column, rows), False
+                tower = tower.to(self.device_).eval()
+                part = column.take(np.asarray(rows)[present])
+                features = enc._encode(part, module=tower, runtime=self._runtime())
+                return torch.from_numpy(features), True, present
+            return enc._load(column, np.asarray(rows)[present]), False, present
 
-    def _train_mode(self, module, data):
+    def _train_mode(self, module, context):
         module.train()
         for tower, (_, enc, _) in zip(module.towers, self._towers()):
             if enc._frozen():
                 tower.eval()  # frozen batch-norm statistics too
 
-    def _param_groups(self, module, data):
+    def _param_groups(self, module, context):
         """Each tower's trainable parameters at its learning rate, then the rest.
 
         Frozen towers get no gradient; ``tower_lr`` sets a tower's learning rate by
@@ -308,26 +321,3 @@ class TowerComposite(TrainingMixin, TorchEstimatorMixin, TriplesComposition):
                 "weight_decay": 0.0,
             },
         ]
-
-    # -- the fitted encoders and their towers --------------------------------------------
-    def _link_encoders(self):
-        """Give each fitted encoder its trained tower, so it can encode on its own."""
-        for (_, enc, _), tower in zip(self._towers(), self.module_.towers):
-            if isinstance(enc, TorchEncoderMixin):
-                enc.module_ = tower
-                enc.device_ = self.device_
-
-    def __getstate__(self):
-        state = super().__getstate__()
-        if "encoders_" in state:
-            # The towers' weights are pickled once, inside module_.
-            state["encoders_"] = [
-                (name, _without_module(enc), cols)
-                for name, enc, cols in state["encoders_"]
-            ]
-        return state
-
-    def __setstate__(self, state):
-        super().__setstate__(state)
-        if "module_" in self.__dict__:
-            self._link_encoders()

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from ._composition import check_table
+from ._composition import check_table, is_missing
 from ._sklearn_compat import validate_data
 
 
@@ -23,15 +23,6 @@ def prefix_errors(prefix):
         yield
     except ValueError as exc:
         raise ValueError(f"{prefix}: {exc}") from exc
-
-
-def is_missing(item):
-    """Return True if ``item`` marks a missing value (None, NaN, pd.NA, NaT)."""
-    if item is None or item is pd.NA or item is pd.NaT:
-        return True
-    if isinstance(item, (float, np.floating)):
-        return bool(np.isnan(item))
-    return False
 
 
 @dataclass
@@ -76,6 +67,20 @@ class Column:
     def present(self):
         """Return the positions of the rows whose item is not missing."""
         return np.flatnonzero(~self.missing)
+
+    def take(self, rows):
+        """The column of ``rows`` only (their labels kept for error messages)."""
+        from ._sklearn_compat import _safe_indexing
+
+        # Positions in the whole column when the rows have no labels.
+        labels = np.asarray(rows) if self.labels is None else self.labels[rows]
+        return Column(
+            _safe_indexing(self.items, rows),
+            self.missing[rows],
+            name=self.name,
+            labels=labels,
+            batch=self.batch,
+        )
 
 
 def check_column(estimator, X, *, batch_ndim=(), reset=True):
