@@ -25,6 +25,8 @@ from tqdm.auto import tqdm
 
 from .training._estimator import TorchEstimatorMixin, to_cpu
 from .training._loop import History, batches
+from .training._precision import PRECISION_CONSTRAINT, autocast
+from .training._streaming import Lazy, take_rows
 from .training._targets import check_classes, encode_labels
 from .training._template import PARTIAL_FIT_CLASSES, FitTemplateMixin
 from .utils._cache import EmbeddingCache, fingerprint, item_key
@@ -50,11 +52,20 @@ class Runtime(NamedTuple):
     memory: object = None
     num_workers: int = 0
     verbose: bool = False
+    precision: str = "32"
 
 
 # Parameters that change how fast features are computed, not what they are.
 _RUNTIME_PARAMS = frozenset(
-    {"batch_size", "callbacks", "device", "memory", "num_workers", "verbose"}
+    {
+        "batch_size",
+        "callbacks",
+        "device",
+        "memory",
+        "num_workers",
+        "precision",
+        "verbose",
+    }
 )
 _NOT_IN_FINGERPRINT = frozenset(
     {
@@ -138,14 +149,20 @@ class Tower(Protocol):
 
 
 class _EncoderData(NamedTuple):
-    """An encoder's training rows: decoded present items and their targets."""
+    """An encoder's training rows: present items (lazy, or decoded) and their targets."""
 
-    items: torch.Tensor
+    items: object
     target: torch.Tensor
     labels: np.ndarray | None
 
     def __len__(self):
         return len(self.target)
+
+    def take(self, rows):
+        labels = None if self.labels is None else self.labels[rows]
+        return _EncoderData(
+            take_rows(self.items, rows), take_rows(self.target, rows), labels
+        )
 
 
 class TorchEncoderMixin(
@@ -182,6 +199,7 @@ class TorchEncoderMixin(
         "num_workers": [Interval(Integral, 0, None, closed="left")],
         "optimizer": [type],
         "callbacks": [None, list],
+        "precision": PRECISION_CONSTRAINT,
     }
 
     # -- hooks with defaults ---------------------------------------------------------
@@ -345,7 +363,7 @@ class TorchEncoderMixin(
         if self._epochs(run) == 0:
             return None
         labels = None if self.classes_ is None else target.numpy()
-        return _EncoderData(self._load(column, column.present()), target, labels)
+        return _EncoderData(Lazy(self._load, column, column.present()), target, labels)
 
     def _train(self, run, module, source):
         history = History(getattr(self, "history_", []) if run.partial else [])
@@ -448,9 +466,9 @@ class TorchEncoderMixin(
     def _train_step(self, module, data, batch, generator, loss_fn):
         index = torch.from_numpy(batch)
         x, partner, lam = self._training_batch(data.items[index], generator)
-        out = module(x.to(self.device_))
+        out = module(x.to(self.device_, non_blocking=True))
         out = out[:, 0] if self.classes_ is None else out
-        y = data.target[index].to(self.device_)
+        y = data.target[index].to(self.device_, non_blocking=True)
         loss = loss_fn(out, y)
         if partner is not None:
             # Mixed items: their targets mixed in the same proportion.
@@ -494,7 +512,12 @@ class TorchEncoderMixin(
 
     def _runtime(self):
         return Runtime(
-            self.device_, self.batch_size, self.memory, self.num_workers, self.verbose
+            self.device_,
+            self.batch_size,
+            self.memory,
+            self.num_workers,
+            self.verbose,
+            self.precision,
         )
 
     def _encode(self, column, module=None, runtime=None):
@@ -521,7 +544,10 @@ class TorchEncoderMixin(
         values = np.empty((len(todo), width), dtype=np.float32)
         cache, keys = None, None
         if runtime.memory is not None:
-            cache = EmbeddingCache(runtime.memory, self._cache_namespace(module))
+            namespace = self._cache_namespace(module)
+            if runtime.precision != "32":  # features computed at another precision
+                namespace += f"-{runtime.precision}"
+            cache = EmbeddingCache(runtime.memory, namespace)
             keys = [self._item_key(column, i, cache.hash_files) for i in todo]
             compute = np.flatnonzero(~cache.load(keys, values))
         else:
@@ -546,7 +572,11 @@ class TorchEncoderMixin(
         def load(index):
             return self._load(column, todo[index])
 
-        with torch.inference_mode(), progress:
+        with (
+            torch.inference_mode(),
+            autocast(runtime.device, runtime.precision),
+            progress,
+        ):
             if not runtime.num_workers:
                 loaded = ((index, load(index)) for index in parts)
             else:
