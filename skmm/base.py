@@ -24,7 +24,7 @@ from sklearn.utils.validation import check_is_fitted, column_or_1d
 from tqdm.auto import tqdm
 
 from .training._estimator import TorchEstimatorMixin, to_cpu
-from .training._loop import History, batches
+from .training._loop import History
 from .training._precision import PRECISION_CONSTRAINT, autocast
 from .training._streaming import Lazy, take_rows
 from .training._targets import check_classes, encode_labels
@@ -34,7 +34,7 @@ from .utils._composition import is_fitted_attribute
 from .utils._dask import DaskMixin, value_counts
 from .utils._docs import fill_doc
 from .utils._sklearn_compat import HasMethods, Interval, _fit_context
-from .utils._torch import TowerNorm, batch_norm_recalibration
+from .utils._torch import TowerNorm
 from .utils._validation import check_column
 
 __all__ = ["Runtime", "Tower", "TorchEncoderMixin"]
@@ -189,6 +189,7 @@ class TorchEncoderMixin(
     """
 
     _batch_ndim = ()
+    _every_parameter_used = True  # a tower and its linear head
 
     _encoder_parameter_constraints = {
         **TorchEstimatorMixin._torch_parameter_constraints,
@@ -370,6 +371,11 @@ class TorchEncoderMixin(
         run.new_from = len(history)
         if self._epochs(run) == 0:
             return history, None
+        # No batch-norm recalibration after training (the nets and the matcher have
+        # one): the head that read batch statistics is dropped, and the features
+        # feed a model fitted on them as transform gives them. Recalibrating changed
+        # the features, not a linear model's accuracy on them, for a pass costing
+        # a tenth of 3 epochs (benchmarks/bench_training.py, part recalibration).
         run.head = self._head(module)
         if run.partial and "_head_state_" in vars(self):
             run.head.load_state_dict(self._head_state_)
@@ -482,16 +488,6 @@ class TorchEncoderMixin(
         row, the row mixed into it with weight ``1 - lam``.
         """
         return self._augment(batch, generator), None, 1.0
-
-    def _recalibrate(self, module, parts, context):
-        # Batch-norm running statistics lag behind fast-moving weights; one pass over
-        # the training rows with the final weights makes eval mode match training.
-        module.train()
-        with batch_norm_recalibration(module) as norms:
-            for data, rows in parts if norms else ():
-                for index in batches(len(rows), self.batch_size):
-                    if len(index) >= 2:
-                        module(data.items[rows[index.numpy()]].to(self.device_))
 
     # -- transform ---------------------------------------------------------------------
     def transform(self, X):

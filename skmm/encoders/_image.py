@@ -584,15 +584,11 @@ class ImageEncoder(_hub.BackboneMixin, TorchEncoderMixin, BaseEstimator):
         size_rows = rows[:1] if self.image_size is None and spec is None else rows[:0]
         size = self.image_size
         min_size = (size, size) if isinstance(size, int) else size
-        images = self._decode(column, stats_rows, min_size)
         first = self._decode(column, size_rows)
         if spec is not None or kind == "torchvision" or pretrained_module:
             self.n_channels_ = 3
         elif own_stats:
             self.n_channels_ = state["normalize.mean"].shape[1]
-        else:
-            gray = all(im.shape[0] == 1 for im in images + first)
-            self.n_channels_ = 1 if gray else 3
         self.resize_size_ = None if spec is None else spec["resize_size"]
         self.interpolation_ = "bilinear" if spec is None else spec["interpolation"]
         if self.image_size is not None:
@@ -621,9 +617,38 @@ class ImageEncoder(_hub.BackboneMixin, TorchEncoderMixin, BaseEstimator):
             self.mean_ = np.asarray(_IMAGENET_MEAN, dtype=np.float32)
             self.std_ = np.asarray(_IMAGENET_STD, dtype=np.float32)
         else:
-            batch = self._prepare(images)
-            self.mean_ = batch.mean(dim=(0, 2, 3)).numpy()
-            self.std_ = batch.std(dim=(0, 2, 3)).clamp_min(1e-3).numpy()
+            self._channel_statistics(column, stats_rows, min_size, first)
+
+    def _channel_statistics(self, column, rows, min_size, first):
+        """Set ``n_channels_``, ``mean_`` and ``std_`` from the images at ``rows``.
+
+        A batch at a time (up to 1,000 images at full size would otherwise be held
+        at once): sums of the prepared pixels, in float64, per number of channels.
+        The images are gray when all of them (and ``first``) are; otherwise a gray
+        image counts as three equal channels, as :meth:`_prepare` expands it.
+        """
+        sums = {}
+        for start in range(0, len(rows), self.batch_size):
+            chunk = rows[start : start + self.batch_size]
+            for image in self._decode(column, chunk, min_size):
+                channels = image.shape[0]
+                self.n_channels_ = channels  # prepared with its own channels
+                x = self._prepare([image])[0].double()
+                n, total, squares = sums.get(channels, (0, 0.0, 0.0))
+                sums[channels] = (
+                    n + x[0].numel(),
+                    total + x.sum(dim=(1, 2)),
+                    squares + (x * x).sum(dim=(1, 2)),
+                )
+        gray = set(sums) <= {1} and all(im.shape[0] == 1 for im in first)
+        self.n_channels_ = 1 if gray else 3
+        n = sum(part[0] for part in sums.values())
+        total = sum(part[1] for part in sums.values())
+        squares = sum(part[2] for part in sums.values())
+        mean = total / n
+        std = ((squares - n * mean * mean) / max(n - 1, 1)).clamp_min(0).sqrt()
+        self.mean_ = mean.expand(self.n_channels_).float().numpy().copy()
+        self.std_ = std.expand(self.n_channels_).clamp_min(1e-3).float().numpy().copy()
 
     def _decode(self, column, rows, min_size=None):
         """Decode items at ``rows`` into a list of (C, H, W) float tensors.

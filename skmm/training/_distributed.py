@@ -25,6 +25,7 @@ through :class:`DataParallel`:
 """
 
 import contextlib
+import inspect
 import os
 from contextvars import ContextVar
 
@@ -192,14 +193,22 @@ class DataParallel:
         if optimizer is not None:
             from torch.nn.parallel import DistributedDataParallel
 
+            # The statistics are all-reduced in the steps and rank 0's are sent at
+            # the end: no broadcast of buffers at every step (the parameter's name
+            # changed in torch 2.14).
+            params = inspect.signature(DistributedDataParallel).parameters
+            buffers = (
+                {"forward_sync_buffers": False}
+                if "forward_sync_buffers" in params
+                else {"broadcast_buffers": False}
+            )
             self._ddp = DistributedDataParallel(
                 _Steps(estimator, module),
-                # A tower head out of the loss (a weight of 0), a stage that leaves
-                # the fused head out: parameters without a gradient in some steps.
-                find_unused_parameters=True,
-                # The statistics are all-reduced in the steps and rank 0's are sent
-                # at the end: no broadcast of buffers at every step.
-                broadcast_buffers=False,
+                # A net's tower head out of the loss (a weight of 0), a stage that
+                # leaves the fused head out: parameters without a gradient in some
+                # steps, which DDP must look for after each forward pass.
+                find_unused_parameters=not estimator._every_parameter_used,
+                **buffers,
             )
 
     def shard(self, batches, min_batch):

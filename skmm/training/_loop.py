@@ -101,6 +101,9 @@ class TrainingMixin:
 
     # A batch of one cannot train batch-norm layers (nor give in-batch negatives).
     _min_batch = 2
+    # Whether every trainable parameter gets a gradient at every step (else data-
+    # parallel training looks for those that do not, at some cost per step).
+    _every_parameter_used = False
 
     def _param_groups(self, module, context):
         return [{"params": [p for p in module.parameters() if p.requires_grad]}]
