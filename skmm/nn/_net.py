@@ -572,8 +572,8 @@ _NET_TOP = """\
         trains (one that would not, with ``max_epochs=0`` or pretrained weights and
         ``max_epochs="auto"``, stays frozen). Its training and runtime parameters
         (``lr``, ``optimizer``, ``callbacks``, ``batch_size``, ``device``,
-        ``random_state``, ``memory``, ``num_workers``, ``verbose``) do not apply:
-        the net's own do (``tower_lr`` sets a tower's learning rate).
+        ``random_state``, ``memory``, ``num_workers``, ``precision``, ``verbose``) do
+        not apply: the net's own do (``tower_lr`` sets a tower's learning rate).
     fusion : {"concat", "sum", "mean", "product", "max", "tensor", "attention", \
 "transformer", "dot"}, default="concat"
         How the towers' outputs are combined. ``"concat"`` puts them side by side;

@@ -81,13 +81,21 @@ class TrainingMixin:
     ``train_step``).
 
     :meth:`_fit_loop` runs the epochs over a data source (:mod:`._sources`): the
-    batches of each part (:meth:`_epoch_batches`, seeded shuffling) go through
-    :meth:`_train_step` (forward and loss, written by the estimator; backward and the
-    optimizer step here); with a validation set each epoch is scored
-    (:meth:`_validation_step`). Everything else is a callback: early stopping, the
-    nets' tower-loss blending, checkpoints, schedules. The loop writes no fitted
-    attribute: it returns the :class:`History`, which the fit template turns into
-    ``history_``, ``loss_curve_``, ``validation_scores_`` and ``n_iter_``.
+    batches of each part (:meth:`_epoch_batches`, seeded shuffling) are read through
+    the source (decoded per batch by DataLoader workers when it streams) and go
+    through :meth:`_train_step` (forward and loss, written by the estimator, under
+    ``torch.autocast`` at the estimator's ``precision``; backward and the optimizer
+    step here, with a gradient scaler for ``"16-mixed"``); with a validation set
+    each epoch is scored (:meth:`_validation_step`). On several processes
+    (:mod:`._distributed`) each takes its share of every batch. Everything else is a
+    callback: early stopping, the nets' tower-loss blending, checkpoints, schedules.
+    The loop writes no fitted attribute: it returns the :class:`History`, which the
+    fit template turns into ``history_``, ``loss_curve_``, ``validation_scores_`` and
+    ``n_iter_``.
+
+    A batch is an array of rows of the part's data, or a tuple of such arrays whose
+    first one holds the rows it covers (a matcher's pairs, then its extra
+    non-matching rows).
 
     An estimator provides ``_train_step(module, data, batch, generator, context)``
     returning ``(objective, loss, n)`` (the tensor to minimise, the loss to record
