@@ -546,14 +546,14 @@ def main():
         torch.set_num_threads(1)
         return CHILDREN[sys.argv[2]](*sys.argv[3:])
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("parts", nargs="*", default=list(PARTS), choices=list(PARTS))
+    parser.add_argument("parts", nargs="*", choices=[*PARTS, []])
     args = parser.parse_args()
     torch.set_num_threads(1)
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), "
         f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}"
     )
-    for part in args.parts:
+    for part in args.parts or PARTS:
         PARTS[part]()
 
 

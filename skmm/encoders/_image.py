@@ -585,10 +585,11 @@ class ImageEncoder(_hub.BackboneMixin, TorchEncoderMixin, BaseEstimator):
         size = self.image_size
         min_size = (size, size) if isinstance(size, int) else size
         first = self._decode(column, size_rows)
+        channels = None  # decided by the images, with their statistics
         if spec is not None or kind == "torchvision" or pretrained_module:
-            self.n_channels_ = 3
+            channels = self.n_channels_ = 3
         elif own_stats:
-            self.n_channels_ = state["normalize.mean"].shape[1]
+            channels = self.n_channels_ = state["normalize.mean"].shape[1]
         self.resize_size_ = None if spec is None else spec["resize_size"]
         self.interpolation_ = "bilinear" if spec is None else spec["interpolation"]
         if self.image_size is not None:
@@ -617,31 +618,35 @@ class ImageEncoder(_hub.BackboneMixin, TorchEncoderMixin, BaseEstimator):
             self.mean_ = np.asarray(_IMAGENET_MEAN, dtype=np.float32)
             self.std_ = np.asarray(_IMAGENET_STD, dtype=np.float32)
         else:
-            self._channel_statistics(column, stats_rows, min_size, first)
+            self._channel_statistics(column, stats_rows, min_size, first, channels)
 
-    def _channel_statistics(self, column, rows, min_size, first):
-        """Set ``n_channels_``, ``mean_`` and ``std_`` from the images at ``rows``.
+    def _channel_statistics(self, column, rows, min_size, first, channels=None):
+        """Set ``mean_``, ``std_`` and ``n_channels_`` from the images at ``rows``.
 
         A batch at a time (up to 1,000 images at full size would otherwise be held
         at once): sums of the prepared pixels, in float64, per number of channels.
-        The images are gray when all of them (and ``first``) are; otherwise a gray
-        image counts as three equal channels, as :meth:`_prepare` expands it.
+        Without ``channels`` (the backbone's), the images are gray when all of them
+        (and ``first``) are; otherwise a gray image counts as three equal channels,
+        as :meth:`_prepare` expands it.
         """
         sums = {}
         for start in range(0, len(rows), self.batch_size):
             chunk = rows[start : start + self.batch_size]
             for image in self._decode(column, chunk, min_size):
-                channels = image.shape[0]
-                self.n_channels_ = channels  # prepared with its own channels
+                # As the backbone takes it, or else with its own channels.
+                own = image.shape[0] if channels is None else channels
+                self.n_channels_ = own
                 x = self._prepare([image])[0].double()
-                n, total, squares = sums.get(channels, (0, 0.0, 0.0))
-                sums[channels] = (
+                n, total, squares = sums.get(own, (0, 0.0, 0.0))
+                sums[own] = (
                     n + x[0].numel(),
                     total + x.sum(dim=(1, 2)),
                     squares + (x * x).sum(dim=(1, 2)),
                 )
-        gray = set(sums) <= {1} and all(im.shape[0] == 1 for im in first)
-        self.n_channels_ = 1 if gray else 3
+        if channels is None:
+            gray = set(sums) <= {1} and all(im.shape[0] == 1 for im in first)
+            channels = 1 if gray else 3
+        self.n_channels_ = channels
         n = sum(part[0] for part in sums.values())
         total = sum(part[1] for part in sums.values())
         squares = sum(part[2] for part in sums.values())
