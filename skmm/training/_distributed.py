@@ -246,26 +246,14 @@ class DataParallel:
 
     def mean(self, total, seen):
         """The mean recorded loss over every rank's rows (one read per epoch)."""
-        if self.size == 1:
-            return float(total) / seen if seen else float("nan")
-        sums = torch.stack(
-            [
-                torch.as_tensor(total, dtype=torch.float64).cpu(),
-                torch.tensor(float(seen), dtype=torch.float64),
-            ]
-        )
-        sums = self._all_reduce(sums)
-        return float(sums[0] / sums[1]) if sums[1] else float("nan")
-
-    def _all_reduce(self, tensor):
-        # gloo reduces CPU tensors; nccl needs them on this rank's GPU.
-        device = next(iter(self.module.parameters()), tensor).device
-        if dist.get_backend() == "nccl" or device.type == "cuda":
-            out = tensor.to(device)
-            dist.all_reduce(out)
-            return out.cpu()
-        dist.all_reduce(tensor)
-        return tensor
+        if self.size > 1:
+            # On the parameters' device: gloo reduces CPU tensors, nccl GPU ones.
+            device = next(iter(self.module.parameters())).device
+            sums = torch.tensor([0.0, float(seen)], dtype=torch.float64, device=device)
+            sums[0] += torch.as_tensor(total, dtype=torch.float64, device=device)
+            dist.all_reduce(sums)
+            total, seen = sums.tolist()
+        return float(total) / seen if seen else float("nan")
 
     def on_main(self, function):
         """``function()`` on rank 0, its result sent to every rank."""
