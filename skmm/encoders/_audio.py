@@ -347,6 +347,9 @@ class AudioEncoder(BackboneMixin, AudioMixin, TorchEncoderMixin, BaseEstimator):
         Threads decoding the next batches while the model runs on the current one in
         :meth:`transform`; 0 decodes in the main thread. At most
         ``num_workers + 1`` batches are in memory at once.
+        When :meth:`fit` streams the training items (more than 256 MB decoded),
+        worker processes decoding the next batches (a torch ``DataLoader``); the
+        model is the same whatever their number.
     lr : float, default=1e-3
         Learning rate of the optimizer for this tower (also inside :mod:`skmm.nn`).
     optimizer : torch.optim.Optimizer class, default=torch.optim.Adam
@@ -354,6 +357,11 @@ class AudioEncoder(BackboneMixin, AudioMixin, TorchEncoderMixin, BaseEstimator):
     callbacks : list of :class:`skmm.callbacks.Callback` or callables, default=None
         Called after each training epoch with the history (see
         :mod:`skmm.callbacks`: checkpoints, learning-rate schedules, custom stops).
+    precision : {"32", "bf16-mixed", "16-mixed"}, default="32"
+        Numerical precision of training and inference: float32, or mixed precision
+        through ``torch.autocast`` (bfloat16 or float16 where it is safe, float32
+        weights; ``"16-mixed"`` scales the loss so that small gradients do not
+        underflow). Features computed at another precision are cached apart.
     device : {"auto", "cpu", "cuda"} or str, default="auto"
         Where the model runs; ``"auto"`` is CUDA when available.
     random_state : int, RandomState instance or None, default=None
@@ -458,6 +466,7 @@ class AudioEncoder(BackboneMixin, AudioMixin, TorchEncoderMixin, BaseEstimator):
         lr=1e-3,
         optimizer=torch.optim.Adam,
         callbacks=None,
+        precision="32",
         device="auto",
         random_state=None,
         verbose=False,
@@ -479,6 +488,7 @@ class AudioEncoder(BackboneMixin, AudioMixin, TorchEncoderMixin, BaseEstimator):
         self.lr = lr
         self.optimizer = optimizer
         self.callbacks = callbacks
+        self.precision = precision
         self.device = device
         self.random_state = random_state
         self.verbose = verbose

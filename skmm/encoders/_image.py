@@ -321,6 +321,9 @@ class ImageEncoder(BackboneMixin, TorchEncoderMixin, BaseEstimator):
         Threads decoding the next batches while the model runs on the current one in
         :meth:`transform`; 0 decodes in the main thread. At most
         ``num_workers + 1`` batches are in memory at once.
+        When :meth:`fit` streams the training items (more than 256 MB decoded),
+        worker processes decoding the next batches (a torch ``DataLoader``); the
+        model is the same whatever their number.
     lr : float, default=1e-3
         Learning rate of the optimizer for this tower (also inside :mod:`skmm.nn`); a
         pretrained tower is usually fine-tuned with a smaller one, such as 1e-4.
@@ -329,6 +332,11 @@ class ImageEncoder(BackboneMixin, TorchEncoderMixin, BaseEstimator):
     callbacks : list of :class:`skmm.callbacks.Callback` or callables, default=None
         Called after each training epoch with the history (see
         :mod:`skmm.callbacks`: checkpoints, learning-rate schedules, custom stops).
+    precision : {"32", "bf16-mixed", "16-mixed"}, default="32"
+        Numerical precision of training and inference: float32, or mixed precision
+        through ``torch.autocast`` (bfloat16 or float16 where it is safe, float32
+        weights; ``"16-mixed"`` scales the loss so that small gradients do not
+        underflow). Features computed at another precision are cached apart.
     device : {"auto", "cpu", "cuda"} or str, default="auto"
         Where the model runs; ``"auto"`` is CUDA when available.
     random_state : int, RandomState instance or None, default=None
@@ -470,6 +478,7 @@ class ImageEncoder(BackboneMixin, TorchEncoderMixin, BaseEstimator):
         lr=1e-3,
         optimizer=torch.optim.Adam,
         callbacks=None,
+        precision="32",
         device="auto",
         random_state=None,
         verbose=False,
@@ -486,6 +495,7 @@ class ImageEncoder(BackboneMixin, TorchEncoderMixin, BaseEstimator):
         self.lr = lr
         self.optimizer = optimizer
         self.callbacks = callbacks
+        self.precision = precision
         self.device = device
         self.random_state = random_state
         self.verbose = verbose
@@ -526,13 +536,12 @@ class ImageEncoder(BackboneMixin, TorchEncoderMixin, BaseEstimator):
         size_rows = rows[:0] if fixed_size else rows[:1]
         size = self.image_size
         min_size = (size, size) if isinstance(size, int) else size
-        images = self._decode(column, stats_rows, min_size)
         first = self._decode(column, size_rows)
-        if "n_channels" in spec:
-            self.n_channels_ = spec["n_channels"]
-        else:
-            gray = all(im.shape[0] == 1 for im in images + first)
-            self.n_channels_ = 1 if gray else 3
+        # The backbone's channels when it fixes them (or its fixed statistics
+        # imply them); otherwise the images decide, with their statistics.
+        channels = spec.get("n_channels")
+        if channels is None and "mean" in spec:
+            channels = len(spec["mean"])
         self.resize_size_ = spec.get("resize_size")
         self.interpolation_ = spec.get("interpolation", "bilinear")
         if self.image_size is not None:
@@ -550,12 +559,46 @@ class ImageEncoder(BackboneMixin, TorchEncoderMixin, BaseEstimator):
         if "mean" in spec:
             # Fixed statistics also keep a frozen encoder's features independent of
             # the training rows (so cached embeddings are shared across CV folds).
+            self.n_channels_ = channels
             self.mean_ = np.asarray(spec["mean"], dtype=np.float32)
             self.std_ = np.asarray(spec["std"], dtype=np.float32)
         else:
-            batch = self._prepare(images)
-            self.mean_ = batch.mean(dim=(0, 2, 3)).numpy()
-            self.std_ = batch.std(dim=(0, 2, 3)).clamp_min(1e-3).numpy()
+            self._channel_statistics(column, stats_rows, min_size, first, channels)
+
+    def _channel_statistics(self, column, rows, min_size, first, channels=None):
+        """Set ``mean_``, ``std_`` and ``n_channels_`` from the images at ``rows``.
+
+        A batch at a time (up to 1,000 images at full size would otherwise be held
+        at once): sums of the prepared pixels, in float64, per number of channels.
+        Without ``channels`` (the backbone's), the images are gray when all of them
+        (and ``first``) are; otherwise a gray image counts as three equal channels,
+        as :meth:`_prepare` expands it.
+        """
+        sums = {}
+        for start in range(0, len(rows), self.batch_size):
+            chunk = rows[start : start + self.batch_size]
+            for image in self._decode(column, chunk, min_size):
+                # As the backbone takes it, or else with its own channels.
+                own = image.shape[0] if channels is None else channels
+                self.n_channels_ = own
+                x = self._prepare([image])[0].double()
+                n, total, squares = sums.get(own, (0, 0.0, 0.0))
+                sums[own] = (
+                    n + x[0].numel(),
+                    total + x.sum(dim=(1, 2)),
+                    squares + (x * x).sum(dim=(1, 2)),
+                )
+        if channels is None:
+            gray = set(sums) <= {1} and all(im.shape[0] == 1 for im in first)
+            channels = 1 if gray else 3
+        self.n_channels_ = channels
+        n = sum(part[0] for part in sums.values())
+        total = sum(part[1] for part in sums.values())
+        squares = sum(part[2] for part in sums.values())
+        mean = total / n
+        std = ((squares - n * mean * mean) / max(n - 1, 1)).clamp_min(0).sqrt()
+        self.mean_ = mean.expand(self.n_channels_).float().numpy().copy()
+        self.std_ = std.expand(self.n_channels_).clamp_min(1e-3).float().numpy().copy()
 
     def _decode(self, column, rows, min_size=None):
         """Decode items at ``rows`` into a list of (C, H, W) float tensors.
