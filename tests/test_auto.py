@@ -278,7 +278,9 @@ def test_default_image_encoder_is_the_pretrained_tower_with_a_user_cache(
     X, _ = table
     vec = MultimodalVectorizer(text=TfidfVectorizer()).fit(X[["photo", "title"]])
     encoder = vec.fuser_.named_encoders_["photo"]
-    assert encoder.image_size_ == (224, 224) and encoder.max_epochs == 0
+    # The encoder's own pretrained default (EfficientNet-Lite0), frozen.
+    assert encoder.get_params() == ImageEncoder(memory=str(tmp_path)).get_params()
+    assert encoder.image_size_ == (224, 224) and encoder._frozen()
     assert encoder.memory == str(tmp_path)
     entries = list(tmp_path.rglob("*.npz"))
     assert len(entries) == 12

