@@ -13,7 +13,8 @@ Sections (all by default, or name some: ``python benchmarks/bench_auto.py fashio
   hand-built fuser, the image alone). Every photo is encoded once for all of them,
   through one embedding cache.
 - ``time``: time to first result, ``MultimodalClassifier().fit`` on the catalogue's
-  training rows with an empty cache, then again with the cache of the first fit
+  training rows (or the first ``--time-rows`` of them) with an empty cache, then
+  again with the cache of the first fit
   (2 torch threads). The second fit still reads every photo's entry, encodes the
   titles and fits the head: its ceiling is the cold time over that rest.
 - ``avdigits``: hard AV-digits, unheard speakers (lucas, yweweler) as in
@@ -46,9 +47,8 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder
 
 from skmm import MultimodalClassifier, MultimodalVectorizer
-from skmm.auto._defaults import pretrained_image_encoder
 from skmm.auto._kinds import detect_kind
-from skmm.encoders import AudioFeatures, TextEncoder
+from skmm.encoders import AudioFeatures, ImageEncoder, TextEncoder
 from skmm.fusion import MultimodalFuser
 
 COLUMNS = ["photo", "productDisplayName", "gender", "baseColour", "season", "year"]
@@ -88,14 +88,14 @@ def baseline():
 
 
 def _image(memory):
-    return pretrained_image_encoder(memory=memory)
+    return ImageEncoder(memory=memory)
 
 
 def hand_built(memory):
     fuser = MultimodalFuser(
         [
             ("img", _image(memory), "photo"),
-            ("txt", TextEncoder("wordllama"), "productDisplayName"),
+            ("txt", TextEncoder(), "productDisplayName"),
             ("cat", OneHotEncoder(handle_unknown="ignore"), CATEGORICAL),
         ],
         missing="mean",
@@ -180,6 +180,7 @@ def fashion(cache):
             preset="best",
             vectorizer=MultimodalVectorizer(memory=cache),
             random_state=0,
+            verbose=True,
         ),
     }
     print("| model | target | accuracy | macro-F1 | fit (s) |")
@@ -201,8 +202,9 @@ def fashion(cache):
     )
 
 
-def time_to_first_result(folder):
+def time_to_first_result(folder, n_rows=None):
     rows, train, _ = catalogue()
+    train = train[:n_rows]
     X, y = rows[COLUMNS].iloc[train], rows["subCategory"].to_numpy()[train]
     torch.set_num_threads(2)
     times = {}
@@ -300,15 +302,21 @@ def dask_predict(cache):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sections = ["detection", "fashion", "time", "avdigits", "dask"]
-    parser.add_argument("sections", nargs="*", default=sections, choices=sections)
+    parser.add_argument("sections", nargs="*", choices=[[], *sections])
     parser.add_argument(
         "--cache",
         default=os.path.join(tempfile.gettempdir(), "skmm_bench_auto_cache"),
         help="embedding cache shared by the sections (fashion, avdigits, dask)",
     )
+    parser.add_argument(
+        "--time-rows",
+        type=int,
+        default=None,
+        help="training rows of the time section (default: all of them)",
+    )
     args = parser.parse_args(argv)
     print(f"torch threads: {torch.get_num_threads()}, python {sys.version.split()[0]}")
-    for section in args.sections:
+    for section in args.sections or sections:
         print(f"\n## {section}\n", flush=True)
         start = time.perf_counter()
         if section == "detection":
@@ -316,7 +324,8 @@ def main(argv=None):
         elif section == "fashion":
             fashion(args.cache)
         elif section == "time":
-            time_to_first_result(tempfile.mkdtemp(prefix="skmm_time_"))
+            folder = tempfile.mkdtemp(prefix="skmm_time_")
+            time_to_first_result(folder, args.time_rows)
         elif section == "avdigits":
             avdigits(args.cache)
         else:
