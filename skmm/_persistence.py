@@ -53,8 +53,8 @@ def _safetensors():
     except ImportError:
         raise ImportError(
             "saving or loading a fitted skmm estimator that holds torch weights needs "
-            "the package 'safetensors', which is not installed: pip install "
-            "'skmm[persist]'"
+            "the package 'safetensors', a dependency of skmm, which is not installed: "
+            "reinstall skmm"
         ) from None
     return save, load
 
