@@ -79,7 +79,7 @@ def compare(name, model, X, folder):
                 trusted = sio.get_untrusted_types(file=paths["skops"])
             loader = {
                 "joblib": lambda: joblib.load(paths["joblib"]),
-                "skops": lambda: sio.load(paths["skops"], trusted=trusted),
+                "skops": lambda t=trusted: sio.load(paths["skops"], trusted=t),
             }[kind]
             seconds, loaded = timed(loader)
             loads[kind].append(seconds)

@@ -27,7 +27,6 @@ types for a fitted skmm estimator, and a skops file holds no pickle.
 """
 
 import hashlib
-import io
 import json
 import os
 import tempfile

@@ -412,7 +412,13 @@ def clip_file(tmp_path_factory):
     folder = tmp_path_factory.mktemp("open_clip")
     config = {
         "embed_dim": 8,
-        "vision_cfg": {"image_size": 16, "layers": 1, "width": 16, "patch_size": 8, "head_width": 8},
+        "vision_cfg": {
+            "image_size": 16,
+            "layers": 1,
+            "width": 16,
+            "patch_size": 8,
+            "head_width": 8,
+        },
         "text_cfg": {
             "context_length": 8,
             "vocab_size": 49408,
