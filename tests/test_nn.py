@@ -527,6 +527,29 @@ def test_regressor_multi_output():
     assert_allclose(net.y_mean_, Y.mean(0))
 
 
+def test_regressor_tower_predict_is_each_modality_alone():
+    # The target is the first group's: the tower that reads it predicts it in the
+    # target's units, the other tower only its mean; a missing row is NaN.
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 4))
+    y = 5 * X[:, 0] + 2 * X[:, 1] + 50
+    net = MultimodalNetRegressor(
+        [("a", "passthrough", [0, 1]), ("b", "passthrough", [2, 3])],
+        lr=1e-2,
+        max_epochs=40,
+        device="cpu",
+        random_state=0,
+    ).fit(X, y)
+    X_test = X.copy()
+    X_test[:5, 2] = np.nan  # tower "b" missing in the first 5 rows
+    pred = net.tower_predict(X_test)
+    assert list(pred) == ["a", "b"] and pred["a"].shape == (300,)
+    assert np.isnan(pred["b"][:5]).all() and not np.isnan(pred["b"][5:]).any()
+    r2_a = 1 - ((pred["a"] - y) ** 2).mean() / y.var()
+    r2_b = 1 - ((pred["b"][5:] - y[5:]) ** 2).mean() / y[5:].var()
+    assert r2_a > 0.9 and r2_b < 0.2, (r2_a, r2_b)
+
+
 def test_verbose_shows_progress(blobs, capsys):
     X, y = blobs
     net = numeric(X, y, verbose=True, max_epochs=2)
