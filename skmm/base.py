@@ -536,7 +536,8 @@ class TorchEncoderMixin(
         """Fill ``values[compute]`` with the features of rows ``todo[compute]``."""
         size = runtime.batch_size
         parts = [compute[i : i + size] for i in range(0, len(compute), size)]
-        module = module.eval()
+        if module.training:  # fitted and loaded towers are in eval mode already:
+            module.eval()  # no walk over every submodule per call
         progress = tqdm(
             total=len(compute),
             desc=f"{type(self).__name__} transform",
@@ -566,6 +567,7 @@ class TorchEncoderMixin(
             column.items[i],
             str_is_path=self._str_items_are_paths,
             hash_files=hash_files,
+            storage_options=getattr(self, "storage_options", None),
         )
 
     def _cache_namespace(self, module=None):

@@ -5,12 +5,14 @@ import io
 import math
 import os
 from numbers import Integral, Real
+from urllib.parse import urlsplit
 
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator
 
 from ..base import TorchEncoderMixin
+from ..utils._remote import is_url, read_url, redact
 from ..utils._sklearn_compat import HasMethods, Interval, StrOptions
 from . import _hub
 from ._cnn import small_cnn
@@ -109,17 +111,23 @@ def _read_wav(source, name):
     return rate, data
 
 
-def read_audio(item, sample_rate):
+def read_audio(item, sample_rate, storage_options=None):
     """Load one sound as a mono float32 waveform at ``sample_rate``.
 
     ``item`` is a file path (WAV through scipy; FLAC, OGG, MP3 through the optional
-    ``soundfile`` package), the bytes of a WAV file, or a 1-D array or list of samples
+    ``soundfile`` package), an fsspec URL of such a file (read with
+    ``storage_options``, see :mod:`skmm.utils._remote`), the bytes of a WAV file, or a
+    1-D array or list of samples
     already at ``sample_rate`` (scaled by dtype, see :func:`_pcm_to_float`). Raises
     ``ValueError`` saying what is wrong with the item: a missing, empty or malformed
     file, no samples, NaN or infinity.
     """
     if isinstance(item, (str, os.PathLike, bytes, bytearray, memoryview)):
-        if isinstance(item, (str, os.PathLike)):
+        if is_url(item):
+            name = redact(item)
+            path = io.BytesIO(read_url(item, storage_options))
+            is_wav = urlsplit(item).path.lower().endswith(".wav")
+        elif isinstance(item, (str, os.PathLike)):
             path = os.fspath(item)
             name = repr(path)
             if os.path.isdir(path):
@@ -343,7 +351,9 @@ class AudioMixin:
         waves = []
         for i in rows:
             try:
-                waves.append(read_audio(column.items[i], self.sample_rate))
+                waves.append(
+                    read_audio(column.items[i], self.sample_rate, self.storage_options)
+                )
             except ValueError as exc:
                 raise ValueError(f"{column.where(i)}: {exc}") from None
         return waves
@@ -351,6 +361,7 @@ class AudioMixin:
 
 _AUDIO_PARAMS = {
     "sample_rate": [Interval(Integral, 1, None, closed="left")],
+    "storage_options": [None, dict],
     "n_mels": [Interval(Integral, 1, None, closed="left")],
     "n_fft": [None, Interval(Integral, 2, None, closed="left")],
     "hop_length": [None, Interval(Integral, 1, None, closed="left")],
@@ -440,6 +451,15 @@ class AudioEncoder(_hub.BackboneMixin, AudioMixin, TorchEncoderMixin, BaseEstima
         Threads decoding the next batches while the model runs on the current one in
         :meth:`transform`; 0 decodes in the main thread. At most
         ``num_workers + 1`` batches are in memory at once.
+    storage_options : dict, default=None
+        Options of the fsspec file system of items that are URLs (``s3://``,
+        ``gs://``, ``https://``, ``memory://``...): ``endpoint_url``, ``anon``,
+        ``client_kwargs``... URLs need fsspec (``pip install 'skmm[urls]'``) and
+        the store's package (s3fs, gcsfs). Each item is read in chunks, an attempt
+        that stalls for 30 s fails, transient errors are retried twice; errors name
+        the row, the column and the URL without its credentials. Options travel
+        inside the fitted encoder (pickles, skops files, Dask workers): prefer
+        credentials the machine finds itself (environment, instance roles).
     lr : float, default=1e-3
         Learning rate of the optimizer for this tower (also inside :mod:`skmm.nn`).
     optimizer : torch.optim.Optimizer class, default=torch.optim.Adam
@@ -545,6 +565,7 @@ class AudioEncoder(_hub.BackboneMixin, AudioMixin, TorchEncoderMixin, BaseEstima
         batch_size=32,
         memory=None,
         num_workers=0,
+        storage_options=None,
         lr=1e-3,
         optimizer=torch.optim.Adam,
         callbacks=None,
@@ -566,6 +587,7 @@ class AudioEncoder(_hub.BackboneMixin, AudioMixin, TorchEncoderMixin, BaseEstima
         self.batch_size = batch_size
         self.memory = memory
         self.num_workers = num_workers
+        self.storage_options = storage_options
         self.lr = lr
         self.optimizer = optimizer
         self.callbacks = callbacks

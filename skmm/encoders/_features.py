@@ -35,6 +35,15 @@ class AudioFeatures(DaskMixin, AudioMixin, TransformerMixin, BaseEstimator):
         STFT window length in samples; None is about 32 ms (256 at 8 kHz).
     hop_length : int or None, default=None
         Samples between frames; None is ``n_fft // 2``.
+    storage_options : dict, default=None
+        Options of the fsspec file system of items that are URLs (``s3://``,
+        ``gs://``, ``https://``, ``memory://``...): ``endpoint_url``, ``anon``,
+        ``client_kwargs``... URLs need fsspec (``pip install 'skmm[urls]'``) and
+        the store's package (s3fs, gcsfs). Each item is read in chunks, an attempt
+        that stalls for 30 s fails, transient errors are retried twice; errors name
+        the row, the column and the URL without its credentials. Options travel
+        inside the fitted encoder (pickles, skops files, Dask workers): prefer
+        credentials the machine finds itself (environment, instance roles).
 
     Attributes
     ----------
@@ -66,13 +75,21 @@ class AudioFeatures(DaskMixin, AudioMixin, TransformerMixin, BaseEstimator):
     }
 
     def __init__(
-        self, sample_rate=16000, *, n_mfcc=20, n_mels=40, n_fft=None, hop_length=None
+        self,
+        sample_rate=16000,
+        *,
+        n_mfcc=20,
+        n_mels=40,
+        n_fft=None,
+        hop_length=None,
+        storage_options=None,
     ):
         self.sample_rate = sample_rate
         self.n_mfcc = n_mfcc
         self.n_mels = n_mels
         self.n_fft = n_fft
         self.hop_length = hop_length
+        self.storage_options = storage_options
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):

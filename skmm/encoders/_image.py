@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from sklearn.base import BaseEstimator
 
 from ..base import TorchEncoderMixin
+from ..utils._remote import is_url, read_url, redact
 from ..utils._sklearn_compat import HasMethods, Interval, StrOptions
 from . import _hub
 from ._cnn import small_cnn
@@ -181,10 +182,11 @@ def _open_image(source, name, min_size):
         ) from None
 
 
-def read_image(item, min_size=None):
+def read_image(item, min_size=None, storage_options=None):
     """Decode one image into a float32 array (H, W, C) in [0, 1], C in {1, 3}.
 
-    ``item`` is a file path, the bytes of an image file, a PIL image (its current
+    ``item`` is a file path, an fsspec URL (read with ``storage_options``, see
+    :mod:`skmm.utils._remote`), the bytes of an image file, a PIL image (its current
     frame: the first one of an animated GIF just opened), or an array or nested list
     (H, W) or (H, W, C) with C in 1, 3 or 4 (alpha dropped). Values are scaled by
     dtype, not by content: see :func:`_to_float`. With ``min_size=(height, width)``,
@@ -199,7 +201,11 @@ def read_image(item, min_size=None):
         # A malformed size (validated by the caller later) means no shrinking.
         valid = len(min_size) == 2 and all(isinstance(v, Integral) for v in min_size)
         min_size = tuple(min_size) if valid and min(min_size) >= 1 else None
-    if isinstance(item, (str, os.PathLike)):
+    if is_url(item):
+        item = _open_image(
+            io.BytesIO(read_url(item, storage_options)), redact(item), min_size
+        )
+    elif isinstance(item, (str, os.PathLike)):
         path = os.fspath(item)
         if os.path.isdir(path):
             raise ValueError(f"{path!r} is a directory, not an image file")
@@ -333,6 +339,15 @@ class ImageEncoder(_hub.BackboneMixin, TorchEncoderMixin, BaseEstimator):
         Threads decoding the next batches while the model runs on the current one in
         :meth:`transform`; 0 decodes in the main thread. At most
         ``num_workers + 1`` batches are in memory at once.
+    storage_options : dict, default=None
+        Options of the fsspec file system of items that are URLs (``s3://``,
+        ``gs://``, ``https://``, ``memory://``...): ``endpoint_url``, ``anon``,
+        ``client_kwargs``... URLs need fsspec (``pip install 'skmm[urls]'``) and
+        the store's package (s3fs, gcsfs). Each item is read in chunks, an attempt
+        that stalls for 30 s fails, transient errors are retried twice; errors name
+        the row, the column and the URL without its credentials. Options travel
+        inside the fitted encoder (pickles, skops files, Dask workers): prefer
+        credentials the machine finds itself (environment, instance roles).
     lr : float, default=1e-3
         Learning rate of the optimizer for this tower (also inside :mod:`skmm.nn`); a
         pretrained tower is usually fine-tuned with a smaller one, such as 1e-4.
@@ -391,8 +406,9 @@ class ImageEncoder(_hub.BackboneMixin, TorchEncoderMixin, BaseEstimator):
 
     Notes
     -----
-    An item is a file path, the bytes of an image file, a PIL image or an array (or
-    nested list) of shape (H, W) or (H, W, C) with C in 1, 3 or 4. Pixel values are
+    An item is a file path, an fsspec URL (see ``storage_options``), the bytes of an
+    image file, a PIL image or an array (or nested list) of shape (H, W) or (H, W, C)
+    with C in 1, 3 or 4. Pixel values are
     scaled by their type, never by their content: ``uint8`` and every other integer
     type are 8-bit (divided by 255; values outside [0, 255] raise), ``uint16`` and
     16-bit files (PNG, TIFF) are divided by 65535, ``bool`` is 0/1, and floats are
@@ -449,6 +465,7 @@ class ImageEncoder(_hub.BackboneMixin, TorchEncoderMixin, BaseEstimator):
         ],
         "train_layers": [StrOptions({"all", "last", "head"})],
         "augment": [None, StrOptions({"default"}), callable],
+        "storage_options": [None, dict],
     }
 
     def __sklearn_tags__(self):
@@ -469,6 +486,7 @@ class ImageEncoder(_hub.BackboneMixin, TorchEncoderMixin, BaseEstimator):
         batch_size=32,
         memory=None,
         num_workers=0,
+        storage_options=None,
         lr=1e-3,
         optimizer=torch.optim.Adam,
         callbacks=None,
@@ -485,6 +503,7 @@ class ImageEncoder(_hub.BackboneMixin, TorchEncoderMixin, BaseEstimator):
         self.batch_size = batch_size
         self.memory = memory
         self.num_workers = num_workers
+        self.storage_options = storage_options
         self.lr = lr
         self.optimizer = optimizer
         self.callbacks = callbacks
@@ -641,7 +660,7 @@ class ImageEncoder(_hub.BackboneMixin, TorchEncoderMixin, BaseEstimator):
         images = []
         for i in rows:
             try:
-                image = read_image(column.items[i], min_size)
+                image = read_image(column.items[i], min_size, self.storage_options)
             except ValueError as exc:
                 raise ValueError(f"{column.where(i)}: {exc}") from None
             images.append(torch.from_numpy(image).permute(2, 0, 1))

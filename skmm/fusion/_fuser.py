@@ -5,6 +5,7 @@ from numbers import Integral, Real
 
 import numpy as np
 import scipy.sparse as sp
+from joblib import effective_n_jobs
 from sklearn.base import TransformerMixin, clone
 from sklearn.decomposition import PCA
 from sklearn.impute import SimpleImputer
@@ -702,12 +703,17 @@ class MultimodalFuser(DaskMixin, TransformerMixin, TriplesComposition):
             for name, _, columns in todo
         }
         absent = self._absent(todo, selections, row_labels(X), fit=False)
-        outputs = Parallel(n_jobs=self.n_jobs)(
-            delayed(_transform_one)(
-                encoder, selections[name], np.flatnonzero(~absent[name])
-            )
+        jobs = (
+            (encoder, selections[name], np.flatnonzero(~absent[name]))
             for name, encoder, _ in todo
         )
+        if effective_n_jobs(self.n_jobs) == 1:
+            # In this process: no joblib dispatch per call (one-row latency).
+            outputs = [_transform_one(*job) for job in jobs]
+        else:
+            outputs = Parallel(n_jobs=self.n_jobs)(
+                delayed(_transform_one)(*job) for job in jobs
+            )
         blocks = self._blocks(todo, outputs, absent, row_labels(X))
         return self._fuse(blocks, row_labels(X), fit=False)
 
@@ -1165,7 +1171,9 @@ def _transform_one(encoder, X, rows):
     """The encoder's output on ``rows`` of its columns; None when no row is present."""
     if len(rows) == 0:
         return None
-    return encoder.transform(_safe_indexing(X, rows))
+    if len(rows) < X.shape[0]:
+        X = _safe_indexing(X, rows)  # a copy, only when some rows are missing
+    return encoder.transform(X)
 
 
 def _scatter(block, absent):

@@ -286,7 +286,8 @@ class TowerComposite(FitTemplateMixin, TriplesComposition):
             if not present.any():
                 return None, False, present
             if enc._frozen():
-                tower = tower.to(self.device_).eval()
+                if tower.training:  # the fitted (or loaded) net's towers are
+                    tower = tower.to(self.device_).eval()  # ready: no walk per call
                 part = column.take(np.asarray(rows)[present])
                 features = enc._encode(part, module=tower, runtime=self._runtime())
                 return torch.from_numpy(features), True, present

@@ -413,7 +413,9 @@ class _MultimodalNetBase(
             _Source(name, enc, column)
             for (name, enc, _), column in zip(towers, columns)
         ]
-        module = self.module_.eval()
+        module = self.module_
+        if module.training:  # in eval mode since fit or loading: no walk per call
+            module.eval()
         out = []
         with torch.inference_mode():
             for index in tqdm(

@@ -45,6 +45,8 @@ from pathlib import Path
 import joblib
 import numpy as np
 
+from ._remote import is_url, url_validator
+
 # Bumped when entries or the decoding of items change: old entries are never read.
 _LAYOUT = "v2"
 # Chunk size for hashing file contents.
@@ -175,17 +177,27 @@ def _file_digest(path):
     return h.hexdigest()
 
 
-def item_key(item, *, str_is_path, hash_files=False):
+def item_key(item, *, str_is_path, hash_files=False, storage_options=None):
     """The content key of one item, or None if it cannot be fingerprinted.
 
     ``str_is_path`` says whether a string is a file path (images, sounds) or the
     content itself (texts). A file is keyed by its absolute path, size, times and
     inode, or by a hash of its bytes with ``hash_files`` (its extension is kept in
-    the key: it chooses the decoder). Items whose bytes do not say what they decode
-    to (object arrays, whose bytes are pointers) get no key and are never cached.
+    the key: it chooses the decoder). A URL is keyed by itself and what the store
+    says of the object's current content (size, ETag, checksums, modification time:
+    one metadata request, with ``storage_options``; ``hash_files`` does not apply),
+    or gets no key when the store says nothing. Items whose bytes do not say what
+    they decode to (object arrays, whose bytes are pointers) get no key and are
+    never cached.
     """
     from PIL import Image
 
+    if str_is_path and is_url(item):
+        validator = url_validator(item, storage_options)
+        if validator is None:
+            return None
+        endpoint = _endpoint(storage_options)
+        return fingerprint("url", item, endpoint, validator)
     if isinstance(item, (str, os.PathLike)) and (
         str_is_path or not isinstance(item, str)
     ):
@@ -227,6 +239,13 @@ def item_key(item, *, str_is_path, hash_files=False):
             item.tobytes(),
         )
     return None
+
+
+def _endpoint(storage_options):
+    """Where a URL's store is, when the options say (one bucket name, two stores)."""
+    options = storage_options or {}
+    client = options.get("client_kwargs") or {}
+    return options.get("endpoint_url") or client.get("endpoint_url")
 
 
 class EmbeddingCache:
