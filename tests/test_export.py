@@ -221,4 +221,5 @@ def test_pretrained_efficientnet_lite0(shared_data, record_measure):
     enc = ImageEncoder(net, weights=path, image_size=224, **cpu()).fit(photos)
     out = _run(to_onnx(enc), onnx_inputs(enc, photos))[0]
     diff = np.abs(out - enc.transform(photos)).max()
-    record_measure("1e-4 - max abs difference", TOLERANCE - diff, 0.0)  # 1.5e-5
+    # The floor is the 1e-4 tolerance: measured 1.5e-5 (4.8 digits).
+    record_measure("-log10(max abs difference)", -np.log10(diff), 4.0)

@@ -22,7 +22,6 @@ from sklearn.utils.validation import check_is_fitted
 from ..base import TorchEncoderMixin
 from ..fusion import MultimodalFuser
 from ..utils._composition import check_table
-from ..utils._sklearn_compat import _safe_indexing
 from ._onnx import OPSET, _encoder_model, _tower_input, optional_import
 
 __all__ = ["fuser_inputs", "fuser_model", "register_skl2onnx_converters"]
@@ -50,11 +49,12 @@ def _unsupported(fuser):
 
 
 def _modalities(fuser):
-    """The fused ``(name, encoder, columns)`` triples, in the graph's input order."""
+    """The fused ``(name, encoder, width)`` of each modality, in the graph's input
+    order: ``width`` is the number of columns the modality selects."""
     return [
-        (name, enc, columns)
-        for name, enc, columns in fuser._iter(fitted=True)
-        if name in fuser.block_transformers_
+        (m.name, m.estimator, len(m.indices))
+        for m in fuser.modalities_.active
+        if m.name in fuser.block_transformers_
     ]
 
 
@@ -69,8 +69,8 @@ def fuser_inputs(fuser, X):
     """The graph's inputs for the rows of ``X`` (see the module's description)."""
     X = check_table(fuser, X, reset=False)
     out = {}
-    for name, enc, columns in _modalities(fuser):
-        selection = _safe_indexing(X, fuser._positions(name, columns), axis=1)
+    for name, enc, _ in _modalities(fuser):
+        selection = fuser.modalities_.select(X, name)
         if isinstance(enc, TorchEncoderMixin):
             column = enc._check_input(selection, reset=False)
             out[name], out[f"{name}__present"] = _tower_input(enc, column)
@@ -91,7 +91,7 @@ def _input_types(fuser):
     from ._onnx import _dynamic, _example
 
     types = []
-    for name, enc, _ in _modalities(fuser):
+    for name, enc, width in _modalities(fuser):
         if isinstance(enc, TorchEncoderMixin):
             example, _ = _example(enc)
             dynamic = _dynamic(enc, example)
@@ -102,7 +102,6 @@ def _input_types(fuser):
                 (f"{name}__present", BooleanTensorType([None])),
             ]
         else:
-            width = len(fuser._input_indices_[name])
             kind = StringTensorType if _takes_strings(enc) else FloatTensorType
             types.append((name, kind([None, width])))
     return types
@@ -185,7 +184,7 @@ def _convert(scope, operator, container):
     fuser = operator.raw_operator
     inputs = iter(operator.inputs)
     blocks = []
-    for name, enc, _ in _modalities(fuser):
+    for name, enc, width in _modalities(fuser):
         if isinstance(enc, TorchEncoderMixin):
             graph = _encoder_model(enc)
             items, present = next(inputs), next(inputs)
@@ -194,7 +193,6 @@ def _convert(scope, operator, container):
             )
         else:
             variable = next(inputs)
-            width = len(fuser._input_indices_[name])
             graph = _sklearn_graph(enc, type(variable.type)([None, width]))
             out = _splice(graph, scope, container, [variable.full_name])[0]
         out = _as_float(scope, container, out)

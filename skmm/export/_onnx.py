@@ -86,10 +86,9 @@ def onnx_inputs(estimator, X):
         return {"items": items, "present": present}
     if isinstance(estimator, _MultimodalNetBase):
         X = estimator._check_X(X, reset=False)
-        towers = estimator._towers()
-        columns, _ = estimator._columns(X, towers, reset=False)
+        columns = estimator._columns(X, reset=False)
         out, available = {}, []
-        for (name, enc, _), column in zip(towers, columns):
+        for (name, enc, _), column in zip(estimator._towers(), columns):
             out[name], present = _tower_input(enc, column)
             available.append(present)
         out["available"] = np.column_stack(available)
