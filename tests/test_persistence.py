@@ -75,6 +75,12 @@ def _cases():
             False,
             "transform",
         ),
+        "image efficientnet_lite0": (
+            lambda: ImageEncoder(**cpu()),
+            "image",
+            False,
+            "transform",
+        ),
         "audio cnn": (
             lambda: AudioEncoder(1000, duration=0.4, **img),
             "audio",
