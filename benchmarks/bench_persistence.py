@@ -2,9 +2,10 @@
 
 Two models, fitted on fashion photos and titles from ``../shared/data``:
 
-- a fuser pipeline with pretrained towers (the offline defaults:
-  ``TextEncoder("wordllama")``, 34 MB of embedding and its tokenizer, and an image
-  tower) and a ``LogisticRegression``;
+- a fuser pipeline with the pretrained towers that are the offline defaults
+  (``ImageEncoder()``: EfficientNet-Lite0 and its ImageNet weights;
+  ``TextEncoder()``: wordllama, 34 MB of embedding and its tokenizer) and a
+  ``LogisticRegression``;
 - an end-to-end net (a small CNN on the photos, an LSTM on the titles).
 
 Each is saved with ``joblib.dump`` and ``skops.io.dump``, then loaded 5 times with
@@ -104,12 +105,8 @@ def main():
     fuser = make_pipeline(
         MultimodalFuser(
             [
-                (
-                    "img",
-                    ImageEncoder("cnn", max_epochs=0, image_size=64, **cpu),
-                    "image",
-                ),
-                ("txt", TextEncoder("wordllama", **cpu), "title"),
+                ("img", ImageEncoder(**cpu), "image"),
+                ("txt", TextEncoder(**cpu), "title"),
             ]
         ),
         LogisticRegression(max_iter=500),

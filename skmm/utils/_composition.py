@@ -173,9 +173,20 @@ def missing_rows(selection):
     """
     if sp.issparse(selection):
         return nan_mask(selection).all(axis=1)
+    if isinstance(selection, np.ndarray) and selection.dtype.kind in "fc":
+        # Features (an encoder's output): one vectorised test, not one per column.
+        if selection.ndim == 1:
+            return np.isnan(selection)
+        if selection.shape[1] == 0:
+            return np.zeros(selection.shape[0], dtype=bool)
+        return np.isnan(selection).all(axis=1)
     if hasattr(selection, "iloc"):  # pandas
-        frame = selection.to_frame() if selection.ndim == 1 else selection
-        columns = [frame.iloc[:, j].to_numpy() for j in range(frame.shape[1])]
+        if selection.ndim == 1:  # no frame built around one column (one-row latency)
+            columns = [selection.to_numpy()]
+        else:
+            columns = [
+                selection.iloc[:, j].to_numpy() for j in range(selection.shape[1])
+            ]
     elif hasattr(selection, "get_column") or hasattr(selection, "to_list"):  # polars
         frame = selection.to_frame() if len(selection.shape) == 1 else selection
         columns = [frame.to_series(j).to_numpy() for j in range(frame.shape[1])]
