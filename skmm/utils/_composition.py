@@ -595,7 +595,12 @@ class ModalityLayout:
             )
         else:
             key = list(m.indices)
-        selection = _safe_indexing(X, key[0] if m.scalar else key, axis=1)
+        if self.by_name(X) and hasattr(X, "iloc"):
+            # pandas by name: plain column access, as _safe_indexing's .loc gives,
+            # without its indexer machinery on every call (one-row latency).
+            selection = X[key[0]] if m.scalar else X[key]
+        else:
+            selection = _safe_indexing(X, key[0] if m.scalar else key, axis=1)
         return selection if rows is None else _safe_indexing(selection, rows)
 
     def missing(
