@@ -190,12 +190,13 @@ def test_transient_failures_are_retried_a_bounded_number_of_times(files, server,
     out = enc.transform([f"{server.url}/flaky/img1.png"])
     assert_array_equal(out, enc.transform([files["img1.png"]]))
     assert server.failures["flaky/img1.png"] == 0
+    # One GET per attempt: no request for the size before the read.
+    assert server.requests == [("GET", "flaky/img1.png")] * 3
     server.failures["flaky/img1.png"] = 10  # more failures than attempts
     with pytest.raises(ValueError, match="after 3 attempts"):
         enc.transform([f"{server.url}/flaky/img1.png"])
-    # Each attempt asks for the object's size (fsspec: HEAD, then GET when HEAD
-    # fails): two failed requests per attempt, then no more.
-    assert server.failures["flaky/img1.png"] == 10 - 2 * _remote.ATTEMPTS
+    # One failed request per attempt, then no more.
+    assert server.failures["flaky/img1.png"] == 10 - _remote.ATTEMPTS
     server.failures.clear()
 
 

@@ -334,7 +334,7 @@ class ImageEncoder(BackboneMixin, TorchEncoderMixin, BaseEstimator):
         Options of the fsspec file system of items that are URLs (``s3://``,
         ``gs://``, ``https://``, ``memory://``...): ``endpoint_url``, ``anon``,
         ``client_kwargs``... URLs need fsspec (``pip install 'skmm[urls]'``) and
-        the store's package (s3fs, gcsfs). Each item is read in chunks, an attempt
+        the store's package (s3fs, gcsfs). Each item is read in one request, an attempt
         that stalls for 30 s fails, transient errors are retried twice; errors name
         the row, the column and the URL without its credentials. Options travel
         inside the fitted encoder (pickles, skops files, Dask workers): prefer

@@ -2,9 +2,10 @@
 
 An image or sound item may be a URL that fsspec reaches (``s3://``, ``gs://``,
 ``https://``, ``memory://``...), with the encoder's ``storage_options``. Each read
-streams the object in chunks, stops an attempt that makes no progress for
-``TIMEOUT`` seconds (a timeout given to the store's client: aiohttp for HTTP,
-botocore for S3), and retries transient failures (time-outs, dropped connections,
+fetches the whole object in one request (fsspec's ``cat_file``: one GET, where
+opening it as a file first asks for its size, then reads it in ranges), stops an
+attempt that makes no progress for ``TIMEOUT`` seconds (a timeout given to the
+store's client: aiohttp for HTTP, botocore for S3), and retries transient failures (time-outs, dropped connections,
 5xx, 408 and 429 answers) up to ``ATTEMPTS`` times with exponential back-off; a
 missing object or a refused request fails at once.
 
@@ -23,8 +24,6 @@ TIMEOUT = 30.0
 ATTEMPTS = 3
 # First back-off, doubled at each retry.
 BACKOFF = 0.5
-# Bytes read per request of the stream.
-CHUNK = 4 << 20
 
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://")
 _URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://[^\s'\"<>]+")
@@ -124,11 +123,7 @@ def read_url(url, storage_options=None):
     name = redact(url)
     for attempt in range(ATTEMPTS):
         try:
-            with fs.open(path, "rb", block_size=CHUNK) as f:
-                chunks = []
-                while chunk := f.read(CHUNK):
-                    chunks.append(chunk)
-            data = b"".join(chunks)
+            data = fs.cat_file(path)
             if not data:
                 raise ValueError(f"{name} is an empty object")
             return data
