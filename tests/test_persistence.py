@@ -23,6 +23,7 @@ from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder
 
+from skmm import MultimodalClassifier, MultimodalRegressor, MultimodalVectorizer
 from skmm._persistence import HFPreprocessor, TensorState, TorchClass
 from skmm.encoders import AudioEncoder, AudioFeatures, ImageEncoder, TextEncoder
 from skmm.fusion import LateFusionClassifier, LateFusionRegressor, MultimodalFuser
@@ -40,6 +41,9 @@ pytest.importorskip("safetensors")
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 OWN_PACKAGES = {"skmm", "sklearn", "numpy"}
+# The one-line learners encode the tabular columns with skrub's TableVectorizer (a
+# dependency of skmm): its estimators and column selectors are listed under skrub.
+LEARNER_PACKAGES = OWN_PACKAGES | {"skrub"}
 N = 24
 
 
@@ -63,10 +67,39 @@ def cpu(**params):
     return dict(device="cpu", random_state=0, **params)
 
 
+def _vectorizer():
+    """The one-line learners' vectorizer, with a small frozen image tower and no
+    cache folder (the other kinds as detected: categories, numbers)."""
+    return MultimodalVectorizer(
+        image=ImageEncoder("cnn", max_epochs=0, **cpu()), memory=None, random_state=0
+    )
+
+
 def _cases():
     """name -> (estimator factory, columns or None for the table, fit with y, output)."""
     img = dict(max_epochs=1, **cpu())
     return {
+        "vectorizer": (_vectorizer, None, False, "transform"),
+        "one-line classifier": (
+            lambda: MultimodalClassifier(vectorizer=_vectorizer(), random_state=0),
+            None,
+            True,
+            "predict_proba",
+        ),
+        "one-line classifier, best preset": (
+            lambda: MultimodalClassifier(
+                preset="best", vectorizer=_vectorizer(), cv=2, random_state=0
+            ),
+            None,
+            True,
+            "predict_proba",
+        ),
+        "one-line regressor": (
+            lambda: MultimodalRegressor(vectorizer=_vectorizer(), random_state=0),
+            None,
+            True,
+            "predict",
+        ),
         "image cnn": (lambda: ImageEncoder("cnn", **img), "image", True, "transform"),
         "text lstm": (lambda: TextEncoder("lstm", **img), "title", True, "transform"),
         "text wordllama": (
@@ -211,10 +244,10 @@ def _check_no_pickle(path):
                     data.decode("utf-8")
 
 
-def _save_and_check(est, path):
+def _save_and_check(est, path, packages=OWN_PACKAGES):
     sio.dump(est, path)
     untrusted = sio.get_untrusted_types(file=path)
-    assert {t.split(".")[0] for t in untrusted} <= OWN_PACKAGES, untrusted
+    assert {t.split(".")[0] for t in untrusted} <= packages, untrusted
     _check_no_pickle(path)
     return sio.load(path, trusted=untrusted)
 
@@ -222,7 +255,10 @@ def _save_and_check(est, path):
 @pytest.mark.parametrize("name", list(CASES))
 def test_skops_round_trip_equals_joblib(name, fitted, tmp_path):
     est, X, method = fitted[name]
-    loaded = _save_and_check(est, tmp_path / "model.skops")
+    learner = isinstance(est, (MultimodalVectorizer, MultimodalClassifier))
+    learner |= isinstance(est, MultimodalRegressor)
+    packages = LEARNER_PACKAGES if learner else OWN_PACKAGES
+    loaded = _save_and_check(est, tmp_path / "model.skops", packages)
     joblib.dump(est, tmp_path / "model.joblib")
     reference = joblib.load(tmp_path / "model.joblib")
     expected = getattr(reference, method)(X)
