@@ -156,7 +156,8 @@ def load_video_digits(data_home=None, *, variant="clean", return_X_y=False):
     ``speaker``         george, jackson, lucas, nicolas, theo, yweweler
     =================   ==========================================
 
-    Building needs PyAV (``pip install 'skmm[video]'``) and takes about a minute.
+    Writing the clips needs PyAV (``pip install 'skmm[video]'``) and takes a few
+    seconds.
 
     Parameters
     ----------

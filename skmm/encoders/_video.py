@@ -589,8 +589,10 @@ class VideoEncoder(_hub.BackboneMixin, TorchEncoderMixin, BaseEstimator):
         for clip in clips:
             # A short clip (taken at fps) repeats its last frame: the model's length.
             clip = clip + clip[-1:] * (self.n_frames_ - len(clip))
-            frames = [torch.from_numpy(read_image(f)).permute(2, 0, 1) for f in clip]
-            out.append(transform(torch.stack([f.expand(3, -1, -1) for f in frames])))
+            # Decoded uint8 frames go through the transform as torchvision's own
+            # video reading gives them; array clips as their float images.
+            frames = torch.from_numpy(np.stack(clip)).permute(0, 3, 1, 2)
+            out.append(transform(frames.expand(-1, 3, -1, -1)))
         return torch.stack(out)
 
     def _augment(self, batch, generator):

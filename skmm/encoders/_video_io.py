@@ -148,7 +148,12 @@ def read_video(item, n_frames, fps=None, min_size=None):
 
 def _array_frames(item, n_frames, fps):
     try:
-        array = np.asarray(item.tolist() if isinstance(item, np.ndarray) else item)
+        # An object array (of frames, say) is read through its nested lists.
+        array = np.asarray(
+            item.tolist()
+            if isinstance(item, np.ndarray) and item.dtype == object
+            else item
+        )
     except (ValueError, TypeError):
         raise ValueError(
             "a nested sequence whose frames have different shapes is not a clip"
@@ -207,7 +212,8 @@ def _scan_end(container, stream):
         if packet.pts is not None:
             stop = float((packet.pts + (packet.duration or 0)) * stream.time_base)
             end = stop if end is None else max(end, stop)
-    container.seek(0)
+    if end is not None:
+        container.seek(0)  # back to the start, to decode
     return end
 
 
