@@ -138,6 +138,22 @@ def test_fps_sampling_takes_frames_from_the_start(clip20):
     assert len(read_video(clip20, 4, fps=3)) == 4
 
 
+def test_a_stream_that_starts_late_on_a_90khz_clock(clip_dir):
+    # MPEG-TS: the video starts at 1/7 s and its stamps are 90 kHz ticks, which
+    # hold no exact 1/7 s: each frame is still found at its own instant.
+    path = str(clip_dir / "late.ts")
+    with av.open(path, "w") as container:
+        stream = container.add_stream("libx264", rate=7)
+        stream.width = stream.height = 16
+        stream.pix_fmt = "yuv420p"
+        for array in flat_clip(20, 16, 16):
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(array, "gray")))
+        container.mux(stream.encode())
+    with av.open(path) as container:
+        assert container.streams.video[0].start_time > 0
+    assert [frame_index(f) for f in read_video(path, 20, fps=7)] == list(range(20))
+
+
 def test_variable_frame_rate_follows_timestamps(clip_dir):
     path = str(clip_dir / "vfr.mp4")
     times = [0.0, 0.1, 0.15, 0.6, 0.65, 0.9, 1.6]

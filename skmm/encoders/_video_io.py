@@ -40,9 +40,6 @@ VIDEO_EXTENSIONS = frozenset(
 MAX_FRAME_PIXELS = 7680 * 4320
 # MP4/MOV top-level boxes that can open a file, at bytes 4-8.
 _MP4_BOXES = frozenset({b"ftyp", b"moov", b"mdat", b"wide", b"free", b"skip"})
-# A frame stamped within this of an instant (seconds) is shown at it: timestamps are
-# rationals, the instants floats.
-_TIE = 1e-6
 # Rows named in the warning about clips without a soundtrack.
 _ROWS_SHOWN = 20
 
@@ -255,6 +252,9 @@ class _ClipReader:
         self.min_size = min_size
         rate = stream.average_rate or stream.guessed_rate
         self.step = 1 / float(rate) if rate else 0.04
+        # A frame stamped within a tick of an instant is the one shown at it: stamps
+        # are rounded to the time base (MPEG-TS's 90 kHz clock has no exact 1/7 s).
+        self.tie = float(stream.time_base)
         # One converter for the clip: its scaling context is made once, not per frame
         # (PyAV is imported: the container is open).
         from av.video.reformatter import VideoReformatter
@@ -302,14 +302,14 @@ class _ClipReader:
                 keys.append(time)
                 if len(keys) >= 2:
                     gop = max(keys[-1] - keys[-2], 0.0 if gop == math.inf else gop)
-            if time > targets[k] + _TIE:
+            if time > targets[k] + self.tie:
                 # The held frame is shown until this one: it serves every instant
                 # before it (the first frame serves the instants before it too).
                 if held is None:
                     held, held_time, held_array = frame, time, None
                 if held_array is None:
                     held_array = self._array(held)
-                while k < len(targets) and targets[k] + _TIE < time:
+                while k < len(targets) and targets[k] + self.tie < time:
                     out[k] = held_array
                     k += 1
                 if held is frame:
