@@ -452,19 +452,37 @@ def test_the_fuser_takes_a_clip_without_soundtrack_as_missing_sound(
     assert (out[8, fuser.output_indices_["sound"]] == 0).all()
 
 
-def test_a_net_trains_a_video_tower(digits_clips):
+def test_a_net_trains_video_and_sound_towers_on_one_column(digits_clips, tmp_path):
     from skmm.nn import MultimodalNetClassifier
 
     paths, _ = digits_clips
-    X = pd.DataFrame({"video": paths})
+    silent = str(tmp_path / "silent.mp4")
+    write_mp4(silent, flat_clip(4, 16, 16), 10)
+    X = pd.DataFrame({"video": paths + [silent]})
     net = MultimodalNetClassifier(
-        [("frames", tiny(max_epochs=1, pooling="gru"), "video")],
+        [
+            ("frames", tiny(max_epochs=1, pooling="gru"), "video"),
+            ("sound", AudioEncoder(8000, max_epochs=1, device="cpu"), "video"),
+        ],
         max_epochs=2,
         batch_size=4,
         random_state=0,
         device="cpu",
-    ).fit(X, [0, 1] * 4)
-    assert net.predict_proba(X).shape == (8, 2)
+    )
+    # The clip without soundtrack: a missing sound, masked in the net.
+    with pytest.warns(UserWarning, match="have no audio stream"):
+        net.fit(X, [0, 1] * 4 + [0])
+    with pytest.warns(UserWarning, match="have no audio stream"):
+        proba = net.predict_proba(X)
+    assert proba.shape == (9, 2) and np.isfinite(proba).all()
+
+
+def test_partial_fit_continues_training(digits_clips):
+    paths, _ = digits_clips
+    enc = tiny(max_epochs=1, random_state=0).partial_fit(paths, [0, 1] * 4)
+    first = enc.transform(paths)
+    enc.partial_fit(paths, [0, 1] * 4)
+    assert enc.n_iter_ == 2 and not np.allclose(enc.transform(paths), first)
 
 
 # -- the soundtrack ------------------------------------------------------------------
