@@ -183,7 +183,7 @@ def test_num_workers_gives_the_same_features(image_files, monkeypatch):
 def _cache_of(enc, tmp_path):
     from skmm.utils._cache import EmbeddingCache
 
-    return EmbeddingCache(tmp_path / "cache", enc._cache_namespace())
+    return EmbeddingCache(tmp_path / "cache", enc._cache_namespace(enc.module_))
 
 
 def _planted(cache, path, value):
@@ -423,7 +423,7 @@ def test_url_corrupt_entries_are_recomputed(url, image_files, count_loads):
     enc = frozen(memory=url).fit(image_files)
     expected = enc.transform(image_files)
     fs, paths = _url_entries(url)
-    cache = EmbeddingCache(url, enc._cache_namespace())
+    cache = EmbeddingCache(url, enc._cache_namespace(enc.module_))
     key = paths[1].rsplit("/", 1)[1][: -len(".npz")]
     nan = np.full(128, np.nan, dtype=np.float32)
     planted = io.BytesIO()

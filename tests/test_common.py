@@ -170,10 +170,29 @@ _MATCHER_THRESHOLD = (
 )
 
 
+_CLASSES_FIRST = (
+    "calls a transformer's partial_fit(X, y) with class labels and no classes=: "
+    "every skmm estimator trained on labels requires classes= on the first "
+    "partial_fit call (scikit-learn's rule for classifiers, one meaning everywhere); "
+    "test_streaming.py checks partial_fit with classes="
+)
+_FLOAT32_EMBEDDINGS = (
+    "the matcher's float32 embeddings differ by ~1e-7 between batch compositions "
+    "(the BLAS picks its kernels by shape), past the check's rtol of 1e-7 on the "
+    "float64 similarities; test_matcher.py checks batch independence to 1e-5"
+)
+
+
 def _expected_failures(estimator):
     """The checks each instance is expected to fail, with the reason."""
-    if isinstance(estimator, AudioEncoder) and estimator.max_epochs > 0:
-        return {"check_methods_subset_invariance": _AUDIO_SUBSET}
+    if isinstance(estimator, AudioEncoder):
+        failures = {"check_n_features_in_after_fitting": _CLASSES_FIRST}
+        if estimator.max_epochs == 0:
+            # fit trains nothing, so the check's partial_fit is the first training.
+            failures["check_fit_score_takes_y"] = _CLASSES_FIRST
+        if estimator.max_epochs > 0:
+            failures["check_methods_subset_invariance"] = _AUDIO_SUBSET
+        return failures
     if isinstance(estimator, MultimodalNetRegressor):
         return {
             "check_sample_weight_equivalence_on_dense_data": _STOCHASTIC_WEIGHTS,
@@ -222,7 +241,15 @@ def _expected_failures(estimator):
     [*_encoders(), *_fusers(), *_late_fusion(), *_nets(), *_zero_shot()],
     expected_failed_checks=_expected_failures,
 )
-def test_sklearn_compatible(estimator, check):
+def test_sklearn_compatible(estimator, check, request):
+    # Rounding that depends on the machine's kernels: expected to fail on some
+    # CPUs and to pass on others, so not strict.
+    name = getattr(check, "func", check).__name__
+    if (
+        isinstance(estimator, MultimodalMatcher)
+        and name == "check_methods_subset_invariance"
+    ):
+        request.applymarker(pytest.mark.xfail(reason=_FLOAT32_EMBEDDINGS, strict=False))
     check(estimator)
 
 

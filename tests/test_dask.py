@@ -255,6 +255,30 @@ def test_device_auto_is_resolved_on_the_worker(models):
     assert enc.device_ == "cuda:7"  # an explicit device is the user's choice
 
 
+def test_a_cpu_net_keeps_its_towers_on_a_gpu_worker(models, data, monkeypatch):
+    """The worker's device choice moves only what has ``device="auto"``: a net
+    fitted with ``device="cpu"`` owns its towers, whatever its encoders say."""
+    from skmm.utils import _torch
+    from skmm.utils._dask import on_worker_device
+
+    X, _ = data
+    net = pickle_copy(models["net"]).set_params(device="cpu")
+    assert all(e.device == "auto" for _, e, _ in net.encoders_)
+    expected = net.predict_proba(X)
+    # A GPU worker's choice, simulated on the CPU: "meta" tensors hold no data, so a
+    # tower moved there cannot run.
+    monkeypatch.setattr(
+        _torch, "resolve_device", lambda d: "meta" if d == "auto" else d
+    )
+    on_worker_device(net)
+    assert {p.device.type for p in net.module_.parameters()} == {"cpu"}
+    np.testing.assert_array_equal(net.predict_proba(X), expected)
+    # The same choice does move a model that asked for it.
+    encoder = pickle_copy(models["encoder"])
+    on_worker_device(encoder)
+    assert encoder.device_ == "meta"
+
+
 def pickle_copy(est):
     import pickle
 
@@ -275,7 +299,7 @@ def _count_setstate(path):
     arrives over the network (is unpickled by distributed's protocol)."""
     import traceback
 
-    from skmm.base import TorchEstimatorMixin
+    from skmm.training._estimator import TorchEstimatorMixin
 
     setstate = TorchEstimatorMixin.__setstate__
 

@@ -16,7 +16,7 @@ from skmm.encoders import ImageEncoder, TextEncoder
 from skmm.encoders._image import small_cnn
 from skmm.nn import EmbeddingIndex, MultimodalMatcher
 from skmm.nn._contrastive import contrastive_loss, generated_negatives
-from skmm.nn._matcher import _top_k
+from skmm.nn._retrieval import top_k
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -249,6 +249,18 @@ def test_pickle_round_trip(fitted_views):
     assert loaded.threshold_ == matcher.threshold_
 
 
+def test_similarities_do_not_depend_on_the_batches(fitted_views):
+    matcher, X_test = fitted_views
+    expected = matcher.decision_function(X_test)
+    other = clone(matcher).set_params(batch_size=7)
+    other.__dict__.update({k: v for k, v in vars(matcher).items() if k.endswith("_")})
+    np.testing.assert_allclose(other.decision_function(X_test), expected, atol=1e-5)
+    subset = np.arange(0, len(X_test), 3)
+    np.testing.assert_allclose(
+        matcher.decision_function(X_test[subset]), expected[subset], atol=1e-5
+    )
+
+
 def test_grid_search_without_y():
     X = _views(240)
     search = GridSearchCV(
@@ -398,10 +410,10 @@ def test_image_text_towers(fitted_catalogue, record_measure):
     shifted = X.assign(title=np.roll(X["title"].to_numpy(), 1))
     wins = matcher.decision_function(X) > matcher.decision_function(shifted)
     record_measure("own title beats the shifted one", wins.mean(), 0.95)  # measured 1.0
-    # The fitted encoders are clones holding the trained towers.
+    # The exposed encoders are clones holding copies of the trained towers.
     image = matcher.named_encoders_["image"]
     assert image is not matcher.encoders[0][1]
-    assert image.module_ is matcher.module_.towers[0]
+    assert image.module_ is not matcher.module_.towers[0]
     assert image.transform(X["picture"]).shape == (32, 128)
     assert not hasattr(matcher.encoders[0][1], "module_")
     titles = np.unique(X["title"])  # the 8 titles
@@ -416,7 +428,10 @@ def test_image_text_pickle_and_params(fitted_catalogue):
     X = _catalogue(16, seed=2)
     loaded = pickle.loads(pickle.dumps(matcher))
     np.testing.assert_array_equal(loaded.transform(X), matcher.transform(X))
-    assert loaded.named_encoders_["text"].module_ is loaded.module_.towers[1]
+    np.testing.assert_array_equal(
+        loaded.named_encoders_["text"].transform(X["title"]),
+        matcher.named_encoders_["text"].transform(X["title"]),
+    )
     params = matcher.get_params()
     assert params["text__hidden_size"] == 8
     other = clone(matcher).set_params(text__hidden_size=4, image__image_size=6)
@@ -531,10 +546,10 @@ def _brute_force(zq, zc, k):
 def test_chunked_kneighbors_equals_the_full_sort(
     fitted_views, monkeypatch, chunk, block
 ):
-    import skmm.nn._matcher as matcher_module
+    import skmm.nn._retrieval as retrieval_module
 
-    monkeypatch.setattr(matcher_module, "_CHUNK_SIZE", chunk)
-    monkeypatch.setattr(matcher_module, "_BLOCK_SIZE", block)
+    monkeypatch.setattr(retrieval_module, "_CHUNK_SIZE", chunk)
+    monkeypatch.setattr(retrieval_module, "_BLOCK_SIZE", block)
     matcher, X = fitted_views
     # Unit vectors with exact dot products (0 or 1, whatever the BLAS kernel): many
     # exact ties, which the merge must order as the full stable sort does (first
@@ -572,7 +587,7 @@ def test_chunked_kneighbors_equals_the_full_sort(
 
 def test_top_k_breaks_ties_at_the_cut_by_position():
     block = np.array([[0.5, 0.9, 0.5, 0.5, 0.1], [0.2, 0.2, 0.2, 0.2, 0.2]])
-    best = _top_k(block, 2)
+    best = top_k(block, 2)
     assert sorted(best[0]) == [0, 1]
     assert sorted(best[1]) == [0, 1]
 

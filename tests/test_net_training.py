@@ -6,6 +6,7 @@ import pytest
 import torch
 from numpy.testing import assert_allclose
 
+from skmm.base import _EncoderData
 from skmm.encoders import AudioEncoder, AudioFeatures, ImageEncoder
 from skmm.encoders._audio import mixup
 from skmm.nn import MultimodalNetClassifier, MultimodalNetRegressor
@@ -149,8 +150,9 @@ def test_audio_mixup_mixes_the_sounds_and_the_targets_in_the_loss():
     target = torch.as_tensor(y)
     loss_fn = torch.nn.CrossEntropyLoss()
     batch = np.arange(8)
+    data = _EncoderData(items, target, None)
     loss, _, n = enc._train_step(
-        module, (items, target, loss_fn), batch, torch.Generator().manual_seed(0)
+        module, data, batch, torch.Generator().manual_seed(0), loss_fn
     )
     assert n == 8
     # Replay the same draws: the waveform augmentation, then the pairs and lambda.

@@ -1,5 +1,6 @@
 """End-to-end multimodal nets: API checks, fusion, training, pickling, real data."""
 
+import gc
 import pickle
 import warnings
 
@@ -311,11 +312,49 @@ def test_towers_train_jointly_and_encoders_are_cloned():
     assert net.named_encoders_["txt"] == "drop" and len(net.module_.towers) == 2
     fitted = net.named_encoders_["img"]
     assert fitted is not img and fitted.image_size_ == (12, 12)
-    # The fitted encoder holds the jointly trained tower and encodes on its own.
-    assert fitted.module_ is net.module_.towers[0]
+    # The exposed encoder holds a copy of the jointly trained tower: no tensor is
+    # shared with the net, and it encodes on its own.
+    tower = net.module_.towers[0]
+    assert fitted.module_ is not tower
+    assert not {p.data_ptr() for p in fitted.module_.parameters()} & {
+        p.data_ptr() for p in net.module_.parameters()
+    }
+    for (name, a), b in zip(
+        tower.state_dict().items(), fitted.module_.state_dict().values()
+    ):
+        assert torch.equal(a, b), name
     assert fitted.transform(X["image"]).shape == (150, 128)
     assert net.get_params()["img__backbone"] == "cnn"
     assert net.loss_curve_[-1] < net.loss_curve_[0]
+
+
+def test_exposed_encoders_are_standalone_copies():
+    """A fitted net's exposed encoder transforms on its own, survives ``del net``, and
+    changing its weights does not change the net's predictions (nor the reverse)."""
+    X, y = make_data(60)
+    net = image_audio(max_epochs=2).fit(X, y)
+    proba = net.predict_proba(X)
+    enc = net.named_encoders_["img"]
+    features = enc.transform(X["image"])
+    with torch.no_grad():
+        for p in enc.module_.parameters():
+            p.add_(1.0)
+    assert_array_equal(net.predict_proba(X), proba)
+    assert not np.allclose(enc.transform(X["image"]), features)
+    again = net.named_encoders_["img"]
+    assert_array_equal(again.transform(X["image"]), features)
+    with torch.no_grad():
+        for p in net.module_.towers[0].parameters():
+            p.mul_(0.0)
+    assert_array_equal(again.transform(X["image"]), features)
+    del net
+    gc.collect()
+    assert_array_equal(again.transform(X["image"]), features)
+    # Nothing of a fitted net's encoders_ holds a module: the towers are the net's.
+    net = image_audio(max_epochs=2).fit(X, y)
+    assert all(
+        "module_" not in vars(e) for _, e, _ in net.encoders_ if not isinstance(e, str)
+    )
 
 
 def test_a_frozen_tower_does_not_train_and_is_encoded_once(monkeypatch):
@@ -488,6 +527,29 @@ def test_regressor_multi_output():
     assert_allclose(net.y_mean_, Y.mean(0))
 
 
+def test_regressor_tower_predict_is_each_modality_alone():
+    # The target is the first group's: the tower that reads it predicts it in the
+    # target's units, the other tower only its mean; a missing row is NaN.
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 4))
+    y = 5 * X[:, 0] + 2 * X[:, 1] + 50
+    net = MultimodalNetRegressor(
+        [("a", "passthrough", [0, 1]), ("b", "passthrough", [2, 3])],
+        lr=1e-2,
+        max_epochs=40,
+        device="cpu",
+        random_state=0,
+    ).fit(X, y)
+    X_test = X.copy()
+    X_test[:5, 2] = np.nan  # tower "b" missing in the first 5 rows
+    pred = net.tower_predict(X_test)
+    assert list(pred) == ["a", "b"] and pred["a"].shape == (300,)
+    assert np.isnan(pred["b"][:5]).all() and not np.isnan(pred["b"][5:]).any()
+    r2_a = 1 - ((pred["a"] - y) ** 2).mean() / y.var()
+    r2_b = 1 - ((pred["b"][5:] - y[5:]) ** 2).mean() / y[5:].var()
+    assert r2_a > 0.9 and r2_b < 0.2, (r2_a, r2_b)
+
+
 def test_verbose_shows_progress(blobs, capsys):
     X, y = blobs
     net = numeric(X, y, verbose=True, max_epochs=2)
@@ -505,7 +567,6 @@ def test_pickle_round_trip_stores_the_weights_once():
     assert len(data) < 1.3 * len(state_dict_to_bytes(net.module_))
     loaded = pickle.loads(data)
     assert_array_equal(loaded.predict_proba(X), net.predict_proba(X))
-    assert loaded.named_encoders_["img"].module_ is loaded.module_.towers[0]
     assert_array_equal(
         loaded.named_encoders_["snd"].transform(X["audio"]),
         net.named_encoders_["snd"].transform(X["audio"]),

@@ -1,5 +1,5 @@
 """Callbacks of the training loop shared by the encoders, the nets and the matcher."""
 
-from ._callbacks import Callback, Checkpoint, LRScheduler
+from ._callbacks import Callback, Checkpoint, EarlyStopping, LRScheduler
 
-__all__ = ["Callback", "Checkpoint", "LRScheduler"]
+__all__ = ["Callback", "Checkpoint", "EarlyStopping", "LRScheduler"]

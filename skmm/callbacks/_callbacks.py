@@ -1,9 +1,10 @@
-"""Callbacks of the one training loop (:class:`skmm.base.TrainingMixin`).
+"""Callbacks of the one training loop (:mod:`skmm.training._loop`).
 
-As in skorch (``skorch/callbacks``), what a user adds to training is a callback: the
+As in skorch (``skorch/callbacks``), what is added to training is a callback: the
 loop calls ``on_train_begin`` once, ``on_epoch_end`` after every epoch with the
 history so far, and ``on_train_end`` once. A plain callable ``f(estimator, history)``
-is called per epoch; returning True stops training.
+is called per epoch; returning True stops training. The estimators' own early
+stopping is :class:`EarlyStopping`, added after the user's callbacks.
 """
 
 import os
@@ -39,6 +40,64 @@ class Callback:
 
     def on_train_end(self, estimator, *, module, optimizer, history):
         """Called once after the last epoch (before the best weights are restored)."""
+
+
+class EarlyStopping(Callback):
+    """Stop when the validation score has not improved for ``patience`` epochs.
+
+    The best epoch is the one with the highest validation score, ties going to the
+    lower validation loss (the ``best`` entry of the history). When training ends,
+    the weights of the best epoch are restored. The estimators add one when
+    ``early_stopping=True`` (with ``patience=n_iter_no_change``), after the
+    ``callbacks`` they are given: those see the last epoch's weights in
+    ``on_train_end``.
+
+    Parameters
+    ----------
+    patience : int, default=5
+        Epochs without improvement before stopping.
+    restore_best : bool, default=True
+        Load the best epoch's weights into the module when training ends.
+
+    Attributes
+    ----------
+    best_epoch_ : int or None
+        The epoch (from 1) whose weights are kept, after training.
+
+    Examples
+    --------
+    >>> from skmm.callbacks import EarlyStopping
+    >>> stop = EarlyStopping(patience=3)
+    """
+
+    def __init__(self, patience=5, restore_best=True):
+        self.patience = patience
+        self.restore_best = restore_best
+
+    def on_train_begin(self, estimator, *, module, optimizer):
+        self.best_epoch_, self._state, self._stall = None, None, 0
+
+    def on_epoch_end(self, estimator, *, module, optimizer, history):
+        last = history[-1]
+        if "valid_score" not in last:
+            raise ValueError(
+                "EarlyStopping needs a validation score at each epoch: the estimator "
+                "holds no validation rows (early_stopping=False?)."
+            )
+        if last["best"]:
+            self.best_epoch_, self._stall = last["epoch"], 0
+            if self.restore_best:
+                self._state = {
+                    k: v.detach().clone() for k, v in module.state_dict().items()
+                }
+        else:
+            self._stall += 1
+        return self._stall >= self.patience
+
+    def on_train_end(self, estimator, *, module, optimizer, history):
+        if self._state is not None:
+            module.load_state_dict(self._state)
+        self._state = None  # the weights are not kept in the callback
 
 
 class Checkpoint(Callback):

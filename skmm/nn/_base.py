@@ -2,13 +2,16 @@
 
 One implementation of what they share: the ``(name, encoder, columns)`` triples (the
 composition of :mod:`skmm.utils._composition`, as the fuser and the ensembles hold
-it), the table check, column selection, building towers from the encoders (the
-:class:`~skmm.base.Tower` protocol), frozen towers computed once per fit, the link
-from the fitted encoders to their trained towers, pickling, and the fit preamble
-(device, seed, failure-safe fit). Training runs through the one loop of
-:class:`~skmm.base.TrainingMixin`.
+it), the table check, column selection, the towers a composite builds and OWNS (from
+the encoders' specifications: preprocessing and module factory, the
+:class:`~skmm.base.Tower` protocol), frozen towers computed through the encoder's
+batched and cached encoding with the composite's settings, standalone copies of the
+fitted encoders (``named_encoders_``), and the fit template's common hooks.
+Training runs through the one loop of :mod:`skmm.training`.
 """
 
+import copy
+import os
 from numbers import Integral, Real
 
 import numpy as np
@@ -16,16 +19,18 @@ import torch
 from sklearn.base import clone
 from sklearn.utils import Bunch
 
-from ..base import TorchEncoderMixin, TorchEstimatorMixin, TrainingMixin
+from ..base import Runtime, TorchEncoderMixin
+from ..training._estimator import TorchEstimatorMixin
+from ..training._template import FitTemplateMixin
 from ..utils._composition import TriplesComposition, check_table, is_drop
 from ..utils._sklearn_compat import (
+    HasMethods,
     Interval,
     _check_sample_weight,
     _fit_context,
     _get_column_indices,
     _safe_indexing,
 )
-from ..utils._torch import resolve_device
 from ..utils._validation import prefix_errors
 from ._towers import TabularEncoder
 
@@ -41,22 +46,13 @@ TRAINING_CONSTRAINTS = {
     "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
     "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
     "tower_lr": [None, dict],
+    "memory": [None, str, os.PathLike, HasMethods(["cache"])],
 }
 
 
 def naming(name):
     """Prefix a ValueError raised for one encoder with that encoder's name."""
     return prefix_errors(f"encoder {name!r}")
-
-
-def _without_module(encoder):
-    """A shallow copy of a fitted encoder without its ``module_`` (held by the net)."""
-    if isinstance(encoder, str) or "module_" not in vars(encoder):
-        return encoder
-    # Not copy.copy: that pickles the encoder's state (its module's weights) to copy it.
-    light = object.__new__(type(encoder))
-    light.__dict__.update({k: v for k, v in vars(encoder).items() if k != "module_"})
-    return light
 
 
 def check_weights(sample_weight, n):
@@ -77,11 +73,17 @@ def weighted_mean(losses, weight, rows):
     return (losses * w).sum() / w.sum().clamp_min(1e-12)
 
 
-class TowerComposite(TrainingMixin, TorchEstimatorMixin, TriplesComposition):
+class TowerComposite(FitTemplateMixin, TriplesComposition):
     """Towers from ``(name, encoder, columns)`` triples, trained by the one loop.
 
+    The composite owns its towers: it builds them from the fitted encoders'
+    specifications into ``module_.towers`` and runs them with its own device, batch
+    size and cache (``memory``). ``encoders_`` keeps the fitted specifications
+    (preprocessing, no module); ``named_encoders_`` gives standalone copies that
+    encode on their own.
+
     Subclasses set ``_n_sides`` (None for any number of towers, 2 for a matcher) and
-    ``_allow_drop``, and implement ``_fit(X, y)`` with the helpers here.
+    ``_allow_drop``, and implement the fit template's remaining hooks.
     """
 
     _triples_param = "encoders"
@@ -91,8 +93,26 @@ class TowerComposite(TrainingMixin, TorchEstimatorMixin, TriplesComposition):
     # -- composition ---------------------------------------------------------------------
     @property
     def named_encoders_(self):
-        """The fitted encoders by name (a Bunch); dropped ones are ``"drop"``."""
-        return Bunch(**{name: enc for name, enc, _ in self.encoders_})
+        """The fitted encoders by name (a Bunch); dropped ones are ``"drop"``.
+
+        Each is a standalone copy with a copy of its trained tower: it transforms on
+        its own, outlives the composite, and changing its weights does not change
+        the composite's (nor the reverse). Built at each access.
+        """
+        towers = iter(self.module_.towers)
+        out = {}
+        for name, enc, _ in self.encoders_:
+            out[name] = (
+                enc if isinstance(enc, str) else self._standalone(enc, next(towers))
+            )
+        return Bunch(**out)
+
+    def _standalone(self, enc, tower):
+        copied = copy.deepcopy(enc)
+        if isinstance(enc, TorchEncoderMixin):
+            copied.module_ = copy.deepcopy(tower).eval()
+            copied.device_ = self.device_
+        return copied
 
     def _towers(self):
         """The fitted (name, encoder, columns) triples that have a tower."""
@@ -175,14 +195,6 @@ class TowerComposite(TrainingMixin, TorchEstimatorMixin, TriplesComposition):
             selections.append(cols)
         return columns, selections
 
-    def _resolve_encoders(self, entries, selections):
-        """Set ``encoders_``: the checked entries with their resolved columns."""
-        resolved = iter(selections)
-        self.encoders_ = [
-            (name, enc, cols if isinstance(enc, str) else next(resolved))
-            for name, enc, cols in entries
-        ]
-
     # -- fit -----------------------------------------------------------------------------
     @_fit_context(prefer_skip_nested_validation=False)
     def fit(self, X, y=None, sample_weight=None):
@@ -192,6 +204,7 @@ class TowerComposite(TrainingMixin, TorchEstimatorMixin, TriplesComposition):
         ----------
         X : DataFrame or array-like of shape (n_samples, n_features)
             The columns selected by ``encoders``; ``None``/NaN marks a missing item.
+            A Dask DataFrame is read one partition at a time.
         y : array-like of shape (n_samples,) or (n_samples, n_outputs), default=None
             The targets (see the estimator's description).
         sample_weight : array-like of shape (n_samples,), default=None
@@ -202,11 +215,11 @@ class TowerComposite(TrainingMixin, TorchEstimatorMixin, TriplesComposition):
         self : object
             The fitted estimator.
         """
-        self._fit_atomic(type(self)._fit, X, y, sample_weight)
+        self._fit_entry(X, y, sample_weight)
         return self
 
-    def _fit_begin(self, X):
-        """The fit preamble: checked triples, table, device and seed."""
+    def _begin(self, run, X):
+        """Checked triples and table, the towers' columns, ``encoders_``."""
         entries = self._check_encoders()
         X = self._check_X(X, reset=True)
         if X.shape[0] < 2:
@@ -214,12 +227,35 @@ class TowerComposite(TrainingMixin, TorchEstimatorMixin, TriplesComposition):
                 f"n_samples = {X.shape[0]}: {type(self).__name__} needs at least 2 "
                 "samples."
             )
-        self.device_ = resolve_device(self.device)
-        return entries, X, self._seed()
+        towers = [entry for entry in entries if not isinstance(entry[1], str)]
+        run.columns, selections = self._columns(X, towers, reset=True)
+        resolved = iter(selections)
+        self.encoders_ = [
+            (name, enc, cols if isinstance(enc, str) else next(resolved))
+            for name, enc, cols in entries
+        ]
+        run.n = X.shape[0]
 
-    def _fit_preprocessing(self, towers, columns, rows):
-        """Each tower's preprocessing, learned on its present items among ``rows``."""
-        for (name, enc, _), column in zip(towers, columns):
+    def _targets(self, run, y, sample_weight, classes):
+        """The first call's targets: ``classes_`` (or the scale) set, rows mapped."""
+        targets = self._chunk_targets(
+            y, sample_weight, run.n, first=True, classes=classes, partial=run.partial
+        )
+        return (run.columns, *targets)
+
+    def _check_chunk(self, X, y, sample_weight, classes=None):
+        """A later call's (or a partition's) columns, targets, weights and labels."""
+        X = self._check_X(X, reset=False)
+        columns, _ = self._columns(X, self._towers(), reset=False)
+        return (columns, *self._chunk_targets(y, sample_weight, X.shape[0]))
+
+    def _preprocess(self, run):
+        """Each tower's preprocessing, learned on its present training items.
+
+        On the first partition of a Dask fit.
+        """
+        rows = np.arange(run.n) if run.stream else run.train
+        for (name, enc, _), column in zip(self._towers(), run.columns):
             present = np.intersect1d(column.present(), rows)
             if len(present) == 0:
                 raise ValueError(
@@ -229,41 +265,40 @@ class TowerComposite(TrainingMixin, TorchEstimatorMixin, TriplesComposition):
             with naming(name):
                 enc._fit_preprocessing(column, present)
 
-    def _preload(self, name, enc, tower, column, rows):
-        """The training input of one tower for ``rows`` (present items only).
+    def _resume(self, run):
+        return self.module_
 
-        Decoded items, or the tower's features when it is frozen.
+    # -- the towers ----------------------------------------------------------------------
+    def _runtime(self):
+        """How the composite runs its towers (its device, batch size and cache)."""
+        return Runtime(self.device_, self.batch_size, self.memory, 0, self.verbose)
 
-        A frozen tower gives the same output at every epoch, so its features are
-        computed once per fit, through the encoder's own batched (and, with
-        ``memory``, cached) encoding, instead of running it in every epoch. The
-        encoder lends its ``module_`` slot for that and gets back what it held, even
-        when an item is bad (a fitted net's encoder holds its trained tower).
-        Returns ``(data, encoded)``.
+    def _tower_input(self, name, enc, tower, column, rows):
+        """The input of one tower for ``rows``: ``(tensor, encoded, present)``.
+
+        Decoded items of the present rows, or, for a frozen tower, its features:
+        a frozen tower gives the same output every time, so it is run through the
+        encoder's batched encoding (with the ``memory`` cache), not in every epoch.
+        ``present`` is the mask of ``rows`` whose item is there.
         """
         with naming(name):
+            present = ~column.missing[rows]
+            if not present.any():
+                return None, False, present
             if enc._frozen():
-                held = {
-                    k: vars(enc).pop(k)
-                    for k in ("module_", "device_")
-                    if k in vars(enc)
-                }
-                enc.module_, enc.device_ = tower.to(self.device_).eval(), self.device_
-                try:
-                    features = enc._encode(column)[rows]
-                finally:
-                    del enc.module_, enc.device_
-                    vars(enc).update(held)
-                return torch.from_numpy(features), True
-            return enc._load(column, rows), False
+                tower = tower.to(self.device_).eval()
+                part = column.take(np.asarray(rows)[present])
+                features = enc._encode(part, module=tower, runtime=self._runtime())
+                return torch.from_numpy(features), True, present
+            return enc._load(column, np.asarray(rows)[present]), False, present
 
-    def _train_mode(self, module, data):
+    def _train_mode(self, module, context):
         module.train()
         for tower, (_, enc, _) in zip(module.towers, self._towers()):
             if enc._frozen():
                 tower.eval()  # frozen batch-norm statistics too
 
-    def _param_groups(self, module, data):
+    def _param_groups(self, module, context):
         """Each tower's trainable parameters at its learning rate, then the rest.
 
         Frozen towers get no gradient; ``tower_lr`` sets a tower's learning rate by
@@ -308,26 +343,3 @@ class TowerComposite(TrainingMixin, TorchEstimatorMixin, TriplesComposition):
                 "weight_decay": 0.0,
             },
         ]
-
-    # -- the fitted encoders and their towers --------------------------------------------
-    def _link_encoders(self):
-        """Give each fitted encoder its trained tower, so it can encode on its own."""
-        for (_, enc, _), tower in zip(self._towers(), self.module_.towers):
-            if isinstance(enc, TorchEncoderMixin):
-                enc.module_ = tower
-                enc.device_ = self.device_
-
-    def __getstate__(self):
-        state = super().__getstate__()
-        if "encoders_" in state:
-            # The towers' weights are pickled once, inside module_.
-            state["encoders_"] = [
-                (name, _without_module(enc), cols)
-                for name, enc, cols in state["encoders_"]
-            ]
-        return state
-
-    def __setstate__(self, state):
-        super().__setstate__(state)
-        if "module_" in self.__dict__:
-            self._link_encoders()

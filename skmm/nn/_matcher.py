@@ -2,6 +2,7 @@
 
 import math
 from numbers import Integral, Real
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -15,17 +16,14 @@ from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 from tqdm.auto import tqdm
 
-from ..base import PartitionStream, _batches
-from ..utils._dask import (
-    DaskMixin,
-    Partitions,
-    default_meta,
-    is_dask_collection,
-    value_counts,
-)
-from ..utils._sklearn_compat import Interval, StrOptions, _fit_context, _safe_indexing
-from ..utils._torch import torch_seed
-from ..utils._validation import prefix_errors
+from ..callbacks._callbacks import EarlyStopping
+from ..training._loop import History, batches
+from ..training._targets import check_classes, encode_labels
+from ..training._template import PARTIAL_FIT_CLASSES
+from ..utils._dask import DaskMixin, default_meta, value_counts
+from ..utils._docs import fill_doc
+from ..utils._sklearn_compat import Interval, StrOptions, _fit_context
+from ..utils._torch import batch_norm_recalibration
 from ._base import TRAINING_CONSTRAINTS, TowerComposite, check_weights, naming
 from ._contrastive import (
     INITIAL_TEMPERATURE,
@@ -34,15 +32,10 @@ from ._contrastive import (
     generated_negatives,
     item_groups,
 )
+from ._retrieval import EmbeddedChunks, EmbeddingIndex, nearest
 from ._towers import TabularEncoder
 
 __all__ = ["EmbeddingIndex", "MultimodalMatcher"]
-
-# Candidates embedded (or read from an index) per chunk in kneighbors, and the largest
-# block of similarities computed at once: 2**21 float32 values, 8 MB (with the
-# argpartition indices and the merge, about 40 MB at peak), whatever the catalogue.
-_CHUNK_SIZE = 8192
-_BLOCK_SIZE = 2**21
 
 
 class MultimodalMatcher(DaskMixin, ClassifierMixin, TransformerMixin, TowerComposite):
@@ -68,13 +61,14 @@ class MultimodalMatcher(DaskMixin, ClassifierMixin, TransformerMixin, TowerCompo
     ----------
     encoders : list of two (str, encoder, columns) tuples
         The two sides, as in :class:`~sklearn.compose.ColumnTransformer`: a name, an
-        skmm encoder (cloned; its tower, preprocessing and ``augment`` are used, its
-        own ``max_epochs``, ``lr`` and ``batch_size`` are the matcher's business,
-        except that a tower whose encoder would not train, with ``max_epochs=0`` or
-        pretrained ``weights``, stays frozen), ``"passthrough"`` for numeric columns,
-        or a scikit-learn transformer whose numeric output feeds a tabular tower;
-        then the column(s): a name or position (one column of items for an skmm
-        encoder), a list, a slice, a boolean mask or a callable.
+        skmm encoder, ``"passthrough"`` for numeric columns, or a scikit-learn
+        transformer whose numeric output feeds a tabular tower; then the column(s):
+        a name or position (one column of items for an skmm encoder), a list, a
+        slice, a boolean mask or a callable. An encoder here is a specification, as
+        in :class:`MultimodalNetClassifier`: the matcher builds and owns its tower
+        (preprocessing, weights, ``augment``, ``train_layers``; the encoder's
+        ``max_epochs`` only says whether it trains), and the matcher's own training
+        and runtime parameters apply, not the encoder's.
     embedding_dim : int or None, default=64
         Width of the shared embedding space: each tower is followed by a linear
         projection to it. None: no projection, the towers' outputs are the
@@ -113,6 +107,10 @@ class MultimodalMatcher(DaskMixin, ClassifierMixin, TransformerMixin, TowerCompo
         a generated non-matching one ``(a_i, b_j)``.
     n_iter_no_change : int, default=3
         Epochs without improvement before stopping.
+    memory : str, path-like, fsspec URL, joblib.Memory or None, default=None
+        Cache of the features of frozen towers (pretrained weights with
+        ``max_epochs="auto"``, or ``max_epochs=0``), read at fit and at prediction,
+        as the encoders' ``memory``.
     device : {"auto", "cpu", "cuda"} or str, default="auto"
         Where the towers run; ``"auto"`` is CUDA when available.
     random_state : int, RandomState instance or None, default=None
@@ -125,11 +123,12 @@ class MultimodalMatcher(DaskMixin, ClassifierMixin, TransformerMixin, TowerCompo
     Attributes
     ----------
     encoders_ : list of (str, encoder, columns) tuples
-        The fitted encoders (``"passthrough"`` and transformers become tabular
-        encoders) with the resolved columns. Each skmm encoder holds its trained
-        tower as ``module_``, so it can also encode on its own.
+        The fitted encoders' specifications (``"passthrough"`` and transformers
+        become tabular encoders) with the resolved columns, without a tower (the
+        towers are in ``module_``).
     named_encoders_ : :class:`~sklearn.utils.Bunch`
-        The fitted encoders by name.
+        The fitted encoders by name, each a standalone copy holding a copy of its
+        trained tower: it encodes on its own and outlives the matcher.
     module_ : torch.nn.Module
         The network: ``towers``, ``heads`` (the projections) and the log of the
         logit scale, on ``device_``.
@@ -239,6 +238,7 @@ class MultimodalMatcher(DaskMixin, ClassifierMixin, TransformerMixin, TowerCompo
         early_stopping=True,
         validation_fraction=0.1,
         n_iter_no_change=3,
+        memory=None,
         device="auto",
         random_state=None,
         verbose=False,
@@ -255,26 +255,24 @@ class MultimodalMatcher(DaskMixin, ClassifierMixin, TransformerMixin, TowerCompo
         self.early_stopping = early_stopping
         self.validation_fraction = validation_fraction
         self.n_iter_no_change = n_iter_no_change
+        self.memory = memory
         self.device = device
         self.random_state = random_state
         self.verbose = verbose
 
     # -- input -----------------------------------------------------------------------
-    def _check_target(self, y, n, reset=True):
-        """Set ``classes_`` and return the mask of the matching pairs.
+    def _check_target(self, y, n, *, first=False, classes=None, partial=False):
+        """The mask of the matching pairs; the first call sets ``classes_``.
 
         As for scikit-learn's binary classifiers, the greater of two labels (1, True)
-        is the positive class: a match. Without y, or with y all 1, every row is a
-        matching pair. With ``reset=False`` (a later ``partial_fit`` call, a
-        partition of a stream) ``classes_`` stays as it is.
+        is the positive class: a match. Without y every row is a matching pair
+        (``classes_`` is ``[0, 1]``); with y all 1 too. ``classes`` (the first
+        ``partial_fit`` call's) names both labels when the batch may lack one.
         """
-        if not reset:
-            classes = self.classes_
-            match = self._check_target(y, n)
-            self.classes_ = classes
-            return match
+        cls = type(self).__name__
         if y is None:
-            self.classes_ = np.array([0, 1])
+            if first:
+                self.classes_ = np.array([0, 1])
             return np.ones(n, dtype=bool)
         y = column_or_1d(
             check_array(y, ensure_2d=False, dtype=None, input_name="y"), warn=True
@@ -291,20 +289,33 @@ class MultimodalMatcher(DaskMixin, ClassifierMixin, TransformerMixin, TowerCompo
                 f"Unknown label type: y must be 1 for matching pairs and 0 for the "
                 f"others; got a {kind!r} target."
             )
-        self.classes_ = np.unique(y)
-        if len(self.classes_) == 1:
-            if self.classes_[0] != 1:
-                raise ValueError(
-                    f"y has the single class {self.classes_.tolist()[0]!r}: the "
-                    "matcher needs matching pairs, labelled 1 (pass y=None when "
-                    "every row is one)."
-                )
-            self.classes_ = np.array([0, 1])
-        return y == self.classes_[1]
+        if first:
+            if classes is not None or partial:
+                self.classes_ = check_classes(y, classes, owner=cls, required=partial)
+                if len(self.classes_) != 2:
+                    raise ValueError(
+                        f"a matcher has two classes (no match, match); got classes="
+                        f"{self.classes_.tolist()}."
+                    )
+            else:
+                self.classes_ = np.unique(y)
+                if len(self.classes_) == 1:
+                    if self.classes_[0] != 1:
+                        raise ValueError(
+                            f"y has the single class {self.classes_.tolist()[0]!r}: "
+                            "the matcher needs matching pairs, labelled 1 (pass "
+                            "y=None when every row is one)."
+                        )
+                    self.classes_ = np.array([0, 1])
+        return encode_labels(y, self.classes_, owner=cls) == 1
 
-    def _pair_columns(self, X, entries, *, reset):
+    def _chunk_targets(self, y, sample_weight, n, *, first=False, **kwargs):
+        match = self._check_target(y, n, first=first, **kwargs)
+        return match, check_weights(sample_weight, n), None
+
+    def _columns(self, X, entries, *, reset):
         """The two sides' validated ``Column``s; a missing item is an error."""
-        columns, selections = self._columns(X, entries, reset=reset)
+        columns, selections = super()._columns(X, entries, reset=reset)
         for (name, _, _), column in zip(entries, columns):
             self._check_present(name, column)
         return columns, selections
@@ -317,171 +328,111 @@ class MultimodalMatcher(DaskMixin, ClassifierMixin, TransformerMixin, TowerCompo
                 f"of a {type(self).__name__} is a pair of two items."
             )
 
-    # -- fit -------------------------------------------------------------------------
-    def _fit(self, X, y, sample_weight):
-        if is_dask_collection(X):
-            return self._fit_stream(X, y, sample_weight)
-        entries, X, seed = self._fit_begin(X)
-        n = X.shape[0]
-        match = self._check_target(y, n)
-        weight = check_weights(sample_weight, n)
-        columns, selections = self._pair_columns(X, entries, reset=True)
-        self._resolve_encoders(entries, selections)
-        groups = [item_groups(column) for column in columns]
-        train, val = self._split(match, seed)
-        held_out = self._held_out_pairs(match[val], [g[val] for g in groups], seed)
-        with torch_seed(seed):
-            self._fit_preprocessing(entries, columns, train)
-            module = self._build_network([enc._init_module() for _, enc, _ in entries])
-            every = np.arange(n)
-            items = [
-                self._preload(name, enc, tower, column, every)
-                for (name, enc, _), column, tower in zip(
-                    entries, columns, module.towers
-                )
-            ]
-            self._fit_loop(
-                module,
-                (items, match, groups, weight, held_out),
-                train,
-                val,
-                max_epochs=self.max_epochs,
-                seed=seed,
-                early_stopping=self.early_stopping,
-            )
-        self._fit_end(module, items, val, held_out, seed)
-
-    def _fit_end(self, module, items, val, held_out, seed):
-        """The fitted attributes that follow the trained towers."""
-        self.module_ = module.to(self.device_).eval()
-        self.temperature_ = 1 / float(self.module_.logit_scale().detach())
-        scores, labels = self._held_out_scores(module, items, val, held_out)
-        self._fit_threshold(scores, labels)
-        # The non-matching pairs score(X) generates come from the fit's seed: the
-        # same at every call (and for every candidate of a grid search).
-        self.score_seed_ = seed
-        self._link_encoders()
-
-    def _fit_stream(self, X, y, sample_weight):
-        """``fit`` on a Dask DataFrame, one partition at a time (see `_PairStream`).
-
-        The towers' preprocessing is learned on the first partition; ``threshold_``
-        on the pairs held out of every partition.
-        """
-        partitions = Partitions(X, y, sample_weight)
-        if y is not None:
-            labels, _ = value_counts(y)
-            self._check_target(labels, len(labels))
-        else:
-            self._check_target(None, 0)
-        X_first, _, _ = partitions.compute(0)
-        entries, X_first, seed = self._fit_begin(X_first)
-        columns, selections = self._pair_columns(X_first, entries, reset=True)
-        self._resolve_encoders(entries, selections)
-        with torch_seed(seed):
-            self._fit_preprocessing(entries, columns, np.arange(X_first.shape[0]))
-            del X_first, columns
-            module = self._build_network([enc._init_module() for _, enc, _ in entries])
-            stream = _PairStream(self, partitions, module, seed)
-            self._fit_loop(
-                module,
-                stream,
-                None,
-                slice(None),  # the stream holds its own validation pairs
-                max_epochs=self.max_epochs,
-                seed=seed,
-                early_stopping=self.early_stopping,
-            )
-            data, val = stream.held_out()
-        self._fit_end(module, data[0], val, data[4], seed)
-
+    @fill_doc(classes=PARTIAL_FIT_CLASSES)
     @_fit_context(prefer_skip_nested_validation=False)
     def partial_fit(self, X, y=None, classes=None, sample_weight=None):
         """Train for one pass over the pairs of ``X``, continuing from the last call.
 
-        The first call learns the towers' preprocessing on its rows and starts the
-        towers from their initial weights, as :meth:`fit` does; later calls continue
-        from the weights and the optimizer state (Adam's moments, say) that the
-        previous call left, which pickles with the matcher. A call after :meth:`fit`
-        continues from the fitted weights with a fresh optimizer. One epoch of the
-        training loop without a validation split; ``threshold_`` and the
-        calibration are then chosen again on this call's pairs (with generated
-        non-matching pairs), which the matcher has just trained on: on a stream they
-        follow the model, but sit on seen pairs, where :meth:`fit` uses held-out ones.
+                The first call learns the towers' preprocessing on its rows and starts the
+                towers from their initial weights, as :meth:`fit` does; later calls continue
+                from the weights and the optimizer state (Adam's moments, say) that the
+                previous call left, which pickles with the matcher. A call after :meth:`fit`
+                continues from the fitted weights with a fresh optimizer. One epoch of the
+                training loop without a validation split; ``threshold_`` and the
+                calibration are then chosen again on this call's pairs (with generated
+                non-matching pairs), which the matcher has just trained on: on a stream they
+                follow the model, but sit on seen pairs, where :meth:`fit` uses held-out ones.
+                A failed call leaves the matcher as it was.
 
-        Parameters
-        ----------
-        X : DataFrame or array-like of shape (n_samples, n_features)
-            One pair per row, as in :meth:`fit`.
-        y : array-like of shape (n_samples,), default=None
-            1 for a matching pair, 0 for another; None when every row matches.
-        classes : array-like of shape (2,), default=None
-            The two labels (no match, match), as a classifier's ``partial_fit``
-            takes them; the matcher's classes are those of ``y`` (0 and 1 without
-            it), so only their number is checked.
-        sample_weight : array-like of shape (n_samples,), default=None
-            Weights of the matching pairs in the contrastive loss.
+                Parameters
+                ----------
+                X : DataFrame or array-like of shape (n_samples, n_features)
+                    One pair per row, as in :meth:`fit`.
+                y : array-like of shape (n_samples,), default=None
+                    The two labels of the pairs (the greater one is a match: 1 for a matching
+                    pair, 0 for another); None when every row matches (``classes_`` is then
+                    ``[0, 1]``).
+        {classes} With ``y``, the two labels.
+                sample_weight : array-like of shape (n_samples,), default=None
+                    Weights of the matching pairs in the contrastive loss.
 
-        Returns
-        -------
-        self : object
-            The matcher, trained one more pass.
+                Returns
+                -------
+                self : object
+                    The matcher, trained one more pass.
         """
-        if classes is not None and len(np.unique(classes)) != 2:
-            raise ValueError(
-                f"a matcher has two classes (no match, match); got classes="
-                f"{np.unique(classes).tolist()}."
-            )
-        self._partial_fit_atomic(type(self)._partial_fit, X, y, sample_weight)
+        self._fit_entry(X, y, sample_weight, classes, partial=True)
         return self
 
-    def _partial_fit(self, X, y, sample_weight):
-        first = "module_" not in vars(self)
-        if first:
-            entries, X, seed = self._fit_begin(X)
+    # -- the fit template's hooks ----------------------------------------------------
+    def _stream_targets(self, run, y):
+        if y is not None:
+            labels, _ = value_counts(y)
+            self._check_target(labels, len(labels), first=True)
         else:
-            entries, X = self.encoders_, self._check_X(X, reset=False)
-            seed = self._seed() + self.n_iter_
-        n = X.shape[0]
-        match = self._check_target(y, n, reset=first)
-        weight = check_weights(sample_weight, n)
-        columns, selections = self._pair_columns(X, entries, reset=first)
-        groups = [item_groups(column) for column in columns]
-        every = np.arange(n)
-        held_out = self._held_out_pairs(match, groups, seed)
-        with torch_seed(seed):
-            if first:
-                self._resolve_encoders(entries, selections)
-                self._fit_preprocessing(entries, columns, every)
-                towers = [enc._init_module() for _, enc, _ in entries]
-                module = self._build_network(towers)
-            else:
-                module = self.module_
-            # Every item decoded before the weights change: a bad item leaves the
-            # matcher as it was.
-            items = [
-                self._preload(name, enc, tower, column, every)
-                for (name, enc, _), column, tower in zip(
-                    entries, columns, module.towers
-                )
-            ]
-            self._fit_loop(
-                module,
-                (items, match, groups, weight, held_out),
-                every,
-                max_epochs=1,
-                seed=seed,
-                early_stopping=False,
-                resume=True,
+            self._check_target(None, 0, first=True)
+        return None
+
+    def _split(self, run):
+        match = run.chunk[1]
+        if run.partial:
+            return np.arange(len(match)), None
+        return self._split_pairs(match, run.seed)
+
+    def _stream_split(self, run):
+        return lambda data, i: self._split_pairs(data.match, run.seed + i)
+
+    def _build(self, run):
+        return self._build_network([enc._init_module() for _, enc, _ in self._towers()])
+
+    def _data(self, run, module, columns, match, weight, labels):
+        items = []
+        for (name, enc, _), column, tower in zip(
+            self.encoders_, columns, module.towers
+        ):
+            x, encoded, _ = self._tower_input(
+                name, enc, tower, column, np.arange(len(column))
             )
+            items.append((x, encoded))
+        groups = [item_groups(column) for column in columns]
+        return _PairData(items, match, groups, weight)
+
+    def _train(self, run, module, source):
+        history = History(self.history_ if run.partial and not run.first else [])
+        run.new_from = len(history)
+        callbacks = []
+        if self.early_stopping and not run.partial:
+            callbacks.append(EarlyStopping(self.n_iter_no_change))
+        return self._fit_loop(
+            module,
+            source,
+            max_epochs=1 if run.partial else self.max_epochs,
+            seed=run.seed,
+            context=_HeldOut(run.seed),
+            callbacks=callbacks,
+            history=history,
+            optimizer_state=getattr(self, "_optimizer_state_", None)
+            if run.partial
+            else None,
+        )
+
+    def _finish(self, run, module, source, history):
+        """The fitted attributes that follow the trained towers: ``threshold_`` and
+        the calibration on the held-out pairs (this call's pairs for
+        ``partial_fit``)."""
         self.module_ = module.to(self.device_).eval()
         self.temperature_ = 1 / float(self.module_.logit_scale().detach())
-        self._fit_threshold(*self._held_out_scores(module, items, every, held_out))
-        if first:
-            self.score_seed_ = seed
-        self._link_encoders()
+        held = source.validation() or source.last
+        scores, labels = _HeldOut(run.seed).scores(self, module, *held)
+        self._fit_threshold(scores, labels)
+        if run.first:
+            # The non-matching pairs score(X) generates come from the fit's seed:
+            # the same at every call (and for every candidate of a grid search).
+            self.score_seed_ = run.seed
+        early = self.early_stopping and not run.partial
+        self._history_attributes(history, history[run.new_from :], early)
 
-    def _split(self, match, seed):
+    def _split_pairs(self, match, seed):
         """Hold out ``validation_fraction`` of the matching pairs and of the others."""
         rng = np.random.default_rng(seed)
         pairs, others = np.flatnonzero(match), np.flatnonzero(~match)
@@ -501,28 +452,6 @@ class MultimodalMatcher(DaskMixin, ClassifierMixin, TransformerMixin, TowerCompo
             ]
         )
         return np.setdiff1d(np.arange(len(match)), val), np.sort(val)
-
-    def _held_out_pairs(self, match, groups, seed):
-        """Pairs scored on the held-out rows: (first rows, second rows, labels).
-
-        Positions are within the held-out rows: their pairs as labelled, plus one
-        generated non-matching pair per matching pair.
-        """
-        pairs = np.flatnonzero(match)
-        rows, partners = generated_negatives(groups[0][pairs], groups[1][pairs], seed)
-        every = np.arange(len(match))
-        out = (
-            np.concatenate([every, pairs[rows]]),
-            np.concatenate([every, pairs[partners]]),
-            np.concatenate([match, np.zeros(len(rows), dtype=bool)]),
-        )
-        if out[2].all():
-            raise ValueError(
-                "the held-out matching pairs all share their items, so no "
-                "non-matching pair can be made to choose threshold_; pass more varied "
-                "pairs or a larger validation_fraction."
-            )
-        return out
 
     def _build_network(self, towers):
         return TwoTowerNetwork(
@@ -559,47 +488,59 @@ class MultimodalMatcher(DaskMixin, ClassifierMixin, TransformerMixin, TowerCompo
         )
 
     # -- the training loop's steps ----------------------------------------------------
-    def _epoch_batches(self, data, train, generator):
+    def _epoch_batches(self, data, rows, generator):
         """Batches of matching pairs, each with its share of the known non-matches."""
-        match = data[1]
-        pairs, others = train[match[train]], train[~match[train]]
+        match = data.match
+        pairs, others = rows[match[rows]], rows[~match[rows]]
         n_batches = math.ceil(len(pairs) / self.batch_size)
         extra = np.array_split(
             torch.randperm(len(others), generator=generator).numpy(), n_batches
         )
         for index, chunk in zip(
-            _batches(len(pairs), self.batch_size, generator=generator), extra
+            batches(len(pairs), self.batch_size, generator=generator), extra
         ):
             # One pair alone has no in-batch negative to learn from.
             if len(index) >= 2:
                 yield pairs[index.numpy()], others[chunk]
 
-    def _train_step(self, module, data, batch, generator):
-        items, _, groups, weight, _ = data
+    def _train_step(self, module, data, batch, generator, held_out):
         pairs, others = batch
         rows = np.concatenate([pairs, others])
         encoders = [enc for _, enc, _ in self.encoders_]
         z = []
-        for m, (enc, (x, encoded)) in enumerate(zip(encoders, items)):
+        for m, (enc, (x, encoded)) in enumerate(zip(encoders, data.items)):
             x = x[rows] if encoded else enc._augment(x[rows], generator)
             z.append(module.embed(m, x.to(self.device_), encoded=encoded))
         # Where a candidate is the same item as a pair's own (a title shared by two
         # products): no negative, left out of the softmax.
         same = [
-            torch.from_numpy(g[pairs, None] == g[rows]).to(self.device_) for g in groups
+            torch.from_numpy(g[pairs, None] == g[rows]).to(self.device_)
+            for g in data.groups
         ]
-        pair_weight = None if weight is None else weight[pairs].to(self.device_)
+        weight = None if data.weight is None else data.weight[pairs].to(self.device_)
         loss = contrastive_loss(
-            *z, len(pairs), module.logit_scale(), *same, weight=pair_weight
+            *z, len(pairs), module.logit_scale(), *same, weight=weight
         )
-        return loss, loss.item(), len(pairs)
+        return loss, loss, len(pairs)
 
-    def _validation_step(self, module, data, val):
-        if isinstance(data, PartitionStream):
-            data, val = data.held_out()
-        items, _, _, _, held_out = data
-        scores, labels = self._held_out_scores(module, items, val, held_out)
-        return roc_auc_score(labels, scores), 0.0
+    def _validation_step(self, module, data, rows, held_out):
+        scores, labels = held_out.scores(self, module, data, rows)
+        return roc_auc_score(labels, scores), 0.0, {}
+
+    def _recalibrate(self, module, parts, context):
+        """Re-estimate the towers' batch-norm statistics with the current weights
+        (the encoders and nets do it for the same reason: running statistics lag
+        behind weights that move fast)."""
+        self._train_mode(module, context)
+        with batch_norm_recalibration(module.towers) as norms:
+            for data, rows in parts if norms else ():
+                for m, (x, encoded) in enumerate(data.items):
+                    if encoded:
+                        continue
+                    for index in batches(len(rows), self.batch_size):
+                        if len(index) >= 2:
+                            batch = x[rows[index.numpy()]].to(self.device_)
+                            module.embed(m, batch)
 
     def _embed_rows(self, module, side, items, rows):
         """Embeddings of preloaded ``rows``, ``batch_size`` at a time, in eval mode."""
@@ -611,14 +552,9 @@ class MultimodalMatcher(DaskMixin, ClassifierMixin, TransformerMixin, TowerCompo
                     module.embed(
                         side, x[rows[index.numpy()]].to(self.device_), encoded=encoded
                     ).cpu()
-                    for index in _batches(len(rows), self.batch_size)
+                    for index in batches(len(rows), self.batch_size)
                 ]
             ).numpy()
-
-    def _held_out_scores(self, module, data, val, held_out):
-        za, zb = (self._embed_rows(module, m, d, val) for m, d in enumerate(data))
-        first, second, labels = held_out
-        return _similarity(za[first], zb[second]), labels
 
     def _fit_threshold(self, scores, labels):
         """The F1-maximising threshold and Platt scaling, on the held-out pairs."""
@@ -635,28 +571,32 @@ class MultimodalMatcher(DaskMixin, ClassifierMixin, TransformerMixin, TowerCompo
 
     # -- prediction ------------------------------------------------------------------
     def _embed_column(self, side, column, rows=None):
-        """Embeddings of a validated column (or of its ``rows``), in batches."""
+        """Embeddings of a validated column (or of its ``rows``), in batches.
+
+        A frozen tower's features come through its encoder's cached encoding.
+        """
         name, enc, _ = self.encoders_[side]
         rows = np.arange(len(column)) if rows is None else rows
         module = self.module_.eval()
+        tower = module.towers[side]
         out = np.empty((len(rows), module.out_features), dtype=np.float32)
         with torch.inference_mode():
             for index in tqdm(
-                list(_batches(len(rows), self.batch_size)),
+                list(batches(len(rows), self.batch_size)),
                 desc=f"{type(self).__name__} {name}",
                 disable=not self.verbose,
             ):
                 index = index.numpy()
-                with naming(name):
-                    batch = enc._load(column, rows[index])
-                out[index] = module.embed(side, batch.to(self.device_)).cpu().numpy()
+                x, encoded, _ = self._tower_input(name, enc, tower, column, rows[index])
+                z = module.embed(side, x.to(self.device_), encoded=encoded)
+                out[index] = z.cpu().numpy()
         return out
 
     def _embed_pairs(self, X):
         """Both sides' embeddings of the pairs in ``X``, and their validated columns."""
         check_is_fitted(self)
         X = self._check_X(X, reset=False)
-        columns, _ = self._pair_columns(X, self.encoders_, reset=False)
+        columns, _ = self._columns(X, self.encoders_, reset=False)
         return [self._embed_column(m, c) for m, c in enumerate(columns)], columns
 
     def decision_function(self, X):
@@ -909,22 +849,7 @@ class MultimodalMatcher(DaskMixin, ClassifierMixin, TransformerMixin, TowerCompo
                 f"Expected 1 <= n_neighbors <= n_candidates, but n_neighbors = "
                 f"{n_neighbors!r}, n_candidates = {len(source)}."
             )
-        similarity = np.full((len(zq), n_neighbors), -np.inf, dtype=np.float32)
-        indices = np.zeros((len(zq), n_neighbors), dtype=np.intp)
-        for start, zc in source._chunks():
-            # A block of queries at a time bounds the similarity matrix in memory.
-            step = max(1, _BLOCK_SIZE // len(zc))
-            for q in range(0, len(zq), step):
-                block = zq[q : q + step] @ zc.T
-                best = _top_k(block, min(n_neighbors, block.shape[1]))
-                merged_sim = np.hstack(
-                    [similarity[q : q + step], np.take_along_axis(block, best, 1)]
-                )
-                merged_idx = np.hstack([indices[q : q + step], best + start])
-                # Best first; between equal similarities, the first candidate.
-                order = np.lexsort((merged_idx, -merged_sim), axis=1)[:, :n_neighbors]
-                similarity[q : q + step] = np.take_along_axis(merged_sim, order, 1)
-                indices[q : q + step] = np.take_along_axis(merged_idx, order, 1)
+        similarity, indices = nearest(zq, source, n_neighbors)
         return (similarity, indices) if return_similarity else indices
 
     def _source(self, items, side, what):
@@ -945,7 +870,9 @@ class MultimodalMatcher(DaskMixin, ClassifierMixin, TransformerMixin, TowerCompo
                 )
             return items
         column = self._items_column(side, items)
-        return _EmbeddedChunks(self, side, column)
+        return EmbeddedChunks(
+            lambda column, rows: self._embed_column(side, column, rows), column
+        )
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -963,175 +890,56 @@ def _similarity(za, zb):
     return np.einsum("ij,ij->i", za.astype(np.float64), zb.astype(np.float64))
 
 
-class EmbeddingIndex:
-    """Embeddings of one side's items, computed once and searched many times.
+class _PairData(NamedTuple):
+    """The pairs the training loop's steps read: each side's decoded items (or a
+    frozen tower's features) with ``encoded``, the match mask, each side's item
+    groups (equal items share one) and the pairs' weights."""
 
-    :meth:`~skmm.nn.MultimodalMatcher.kneighbors` takes it in place of the items: a
-    catalogue's titles (or photos) are then embedded once, not at every search.
+    items: list
+    match: np.ndarray
+    groups: list
+    weight: torch.Tensor | None
 
-    Parameters
-    ----------
-    embeddings : array-like of shape (n_items, n_embedding)
-        L2-normalised embeddings, as :meth:`~skmm.nn.MultimodalMatcher.embed` returns them.
-        A ``numpy.memmap`` (from ``np.save`` then ``np.load(..., mmap_mode="r")``)
-        is read a chunk at a time, so a catalogue larger than memory can be searched.
-    side : str
-        Name of the matcher's encoder that embedded them.
+    @property
+    def labels(self):
+        return None  # the held-out split is the matcher's own, by pairs
 
-    Attributes
-    ----------
-    embeddings : ndarray or memmap of shape (n_items, n_embedding)
-        The embeddings, as given (not copied).
-    side : str
-        The encoder's name.
+    def __len__(self):
+        return len(self.match)
 
-    See Also
-    --------
-    MultimodalMatcher.embed : Compute the embeddings.
-    MultimodalMatcher.kneighbors : Search them.
 
-    Notes
-    -----
-    Each chunk's rows are checked to have unit norm when searched: raw tower
-    features or embeddings of another matcher of another width are refused, but
-    embeddings of another matcher with the same width cannot be told apart.
+class _HeldOut:
+    """The pairs scored on held-out rows, seeded: their labelled pairs, plus one
+    generated non-matching pair per matching pair."""
 
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from skmm.nn import EmbeddingIndex, MultimodalMatcher
-    >>> rng = np.random.default_rng(0)
-    >>> latent = rng.normal(size=(300, 3))
-    >>> X = np.hstack([latent @ rng.normal(size=(3, 5)), latent @ rng.normal(size=(3, 4))])
-    >>> matcher = MultimodalMatcher(
-    ...     [("a", "passthrough", slice(0, 5)), ("b", "passthrough", slice(5, 9))],
-    ...     embedding_dim=8, batch_size=32, max_epochs=5, random_state=0,
-    ...     device="cpu",
-    ... ).fit(X)
-    >>> index = EmbeddingIndex(matcher.embed(X[:, 5:], side="b"), side="b")
-    >>> matcher.kneighbors(X[:2, :5], index, n_neighbors=3).shape
-    (2, 3)
-    """
+    def __init__(self, seed):
+        self.seed = seed
 
-    def __init__(self, embeddings, side):
-        if not hasattr(embeddings, "shape") or not hasattr(embeddings, "dtype"):
-            embeddings = np.asarray(embeddings)
-        if embeddings.ndim != 2 or not np.issubdtype(embeddings.dtype, np.floating):
+    def pairs(self, data, rows):
+        """(first rows, second rows, labels), as positions within ``rows``."""
+        match = data.match[rows]
+        pairs = np.flatnonzero(match)
+        groups = [g[rows][pairs] for g in data.groups]
+        generated, partners = generated_negatives(*groups, self.seed)
+        every = np.arange(len(match))
+        out = (
+            np.concatenate([every, pairs[generated]]),
+            np.concatenate([every, pairs[partners]]),
+            np.concatenate([match, np.zeros(len(generated), dtype=bool)]),
+        )
+        if out[2].all():
             raise ValueError(
-                "EmbeddingIndex takes a 2-D float array of embeddings (one row per "
-                f"item); got shape {embeddings.shape} and dtype {embeddings.dtype}."
+                "the held-out matching pairs all share their items, so no "
+                "non-matching pair can be made to choose threshold_; pass more "
+                "varied pairs or a larger validation_fraction."
             )
-        if len(embeddings) == 0:
-            raise ValueError("EmbeddingIndex got 0 embeddings; at least one is needed.")
-        if not isinstance(side, str):
-            raise TypeError(
-                f"side must be the name of the encoder (a str); got {side!r}."
-            )
-        self.embeddings = embeddings
-        self.side = side
+        return out
 
-    def __len__(self):
-        return len(self.embeddings)
-
-    def __repr__(self):
-        n, d = self.embeddings.shape
-        return f"EmbeddingIndex(<{n} x {d} embeddings>, side={self.side!r})"
-
-    def _chunks(self):
-        for start in range(0, len(self), _CHUNK_SIZE):
-            chunk = np.asarray(
-                self.embeddings[start : start + _CHUNK_SIZE], dtype=np.float32
-            )
-            norms = np.linalg.norm(chunk, axis=1)
-            bad = np.flatnonzero(~(np.abs(norms - 1) <= 1e-3))
-            if len(bad):
-                raise ValueError(
-                    f"row {start + bad[0]} of the EmbeddingIndex of {self.side!r} has "
-                    f"norm {norms[bad[0]]:.4g}, not 1: build the index from "
-                    "MultimodalMatcher.embed, which L2-normalises the embeddings."
-                )
-            yield start, chunk
-
-
-class _EmbeddedChunks:
-    """A validated column of one side's items, embedded a chunk at a time."""
-
-    def __init__(self, matcher, side, column):
-        self.matcher, self.side, self.column = matcher, side, column
-
-    def __len__(self):
-        return len(self.column)
-
-    def _chunks(self):
-        for start in range(0, len(self), _CHUNK_SIZE):
-            rows = np.arange(start, min(start + _CHUNK_SIZE, len(self)))
-            yield start, self.matcher._embed_column(self.side, self.column, rows)
-
-
-def _top_k(block, k):
-    """Column positions of each row's ``k`` largest values (unordered).
-
-    ``np.argpartition`` (linear time) instead of a full sort; in the rare rows where
-    values tied with the k-th straddle the cut, a stable sort keeps the first ones,
-    so the result is that of sorting the whole row.
-    """
-    if k >= block.shape[1]:
-        return np.broadcast_to(np.arange(block.shape[1]), block.shape).copy()
-    best = np.argpartition(-block, k - 1, axis=1)[:, :k]
-    kth = np.take_along_axis(block, best, 1).min(axis=1)
-    tied = (block >= kth[:, None]).sum(axis=1) > k
-    if tied.any():
-        best[tied] = np.argsort(-block[tied], axis=1, kind="stable")[:, :k]
-    return best
-
-
-class _PairStream(PartitionStream):
-    """A matcher's training pairs read one Dask partition at a time.
-
-    Each epoch goes through the partitions in a random order, one decoded at a time;
-    in-batch negatives come from the same partition. ``validation_fraction`` of
-    every partition's pairs are held out (the same at every epoch), gathered during
-    the first epoch and decoded once, for the validation score and ``threshold_``.
-    """
-
-    def __init__(self, matcher, partitions, module, seed):
-        super().__init__(partitions)
-        self.matcher, self.module, self.seed = matcher, module, seed
-        self.held = None
-
-    def _load(self, i, X, y, weight):
-        matcher = self.matcher
-        with prefix_errors(f"partition {i}"):
-            X = matcher._check_X(X, reset=False)
-            n = X.shape[0]
-            match = matcher._check_target(y, n, reset=False)
-            weight = check_weights(weight, n)
-            columns, _ = matcher._pair_columns(X, matcher.encoders_, reset=False)
-            train, val = matcher._split(match, self.seed + i)
-            items = [
-                matcher._preload(name, enc, tower, column, np.arange(n))
-                for (name, enc, _), column, tower in zip(
-                    matcher.encoders_, columns, self.module.towers
-                )
-            ]
-        self._gather(i, _safe_indexing(X, val), match[val])
-        groups = [item_groups(column) for column in columns]
-        return (items, match, groups, weight, None), train
-
-    def held_out(self):
-        """The pairs held out of every partition: (data, rows) for the steps."""
-        if self.held is None:
-            matcher = self.matcher
-            X, match = self.gathered_rows()
-            columns, _ = matcher._pair_columns(X, matcher.encoders_, reset=False)
-            groups = [item_groups(column) for column in columns]
-            every = np.arange(len(match))
-            items = [
-                matcher._preload(name, enc, tower, column, every)
-                for (name, enc, _), column, tower in zip(
-                    matcher.encoders_, columns, self.module.towers
-                )
-            ]
-            held_out = matcher._held_out_pairs(match, groups, self.seed)
-            self.held = (items, match, groups, None, held_out), every
-        return self.held
+    def scores(self, matcher, module, data, rows):
+        """The similarities of the held-out pairs, and their labels."""
+        first, second, labels = self.pairs(data, rows)
+        za, zb = (
+            matcher._embed_rows(module, m, items, rows)
+            for m, items in enumerate(data.items)
+        )
+        return _similarity(za[first], zb[second]), labels

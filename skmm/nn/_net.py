@@ -20,20 +20,23 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 from tqdm.auto import tqdm
 
-from ..base import PartitionStream, _batches, validation_split
-from ..utils._dask import DaskMixin, Partitions, is_dask_collection, value_counts
+from ..callbacks._callbacks import Callback, EarlyStopping
+from ..training._loop import History, batches
+from ..training._sources import validation_split
+from ..training._targets import check_classes, encode_labels
+from ..training._template import PARTIAL_FIT_CLASSES
+from ..utils._dask import DaskMixin, value_counts
 from ..utils._docs import fill_doc
-from ..utils._sklearn_compat import Interval, StrOptions, _fit_context, _safe_indexing
-from ..utils._torch import batch_norm_recalibration, torch_seed
-from ..utils._validation import Column, prefix_errors
+from ..utils._sklearn_compat import Interval, StrOptions, _fit_context
+from ..utils._torch import batch_norm_recalibration
+from ..utils._validation import Column
 from ._base import (
     TRAINING_CONSTRAINTS,
     TowerComposite,
     check_weights,
-    naming,
     weighted_mean,
 )
-from ._towers import NET_FUSIONS, TENSOR_WIDTH, TOKEN_WIDTH, MultimodalNetwork
+from ._towers import NET_FUSIONS, MultimodalNetwork
 
 __all__ = ["MultimodalNetClassifier", "MultimodalNetRegressor"]
 
@@ -43,8 +46,8 @@ class _Source(NamedTuple):
 
     In training, ``data`` holds the present items decoded once (or, for a frozen
     tower, its features: ``encoded``) with ``position`` mapping a row to its index
-    there (-1 when missing); in prediction both are None and items are decoded one
-    batch at a time.
+    there (-1 when missing); in prediction both are None and each batch's items are
+    decoded (or encoded, for a frozen tower) when it is read.
     """
 
     name: str
@@ -57,81 +60,50 @@ class _Source(NamedTuple):
 
 @dataclass
 class _NetData:
-    """What the training loop's steps read: the sources, targets, row weights, loss,
-    each tower's loss weight (updated by ``tower_loss_weight="auto"``) and the stage."""
+    """The rows the training loop's steps read: each tower's source, the targets,
+    the rows' weights and their class codes (None for a regressor)."""
 
     sources: list
     target: torch.Tensor
     weight: torch.Tensor | None
+    labels: np.ndarray | None
+
+    def __len__(self):
+        return len(self.target)
+
+
+@dataclass
+class _Objective:
+    """What the steps optimise beside the data: the loss, each tower's loss weight
+    (updated by :class:`_TowerBlending`) and the stage of ``schedule="staged"``."""
+
     loss_fn: object
-    tower_weights: np.ndarray = None
+    tower_weights: np.ndarray
     stage: str = "joint"
 
-    def __post_init__(self):
-        self.tower_weights = np.ones(len(self.sources))
 
+class _TowerBlending(Callback):
+    """``tower_loss_weight="auto"``: each tower's loss weighed by how it generalises.
 
-class _NetStream(PartitionStream):
-    """Training data read one Dask partition at a time, for ``fit`` on Dask input.
-
-    Each epoch goes through the partitions in a random order, one in memory (and the
-    next being computed). With early stopping, ``validation_fraction`` of every
-    partition's rows are held out, the same rows at every epoch; they are gathered
-    undecoded during the first epoch and decoded batch by batch to score each epoch.
-    The loss weights, the stage and the validation set are shared by the partitions.
+    After each validated epoch, each tower's weight becomes its validation score
+    above chance relative to the best tower's (in the spirit of gradient blending,
+    Wang et al., CVPR 2020): a tower that only memorises its training rows gets
+    little weight.
     """
 
-    def __init__(self, net, partitions, towers, module, validate, seed, counts):
-        super().__init__(partitions, counts)
-        self.net = net
-        self.towers, self.module = towers, module
-        self.validate, self.seed = validate, seed
-        self.loss_fn = net._loss_function()
-        self.tower_weights = np.ones(len(towers))
-        self.stage = "joint"
-        self.held = None
+    def __init__(self, objective, names):
+        self.objective, self.names = objective, names
 
-    def _load(self, i, X, y, weight):
-        net = self.net
-        with prefix_errors(f"partition {i}"):
-            X = net._check_X(X, reset=False)
-            n = X.shape[0]
-            target, labels = net._check_target(y, n, partial=True)
-            weight = net._row_weights(target, check_weights(weight, n))
-            columns, _ = net._columns(X, self.towers, reset=False)
-            data = net._net_data(self.towers, columns, self.module, target, weight)
-            data.tower_weights, data.stage = self.tower_weights, self.stage
-            if labels is not None:
-                self._check_mix(i, labels)
-            if not self.validate:
-                return data, np.arange(n)
-            train, val = validation_split(
-                n, net.validation_fraction, self.seed + i, labels
-            )
-        self._gather(
-            i,
-            _safe_indexing(X, val),
-            _safe_indexing(np.asarray(y), val),
-            None if weight is None else weight[val].numpy(),
+    def on_epoch_end(self, estimator, *, module, optimizer, history):
+        scores = history[-1].get("tower_scores")
+        if not scores:
+            return
+        scores = [scores.get(name, np.nan) for name in self.names]
+        excess = np.nan_to_num(np.asarray(scores, dtype=float) - estimator._chance())
+        excess = np.clip(excess, 0, None)
+        self.objective.tower_weights[:] = (
+            excess / excess.max() if excess.max() > 0 else np.ones_like(excess)
         )
-        return data, train
-
-    def held_out(self):
-        """The validation rows of every partition (``_NetData``, rows)."""
-        if self.held is None:
-            net = self.net
-            X, y, weight = self.gathered_rows()
-            target, _ = net._check_target(y, len(y), partial=True)
-            weight = None if weight is None else torch.from_numpy(weight)
-            columns, _ = net._columns(X, self.towers, reset=False)
-            sources = [
-                _Source(name, enc, column)
-                for (name, enc, _), column in zip(self.towers, columns)
-            ]
-            self.held = _NetData(sources, target, weight, self.loss_fn)
-            self.held.tower_weights = self.tower_weights
-        self.held.stage = self.stage
-        return self.held, np.arange(len(self.held.target))
 
 
 class _MultimodalNetBase(
@@ -177,16 +149,10 @@ class _MultimodalNetBase(
 
     # -- the network ---------------------------------------------------------------------
     def _network(self, towers):
-        projection = self.projection
-        if projection is None and self.fusion not in ("concat", "attention"):
-            widths = [t.out_features for t in towers]
-            projection = {"tensor": TENSOR_WIDTH, "transformer": TOKEN_WIDTH}.get(
-                self.fusion, min(widths)
-            )
         return MultimodalNetwork(
             towers,
             self.fusion,
-            projection,
+            self.projection,
             tuple(self.hidden_layer_sizes),
             self.dropout,
             self._n_outputs(),
@@ -195,119 +161,97 @@ class _MultimodalNetBase(
     def _build_module(self):
         return self._network([enc._build_module() for _, enc, _ in self._towers()])
 
-    # -- fit -------------------------------------------------------------------------------
-    def _fit(self, X, y, sample_weight):
-        if is_dask_collection(X):
-            return self._fit_stream(X, y, sample_weight)
-        entries, X, seed = self._fit_begin(X)
-        n = X.shape[0]
-        target, labels = self._check_target(y, n)
-        weight = self._row_weights(target, check_weights(sample_weight, n))
-        towers = [entry for entry in entries if not isinstance(entry[1], str)]
-        columns, selections = self._columns(X, towers, reset=True)
-        self._resolve_encoders(entries, selections)
-        if self.early_stopping:
-            train, val = validation_split(n, self.validation_fraction, seed, labels)
-        else:
-            train, val = np.arange(n), None
-        with torch_seed(seed):
-            self._fit_preprocessing(towers, columns, train)
-            module = self._network([enc._init_module() for _, enc, _ in towers])
-            data = self._net_data(towers, columns, module, target, weight)
-            self._train_stages(module, data, train, val, seed)
-        self.module_ = module.to(self.device_).eval()
-        self._link_encoders()
-
-    def _net_data(self, towers, columns, module, target, weight):
-        """The rows' training data: each tower's present items decoded once."""
-        sources = []
-        for (name, enc, _), column, tower in zip(towers, columns, module.towers):
-            rows = column.present()
-            data, encoded = self._preload(name, enc, tower, column, rows)
-            position = np.full(len(column), -1)
-            position[rows] = np.arange(len(rows))
-            sources.append(_Source(name, enc, column, data, position, encoded))
-        data = _NetData(sources, target, weight, self._loss_function())
-        if self.tower_loss_weight != "auto":
-            data.tower_weights[:] = self.tower_loss_weight
-        return data
-
-    def _fit_stream(self, X, y, sample_weight):
-        """``fit`` on a Dask DataFrame: the one training loop, a partition at a time.
-
-        The targets' classes (or mean and scale) come from one pass over ``y``; the
-        towers' preprocessing (vocabulary, normalisation statistics) is learned on
-        the first partition.
-        """
-        if y is None:
-            self._check_target(None, 0)
-        partitions = Partitions(X, y, sample_weight)
-        counts = self._stream_targets(y)
-        X_first, _, _ = partitions.compute(0)
-        entries, X_first, seed = self._fit_begin(X_first)
-        towers = [entry for entry in entries if not isinstance(entry[1], str)]
-        columns, selections = self._columns(X_first, towers, reset=True)
-        self._resolve_encoders(entries, selections)
-        with torch_seed(seed):
-            self._fit_preprocessing(towers, columns, np.arange(X_first.shape[0]))
-            del X_first, columns
-            module = self._network([enc._init_module() for _, enc, _ in towers])
-            stream = _NetStream(
-                self, partitions, towers, module, self.early_stopping, seed, counts
-            )
-            if self.tower_loss_weight != "auto":
-                stream.tower_weights[:] = self.tower_loss_weight
-            # The stream holds its own validation rows: ``val`` only says to score.
-            val = slice(None) if self.early_stopping else None
-            self._train_stages(module, stream, None, val, seed)
-            # In each epoch the batch-norm statistics come from the last partition
-            # (enough to validate); the kept weights get them from every partition.
-            self._train_mode(module, stream)
-            self._recalibrate_parts(module, stream.every_part())
-        self.module_ = module.to(self.device_).eval()
-        self._link_encoders()
-
-    def _partial_fit(self, X, y, sample_weight, classes):
-        """One epoch over ``X``, continuing the previous call's weights and optimizer."""
-        if self.schedule != "joint":
+    # -- the fit template's hooks ----------------------------------------------------------
+    def _targets(self, run, y, sample_weight, classes):
+        if run.partial and self.schedule != "joint":
             raise ValueError(
                 f"partial_fit trains the towers and the head jointly; "
                 f"schedule={self.schedule!r} needs fit, which sees every stage."
             )
-        first = "module_" not in vars(self)
-        if first:
-            entries, X, seed = self._fit_begin(X)
-            towers = [entry for entry in entries if not isinstance(entry[1], str)]
-        else:
-            X, towers = self._check_X(X, reset=False), self._towers()
-            seed = self._seed() + self.n_iter_
-        n = X.shape[0]
-        target, _ = self._check_target(y, n, classes=classes, partial=True)
-        weight = self._row_weights(target, check_weights(sample_weight, n))
-        columns, selections = self._columns(X, towers, reset=first)
-        with torch_seed(seed):
-            if first:
-                self._resolve_encoders(entries, selections)
-                self._fit_preprocessing(towers, columns, np.arange(n))
-                module = self._network([enc._init_module() for _, enc, _ in towers])
-            else:
-                module = self.module_
-            # Every item decoded before the weights change: a bad item leaves the
-            # net as it was.
-            data = self._net_data(towers, columns, module, target, weight)
-            self._fit_loop(
-                module,
-                data,
-                np.arange(n),
-                max_epochs=1,
-                seed=seed,
-                early_stopping=False,
-                resume=True,
-            )
-        self.module_ = module.to(self.device_).eval()
-        self._link_encoders()
+        return super()._targets(run, y, sample_weight, classes)
 
-    def _batch(self, sources, rows, generator=None):
+    def _chunk_targets(self, y, sample_weight, n, *, first=False, **kwargs):
+        """The rows' targets, weights (class weights folded in) and class codes."""
+        target, labels = self._check_target(y, n, first=first, **kwargs)
+        weight = self._row_weights(target, check_weights(sample_weight, n))
+        return target, weight, labels
+
+    def _split(self, run):
+        n = len(run.chunk[1])
+        if run.partial or not self.early_stopping:
+            return np.arange(n), None
+        return validation_split(n, self.validation_fraction, run.seed, run.chunk[3])
+
+    def _stream_split(self, run):
+        if not self.early_stopping:
+            return None
+        fraction, seed = self.validation_fraction, run.seed
+        # The same held-out rows of partition i at every epoch.
+        return lambda data, i: validation_split(
+            len(data), fraction, seed + i, data.labels
+        )
+
+    def _build(self, run):
+        return self._network([enc._init_module() for _, enc, _ in self._towers()])
+
+    def _data(self, run, module, columns, target, weight, labels):
+        """The rows' training data: each tower's present items decoded once."""
+        sources = []
+        for (name, enc, _), column, tower in zip(
+            self._towers(), columns, module.towers
+        ):
+            rows = np.arange(len(column))
+            data, encoded, present = self._tower_input(name, enc, tower, column, rows)
+            position = np.full(len(column), -1)
+            position[present] = np.arange(int(present.sum()))
+            sources.append(_Source(name, enc, column, data, position, encoded))
+        return _NetData(sources, target, weight, labels)
+
+    def _train(self, run, module, source):
+        """The loop once, or once per stage of ``schedule="staged"``.
+
+        The stages: the towers alone on their own heads (nothing fused yet), then
+        the fusion and the head on the trained towers, then everything at a tenth
+        of the learning rate; each stage stops early on its own validation score.
+        """
+        names = [name for name, _, _ in self._towers()]
+        weight = 1.0 if self.tower_loss_weight == "auto" else self.tower_loss_weight
+        objective = _Objective(
+            self._loss_function(), np.full(len(names), float(weight))
+        )
+        history = History(self.history_ if run.partial and not run.first else [])
+        run.new_from = len(history)
+        stages = ["joint"] if self.schedule == "joint" else ["towers", "head", "tune"]
+        optimizer = None
+        for stage in stages:
+            objective.stage = stage
+            callbacks = []
+            if not run.partial and self.early_stopping:
+                if self.tower_loss_weight == "auto":
+                    callbacks.append(_TowerBlending(objective, names))
+                callbacks.append(EarlyStopping(self.n_iter_no_change))
+            history, optimizer = self._fit_loop(
+                module,
+                source,
+                max_epochs=1 if run.partial else self.max_epochs,
+                seed=run.seed + len(history) - run.new_from,
+                context=objective,
+                callbacks=callbacks,
+                history=history,
+                stage=stage,
+                optimizer_state=getattr(self, "_optimizer_state_", None)
+                if run.partial
+                else None,
+            )
+        return history, optimizer
+
+    def _finish(self, run, module, source, history):
+        self.module_ = module.to(self.device_).eval()
+        early = self.early_stopping and not run.partial
+        self._history_attributes(history, history[run.new_from :], early)
+
+    # -- batches ---------------------------------------------------------------------------
+    def _batch(self, module, sources, rows, generator=None):
         """The towers' inputs for ``rows`` and the mask of the modalities that count.
 
         With a ``generator`` (training) the items are augmented and whole modalities
@@ -318,9 +262,9 @@ class _MultimodalNetBase(
         inputs = []
         for m, (name, enc, column, data, position, encoded) in enumerate(sources):
             if data is None:
-                have = ~column.missing[rows]
-                with naming(name):
-                    x = enc._load(column, rows[have]) if have.any() else None
+                x, encoded, have = self._tower_input(
+                    name, enc, module.towers[m], column, rows
+                )
             else:
                 where = position[rows]
                 have = where >= 0
@@ -338,67 +282,40 @@ class _MultimodalNetBase(
         return inputs, torch.from_numpy(available).to(device)
 
     # -- the training loop's steps ----------------------------------------------------------
-    def _train_stages(self, module, data, train, val, seed):
-        """Run the training loop once, or once per stage of ``schedule="staged"``.
-
-        The stages: the towers alone on their own heads (nothing fused yet), then the
-        fusion and the head on the trained towers, then everything at a tenth of the
-        learning rate; each stage stops early on its own validation score.
-        """
-        stages = ["joint"] if self.schedule == "joint" else ["towers", "head", "tune"]
-        history, losses, scores = [], [], []
-        for stage in stages:
-            data.stage = stage
-            self._fit_loop(
-                module,
-                data,
-                train,
-                val,
-                max_epochs=self.max_epochs,
-                seed=seed + len(history),
-                early_stopping=self.early_stopping,
-            )
-            history += [{**record, "stage": stage} for record in self.history_]
-            losses += self.loss_curve_
-            scores += self.validation_scores_ or []
-        for i, record in enumerate(history, 1):
-            record["epoch"] = i
-        self.history_, self.loss_curve_, self.n_iter_ = history, losses, len(history)
-        self.validation_scores_ = scores if val is not None else None
-
-    def _param_groups(self, module, data):
+    def _param_groups(self, module, objective):
         """The parameters that the current stage trains."""
-        groups = super()._param_groups(module, data)
+        groups = super()._param_groups(module, objective)
         fused = {id(p) for m in (module.fusion, module.head) for p in m.parameters()}
         towers = {id(p) for m in module.towers for p in m.parameters()}
+        stage = objective.stage
         keep = {
             "joint": lambda p: True,
             "tune": lambda p: True,
             "towers": lambda p: id(p) not in fused,
             "head": lambda p: id(p) in fused,
-        }[data.stage]
-        lr_scale = 0.1 if data.stage == "tune" else 1.0
+        }[stage]
+        lr_scale = 0.1 if stage == "tune" else 1.0
         out = []
         for group in groups:
             params = [p for p in group["params"] if keep(p)]
-            if data.stage == "head" and towers.intersection(map(id, params)):
+            if stage == "head" and towers.intersection(map(id, params)):
                 params = [p for p in params if id(p) not in towers]
             out.append({**group, "params": params, "lr": group["lr"] * lr_scale})
         return out
 
-    def _train_mode(self, module, data):
-        super()._train_mode(module, data)
-        if data.stage == "head":
+    def _train_mode(self, module, objective):
+        super()._train_mode(module, objective)
+        if objective.stage == "head":
             # Trained already: their batch-norm statistics too, and their outputs'.
             module.towers.eval()
             module.norms.eval()
 
-    def _losses(self, module, data, rows, generator=None):
+    def _losses(self, module, data, rows, loss_fn, generator=None):
         """The fused loss, each tower's loss (on its present rows) and the outputs."""
-        inputs, available = self._batch(data.sources, rows, generator)
+        inputs, available = self._batch(module, data.sources, rows, generator)
         fused, per_tower = module.forward_all(inputs, available)
         y = data.target[rows].to(self.device_)
-        fused_loss = weighted_mean(data.loss_fn(fused, y), data.weight, rows)
+        fused_loss = weighted_mean(loss_fn(fused, y), data.weight, rows)
         tower_losses = []
         for m, out in enumerate(per_tower):
             have = available[:, m]
@@ -407,100 +324,78 @@ class _MultimodalNetBase(
                 continue
             tower_losses.append(
                 weighted_mean(
-                    data.loss_fn(out[have], y[have]),
+                    loss_fn(out[have], y[have]),
                     data.weight,
                     rows[have.cpu().numpy()],
                 )
             )
         return fused_loss, tower_losses, fused, per_tower, available
 
-    def _train_step(self, module, data, batch, generator):
-        fused_loss, tower_losses, *_ = self._losses(module, data, batch, generator)
+    def _train_step(self, module, data, batch, generator, objective):
+        fused_loss, tower_losses, *_ = self._losses(
+            module, data, batch, objective.loss_fn, generator
+        )
         towers = sum(
             w * loss
-            for w, loss in zip(data.tower_weights.tolist(), tower_losses)
+            for w, loss in zip(objective.tower_weights.tolist(), tower_losses)
             if loss is not None and w > 0
         )
-        if data.stage == "towers":
-            objective = recorded = sum(t for t in tower_losses if t is not None)
-        elif data.stage == "head":
-            objective = recorded = fused_loss
+        if objective.stage == "towers":
+            loss = recorded = sum(t for t in tower_losses if t is not None)
+        elif objective.stage == "head":
+            loss = recorded = fused_loss
         else:
-            objective, recorded = fused_loss + towers, fused_loss
+            loss, recorded = fused_loss + towers, fused_loss
         if self.l1:
             # L1 on weight matrices and kernels, as alpha's weight decay.
-            objective = objective + self.l1 * sum(
+            loss = loss + self.l1 * sum(
                 p.abs().sum()
                 for p in module.parameters()
                 if p.requires_grad and p.ndim > 1
             )
-        return objective, float(recorded.detach()), len(batch)
+        return loss, recorded, len(batch)
 
-    def _validation_step(self, module, data, val):
-        if isinstance(data, PartitionStream):
-            data, val = data.held_out()
+    def _validation_step(self, module, data, rows, objective):
         outs, towers, present = [], [], []
-        for index in _batches(len(val), self.batch_size):
-            inputs, available = self._batch(data.sources, val[index.numpy()])
+        for index in batches(len(rows), self.batch_size):
+            inputs, available = self._batch(module, data.sources, rows[index.numpy()])
             fused, per_tower = module.forward_all(inputs, available)
             outs.append(fused)
             towers.append(per_tower)
             present.append(available)
         out, present = torch.cat(outs), torch.cat(present)
-        y_val = data.target[val].to(self.device_)
-        loss = float(weighted_mean(data.loss_fn(out, y_val), data.weight, val))
+        y_val = data.target[rows].to(self.device_)
+        loss = float(weighted_mean(objective.loss_fn(out, y_val), data.weight, rows))
         tower_scores = {}
         for m, source in enumerate(data.sources):
             have = present[:, m]
             if bool(have.any()):
                 tower_out = torch.cat([t[m] for t in towers])[have]
                 tower_scores[source.name] = self._score_outputs(tower_out, y_val[have])
-        if self.tower_loss_weight == "auto" and tower_scores:
-            data.tower_weights[:] = self._blend_weights(
-                [tower_scores.get(s.name, np.nan) for s in data.sources]
-            )
         score = self._score_outputs(out, y_val)
-        if data.stage == "towers":
+        if objective.stage == "towers":
             # Nothing is fused yet: the towers' mean score decides early stopping.
             score = float(np.mean(list(tower_scores.values())))
         return score, loss, {"tower_scores": tower_scores}
 
-    def _blend_weights(self, scores):
-        """``tower_loss_weight="auto"``: each tower's loss weighed by how it generalises.
-
-        In the spirit of gradient blending (Wang et al., CVPR 2020): a tower's weight
-        is its validation score above chance, relative to the best tower's; a tower
-        that only memorises its training rows gets little weight.
-        """
-        excess = np.nan_to_num(np.asarray(scores, dtype=float) - self._chance_score())
-        excess = np.clip(excess, 0, None)
-        return excess / excess.max() if excess.max() > 0 else np.ones_like(excess)
-
-    def _recalibrate(self, module, data, train):
+    def _recalibrate(self, module, parts, objective):
         """Re-estimate the towers' batch-norm statistics with the current weights.
 
-        With the running averages left to lag behind the weights, a CNN tower can
-        score 0.3 in eval mode where its batches score 0.6 (hard AV digits).
+        The towers' batch norms and the standardisation of their outputs, averaged
+        over every ``(data, rows)`` of ``parts``. With the running averages left to
+        lag behind the weights, a CNN tower can score far lower in eval mode than
+        its training batches do (docs/user_guide.rst).
         """
-        if data.stage == "head":
+        if objective.stage == "head":
             return  # the towers do not change in this stage
-        # A stream: the statistics of the partition trained on last.
-        part = data.last if isinstance(data, PartitionStream) else (data, train)
-        self._recalibrate_parts(module, [part])
-
-    def _recalibrate_parts(self, module, parts):
-        """Batch-norm statistics averaged over every ``(data, rows)`` of ``parts``.
-
-        The towers' batch norms and the standardisation of their outputs.
-        """
+        self._train_mode(module, objective)
         towers = torch.nn.ModuleList([module.towers, module.norms])
         with batch_norm_recalibration(towers) as norms:
-            if not norms:
-                return
-            for data, rows in parts:
-                for index in _batches(len(rows), self.batch_size):
+            for data, rows in parts if norms else ():
+                for index in batches(len(rows), self.batch_size):
                     if len(index) >= 2:
-                        module.blocks(*self._batch(data.sources, rows[index.numpy()]))
+                        rows_ = rows[index.numpy()]
+                        module.blocks(*self._batch(module, data.sources, rows_))
 
     # -- prediction ------------------------------------------------------------------------
     def _forward(self, X, *, output="head"):
@@ -522,11 +417,11 @@ class _MultimodalNetBase(
         out = []
         with torch.inference_mode():
             for index in tqdm(
-                list(_batches(X.shape[0], self.batch_size)),
+                list(batches(X.shape[0], self.batch_size)),
                 desc=f"{type(self).__name__} predict",
                 disable=not self.verbose,
             ):
-                inputs, available = self._batch(sources, index.numpy())
+                inputs, available = self._batch(module, sources, index.numpy())
                 if output == "head":
                     result = module(inputs, available)
                 elif output == "embed":
@@ -626,12 +521,14 @@ _NET_TOP = """\
         scikit-learn transformer (its numeric output feeds a tabular tower, such as
         ``OneHotEncoder`` on categories) or ``"drop"``, then the column(s): a name or
         position (one column of items for an encoder), a list, a slice, a boolean mask
-        or a callable. The encoders are cloned. Their ``augment`` is used in training;
-        their training and runtime parameters (``lr``, ``batch_size``, ``device``,
-        ``random_state``, ``memory``, ``num_workers``, ``verbose``) are the net's
-        business, and ``max_epochs`` only says whether the tower trains: a tower whose
-        encoder would not train (``max_epochs=0``, or pretrained ``weights`` with
-        ``max_epochs="auto"``) stays frozen.
+        or a callable. An encoder here is a specification: the net clones it, fits
+        its preprocessing, and builds and owns its tower (weights, ``augment``,
+        ``train_layers``); the encoder's ``max_epochs`` only says whether the tower
+        trains (one that would not, with ``max_epochs=0`` or pretrained weights and
+        ``max_epochs="auto"``, stays frozen). Its training and runtime parameters
+        (``lr``, ``optimizer``, ``callbacks``, ``batch_size``, ``device``,
+        ``random_state``, ``memory``, ``num_workers``, ``verbose``) do not apply:
+        the net's own do (``tower_lr`` sets a tower's learning rate).
     fusion : {"concat", "sum", "mean", "product", "max", "tensor", "attention", \
 "transformer", "dot"}, default="concat"
         How the towers' outputs are combined. ``"concat"`` puts them side by side;
@@ -706,6 +603,11 @@ _NET_TRAINING = """\
         runs up to ``max_epochs`` and stops early on its own.
 """
 _NET_RUNTIME = """\
+    memory : str, path-like, fsspec URL, joblib.Memory or None, default=None
+        Cache of the features of frozen towers (an encoder that does not train:
+        pretrained weights with ``max_epochs="auto"``, or ``max_epochs=0``), read
+        at fit and at prediction, as the encoders' ``memory``: a second fit on the
+        same items does not run those towers again.
     device : {"auto", "cpu", "cuda"} or str, default="auto"
         Where the net runs; ``"auto"`` is CUDA when available.
     random_state : int, RandomState instance or None, default=None
@@ -717,11 +619,12 @@ _NET_RUNTIME = """\
 """
 _NET_ATTRIBUTES = """\
     encoders_ : list of (str, encoder, columns) tuples
-        The fitted encoders (``"passthrough"`` and transformers become tabular
-        encoders), with the resolved columns. Each skmm encoder holds its trained tower
-        as ``module_``, so it can also encode on its own.
+        The fitted encoders' specifications (``"passthrough"`` and transformers
+        become tabular encoders), with the resolved columns: their preprocessing,
+        without a tower (the towers are in ``module_``).
     named_encoders_ : :class:`~sklearn.utils.Bunch`
-        The fitted encoders by name.
+        The fitted encoders by name, each a standalone copy holding a copy of its
+        trained tower: it encodes on its own and outlives the net.
     module_ : torch.nn.Module
         The network: ``towers``, ``fusion`` and ``head``, on ``device_``.
     device_ : str
@@ -844,6 +747,7 @@ class MultimodalNetClassifier(ClassifierMixin, _MultimodalNetBase):
         tower_loss_weight="auto",
         schedule="joint",
         class_weight=None,
+        memory=None,
         device="auto",
         random_state=None,
         verbose=False,
@@ -868,11 +772,14 @@ class MultimodalNetClassifier(ClassifierMixin, _MultimodalNetBase):
         self.tower_loss_weight = tower_loss_weight
         self.schedule = schedule
         self.class_weight = class_weight
+        self.memory = memory
         self.device = device
         self.random_state = random_state
         self.verbose = verbose
 
-    def _check_target(self, y, n, classes=None, partial=False):
+    def _check_target(self, y, n, *, first=False, classes=None, partial=False):
+        """Class codes of ``y`` (and the codes as numpy); the first call sets
+        ``classes_`` and the class weights."""
         cls = type(self).__name__
         if y is None:
             raise ValueError(
@@ -882,31 +789,19 @@ class MultimodalNetClassifier(ClassifierMixin, _MultimodalNetBase):
         y = column_or_1d(y, warn=True)
         check_consistent_length(np.empty(n), y)
         check_classification_targets(y)
-        if not partial:
-            self._set_classes(*np.unique(y, return_counts=True))
-        elif "classes_" not in vars(self):
-            if classes is None:
-                raise ValueError(
-                    f"classes must be passed on the first call to partial_fit: a "
-                    f"later batch may hold a class this one lacks ({cls})."
+        if first:
+            classes = check_classes(y, classes, owner=cls, required=partial)
+            counts = None
+            if not partial:
+                counts = np.bincount(
+                    np.searchsorted(classes, y), minlength=len(classes)
                 )
-            self._set_classes(np.unique(np.asarray(classes)))
-        unseen = np.setdiff1d(y, self.classes_)
-        if len(unseen):
-            raise ValueError(
-                f"{cls}: y holds the label(s) {unseen.tolist()}, which are not in "
-                f"classes_ {self.classes_.tolist()}."
-            )
-        encoded = np.searchsorted(self.classes_, y)
+            self._set_classes(classes, counts)
+        encoded = encode_labels(y, self.classes_, owner=cls)
         return torch.as_tensor(encoded, dtype=torch.long), encoded
 
     def _set_classes(self, classes, counts=None):
         """Set ``classes_`` and the class weights; ``counts`` are the classes' rows."""
-        if len(classes) < 2:
-            raise ValueError(
-                f"{type(self).__name__} needs samples of at least 2 classes in y; "
-                f"got 1 class ({classes.tolist()[0]!r})."
-            )
         self.classes_ = classes
         weights = None
         if isinstance(self.class_weight, str):
@@ -925,38 +820,38 @@ class MultimodalNetClassifier(ClassifierMixin, _MultimodalNetBase):
             )
         self._class_weights_ = weights
 
-    def _stream_targets(self, y):
+    def _stream_targets(self, run, y):
         """``classes_`` and class weights from one pass over a Dask ``y``.
 
         Returns the number of rows of each class.
         """
+        if y is None:
+            self._check_target(None, 0)
         labels, counts = value_counts(y)
         check_classification_targets(labels)
-        self._set_classes(labels, counts)
+        self._set_classes(check_classes(labels, owner=type(self).__name__), counts)
         return counts
 
-    @fill_doc(**_PARTIAL_FIT_DOCS)
+    @fill_doc(**_PARTIAL_FIT_DOCS, classes=PARTIAL_FIT_CLASSES)
     @_fit_context(prefer_skip_nested_validation=False)
     def partial_fit(self, X, y, classes=None, sample_weight=None):
         """Train for one pass over the rows of ``X``, continuing from the last call.
 
-        {partial_fit}
+                {partial_fit}
 
-        Parameters
-        ----------
-        {partial_fit_X}
-        y : array-like of shape (n_samples,)
-            The class labels.
-        classes : array-like of shape (n_classes,), default=None
-            Every class of the stream; required on the first call (a later batch may
-            hold a class this one lacks), ignored after.
-        {partial_fit_weight}
+                Parameters
+                ----------
+                {partial_fit_X}
+                y : array-like of shape (n_samples,)
+                    The class labels.
+        {classes}
+                {partial_fit_weight}
 
-        Returns
-        -------
-        {partial_fit_returns}
+                Returns
+                -------
+                {partial_fit_returns}
         """
-        self._partial_fit_atomic(type(self)._partial_fit, X, y, sample_weight, classes)
+        self._fit_entry(X, y, sample_weight, classes, partial=True)
         return self
 
     def _n_outputs(self):
@@ -976,7 +871,7 @@ class MultimodalNetClassifier(ClassifierMixin, _MultimodalNetBase):
     def _score_outputs(out, target):
         return float((out.argmax(dim=1) == target).float().mean())
 
-    def _chance_score(self):
+    def _chance(self):
         return 1 / len(self.classes_)
 
     def tower_predict_proba(self, X):
@@ -1114,6 +1009,7 @@ class MultimodalNetRegressor(RegressorMixin, _MultimodalNetBase):
         modality_dropout=0.0,
         tower_loss_weight="auto",
         schedule="joint",
+        memory=None,
         device="auto",
         random_state=None,
         verbose=False,
@@ -1137,11 +1033,14 @@ class MultimodalNetRegressor(RegressorMixin, _MultimodalNetBase):
         self.modality_dropout = modality_dropout
         self.tower_loss_weight = tower_loss_weight
         self.schedule = schedule
+        self.memory = memory
         self.device = device
         self.random_state = random_state
         self.verbose = verbose
 
-    def _check_target(self, y, n, classes=None, partial=False):
+    def _check_target(self, y, n, *, first=False, classes=None, partial=False):
+        """Standardised targets (and None for the labels); the first call sets
+        their scale."""
         if y is None:
             raise ValueError(
                 f"{type(self).__name__} requires y to be passed, but the target y is "
@@ -1152,7 +1051,7 @@ class MultimodalNetRegressor(RegressorMixin, _MultimodalNetBase):
             raise ValueError(f"y must be 1-D or 2-D; got shape {y.shape}.")
         check_consistent_length(np.empty(n), y)
         n_outputs = 1 if y.ndim == 1 else y.shape[1]
-        if not partial or "y_mean_" not in vars(self):
+        if first:
             self._set_scale(n_outputs, y.mean(axis=0), y.std(axis=0))
         elif n_outputs != self.n_outputs_:
             raise ValueError(
@@ -1168,7 +1067,7 @@ class MultimodalNetRegressor(RegressorMixin, _MultimodalNetBase):
         self.y_mean_ = np.asarray(mean, dtype=np.float64)
         self.y_scale_ = np.where(std > 0, std, 1.0)
 
-    def _stream_targets(self, y):
+    def _stream_targets(self, run, y):
         """The targets' mean and scale from one pass over a Dask ``y``; None."""
         import dask
 
@@ -1194,7 +1093,7 @@ class MultimodalNetRegressor(RegressorMixin, _MultimodalNetBase):
         -------
         {partial_fit_returns}
         """
-        self._partial_fit_atomic(type(self)._partial_fit, X, y, sample_weight, None)
+        self._fit_entry(X, y, sample_weight, partial=True)
         return self
 
     def _n_outputs(self):
@@ -1207,7 +1106,7 @@ class MultimodalNetRegressor(RegressorMixin, _MultimodalNetBase):
     def _score_outputs(out, target):
         return float(r2_score(target.cpu().numpy(), out.float().cpu().numpy()))
 
-    def _chance_score(self):
+    def _chance(self):
         return 0.0  # R² of predicting the mean
 
     def tower_predict(self, X):

@@ -13,7 +13,7 @@ import torch
 from sklearn.base import BaseEstimator, clone
 from sklearn.utils import check_array
 
-from ..fusion._ops import FUSION_OPERATORS, fuse
+from ..fusion._ops import FUSION_OPERATORS, fuse, tensor_width
 from ..utils._sklearn_compat import _safe_indexing
 from ..utils._torch import TowerNorm
 from ..utils._validation import Column
@@ -257,7 +257,7 @@ class FusionLayer(torch.nn.Module):
         if fusion in ("concat", "attention"):
             self.out_features = sum(widths)
         elif fusion == "tensor":
-            self.out_features = int(np.prod([w + 1 for w in widths]))
+            self.out_features = tensor_width(widths)
         elif fusion == "dot":
             self.out_features = sum(widths) + len(widths) * (len(widths) - 1) // 2
         else:  # element-wise and "transformer": one token width
@@ -359,7 +359,13 @@ class MultimodalNetwork(torch.nn.Module):
         super().__init__()
         self.towers = torch.nn.ModuleList(towers)
         self.norms = torch.nn.ModuleList(TowerNorm(t.out_features) for t in towers)
-        self.fusion = FusionLayer(fusion, [t.out_features for t in towers], projection)
+        widths = [t.out_features for t in towers]
+        if projection is None and fusion not in ("concat", "attention"):
+            # The fusion needs one width: the narrowest tower's, or a fixed one.
+            projection = {"tensor": TENSOR_WIDTH, "transformer": TOKEN_WIDTH}.get(
+                fusion, min(widths)
+            )
+        self.fusion = FusionLayer(fusion, widths, projection)
         self.head = mlp_head(
             self.fusion.out_features, hidden_layer_sizes, dropout, n_out
         )

@@ -194,9 +194,9 @@ class TowerNorm(torch.nn.BatchNorm1d):
     The heads then read features on one scale, whatever the tower: the pooled ReLU
     features of a CNN are small and positive, and a linear head on them learns
     slowly, while the tower keeps receiving large gradients and memorises the
-    training rows before the head reads it well (hard AV digits, image tower alone:
-    0.51 with the raw features, 0.72 standardised; the fuser standardises before its
-    SVC for the same reason). A training batch with a single present row, and
+    training rows before the head reads it well (docs/user_guide.rst has the
+    measurement; the fuser standardises before its model for the same reason). A
+    training batch with a single present row, and
     prediction, use the running statistics (recalibrated on the training rows).
     """
 

@@ -77,6 +77,20 @@ class Column:
         """Return the positions of the rows whose item is not missing."""
         return np.flatnonzero(~self.missing)
 
+    def take(self, rows):
+        """The column of ``rows`` only (their labels kept for error messages)."""
+        from ._sklearn_compat import _safe_indexing
+
+        # Positions in the whole column when the rows have no labels.
+        labels = np.asarray(rows) if self.labels is None else self.labels[rows]
+        return Column(
+            _safe_indexing(self.items, rows),
+            self.missing[rows],
+            name=self.name,
+            labels=labels,
+            batch=self.batch,
+        )
+
 
 def check_column(estimator, X, *, batch_ndim=(), reset=True):
     """Validate the input of an encoder that takes one column of items.
