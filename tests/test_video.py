@@ -479,7 +479,9 @@ def test_a_net_trains_video_and_sound_towers_on_one_column(digits_clips, tmp_pat
 
 def test_partial_fit_continues_training(digits_clips):
     paths, _ = digits_clips
-    enc = tiny(max_epochs=1, random_state=0).partial_fit(paths, [0, 1] * 4)
+    enc = tiny(max_epochs=1, random_state=0).partial_fit(
+        paths, [0, 1] * 4, classes=[0, 1]
+    )
     first = enc.transform(paths)
     enc.partial_fit(paths, [0, 1] * 4)
     assert enc.n_iter_ == 2 and not np.allclose(enc.transform(paths), first)
