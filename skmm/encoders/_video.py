@@ -101,6 +101,60 @@ def _strip_video_classifier(model, name):
     return _hub.strip_classifier(model, name)
 
 
+# -- the video models of the hubs: what their weights bring, and the modules ----------
+def _video_model_preprocessing(kind, name, weights):
+    """What a video-native backbone's weights fix, or None for an image model.
+
+    Returns ``(spec, frames, exact, min_size, config)``: the frame preprocessing
+    (``image_size``, ``resize_size``, ``interpolation``, ``mean``, ``std``), the clip
+    length the model takes (``exact``ly, or at least), the smallest frame size, and
+    the Hugging Face config (None for torchvision). Random or file weights of a
+    torchvision model keep its architecture's preprocessing (its default weights').
+    """
+    if kind == "hf":
+        config, processor = _hub.hf_parts(name, "image")
+        if not hasattr(config, "num_frames"):
+            return None
+        spec = _hub.hf_image_preprocessing(processor)
+        return spec, config.num_frames, True, (1, 1), config
+    from torchvision.models import get_model_weights
+
+    named = weights is not None and not _hub.is_weights_path(weights)
+    preset = (
+        _hub.torchvision_weights(name, weights)
+        if named
+        else get_model_weights(name).DEFAULT
+    )
+    transform = preset.transforms()
+    spec = dict(
+        image_size=tuple(transform.crop_size),
+        resize_size=list(transform.resize_size),
+        interpolation=transform.interpolation.value,
+        mean=transform.mean,
+        std=transform.std,
+    )
+    native = preset.meta.get("min_temporal_size", 1)
+    min_size = preset.meta.get("min_size", (1, 1))
+    # MViT's position embeddings fix its clip length.
+    return spec, native, name.startswith("mvit"), min_size, None
+
+
+def _video_model(kind, name, weights, config):
+    """``(module, width, time_first)`` of a video-native backbone, its classifier
+    removed, with its named pretrained weights (a weights file is the caller's)."""
+    if kind == "hf":
+        model = _hub.hf_model(name, config, pretrained=weights is not None)
+        return HFImageBackbone(model), model.config.hidden_size, True
+    from torchvision.models import get_model
+
+    model = get_model(name, weights=None)
+    width = _strip_video_classifier(model, name)
+    if weights is not None and not _hub.is_weights_path(weights):
+        state = _hub.torchvision_state_dict(_hub.torchvision_weights(name, weights))
+        _hub.load_into(model, state, weights)
+    return model, width, False
+
+
 def _decode_size(image_size, resize_size):
     """The smallest (height, width) a decoded frame may shrink to before resizing."""
     if resize_size is None:
@@ -418,48 +472,22 @@ class VideoEncoder(_hub.BackboneMixin, TorchEncoderMixin, BaseEstimator):
     def _fit_preprocessing(self, column, rows):
         kind, name = self._kind()
         self.hub_config_ = self.pooling_ = None
-        spec = None
-        if kind == "hf":
-            config, processor = _hub.hf_parts(name, "image")
-            if hasattr(config, "num_frames"):
-                self.hub_config_ = config
-                spec = _hub.hf_image_preprocessing(processor)
-                self.n_frames_ = self._clip_frames(config.num_frames, exact=True)
-            else:
-                kind = "frames"
-        elif kind == "torchvision":
-            from torchvision.models import get_model_weights
-
-            weights = self._weights()
-            named = weights is not None and not _hub.is_weights_path(weights)
-            # Random or file weights keep the architecture's preprocessing.
-            preset = (
-                _hub.torchvision_weights(name, weights)
-                if named
-                else get_model_weights(name).DEFAULT
-            )
-            transform = preset.transforms()
-            spec = dict(
-                image_size=tuple(transform.crop_size),
-                resize_size=list(transform.resize_size),
-                interpolation=transform.interpolation.value,
-                mean=transform.mean,
-                std=transform.std,
-            )
-            self.n_frames_ = self._clip_frames(
-                preset.meta.get("min_temporal_size", 1), exact=name.startswith("mvit")
-            )
-            self._check_min_size(preset.meta.get("min_size", (1, 1)), spec)
-        if kind == "frames":
+        model = None
+        if kind != "frames":
+            model = _video_model_preprocessing(kind, name, self._weights())
+        if model is None:  # an image tower (an "hf:" image model, say)
             self._fit_frames(column, rows)
-        else:
-            if self.pooling != "auto":
-                raise ValueError(
-                    f"pooling={self.pooling!r}: the video model "
-                    f"{self.backbone!r} pools time itself; use pooling='auto'."
-                )
-            self._set_clip_preprocessing(spec)
-            self.frame_encoder_ = None
+            return
+        if self.pooling != "auto":
+            raise ValueError(
+                f"pooling={self.pooling!r}: the video model {self.backbone!r} pools "
+                "time itself; use pooling='auto'."
+            )
+        spec, native, exact, min_size, self.hub_config_ = model
+        self.n_frames_ = self._clip_frames(native, exact)
+        self._check_min_size(min_size, spec)
+        self._set_clip_preprocessing(spec)
+        self.frame_encoder_ = None
 
     def _clip_frames(self, native, exact):
         """``n_frames`` resolved for a video model taking ``native`` frames."""
@@ -591,8 +619,11 @@ class VideoEncoder(_hub.BackboneMixin, TorchEncoderMixin, BaseEstimator):
             clip = clip + clip[-1:] * (self.n_frames_ - len(clip))
             # Decoded uint8 frames go through the transform as torchvision's own
             # video reading gives them; array clips as their float images.
-            frames = torch.from_numpy(np.stack(clip)).permute(0, 3, 1, 2)
-            out.append(transform(frames.expand(-1, 3, -1, -1)))
+            # Frame by frame: a stream may change its frame size midway.
+            frames = [torch.from_numpy(f).permute(2, 0, 1)[None] for f in clip]
+            out.append(
+                torch.cat([transform(f.expand(-1, 3, -1, -1)) for f in frames], 1)
+            )
         return torch.stack(out)
 
     def _augment(self, batch, generator):
@@ -621,25 +652,15 @@ class VideoEncoder(_hub.BackboneMixin, TorchEncoderMixin, BaseEstimator):
             return VideoTower(image, self.pooling_)
         kind, name = self._kind()
         weights = self._weights() if pretrained else None
-        if kind == "hf":
-            model = _hub.hf_model(
-                name, self.hub_config_, pretrained=weights is not None
-            )
-            return ClipTower(
-                HFImageBackbone(model), model.config.hidden_size, time_first=True
-            )
-        from torchvision.models import get_model
-
-        model = get_model(name, weights=None)
-        tower = ClipTower(model, _strip_video_classifier(model, name))
-        if weights is not None and not _hub.is_weights_path(weights):
-            state = _hub.torchvision_state_dict(_hub.torchvision_weights(name, weights))
-            _hub.load_into(model, state, weights)
-        elif weights is not None:
+        backbone, width, time_first = _video_model(
+            kind, name, weights, self.hub_config_
+        )
+        tower = ClipTower(backbone, width, time_first=time_first)
+        if weights is not None and _hub.is_weights_path(weights):
             state = _hub.read_weights_file(weights)
             # A fitted encoder's module_, or the backbone's own state dict.
             fitted = any(k.startswith("backbone.") for k in state)
-            _hub.load_into(tower if fitted else model, state, weights)
+            _hub.load_into(tower if fitted else backbone, state, weights)
         return tower
 
     def _build_module(self):
