@@ -170,8 +170,9 @@ class VideoEncoder(_hub.BackboneMixin, TorchEncoderMixin, BaseEstimator):
     Each clip is decoded on its own (PyAV, the optional extra ``skmm[video]``) and
     ``n_frames`` frames are sampled uniformly over its duration, or at ``fps`` frames
     per second. Each frame goes through an image tower, any backbone of
-    :class:`ImageEncoder` (pretrained by default, so a video column needs no labels),
-    and the frames' features are pooled over time: their mean or maximum, or a GRU
+    :class:`ImageEncoder` (its default one unless told otherwise; a pretrained tower
+    is frozen, so a video column needs no labels), and the frames' features are
+    pooled over time: their mean or maximum, or a GRU
     over them in order when the tower trains. A video-native backbone (torchvision's
     video models by name, a Hugging Face VideoMAE-style model) takes the sampled
     frames as one clip tensor instead.
