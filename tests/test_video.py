@@ -131,6 +131,22 @@ def test_uniform_sampling_takes_the_frame_shown_at_each_span_middle(clip20):
         np.testing.assert_array_equal(ours, theirs)
 
 
+@pytest.mark.parametrize(
+    "suffix, codec",
+    [(".mov", "libx264"), (".mkv", "libx264"), (".webm", "libvpx"), (".avi", "mpeg4")],
+)
+def test_containers_and_codecs(clip_dir, suffix, codec):
+    path = str(clip_dir / f"container{suffix}")
+    with av.open(path, "w") as container:
+        stream = container.add_stream(codec, rate=10)
+        stream.width, stream.height, stream.pix_fmt = 24, 16, "yuv420p"
+        stream.bit_rate = 2_000_000
+        for array in flat_clip(20):
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(array, "gray")))
+        container.mux(stream.encode())
+    assert [frame_index(f) for f in read_video(path, 4)] == [2, 7, 12, 17]
+
+
 def test_fps_sampling_takes_frames_from_the_start(clip20):
     # 0, 1/3, 2/3, 1, 4/3, 5/3 s: at most n_frames, and only within the clip.
     sampled = read_video(clip20, 8, fps=3)

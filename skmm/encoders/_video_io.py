@@ -254,7 +254,8 @@ class _ClipReader:
         self.step = 1 / float(rate) if rate else 0.04
         # A frame stamped within a tick of an instant is the one shown at it: stamps
         # are rounded to the time base (MPEG-TS's 90 kHz clock has no exact 1/7 s).
-        self.tie = float(stream.time_base)
+        # Far less than a frame, where the time base is the frame period (AVI).
+        self.tie = min(float(stream.time_base), self.step / 100)
         # One converter for the clip: its scaling context is made once, not per frame
         # (PyAV is imported: the container is open).
         from av.video.reformatter import VideoReformatter
