@@ -407,6 +407,20 @@ def test_the_cache_keys_a_clip_like_a_file(digits_clips, tmp_path, monkeypatch):
     again = tiny(memory=tmp_path / "cache", n_frames=2).fit(paths)
     again.transform(paths)
     assert len(decoded) == 8
+    # A module backbone with a weights file: a clone (as a fuser makes) finds the
+    # entries of the original.
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 4, 3), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten()
+    )
+    torch.save(net.state_dict(), tmp_path / "net.pt")
+    enc = tiny(backbone=net, weights=tmp_path / "net.pt", memory=tmp_path / "cache")
+    first = enc.fit(paths).transform(paths)
+    decoded.clear()
+    fuser = MultimodalFuser([("frames", enc, "video")], normalize=None)
+    np.testing.assert_array_equal(
+        fuser.fit_transform(pd.DataFrame({"video": paths})), first
+    )
+    assert decoded == []
 
 
 def test_dask_transform_matches_in_memory(digits_clips):

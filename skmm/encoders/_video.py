@@ -9,6 +9,7 @@ import torch
 from sklearn.base import BaseEstimator
 
 from ..base import TorchEncoderMixin
+from ..utils._composition import is_fitted_attribute
 from ..utils._sklearn_compat import HasMethods, Interval, StrOptions
 from ..utils._validation import Column
 from . import _hub
@@ -434,11 +435,29 @@ class VideoEncoder(_hub.BackboneMixin, TorchEncoderMixin, BaseEstimator):
             own["backbone"] = self.backbone
         return ImageEncoder(**{**own, **params})
 
+    @property
+    def frame_encoder_(self):
+        """The image side: an ImageEncoder with this encoder's settings and the
+        preprocessing fitted on the training clips' frames; None for a video model.
+
+        Rebuilt from the parameters and ``_frame_state_`` (the image side's fitted
+        attributes), so that the embedding cache's fingerprint hashes the fitted
+        state, not the pickle of a module backbone (which differs between clones).
+        """
+        state = self.__dict__.get("_frame_state_", False)
+        if state is False:
+            raise AttributeError("frame_encoder_")  # not fitted: hasattr is False
+        if state is None:
+            return None
+        frames = self._frame_encoder()
+        frames.__dict__.update(state)
+        return frames
+
     def _uses_frames(self):
         """Whether frames go through an image tower (else the clip through a video
         model); decided at fit for an ``"hf:"`` backbone."""
-        if "frame_encoder_" in vars(self):
-            return self.frame_encoder_ is not None
+        if "_frame_state_" in vars(self):
+            return self._frame_state_ is not None
         return self._kind()[0] == "frames"
 
     def _weights(self):
@@ -488,7 +507,7 @@ class VideoEncoder(_hub.BackboneMixin, TorchEncoderMixin, BaseEstimator):
         self.n_frames_ = self._clip_frames(native, exact)
         self._check_min_size(min_size, spec)
         self._set_clip_preprocessing(spec)
-        self.frame_encoder_ = None
+        self._frame_state_ = None
 
     def _clip_frames(self, native, exact):
         """``n_frames`` resolved for a video model taking ``native`` frames."""
@@ -563,7 +582,9 @@ class VideoEncoder(_hub.BackboneMixin, TorchEncoderMixin, BaseEstimator):
             if len(sample) >= _STATS_FRAMES or pixels >= _STATS_PIXELS:
                 break
         frames._fit_preprocessing(_frames_column(sample), np.arange(len(sample)))
-        self.frame_encoder_ = frames
+        self._frame_state_ = {
+            k: v for k, v in vars(frames).items() if is_fitted_attribute(k)
+        }
 
     # -- decoding -------------------------------------------------------------------------
     def _read(self, column, i, min_size):
