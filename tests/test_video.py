@@ -315,8 +315,8 @@ def test_gru_learns_the_direction_of_motion_that_pooling_cannot():
         ).fit(X, y)
         head = make_pipeline(StandardScaler(), SVC()).fit(enc.transform(X), y)
         scores[pooling] = head.score(enc.transform(X_test), y_test)
-    assert scores["gru"] >= 0.9  # measured 1.0
-    assert scores["mean"] <= 0.7  # measured 0.5: the mean forgets the order
+    assert scores["gru"] >= 0.9  # measured 0.95
+    assert scores["mean"] <= 0.6  # measured 0.45: the mean forgets the order
 
 
 def test_pooling_choices_and_their_errors(digits_clips):
@@ -838,7 +838,7 @@ def test_video_digits_frames_move_the_mnist_image(four_rows, tmp_path):
                 for y in range(29)
                 for x in range(29)
             )
-            assert best < 4  # measured 1.6 at most
+            assert best < 3  # measured 0.95 at most
         assert not np.array_equal(frames[0], frames[1])  # it moves
 
 
