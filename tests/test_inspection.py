@@ -77,6 +77,20 @@ def test_ranks_modalities_and_noise_last():
     np.testing.assert_array_equal(again.importances, result.importances)
 
 
+def test_reads_the_modalities_of_the_fitted_composite_by_name():
+    """The columns come from the composite's modalities_, found by name in a
+    DataFrame whose columns are in another order."""
+    X, y = _signal_data()
+    model = LateFusionClassifier(
+        [("both", GaussianNB(), ["strong", "weak"]), ("noise", GaussianNB(), ["noise"])]
+    ).fit(X, y)
+    shuffled = X[["noise", "weak", "strong"]]
+    result = modality_importance(model, shuffled, y, n_repeats=3, random_state=0)
+    assert list(result.modalities) == ["both", "noise"]
+    assert result.baseline_score == pytest.approx(model.score(X, y))
+    assert result.importances_mean[0] > 0.3 > abs(result.importances_mean[1])
+
+
 def test_arrays_lists_of_columns_and_scoring():
     X, y = _signal_data()
     X = X.to_numpy()

@@ -1,6 +1,7 @@
 """Tests of LateFusionClassifier and LateFusionRegressor (decision-level fusion)."""
 
 import pickle
+import threading
 from copy import deepcopy
 
 import joblib
@@ -32,6 +33,7 @@ from sklearn.model_selection import (
     cross_val_score,
 )
 from sklearn.naive_bayes import GaussianNB
+from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer, StandardScaler
 from sklearn.svm import SVC, LinearSVC
@@ -99,12 +101,23 @@ class LookupClassifier(ClassifierMixin, BaseEstimator):
         return self.classes_[self.predict_proba(X).argmax(axis=1)]
 
 
-class ThreadsClassifier(ClassifierMixin, BaseEstimator):
-    """Records how many threads torch would use while it is fitted."""
+def torch_threads_in_a_new_thread():
+    """How many threads torch gives a thread started now (the process-wide count)."""
+    found = []
+    thread = threading.Thread(target=lambda: found.append(torch.get_num_threads()))
+    thread.start()
+    thread.join()
+    return found[0]
 
-    def fit(self, X, y):
+
+class ThreadsClassifier(ClassifierMixin, BaseEstimator):
+    """Records how many threads torch would use while it is fitted, in its own
+    thread and in a thread started then."""
+
+    def fit(self, X, y, sample_weight=None):
         self.classes_ = np.unique(y)
         self.torch_threads_ = torch.get_num_threads()
+        self.process_threads_ = torch_threads_in_a_new_thread()
         return self
 
     def predict_proba(self, X):
@@ -185,6 +198,36 @@ def test_hard_voting_by_hand():
     # Row r3 without b: a and c agree on y.
     X.loc["r3", ["b0", "b1", "b2"]] = np.nan
     np.testing.assert_array_equal(clf.predict(X), ["y", "z", "x", "y"])
+
+
+class KeywordsClassifier(ClassifierMixin, BaseEstimator):
+    """Takes its fit parameters as ``**kwargs`` only (as VotingClassifier's test)."""
+
+    def fit(self, X, y, **kwargs):
+        self.classes_ = np.unique(y)
+        self.kwargs_ = kwargs
+        return self
+
+    def predict_proba(self, X):
+        return np.full((len(X), len(self.classes_)), 1 / len(self.classes_))
+
+
+def test_sample_weight_reaches_a_fit_that_takes_keywords():
+    X, y = _threads_data()
+    clf = LateFusionClassifier(
+        [("a", KeywordsClassifier(), [0]), ("b", GaussianNB(), [1])]
+    ).fit(X, y, sample_weight=np.arange(20.0))
+    np.testing.assert_array_equal(
+        clf.named_estimators_.a.kwargs_["sample_weight"], np.arange(20.0)
+    )
+    with pytest.raises(TypeError, match="KNeighborsClassifier does not support"):
+        clf.set_params(b=KNeighborsClassifier()).fit(X, y, sample_weight=np.ones(20))
+
+
+def test_multilabel_targets_are_not_implemented():
+    X, _ = _threads_data()
+    with pytest.raises(NotImplementedError, match="Multilabel"):
+        LateFusionClassifier([("a", GaussianNB(), [0])]).fit(X, np.ones((20, 2)))
 
 
 def test_verbose(capsys):
@@ -420,19 +463,23 @@ def test_invalid_input():
     with pytest.raises(NotFittedError):
         clf.predict(X)
     clf.fit(X, y)
-    with pytest.raises(ValueError, match="feature names should match"):
-        clf.predict(X[X.columns[::-1]])
+    # Columns are read by name, as in ColumnTransformer: their order does not matter.
+    np.testing.assert_array_equal(
+        clf.predict_proba(X[X.columns[::-1]]), clf.predict_proba(X)
+    )
+    with pytest.raises(ValueError, match=r"columns are missing: \{'a0'\}"):
+        clf.predict(X.drop(columns="a0"))
 
 
 def test_failed_fit_leaves_the_estimator_as_it_was():
     X, y = _echo_data()
     clf = LateFusionClassifier(_echo_estimators()).fit(X, y)
-    fitted, proba = clf.named_estimators_, clf.predict_proba(X)
+    fitted, proba = clf.modalities_, clf.predict_proba(X)
     bad = X.copy()
     bad[["c0", "c1", "c2"]] = np.nan
     with pytest.raises(ValueError, match="modality 'c'.*in all 3 training rows"):
         clf.fit(bad.iloc[:3], y[:3])
-    assert clf.named_estimators_ is fitted and clf.n_features_in_ == 9
+    assert clf.modalities_ is fitted and clf.n_features_in_ == 9
     np.testing.assert_allclose(clf.predict_proba(X), proba)
 
 
@@ -528,6 +575,11 @@ def test_parallel_fits_cap_torch_threads(backend):
         clf = _threads_clf().fit(*_threads_data())
     assert [est.torch_threads_ for est in clf.estimators_] == [EXPECTED_THREADS] * 2
     assert torch.get_num_threads() == threads_before
+    if backend == "threading":
+        # Each worker thread caps only its own threads: the process-wide count, which
+        # every new thread starts from, stays as it was, during the fits and after.
+        assert [est.process_threads_ for est in clf.estimators_] == [threads_before] * 2
+        assert torch_threads_in_a_new_thread() == threads_before
     # Sequential fits keep torch's own setting.
     clf = _threads_clf().set_params(n_jobs=None).fit(*_threads_data())
     assert [est.torch_threads_ for est in clf.estimators_] == [threads_before] * 2

@@ -541,7 +541,8 @@ def test_regressor_tower_predict_is_each_modality_alone():
         random_state=0,
     ).fit(X, y)
     X_test = X.copy()
-    X_test[:5, 2] = np.nan  # tower "b" missing in the first 5 rows
+    X_test[:5, 2:] = np.nan  # tower "b" missing in the first 5 rows
+    X_test[5, 3] = np.nan  # one value of two: "b" is there, the value imputed
     pred = net.tower_predict(X_test)
     assert list(pred) == ["a", "b"] and pred["a"].shape == (300,)
     assert np.isnan(pred["b"][:5]).all() and not np.isnan(pred["b"][5:]).any()
@@ -609,19 +610,20 @@ def test_a_failed_fit_leaves_the_net_as_it_was(blobs):
     [
         ([], ValueError, "non-empty list of"),
         ([("a", "passthrough")], ValueError, r"\(name, encoder, columns\) triples"),
-        ([("a", "drop", ["x"])], ValueError, "every encoder is 'drop'"),
+        ([("a", "drop", ["x"])], ValueError, "All encoders are dropped"),
         (
             [("a", "passthrough", ["x"]), ("a", "passthrough", ["z"])],
             ValueError,
             "Names provided are not unique",
         ),
-        ([("a", "scale", ["x"])], TypeError, "encoder 'a' must be an skmm encoder"),
+        ([("a", "scale", ["x"])], ValueError, "encoder 'a': the only strings allowed"),
+        ([("a", object(), ["x"])], TypeError, "encoder 'a' must be an skmm encoder"),
         (
             [("a", "passthrough", ["w"])],
             ValueError,
             r"not columns of the dataframe: {.w.}",
         ),
-        ([("a", "passthrough", [])], ValueError, "selects no column; X has 2"),
+        ([("a", "passthrough", [])], ValueError, "selects no column of X"),
         ([("a", ImageEncoder, "x")], TypeError, "got estimator class"),
     ],
 )

@@ -175,7 +175,7 @@ def test_net_partial_fit_errors(table):
     net = _net().partial_fit(X, y, classes=[0, 1])
     with pytest.raises(ValueError, match=r"label\(s\) \[2\], which are not in"):
         net.partial_fit(X.iloc[:3], [0, 1, 2])
-    with pytest.raises(ValueError, match="Feature names seen at fit time, yet now"):
+    with pytest.raises(ValueError, match=r"columns are missing: \{'d'\}"):
         net.partial_fit(X.iloc[:, :3], y)
 
 

@@ -1,31 +1,27 @@
 """MultimodalFuser: encode each modality's column, then fuse the features (early fusion)."""
 
-import warnings
+from contextlib import contextmanager
+from itertools import chain
 from numbers import Integral, Real
 
 import numpy as np
-import scipy.sparse as sp
 from sklearn.base import TransformerMixin, clone
-from sklearn.decomposition import PCA
-from sklearn.impute import SimpleImputer
 from sklearn.model_selection import check_cv
-from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import FunctionTransformer, StandardScaler
-from sklearn.utils import Bunch, check_array, get_tags
+from sklearn.preprocessing import FunctionTransformer
+from sklearn.utils import Bunch, get_tags
 from sklearn.utils.metadata_routing import (
     MetadataRouter,
     MethodMapping,
     process_routing,
 )
-from sklearn.utils.parallel import Parallel, delayed
-from sklearn.utils.sparsefuncs import mean_variance_axis
 from sklearn.utils.validation import check_is_fitted
 
 from ..utils._composition import (
+    ModalityLayout,
     TriplesComposition,
     check_table,
     fit_atomic,
-    is_drop,
+    row_labels,
 )
 from ..utils._dask import DaskMixin
 from ..utils._sklearn_compat import (
@@ -36,40 +32,37 @@ from ..utils._sklearn_compat import (
     _check_feature_names_in,
     _check_method_params,
     _fit_context,
+    _get_output_config,
     _name_estimators,
     _print_elapsed_time,
     _raise_for_params,
     _routing_enabled,
     _safe_indexing,
+    _safe_set_output,
     _VisualBlock,
 )
-from ._missing import (
-    all_missing_message,
-    column_indices,
-    describe_columns,
-    missing_message,
-    missing_rows,
-    row_labels,
-    shown_rows,
-)
-from ._ops import ELEMENTWISE, FUSION_OPERATORS, fuse, tensor_width
+from ..utils._threads import parallel_over_modalities
+from ._blocks import BlockPipelineMixin
+from ._ops import ELEMENTWISE, FUSION_OPERATORS
 from ._projection import (
     CLASS_PROJECTIONS,
     PAIRED_PROJECTIONS,
-    ClassProjection,
-    PairedProjection,
-    default_paired_estimator,
     default_projection_estimator,
 )
 
 __all__ = ["MultimodalFuser", "make_fuser"]
 
-# As ColumnTransformer's default sparse_threshold: the output is sparse when some
-# block is sparse and the fused matrix is less than 30% non-zero.
-_SPARSE_THRESHOLD = 0.3
+_FILL_ADVICE = "Set missing='zero', 'mean' or 'indicator' to fill missing modalities."
+# ColumnTransformer's message for a scalar selection given to a 2-D transformer.
+_ONE_D_MESSAGE = (
+    "1D data passed to a transformer that expects 2D data. Try to specify the column "
+    "selection as a list of one item instead of a scalar."
+)
 
 
-class MultimodalFuser(DaskMixin, TransformerMixin, TriplesComposition):
+class MultimodalFuser(
+    DaskMixin, TransformerMixin, BlockPipelineMixin, TriplesComposition
+):
     """Encode each modality's column with its encoder, then fuse the features.
 
     Feature-level (early) fusion: a DataFrame with one column per modality goes in,
@@ -87,6 +80,11 @@ class MultimodalFuser(DaskMixin, TransformerMixin, TriplesComposition):
        space), when asked;
     4. the block is multiplied by its entry of ``weights`` and fused by ``fusion``.
 
+    With ``normalize=None``, no projection and ``missing="error"``, no step touches
+    the blocks and the fuser is a ``ColumnTransformer``: each block is concatenated
+    as its encoder returned it (with ``set_output(transform="pandas")``, a
+    DataFrame keeping each column's dtype).
+
     Parameters
     ----------
     encoders : list of (str, transformer, columns) tuples
@@ -98,7 +96,8 @@ class MultimodalFuser(DaskMixin, TransformerMixin, TriplesComposition):
         encoders and ``TfidfVectorizer`` take), a list of them, a slice, a boolean
         mask or a callable returning one of those. The list is not changed; fitted
         clones are in ``encoders_``. A selection of no column is skipped, as in
-        ``ColumnTransformer``.
+        ``ColumnTransformer``. The list may be empty when ``remainder`` encodes the
+        columns.
     fusion : {"concat", "sum", "mean", "weighted", "product", "max", "tensor"}, \
             default="concat"
         How the blocks become one matrix (see :mod:`skmm.fusion`'s operators):
@@ -143,11 +142,7 @@ class MultimodalFuser(DaskMixin, TransformerMixin, TriplesComposition):
           rows. PCA spaces are not aligned across modalities.
         - None keeps the blocks as they are.
 
-        On hard AV-digits (held-out speakers, the demo's CNN and MFCC features),
-        mean, product and max fusion reach 0.78, 0.86 and 0.75 with ``"proba"``
-        against 0.66, 0.37 and 0.59 with 32 PCA components (the image alone:
-        0.66); unsupervised, mean fusion reaches 0.50 after CCA and 0.74 after PLS
-        (8 components).
+        The user guide compares these projections on AV-digits.
     projection_estimator : estimator or None, default=None
         The classifier of ``projection="proba"`` or ``"decision"``, cloned per
         modality; ``LogisticRegression(C=0.1, max_iter=1000)`` when None (strongly
@@ -178,36 +173,47 @@ class MultimodalFuser(DaskMixin, TransformerMixin, TriplesComposition):
 
         Blocks on their own scales swamp each other: MFCC statistics (values in the
         hundreds) next to pixels drown the image in an RBF-kernel ``SVC``.
-        ``"standard"``, the default, is what works best for ``SVC`` and
-        ``LogisticRegression`` heads on AV-digits (784 pixels and 40 MFCC
-        statistics): equal variance per feature lets the wide but noisy image block
-        weigh more than the audio, and beats ``"block"`` there by about 20 points. Try
-        ``"block"`` when a wide block would otherwise drown a small informative
-        one. Standardising TF-IDF features amplifies rare words: leave such a block
-        as it is, e.g. ``normalize={"img": "block", "txt": None}``.
+        ``"standard"``, the default, suits ``SVC`` and ``LogisticRegression`` heads
+        on dense encoder features: equal variance per feature lets a wide but noisy
+        block weigh more than a small one. Try ``"block"`` when a wide block would
+        otherwise drown a small informative one. Keep a TF-IDF block ``"standard"``
+        too, under a linear head (``LogisticRegression``): leaving it as it is
+        (``{"img": "block", "txt": None}``) loses the rare words that tell classes
+        apart. Under an RBF-kernel ``SVC`` the many standardised TF-IDF features
+        dominate the kernel's distances instead; prefer a linear head over a
+        TF-IDF block (the user guide measures both).
     missing : {"error", "zero", "mean", "indicator"}, default="error"
         What a missing modality becomes in a row. A modality is missing where every
-        cell it selects is None, NaN or pd.NA: its encoder never sees those cells
-        (a ``TfidfVectorizer`` or a ``FunctionTransformer`` gets no None), and its
-        block is filled there. ``"error"`` raises a ValueError naming the modality,
-        its columns and the rows; ``"zero"`` fills the block with zeros, ``"mean"``
-        with its training mean; ``"indicator"`` fills it with the mean and appends
-        one 0/1 column per modality, 1 where the modality is missing. A NaN in some
-        of a block's features (a ``"passthrough"`` block with one NaN cell) is
-        filled the same way. A modality missing in every training row is an error,
-        and so is a present item that its encoder turns into an all-NaN row (a
-        broken item is never taken for a missing one). The same names mean the
-        same in :class:`LateFusionClassifier`, whose ``"skip"`` gives a missing
-        modality no vote.
+        cell it selects is None, NaN or pd.NA (see :class:`~skmm.utils.ModalityLayout`):
+        its encoder never sees those cells (a ``TfidfVectorizer`` or a
+        ``FunctionTransformer`` gets no None), and its block is filled there.
+        ``"error"`` raises a ValueError naming the modality, its columns and the
+        rows; ``"zero"`` fills the block with zeros, ``"mean"`` with its training
+        mean; ``"indicator"`` fills it with the mean and appends one 0/1 column per
+        modality, 1 where the modality is missing. A NaN in some of a modality's
+        cells is not a missing modality: it reaches the encoder, and a NaN in some of
+        a block's features is filled as ``"zero"`` and ``"mean"`` say (with
+        ``"error"`` it is kept, as ``ColumnTransformer`` keeps it). A modality
+        missing in every training row is an error, and so is a present item that
+        its encoder turns into an all-NaN row (a broken item is never taken for a
+        missing one). The same names mean the same in
+        :class:`LateFusionClassifier`, whose ``"skip"`` gives a missing modality no
+        vote.
     remainder : {"drop", "passthrough"} or transformer, default="drop"
         The columns no encoder selects, as in ``ColumnTransformer``: dropped,
         passed through as they are, or encoded by the given transformer, and then
         fused as one more modality named ``"remainder"`` (plain numeric columns
         beside the modalities, say).
+    sparse_threshold : float, default=0.3
+        As in ``ColumnTransformer``: when some block is sparse (``TfidfVectorizer``
+        without projection) and ``fusion="concat"``, the output is a sparse CSR
+        matrix if less than this fraction of it is non-zero, dense otherwise; 0
+        always gives a dense output.
     n_jobs : int or None, default=None
         Encoders fitted and run in parallel with joblib. ``None`` is 1 unless in a
-        :func:`joblib.parallel_config` context; -1 uses all processors. Keep it
-        None with torch encoders, which use several threads each.
+        :func:`joblib.parallel_config` context; -1 uses all processors. Each
+        concurrent encoder is capped at its share of the CPUs (torch encoders use
+        several threads each).
     verbose : bool, default=False
         Print the time each encoder takes to fit.
     verbose_feature_names_out : bool, str or callable, default=True
@@ -224,9 +230,14 @@ class MultimodalFuser(DaskMixin, TransformerMixin, TriplesComposition):
 
     Attributes
     ----------
+    modalities_ : :class:`~skmm.utils.ModalityLayout`
+        The modalities as fitted: names, fitted encoders, input columns (positions
+        and names), output columns; ``modalities_.missing(X)`` gives the rows where
+        each modality is missing.
     encoders_ : list of (str, transformer or "drop", columns) tuples
         The fitted encoders (``"passthrough"`` becomes a fitted
-        ``FunctionTransformer``), with their columns resolved.
+        ``FunctionTransformer``), with their columns resolved; then
+        ``("remainder", ..., columns)`` when some columns are left over.
     named_encoders_ : :class:`~sklearn.utils.Bunch`
         The fitted encoders by name.
     output_indices_ : dict of str to slice
@@ -245,7 +256,7 @@ class MultimodalFuser(DaskMixin, TransformerMixin, TriplesComposition):
         The factor each block is multiplied by after ``block_transformers_``
         (``normalize="block"``; 1.0 otherwise).
     sparse_output_ : bool
-        Whether the output is a sparse matrix (see Notes).
+        Whether the output is a sparse matrix (see ``sparse_threshold``).
     n_features_in_ : int
         Number of columns seen during fit.
     feature_names_in_ : ndarray of str
@@ -261,9 +272,10 @@ class MultimodalFuser(DaskMixin, TransformerMixin, TriplesComposition):
     -----
     ``fit_transform`` encodes each column once and passes ``y`` to the encoders
     (skmm's encoders train on it). A sparse block (``TfidfVectorizer``) stays sparse
-    through ``fusion="concat"`` without projection, and the output is then a sparse
-    CSR matrix if less than 30% of it is non-zero (``ColumnTransformer``'s default
-    rule), dense otherwise; the other fusions and projection densify the block.
+    through ``fusion="concat"`` without projection; the other fusions and
+    projection densify the block. Fitted on a DataFrame with string column names,
+    the fuser reads later DataFrames by column name: their column order and extra
+    columns do not matter, as in ``ColumnTransformer``.
 
     Examples
     --------
@@ -316,6 +328,7 @@ class MultimodalFuser(DaskMixin, TransformerMixin, TriplesComposition):
         "normalize": [StrOptions({"standard", "block"}), None, dict],
         "missing": [StrOptions({"error", "zero", "mean", "indicator"})],
         "remainder": [StrOptions({"drop", "passthrough"}), HasMethods("transform")],
+        "sparse_threshold": [Interval(Real, 0, 1, closed="both")],
         "n_jobs": [Integral, None],
         "verbose": ["verbose"],
         "verbose_feature_names_out": ["boolean", str, callable],
@@ -334,6 +347,7 @@ class MultimodalFuser(DaskMixin, TransformerMixin, TriplesComposition):
         normalize="standard",
         missing="error",
         remainder="drop",
+        sparse_threshold=0.3,
         n_jobs=None,
         verbose=False,
         verbose_feature_names_out=True,
@@ -348,6 +362,7 @@ class MultimodalFuser(DaskMixin, TransformerMixin, TriplesComposition):
         self.normalize = normalize
         self.missing = missing
         self.remainder = remainder
+        self.sparse_threshold = sparse_threshold
         self.n_jobs = n_jobs
         self.verbose = verbose
         self.verbose_feature_names_out = verbose_feature_names_out
@@ -357,153 +372,62 @@ class MultimodalFuser(DaskMixin, TransformerMixin, TriplesComposition):
     _triples_param = "encoders"
 
     @property
+    def encoders_(self):
+        """The fitted ``(name, encoder, columns)`` triples, remainder last."""
+        return self.modalities_.triples()
+
+    @property
     def named_encoders_(self):
         """The fitted encoders by name, as a :class:`~sklearn.utils.Bunch`."""
-        return Bunch(**{name: encoder for name, encoder, _ in self.encoders_})
+        return self.modalities_.named_estimators()
+
+    @property
+    def output_indices_(self):
+        """Each modality's output columns (see the class description)."""
+        return self.modalities_.output_indices
 
     def __getitem__(self, name):
         try:
             return self.named_encoders_[name]
         except AttributeError as exc:
             raise TypeError(
-                "MultimodalFuser is subscriptable after it is fitted"
+                f"{type(self).__name__} is subscriptable after it is fitted"
             ) from exc
         except KeyError as exc:
-            raise KeyError(f"{name!r} is not an encoder name") from exc
+            raise KeyError(
+                f"'{name}' is not a valid transformer name: the encoders are "
+                f"{self.modalities_.names}"
+            ) from exc
 
-    def _iter(self, fitted):
-        """Yield ``(name, encoder, columns)`` of the modalities that are fused.
+    def set_output(self, *, transform=None):
+        """Set the output container of :meth:`transform` and :meth:`fit_transform`.
 
-        One walk over the encoders for fit, transform, feature names and output
-        indices: ``"drop"`` and selections of no column are left out. ``fitted``
-        walks ``encoders_``, else the given encoders with their resolved columns.
+        As in ``ColumnTransformer``, the encoders (given and fitted) and the
+        remainder are set too, so that the blocks keep their dtypes in a DataFrame
+        output.
+
+        Parameters
+        ----------
+        transform : {"default", "pandas", "polars"}, default=None
+            The output container; None leaves it unchanged.
+
+        Returns
+        -------
+        self : MultimodalFuser
+            This fuser.
         """
-        if fitted:
-            triples = self.encoders_
-        else:
-            triples = [
-                (name, encoder, columns)
-                for (name, encoder, _), columns in zip(self.encoders, self._columns_)
-            ]
-            if self._remainder_[2]:
-                triples.append(self._remainder_)
-        for name, encoder, columns in triples:
-            if is_drop(encoder) or len(self._input_indices_[name]) == 0:
-                continue
-            yield name, encoder, columns
-
-    # -- checks at fit -----------------------------------------------------------------------
-    def _validate_encoders(self):
-        try:
-            names, encoders, _ = zip(*self.encoders)
-        except (TypeError, ValueError):
-            raise ValueError(
-                "encoders must be a non-empty list of (name, encoder, columns) "
-                f"triples; got {self.encoders!r}."
-            ) from None
-        self._validate_names(names)
-        self._check_estimators_are_instances(encoders)
-        for name, encoder in zip(names, encoders):
-            if isinstance(encoder, str):
-                if encoder not in ("drop", "passthrough"):
-                    raise ValueError(
-                        f"encoder {name!r}: the only strings allowed as encoders are "
-                        f"'drop' and 'passthrough'; got {encoder!r}."
-                    )
-            elif not (
-                hasattr(encoder, "fit") or hasattr(encoder, "fit_transform")
-            ) or not hasattr(encoder, "transform"):
-                raise TypeError(
-                    f"encoder {name!r}: encoders implement fit and transform, or are "
-                    f"'drop' or 'passthrough'; {encoder!r} (type {type(encoder)}) "
-                    "does not."
-                )
-        return list(names)
-
-    def _check_names(self, param, mapping, names):
-        unknown = sorted(set(mapping) - set(names), key=str)
-        if unknown:
-            raise ValueError(
-                f"{param} has names {unknown} that are not encoder names; the encoders "
-                f"are {names}."
-            )
-
-    def _validate_fusion_params(self, names):
-        """Check weights and projection against the encoders, before any encoding."""
-        if self.weights is not None:
-            self._check_names("weights", self.weights, names)
-            for name, weight in self.weights.items():
-                if (
-                    not isinstance(weight, Real)
-                    or isinstance(weight, bool)
-                    or not np.isfinite(weight)
-                    or weight < 0
-                ):
-                    raise ValueError(
-                        f"weights[{name!r}] must be a finite number >= 0; got {weight!r}."
-                    )
-            if self.fusion in ("product", "max"):
-                raise ValueError(
-                    f"fusion={self.fusion!r} takes no weights; got weights="
-                    f"{self.weights!r}. Use 'sum', 'mean', 'weighted', 'concat' or "
-                    "'tensor' to weigh the modalities."
-                )
-        elif self.fusion == "weighted":
-            raise ValueError(
-                "fusion='weighted' needs weights, a dict of modality name to weight; "
-                "without them use fusion='sum'."
-            )
-        if isinstance(self.projection, dict):
-            self._check_names("projection", self.projection, names)
-            for name, k in self.projection.items():
-                if not isinstance(k, Integral) or isinstance(k, bool) or k < 1:
-                    raise ValueError(
-                        f"projection[{name!r}] must be an int >= 1; got {k!r}."
-                    )
-        if isinstance(self.normalize, dict):
-            self._check_names("normalize", self.normalize, names)
-            for name, how in self.normalize.items():
-                if how not in ("standard", "block", None):
-                    raise ValueError(
-                        f"normalize[{name!r}] must be 'standard', 'block' or None; got "
-                        f"{how!r}."
-                    )
-
-    def _resolve_columns(self, X):
-        """Resolve callables to column selections and record each one's positions;
-        the columns no encoder selects go to ``remainder``, as in ColumnTransformer."""
-        columns, indices = [], {}
-        for name, _, selection in self.encoders:
-            if callable(selection):
-                selection = selection(X)
-            columns.append(selection)
-            indices[name] = column_indices(X, selection)
-        self._columns_ = columns
-        used = {i for positions in indices.values() for i in positions}
-        rest = [i for i in range(X.shape[1]) if i not in used]
-        indices["remainder"] = rest
-        self._remainder_ = ("remainder", self.remainder, rest)
-        self._input_indices_ = indices
-
-    def _projection_for(self, name):
-        if isinstance(self.projection, dict):
-            return self.projection.get(name)
-        return self.projection
-
-    def _class_projection(self):
-        """True when every block is projected to one class-indexed space."""
-        return isinstance(self.projection, str) and self.projection in CLASS_PROJECTIONS
-
-    def _paired_projection(self):
-        """True when two blocks are aligned with each other by CCA or PLS."""
-        return (
-            isinstance(self.projection, str) and self.projection in PAIRED_PROJECTIONS
-        )
-
-    def _normalize_for(self, name):
-        if isinstance(self.normalize, dict):
-            return self.normalize.get(name, "standard")
-        return self.normalize
+        super().set_output(transform=transform)
+        triples = self.encoders if isinstance(self.encoders, (list, tuple)) else []
+        fitted = self.encoders_ if hasattr(self, "modalities_") else []
+        children = [
+            triple[1]
+            for triple in chain(triples, fitted)
+            if isinstance(triple, (list, tuple)) and len(triple) == 3
+        ]
+        for child in [*children, self.remainder]:
+            if not isinstance(child, str):
+                _safe_set_output(child, transform=transform)
+        return self
 
     # -- fit and transform -----------------------------------------------------------------
     def fit(self, X, y=None, **params):
@@ -554,7 +478,8 @@ class MultimodalFuser(DaskMixin, TransformerMixin, TriplesComposition):
 
         Returns
         -------
-        X_out : {ndarray, sparse matrix} of shape (n_samples, n_features_out)
+        X_out : {ndarray, sparse matrix, DataFrame} of shape (n_samples, \
+n_features_out)
             The fused features.
         """
         _raise_for_params(params, self, "fit_transform", allow=["groups"])
@@ -562,123 +487,70 @@ class MultimodalFuser(DaskMixin, TransformerMixin, TriplesComposition):
         # encoders': the same helper runs it on a copy and adopts it on success.
         return fit_atomic(self, type(self)._fit_transform, X, y, params)
 
-    def _route(self, params):
-        """The metadata of each encoder's fit, the splitter and the projection."""
-        if _routing_enabled():
-            return process_routing(self, "fit_transform", **params)
-        # Without metadata routing, only groups is accepted: it goes to the splitter.
-        routed = Bunch(
-            splitter=Bunch(split={"groups": params.get("groups")}),
-            projection_estimator=Bunch(fit={}),
-        )
-        for name, _, _ in self.encoders:
-            routed[name] = Bunch(fit_transform={})
-        routed["remainder"] = Bunch(fit_transform={})
-        return routed
-
     def _fit_transform(self, X, y, params):
         X = check_table(self, X, reset=True, accept_sparse=True)
-        names = self._validate_encoders()
-        if self.remainder != "drop":
-            names.append("remainder")
-        self._validate_fusion_params(names)
-        self._resolve_columns(X)
-        todo = list(self._iter(fitted=False))
-        if not todo:
-            raise ValueError(
-                "MultimodalFuser has nothing to fuse: every encoder is 'drop' or "
-                "selects no column."
-            )
-        routed = self._route(params)
-        labels = row_labels(X)
-        selections = {
-            name: _safe_indexing(X, columns, axis=1) for name, _, columns in todo
-        }
-        absent = self._absent(todo, selections, labels, fit=True)
-        y_array = None if y is None else np.asarray(y)
-        results = Parallel(n_jobs=self.n_jobs)(
-            delayed(_fit_transform_one)(
-                _fittable(encoder),
-                _safe_indexing(selections[name], np.flatnonzero(~absent[name])),
-                None if y is None else y_array[~absent[name]],
-                _check_method_params(
-                    X, routed[name].fit_transform, np.flatnonzero(~absent[name])
-                ),
-                self._log_message(name, i, len(todo)),
-            )
-            for i, (name, encoder, columns) in enumerate(todo, start=1)
+        self.modalities_ = layout = ModalityLayout.from_triples(
+            self.encoders,
+            X,
+            owner=self,
+            remainder=self.remainder,
+            require_active=False,
         )
-        fitted = dict(zip([name for name, _, _ in todo], (e for _, e in results)))
-        self.encoders_ = [
-            (name, fitted.get(name, encoder), columns)
-            for (name, encoder, _), columns in zip(self.encoders, self._columns_)
-        ]
-        if self._remainder_[2]:
-            name, encoder, columns = self._remainder_
-            self.encoders_.append((name, fitted.get(name, encoder), columns))
-        outputs = [out for out, _ in results]
-        self._encoded_widths_ = {}
-        blocks = self._blocks(todo, outputs, absent, labels)
-        if not blocks:
-            raise ValueError(
-                "MultimodalFuser has nothing to fuse: every encoder outputs 0 columns."
+        names = [name for name, _, _ in self.encoders]
+        self._validate_fusion_params(
+            names + ["remainder"] if self.remainder != "drop" else names
+        )
+        todo = layout.active
+        routed = self._route(params, "fit_transform")
+        labels = row_labels(X)
+        selections = {m.name: layout.select(X, m.name) for m in todo}
+        absent = layout.missing(
+            X,
+            selections=selections,
+            training=True,
+            allowed=self.missing != "error",
+            advice=_FILL_ADVICE,
+        )
+        y_array = None if y is None else np.asarray(y)
+        tasks = []
+        for i, m in enumerate(todo, start=1):
+            rows = np.flatnonzero(~absent[m.name])
+            tasks.append(
+                (
+                    self._fittable(m.estimator),
+                    _present(selections[m.name], absent[m.name]),
+                    None if y is None else y_array[rows],
+                    _row_params(X, routed[m.name], rows),
+                    type(self).__name__,
+                    self._log_message(m.name, i, len(todo)),
+                )
             )
-        return self._fuse(blocks, labels, fit=True, y=y_array, routed=routed)
+        with _one_d_message():
+            results = parallel_over_modalities(self.n_jobs, _fit_transform_one, tasks)
+        for m, (_, encoder) in zip(todo, results):
+            m.estimator = encoder
+        self._encoded_widths_ = {}
+        outputs = [out for out, _ in results]
+        blocks = self._blocks(todo, outputs, absent, labels)
+        # With a dataframe output, the names of the encoders' dataframe columns are
+        # the feature names of an encoder without get_feature_names_out (as in
+        # ColumnTransformer).
+        framed = _get_output_config("transform", self)["dense"] != "default"
+        self._frame_columns_ = {
+            m.name: list(out.columns)
+            for m, out in zip(todo, outputs)
+            if framed and _has_columns(out)
+        }
+        return self._fuse(
+            blocks,
+            absent,
+            fit=True,
+            n_samples=X.shape[0],
+            y=y_array,
+            routed=routed,
+        )
 
-    def _blocks(self, todo, outputs, absent, labels):
-        """The encoders' outputs as blocks over all the rows (NaN where absent).
-
-        A block of no column is left out of the fusion, as ColumnTransformer leaves
-        out a transformer that outputs none. An all-NaN output for a present item
-        is an error: a present but broken item is never taken for a missing one.
-        """
-        blocks = {}
-        for (name, _, columns), out in zip(todo, outputs):
-            present = int((~absent[name]).sum())
-            if out is None:
-                out = np.empty((0, self._encoded_widths_[name]))
-            out = _check_block(name, out, present)
-            self._encoded_widths_.setdefault(name, out.shape[1])
-            if out.shape[1] == 0:
-                continue
-            broken = _all_nan_rows(out)
-            if broken.any():
-                rows = np.zeros(len(absent[name]), dtype=bool)
-                rows[np.flatnonzero(~absent[name])[broken]] = True
-                raise ValueError(
-                    f"MultimodalFuser: encoder {name!r} ({describe_columns(columns)}) "
-                    f"returned NaN features for the present item(s) in "
-                    f"{int(rows.sum())} row(s): {shown_rows(rows, labels)}; a "
-                    "present but broken item is not treated as missing."
-                )
-            blocks[name] = _scatter(out, absent[name])
-        return blocks
-
-    def _absent(self, todo, selections, labels, *, fit):
-        """Each modality's rows whose cells are all missing (None, NaN, pd.NA)."""
-        absent = {}
-        for name, _, columns in todo:
-            rows = missing_rows(selections[name])
-            if fit and rows.all():
-                raise ValueError(
-                    all_missing_message("MultimodalFuser", name, columns, len(rows))
-                )
-            if self.missing == "error" and rows.any():
-                raise ValueError(
-                    missing_message(
-                        "MultimodalFuser",
-                        name,
-                        columns,
-                        rows,
-                        labels,
-                        "Set missing='zero', 'mean' or 'indicator' to fill missing "
-                        "modalities.",
-                    )
-                )
-            absent[name] = rows
-        return absent
-
-    def transform(self, X):
+    def transform(self, X, **params):
         """Encode each modality with its fitted encoder and fuse the features.
 
         Each encoder runs on the rows where its modality is present; the others
@@ -687,278 +559,121 @@ class MultimodalFuser(DaskMixin, TransformerMixin, TriplesComposition):
         Parameters
         ----------
         X : DataFrame or array-like of shape (n_samples, n_columns)
-            The same columns as in :meth:`fit`.
+            The same columns as in :meth:`fit` (a DataFrame is read by column name
+            when the fuser was fitted on one).
+        **params : dict
+            With metadata routing enabled, metadata the encoders' ``transform``
+            request.
 
         Returns
         -------
-        X_out : {ndarray, sparse matrix} of shape (n_samples, n_features_out)
+        X_out : {ndarray, sparse matrix, DataFrame} of shape (n_samples, \
+n_features_out)
             The fused features.
         """
+        _raise_for_params(params, self, "transform")
         check_is_fitted(self)
         X = check_table(self, X, reset=False, accept_sparse=True)
-        todo = list(self._iter(fitted=True))
-        selections = {
-            name: _safe_indexing(X, self._positions(name, columns), axis=1)
-            for name, _, columns in todo
-        }
-        absent = self._absent(todo, selections, row_labels(X), fit=False)
-        outputs = Parallel(n_jobs=self.n_jobs)(
-            delayed(_transform_one)(
-                encoder, selections[name], np.flatnonzero(~absent[name])
-            )
-            for name, encoder, _ in todo
+        layout = self.modalities_
+        todo = layout.active
+        routed = self._route(params, "transform")
+        selections = {m.name: layout.select(X, m.name) for m in todo}
+        absent = layout.missing(
+            X,
+            selections=selections,
+            allowed=self.missing != "error",
+            advice=_FILL_ADVICE,
         )
+        tasks = [
+            (
+                m.estimator,
+                selections[m.name],
+                absent[m.name],
+                _row_params(
+                    X, routed[m.name].transform, np.flatnonzero(~absent[m.name])
+                ),
+            )
+            for m in todo
+        ]
+        outputs = parallel_over_modalities(self.n_jobs, _transform_one, tasks)
         blocks = self._blocks(todo, outputs, absent, row_labels(X))
-        return self._fuse(blocks, row_labels(X), fit=False)
+        return self._fuse(blocks, absent, fit=False, n_samples=X.shape[0])
 
-    def _positions(self, name, columns):
-        """Positions of a modality's columns: a scalar stays a scalar (a 1-D Series)."""
-        indices = self._input_indices_[name]
-        return indices[0] if np.isscalar(columns) else indices
+    def _fittable(self, encoder):
+        """A fresh clone of an encoder; "passthrough" becomes an identity transformer
+        that outputs what the fuser is set to output."""
+        if isinstance(encoder, str):
+            identity = FunctionTransformer(
+                accept_sparse=True, check_inverse=False, feature_names_out="one-to-one"
+            )
+            return identity.set_output(
+                transform=_get_output_config("transform", self)["dense"]
+            )
+        return clone(encoder)
 
     def _log_message(self, name, i, total):
         return f"({i} of {total}) Processing {name}" if self.verbose else None
 
-    # -- from encoded blocks to the fused matrix -------------------------------------------
-    def _fuse(self, blocks, labels, *, fit, y=None, routed=None):
-        """Fill missing rows, normalise, project, weigh and fuse the blocks."""
-        missing = {name: _missing_rows(block) for name, block in blocks.items()}
-        for name, rows in missing.items():
-            if fit and rows.all():
-                raise ValueError(
-                    f"MultimodalFuser: the output of encoder {name!r} is NaN in all "
-                    f"{len(rows)} training rows; there is nothing to fit on."
-                )
-            if self.missing == "error" and rows.any():
-                raise ValueError(
-                    f"MultimodalFuser: the output of encoder {name!r} is NaN in "
-                    f"{int(rows.sum())} row(s): {shown_rows(rows, labels)}. Set "
-                    "missing='zero', 'mean' or 'indicator' to fill missing "
-                    "modalities."
-                )
-        if fit:
-            fused = self._fit_blocks(blocks, y, routed)
-            self.sparse_output_ = _density(fused) < _SPARSE_THRESHOLD
-        else:
-            fused = [
-                self.block_transformers_[name].transform(self._densify(name, block))
-                * self.block_scales_[name]
-                for name, block in blocks.items()
-            ]
-        if self.sparse_output_:
-            fused = [sp.csr_matrix(block) for block in fused]
-        else:
-            fused = [b.toarray() if sp.issparse(b) else b for b in fused]
-        weights = None
-        if self.weights is not None:
-            weights = [self.weights.get(name, 1.0) for name in blocks]
-        out = fuse(fused, self.fusion, weights)
-        if self.projection == "proba" and self.fusion in ("product", "max"):
-            # Probabilities multiplied (or maxed) across modalities, renormalised to
-            # sum to one per row: the product and max rules of decision-level fusion.
-            total = out.sum(axis=1, keepdims=True)
-            out = np.divide(
-                out, total, out=np.full_like(out, 1.0 / out.shape[1]), where=total > 0
-            )
-        if self.missing == "indicator":
-            indicator = np.column_stack(list(missing.values())).astype(out.dtype)
-            out = (
-                sp.hstack([out, indicator], format="csr")
-                if sp.issparse(out)
-                else np.hstack([out, indicator])
-            )
-        return out
+    # -- metadata routing ------------------------------------------------------------------
+    def _route(self, params, caller):
+        """The metadata of each encoder, the splitter and the projection."""
+        if _routing_enabled():
+            return process_routing(self, caller, **params)
+        # Without metadata routing, only groups is accepted: it goes to the splitter.
+        routed = Bunch(
+            splitter=Bunch(split={"groups": params.get("groups")}),
+            projection_estimator=Bunch(fit={}),
+        )
+        for name in [name for name, _, _ in self.encoders] + ["remainder"]:
+            routed[name] = Bunch(fit_transform={}, fit={}, transform={})
+        return routed
 
-    def _densify(self, name, block):
-        """A sparse block stays sparse only through concatenation without PCA."""
-        if sp.issparse(block) and (
-            self.fusion != "concat" or self._projection_for(name) is not None
-        ):
-            return block.toarray()
-        return block
+    def get_metadata_routing(self):
+        """Get the metadata routing of this object.
 
-    def _fit_blocks(self, blocks, y, routed):
-        """Fit each block's imputation, scaling and projection; return the blocks
-        ready to fuse, and set the output indices."""
-        if self._paired_projection():
-            return self._fit_paired_blocks(blocks)
-        n_samples = next(iter(blocks.values())).shape[0]
-        if self._class_projection():
-            if y is None:
-                raise ValueError(
-                    f"projection={self.projection!r} fits a classifier per modality, "
-                    "so fit needs class labels y; without y use projection=<int> "
-                    "(PCA)."
-                )
-            n_classes = len(np.unique(y))
-            width = 1 if self.projection == "decision" and n_classes == 2 else n_classes
-        widths = {}
-        for name, block in blocks.items():
-            k = self._projection_for(name)
-            if self._class_projection():
-                widths[name] = width
-                continue
-            if k is not None:
-                allowed = min(n_samples, block.shape[1])
-                if n_samples < 2:
-                    raise ValueError(
-                        f"projection needs at least 2 samples to fit PCA; got "
-                        f"{n_samples} sample."
-                    )
-                if k > allowed:
-                    raise ValueError(
-                        f"projection={k} is larger than modality {name!r} allows: its "
-                        f"block has {block.shape[1]} feature(s) and {n_samples} "
-                        f"training rows, so PCA keeps at most {allowed} components."
-                    )
-            widths[name] = block.shape[1] if k is None else k
-        if self.fusion in ELEMENTWISE and len(set(widths.values())) > 1:
-            raise ValueError(
-                f"fusion={self.fusion!r} needs blocks of one width, but they have "
-                f"widths {widths}; set projection='proba' to map every block to "
-                "class probabilities, or projection=k for k PCA components."
-            )
-        self._warn_unaligned(len(blocks))
-        self.block_transformers_, self.block_scales_ = {}, {}
-        fused = []
-        for name, block in blocks.items():
-            block = self._densify(name, block)
-            pipe = Pipeline(
-                [
-                    ("impute", self._imputer()),
-                    ("scale", self._scaler(name, sp.issparse(block))),
-                    ("project", self._projector(name)),
-                ]
-            )
-            if self._class_projection():
-                # Cross-fitted: the training rows are scored by models that did not
-                # see them, as new rows will be.
-                z = pipe[:-1].fit_transform(block)
-                params = routed.get("projection_estimator", Bunch(fit={})).fit
-                z = pipe[-1].fit_transform(z, y, **routed.splitter.split, **params)
+        Each encoder's ``fit_transform`` (or ``fit`` and ``transform``) and
+        ``transform``, the splitter of the class projection's cross-fitting and
+        ``projection_estimator``'s ``fit`` are routed from :meth:`fit`,
+        :meth:`fit_transform` and :meth:`transform`, as in ``ColumnTransformer``.
+
+        Returns
+        -------
+        routing : MetadataRouter
+            The routing information.
+        """
+        router = MetadataRouter(owner=self)
+        children = list(self.encoders)
+        if self.remainder != "drop":
+            children.append(("remainder", self.remainder, None))
+        for name, step, _ in children:
+            if isinstance(step, str):
+                # "passthrough" is an identity FunctionTransformer: it requests nothing.
+                step = self._fittable(step)
+            mapping = MethodMapping()
+            if hasattr(step, "fit_transform"):
+                for caller in ("fit", "fit_transform"):
+                    mapping.add(caller=caller, callee="fit_transform")
             else:
-                z = pipe.fit_transform(block)
-            scale = 1.0
-            if self._normalize_for(name) == "block" and not self._class_projection():
-                variance = float(
-                    mean_variance_axis(sp.csr_matrix(z), axis=0)[1].sum()
-                    if sp.issparse(z)
-                    else z.var(axis=0).sum()
-                )
-                scale = 1.0 / np.sqrt(variance) if variance > 0 else 1.0
-            self.block_transformers_[name] = pipe
-            self.block_scales_[name] = scale
-            fused.append(z * scale)
-        self._fused_names_ = list(blocks)
-        self._set_output_indices(widths)
-        return fused
-
-    def _fit_paired_blocks(self, blocks):
-        """Impute and scale each of two blocks, then align them with one CCA/PLS."""
-        if len(blocks) != 2:
-            raise ValueError(
-                f"projection={self.projection!r} aligns two modalities with each "
-                f"other; got {len(blocks)} ({list(blocks)}). Use projection='proba' "
-                "to align any number of modalities."
-            )
-        self.block_transformers_, self.block_scales_ = {}, {}
-        steps, fitted = {}, []
-        for name, block in blocks.items():
-            steps[name] = Pipeline(
-                [
-                    ("impute", self._imputer()),
-                    ("scale", self._scaler(name, False)),
-                ]
-            )
-            fitted.append(steps[name].fit_transform(self._densify(name, block)))
-        if self.projection_estimator is None:
-            widths = [z.shape[1] for z in fitted]
-            estimator = default_paired_estimator(
-                self.projection, widths, len(fitted[0])
-            )
-        else:
-            estimator = clone(self.projection_estimator)
-        estimator.fit(fitted[0], fitted[1])
-        out = []
-        for (name, pipe), side, z in zip(steps.items(), ("x", "y"), fitted):
-            project = PairedProjection(estimator, side, self.projection).fit(z)
-            pipe.steps.append(("project", project))
-            self.block_transformers_[name] = pipe
-            self.block_scales_[name] = 1.0
-            out.append(project.transform(z))
-        width = out[0].shape[1]
-        self._fused_names_ = list(blocks)
-        self._set_output_indices(dict.fromkeys(blocks, width))
-        return out
-
-    def _warn_unaligned(self, n_blocks):
-        """Element-wise fusion of unaligned blocks adds apples to oranges: say so."""
-        if self.fusion not in ELEMENTWISE or n_blocks < 2:
-            return
-        if not (self._class_projection() or self._paired_projection()):
-            warnings.warn(
-                f"fusion={self.fusion!r} combines coordinate k of every block, but "
-                f"projection={self.projection!r} does not map the blocks to one space "
-                "(coordinate k of one PCA has nothing to do with coordinate k of "
-                "another). Set projection='proba' (class probabilities, cross-fitted) "
-                "unless the encoders already share one space (as CLIP's image and "
-                "text towers do), or use fusion='concat'.",
-                UserWarning,
-                stacklevel=4,
-            )
-        elif self.projection == "decision" and self.fusion == "product":
-            warnings.warn(
-                "fusion='product' of standardised decision values multiplies signed "
-                "scores (two negative scores give a positive one); "
-                "projection='proba' makes it the product of probabilities.",
-                UserWarning,
-                stacklevel=4,
-            )
-
-    def _imputer(self):
-        if self.missing == "error":
-            return "passthrough"
-        if self.missing == "zero":
-            return SimpleImputer(
-                strategy="constant", fill_value=0.0, keep_empty_features=True
-            )
-        return SimpleImputer(strategy="mean", keep_empty_features=True)
-
-    def _scaler(self, name, sparse):
-        if self._normalize_for(name) is None:
-            return "passthrough"
-        # Centring a sparse block would densify it; scaling alone keeps it sparse.
-        return StandardScaler(with_mean=not sparse)
-
-    def _projector(self, name):
+                for caller in ("fit", "fit_transform"):
+                    mapping.add(caller=caller, callee="fit")
+                    mapping.add(caller=caller, callee="transform")
+            mapping.add(caller="transform", callee="transform")
+            router.add(method_mapping=mapping, **{name: step})
+        router.add(
+            splitter=check_cv(self.cv),
+            method_mapping=MethodMapping()
+            .add(caller="fit", callee="split")
+            .add(caller="fit_transform", callee="split"),
+        )
         if self._class_projection():
-            return ClassProjection(
-                self.projection, estimator=self.projection_estimator, cv=self.cv
+            router.add(
+                projection_estimator=self.projection_estimator
+                or default_projection_estimator(),
+                method_mapping=MethodMapping()
+                .add(caller="fit", callee="fit")
+                .add(caller="fit_transform", callee="fit"),
             )
-        k = self._projection_for(name)
-        if k is None:
-            return "passthrough"
-        # svd_solver="auto" goes randomized on large blocks: random_state seeds it.
-        return PCA(n_components=k, random_state=self.random_state)
-
-    def _set_output_indices(self, widths):
-        names = list(widths)
-        if self.fusion == "concat":
-            starts = np.cumsum([0] + [widths[n] for n in names])
-            indices = {
-                n: slice(int(a), int(b)) for n, a, b in zip(names, starts, starts[1:])
-            }
-        else:
-            width = (
-                tensor_width(list(widths.values()))
-                if self.fusion == "tensor"
-                else widths[names[0]]
-            )
-            indices = dict.fromkeys(names, slice(0, width))
-        self.output_indices_ = {
-            name: indices.get(name, slice(0, 0))
-            for name in [name for name, _, _ in self.encoders] + ["remainder"]
-        }
+        return router
 
     # -- feature names -----------------------------------------------------------------------
     def get_feature_names_out(self, input_features=None):
@@ -1005,9 +720,8 @@ class MultimodalFuser(DaskMixin, TransformerMixin, TriplesComposition):
     def _block_feature_names(self, input_features):
         """Each fused block's feature names, prefixed as verbose_feature_names_out says."""
         blocks = []
-        for name, encoder, _ in self._iter(fitted=True):
-            if name not in self._fused_names_:
-                continue  # an encoder that outputs no column
+        for name in self._fused_names_:
+            m = self.modalities_[name]
             k = self._projection_for(name)
             if self._class_projection() or self._paired_projection():
                 names = self.block_transformers_[name][
@@ -1015,14 +729,14 @@ class MultimodalFuser(DaskMixin, TransformerMixin, TriplesComposition):
                 ].get_feature_names_out()
             elif k is not None:
                 names = [f"pca{i}" for i in range(k)]
-            elif hasattr(encoder, "get_feature_names_out"):
-                names = encoder.get_feature_names_out(
-                    input_features[self._input_indices_[name]]
-                )
+            elif hasattr(m.estimator, "get_feature_names_out"):
+                names = m.estimator.get_feature_names_out(input_features[m.indices])
+            elif name in self._frame_columns_:
+                names = self._frame_columns_[name]
             else:
                 # ColumnTransformer's wording, for the same situation.
                 raise AttributeError(
-                    f"Transformer {name} (type {type(encoder).__name__}) does not "
+                    f"Transformer {name} (type {type(m.estimator).__name__}) does not "
                     "provide get_feature_names_out."
                 )
             blocks.append((name, list(names)))
@@ -1052,63 +766,26 @@ class MultimodalFuser(DaskMixin, TransformerMixin, TriplesComposition):
 
         return [[prefix(name, f) for f in names] for name, names in blocks]
 
-    # -- routing and display -----------------------------------------------------------------
-    def get_metadata_routing(self):
-        """Get the metadata routing of this object.
-
-        Each encoder's ``fit_transform`` (or ``fit``) and ``transform``, the
-        splitter of the class projection's cross-fitting and
-        ``projection_estimator``'s ``fit`` are routed from :meth:`fit` and
-        :meth:`fit_transform`, as in ``ColumnTransformer``.
-
-        Returns
-        -------
-        routing : MetadataRouter
-            The routing information.
-        """
-        router = MetadataRouter(owner=self)
-        children = list(self.encoders)
-        if self.remainder != "drop":
-            children.append(("remainder", self.remainder, None))
-        for name, step, _ in children:
-            if isinstance(step, str):
-                # "passthrough" is an identity FunctionTransformer: it requests nothing.
-                step = _fittable(step)
-            mapping = MethodMapping()
-            for caller in ("fit", "fit_transform"):
-                if hasattr(step, "fit_transform"):
-                    mapping.add(caller=caller, callee="fit_transform")
-                else:
-                    mapping.add(caller=caller, callee="fit")
-            mapping.add(caller="transform", callee="transform")
-            router.add(method_mapping=mapping, **{name: step})
-        router.add(
-            splitter=check_cv(self.cv),
-            method_mapping=MethodMapping()
-            .add(caller="fit", callee="split")
-            .add(caller="fit_transform", callee="split"),
-        )
-        if self._class_projection():
-            router.add(
-                projection_estimator=self.projection_estimator
-                or default_projection_estimator(),
-                method_mapping=MethodMapping()
-                .add(caller="fit", callee="fit")
-                .add(caller="fit_transform", callee="fit"),
-            )
-        return router
-
+    # -- display and tags ----------------------------------------------------------------------
     def _sk_visual_block_(self):
-        """The HTML diagram: each modality's encoder side by side, then the fusion."""
-        triples = getattr(self, "encoders_", self.encoders)
-        if not hasattr(self, "encoders_") and self.remainder != "drop":
-            triples = [*triples, ("remainder", self.remainder, "")]
+        """The HTML diagram: each modality's encoder side by side (as
+        ColumnTransformer draws them), then the fusion."""
+        if hasattr(self, "modalities_"):
+            triples = [t for t in self.encoders_ if t[0] != "remainder"]
+            layout = self.modalities_
+            if self.remainder != "drop" and "remainder" in layout:
+                rest = layout["remainder"]
+                columns = rest.columns
+                if rest.feature_names is not None:
+                    columns = rest.feature_names
+                triples.append(("remainder", rest.estimator, columns))
+        else:
+            triples = list(self.encoders)
+            if self.remainder != "drop":
+                triples.append(("remainder", self.remainder, []))
         names, encoders, columns = zip(*triples) if triples else ((), (), ())
         encoders_block = _VisualBlock(
-            "parallel",
-            list(encoders),
-            names=list(names),
-            name_details=[str(c) for c in columns],
+            "parallel", encoders, names=names, name_details=columns
         )
         fusion = f"fusion={self.fusion!r}"
         if self.projection is not None:
@@ -1127,6 +804,8 @@ class MultimodalFuser(DaskMixin, TransformerMixin, TriplesComposition):
                 get_tags(e) for _, e, _ in self.encoders if not isinstance(e, str)
             ]
             tags.input_tags.sparse = all(t.input_tags.sparse for t in children)
+            # missing="error" refuses a modality whose every cell is NaN (a NaN in
+            # some of its cells reaches its encoder, as in ColumnTransformer).
             tags.input_tags.allow_nan = self.missing != "error" and all(
                 t.input_tags.allow_nan for t in children
             )
@@ -1143,100 +822,58 @@ class MultimodalFuser(DaskMixin, TransformerMixin, TriplesComposition):
         return tags
 
 
-def _fittable(encoder):
-    """A fresh clone of an encoder; "passthrough" becomes an identity transformer."""
-    if isinstance(encoder, str):
-        return FunctionTransformer(
-            accept_sparse=True, check_inverse=False, feature_names_out="one-to-one"
+@contextmanager
+def _one_d_message():
+    """ColumnTransformer's advice when a scalar selection meets a 2-D transformer."""
+    try:
+        yield
+    except ValueError as exc:
+        if "Expected 2D array, got 1D array instead" in str(exc):
+            raise ValueError(_ONE_D_MESSAGE) from exc
+        raise
+
+
+def _has_columns(out):
+    return hasattr(out, "columns") and hasattr(out, "shape")
+
+
+def _present(selection, absent):
+    """The selection's rows where the modality is present."""
+    return (
+        selection
+        if not absent.any()
+        else _safe_indexing(selection, np.flatnonzero(~absent))
+    )
+
+
+def _row_params(X, params, rows):
+    """Metadata restricted to ``rows`` (a Bunch of method -> params, or params)."""
+    if isinstance(params, Bunch) and all(isinstance(v, dict) for v in params.values()):
+        return Bunch(
+            **{
+                method: _check_method_params(X, values, rows)
+                for method, values in params.items()
+            }
         )
-    return clone(encoder)
+    return _check_method_params(X, params, rows)
 
 
-def _fit_transform_one(encoder, X, y, params, message):
-    with _print_elapsed_time("MultimodalFuser", message):
+def _fit_transform_one(encoder, X, y, params, owner, message):
+    with _print_elapsed_time(owner, message):
         if hasattr(encoder, "fit_transform"):
-            out = encoder.fit_transform(X, y, **params)
+            out = encoder.fit_transform(X, y, **params.get("fit_transform", {}))
         else:
-            out = encoder.fit(X, y, **params).transform(X)
+            encoder.fit(X, y, **params.get("fit", {}))
+            out = encoder.transform(X, **params.get("transform", {}))
     return out, encoder
 
 
-def _transform_one(encoder, X, rows):
-    """The encoder's output on ``rows`` of its columns; None when no row is present."""
-    if len(rows) == 0:
+def _transform_one(encoder, X, absent, params):
+    """The encoder's output on the rows where the modality is present; None when no
+    row is."""
+    if absent.all():
         return None
-    return encoder.transform(_safe_indexing(X, rows))
-
-
-def _scatter(block, absent):
-    """Put a block computed on the present rows back among NaN rows for the absent
-    ones (which the ``missing`` policy then fills)."""
-    if not absent.any():
-        return block
-    n_samples, width = len(absent), block.shape[1]
-    nan_rows = np.full((int(absent.sum()), width), np.nan)
-    order = np.argsort(
-        np.concatenate([np.flatnonzero(~absent), np.flatnonzero(absent)]), kind="stable"
-    )
-    if sp.issparse(block):
-        return sp.vstack([block, sp.csr_matrix(nan_rows)], format="csr")[order]
-    out = np.vstack([block, nan_rows.astype(block.dtype)])[order]
-    return out.reshape(n_samples, width)
-
-
-def _check_block(name, out, n_samples):
-    """An encoder's output as a 2-D float array or CSR matrix with ``n_samples`` rows."""
-    if hasattr(out, "to_numpy") and not sp.issparse(out):
-        # A DataFrame, from an encoder set to output pandas or polars.
-        out = out.to_numpy()
-    try:
-        out = check_array(
-            out,
-            accept_sparse="csr",
-            dtype=[np.float64, np.float32],
-            ensure_all_finite="allow-nan",
-            # No row is present when a modality is missing in every row of a batch.
-            ensure_min_samples=0,
-            # An encoder may output no column (ColumnTransformer allows it too).
-            ensure_min_features=0,
-        )
-    except ValueError as exc:
-        raise ValueError(
-            f"the output of encoder {name!r} is not usable: {exc}"
-        ) from exc
-    if out.shape[0] != n_samples:
-        raise ValueError(
-            f"encoder {name!r} returned {out.shape[0]} rows for {n_samples} samples."
-        )
-    return out
-
-
-def _density(blocks):
-    """Fraction of stored values over the blocks; 1.0 when none is sparse."""
-    if not any(sp.issparse(b) for b in blocks):
-        return 1.0
-    stored = sum(b.nnz if sp.issparse(b) else b.size for b in blocks)
-    return stored / sum(b.shape[0] * b.shape[1] for b in blocks)
-
-
-def _all_nan_rows(block):
-    """True for the rows of a block that are NaN in every column."""
-    if sp.issparse(block):
-        dense_nan = np.zeros(block.shape, dtype=bool)
-        coo = block.tocoo()
-        dense_nan[coo.row, coo.col] = np.isnan(coo.data)
-        return dense_nan.all(axis=1)
-    return np.isnan(block).all(axis=1)
-
-
-def _missing_rows(block):
-    """True for the rows of a block that hold a NaN (a missing item)."""
-    if sp.issparse(block):
-        rows = np.zeros(block.shape[0], dtype=bool)
-        row_of = np.repeat(np.arange(block.shape[0]), np.diff(block.indptr))
-        rows[row_of[np.isnan(block.data)]] = True
-        return rows
-    return np.isnan(block).any(axis=1)
+    return encoder.transform(_present(X, absent), **params)
 
 
 def make_fuser(*encoders, **kwargs):

@@ -95,7 +95,8 @@ def modality_importance(
     random_state = check_random_state(random_state)
     seeds = random_state.randint(np.iinfo(np.int32).max, size=len(modalities))
     importances = np.empty((len(modalities), n_repeats))
-    for i, ((_, indices, _), seed) in enumerate(zip(modalities, seeds)):
+    for i, (modality, seed) in enumerate(zip(modalities, seeds)):
+        indices = modality.indices
         rng = np.random.RandomState(seed)
         for repeat in range(n_repeats):
             shuffled = _permute_columns(X, indices, rng.permutation(X.shape[0]))

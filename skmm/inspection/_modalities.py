@@ -8,29 +8,22 @@ modality absent: its cells set to missing (None in object columns, NaN in numeri
 ones), which every skmm model handles with its own missing-modality mechanism.
 """
 
-import sys
-from typing import NamedTuple
+from dataclasses import replace
 
 import numpy as np
 
-from ..utils._sklearn_compat import _get_column_indices
-from ..utils._validation import is_missing
-
-
-class Modality(NamedTuple):
-    """One modality: its name, its column positions in X, and its fitted encoder."""
-
-    name: str
-    indices: list
-    encoder: object = None
+from ..utils._composition import Modality, column_indices
 
 
 def resolve_modalities(estimator, X, columns=None):
-    """The modalities of ``estimator`` on ``X``, as a list of :class:`Modality`.
+    """The modalities of ``estimator`` on ``X``, as a list of
+    :class:`~skmm.utils._composition.Modality` whose ``indices`` are positions in
+    ``X``.
 
     ``columns`` (a dict ``{name: selection}`` or a list of selections) overrides the
-    estimator's own modalities; with None, a skmm composite gives its modalities,
-    and any other estimator gets one modality per column of X.
+    estimator's own modalities; with None, a skmm composite gives its modalities
+    (its fitted ``modalities_`` layout), and any other estimator gets one modality
+    per column of X.
     """
     if columns is not None:
         return _from_columns(X, columns)
@@ -38,7 +31,11 @@ def resolve_modalities(estimator, X, columns=None):
     if found is not None:
         return found
     names = getattr(X, "columns", range(X.shape[1]))
-    return [Modality(str(name), [j]) for j, name in enumerate(names)]
+    return [_modality(str(name), [j]) for j, name in enumerate(names)]
+
+
+def _modality(name, indices, estimator=None):
+    return Modality(name=name, estimator=estimator, columns=indices, indices=indices)
 
 
 def _composite(estimator):
@@ -53,34 +50,10 @@ def _composite(estimator):
 
 def _from_estimator(estimator, X):
     """The modalities of a fitted skmm composite, or None for any other estimator."""
-    # Only compare with classes already imported: a net's module is imported when
-    # the net exists, and importing skmm.nn here would import torch.
-    fusion = sys.modules.get("skmm.fusion")
-    nn = sys.modules.get("skmm.nn._net")
     est = _composite(estimator)
-    if fusion is not None and isinstance(
-        est, (fusion.LateFusionClassifier, fusion.LateFusionRegressor)
-    ):
-        if not hasattr(est, "_columns_"):
-            return None
-        return [
-            Modality(name, np.atleast_1d(columns).tolist(), est.named_estimators_[name])
-            for name, columns in zip(est._names_, est._columns_)
-        ]
-    if (fusion is not None and isinstance(est, fusion.MultimodalFuser)) or (
-        nn is not None and isinstance(est, nn._MultimodalNetBase)
-    ):
-        triples = getattr(est, "encoders_", None)
-        if triples is None:
-            return None
-        found = []
-        for name, encoder, selection in triples:
-            if isinstance(encoder, str) and encoder == "drop":
-                continue
-            indices = _get_column_indices(X, selection)
-            if indices:
-                found.append(Modality(name, indices, encoder))
-        return found
+    layout = getattr(est, "modalities_", None)
+    if layout is not None:
+        return [replace(m, indices=layout.positions(X, m.name)) for m in layout.active]
     return None
 
 
@@ -100,14 +73,14 @@ def _from_columns(X, columns):
     for name, selection in items:
         key = selection(X) if callable(selection) else selection
         try:
-            indices = _get_column_indices(X, key)
+            indices = column_indices(X, key)
         except (ValueError, IndexError) as exc:
             raise ValueError(
                 f"modality {name!r}: cannot select columns {key!r}: {exc}"
             ) from exc
         if len(indices) == 0:
             raise ValueError(f"modality {name!r} selects no column (columns={key!r}).")
-        modalities.append(Modality(str(name), list(indices)))
+        modalities.append(_modality(str(name), list(indices)))
     return modalities
 
 
@@ -171,12 +144,3 @@ def set_missing(X, indices, rows):
         values[rows] = missing_value(values)
         new[j] = values
     return replace_columns(X, new)
-
-
-def missing_cells(values):
-    """True where a 1-D column holds a missing item (None or NaN)."""
-    if values.dtype.kind in "fc":
-        return np.isnan(values)
-    if values.dtype == object:
-        return np.fromiter(map(is_missing, values), dtype=bool, count=len(values))
-    return np.zeros(len(values), dtype=bool)

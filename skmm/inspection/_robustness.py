@@ -7,11 +7,10 @@ import numpy as np
 from sklearn.metrics import check_scoring
 from sklearn.utils import Bunch, check_random_state
 
-from ..utils._validation import is_missing
+from ..utils._composition import is_missing, missing_cells
 from ._modalities import (
     check_table,
     column_values,
-    missing_cells,
     replace_columns,
     resolve_modalities,
     set_missing,
@@ -158,7 +157,8 @@ def robustness_curve(
     array([0.97, 0.87, 0.74])
     """
     check_table(X, "robustness_curve")
-    name, indices, encoder = _find_modality(estimator, X, modality, columns)
+    found = _find_modality(estimator, X, modality, columns)
+    name, indices, encoder = found.name, found.indices, found.estimator
     _check_corruption(corruption)
     if (
         not isinstance(n_repeats, Integral)

@@ -8,10 +8,10 @@ from sklearn.base import is_classifier
 from sklearn.metrics import check_scoring
 from sklearn.utils import Bunch
 
+from ..utils._composition import missing_cells
 from ._modalities import (
     check_table,
     column_values,
-    missing_cells,
     replace_columns,
     resolve_modalities,
     set_missing,

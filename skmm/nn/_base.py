@@ -22,14 +22,12 @@ from sklearn.utils import Bunch
 from ..base import Runtime, TorchEncoderMixin
 from ..training._estimator import TorchEstimatorMixin
 from ..training._template import FitTemplateMixin
-from ..utils._composition import TriplesComposition, check_table, is_drop
+from ..utils._composition import ModalityLayout, TriplesComposition, check_table
 from ..utils._sklearn_compat import (
     HasMethods,
     Interval,
     _check_sample_weight,
     _fit_context,
-    _get_column_indices,
-    _safe_indexing,
 )
 from ..utils._validation import prefix_errors
 from ._towers import TabularEncoder
@@ -92,6 +90,12 @@ class TowerComposite(FitTemplateMixin, TriplesComposition):
 
     # -- composition ---------------------------------------------------------------------
     @property
+    def encoders_(self):
+        """The fitted ``(name, encoder, columns)`` triples: the encoders'
+        specifications (their preprocessing; the towers are in ``module_``)."""
+        return self.modalities_.triples()
+
+    @property
     def named_encoders_(self):
         """The fitted encoders by name (a Bunch); dropped ones are ``"drop"``.
 
@@ -101,9 +105,11 @@ class TowerComposite(FitTemplateMixin, TriplesComposition):
         """
         towers = iter(self.module_.towers)
         out = {}
-        for name, enc, _ in self.encoders_:
-            out[name] = (
-                enc if isinstance(enc, str) else self._standalone(enc, next(towers))
+        for m in self.modalities_:
+            out[m.name] = (
+                m.estimator
+                if not m.active
+                else self._standalone(m.estimator, next(towers))
             )
         return Bunch(**out)
 
@@ -116,84 +122,47 @@ class TowerComposite(FitTemplateMixin, TriplesComposition):
 
     def _towers(self):
         """The fitted (name, encoder, columns) triples that have a tower."""
-        return [entry for entry in self.encoders_ if not isinstance(entry[1], str)]
+        return [(m.name, m.estimator, m.columns) for m in self.modalities_.active]
 
-    def _check_encoders(self):
-        """Validate the triples and return them with unfitted copies of the encoders."""
-        cls = type(self).__name__
-        triples = self.encoders
-        well_formed = (
-            isinstance(triples, list)
-            and len(triples) > 0
-            and all(isinstance(e, (tuple, list)) and len(e) == 3 for e in triples)
+    def _check_tower(self, name, enc):
+        """The check of the layout: what can become a tower."""
+        if isinstance(enc, TorchEncoderMixin) or all(
+            hasattr(enc, m) for m in ("fit", "transform")
+        ):
+            return
+        allowed = (
+            "'passthrough' or 'drop'"
+            if self._allow_drop
+            else "or 'passthrough': a matcher needs both sides"
         )
-        if self._n_sides is not None and well_formed:
-            well_formed = len(triples) == self._n_sides
-        if not well_formed:
-            count = "a non-empty list of" if self._n_sides is None else "a list of two"
-            raise ValueError(
-                f"{cls}: encoders must be {count} (name, encoder, columns) triples"
-                f"{'' if self._n_sides is None else ', one per side'}; got "
-                f"{triples!r}."
-            )
-        names, encoders, _ = zip(*triples)
-        self._validate_names(names)
-        self._check_estimators_are_instances(encoders)
-        out = []
-        for name, enc, columns in triples:
-            if isinstance(enc, TorchEncoderMixin):
-                enc = clone(enc)
-                enc._validate_params()
-            elif isinstance(enc, str) and enc == "passthrough":
-                enc = TabularEncoder()
-            elif is_drop(enc) and self._allow_drop:
-                pass
-            elif not isinstance(enc, str) and all(
-                hasattr(enc, m) for m in ("fit", "transform")
-            ):
-                enc = TabularEncoder(enc)
-            else:
-                allowed = (
-                    "'passthrough' or 'drop'"
-                    if self._allow_drop
-                    else "or 'passthrough': a matcher needs both sides"
-                )
-                raise TypeError(
-                    f"encoder {name!r} must be an skmm encoder (ImageEncoder, "
-                    f"TextEncoder, AudioEncoder), a scikit-learn transformer, "
-                    f"{allowed}; got {enc!r}."
-                )
-            out.append((name, enc, columns))
-        if all(isinstance(enc, str) for _, enc, _ in out):
-            raise ValueError(f"every encoder is 'drop'; {cls} needs at least one.")
-        return out
+        raise TypeError(
+            f"encoder {name!r} must be an skmm encoder (ImageEncoder, TextEncoder, "
+            f"AudioEncoder), a scikit-learn transformer, {allowed}; got {enc!r}."
+        )
+
+    @staticmethod
+    def _spec(enc):
+        """The fitted specification of a tower: an unfitted copy of the encoder."""
+        if isinstance(enc, TorchEncoderMixin):
+            enc = clone(enc)
+            enc._validate_params()
+            return enc
+        if isinstance(enc, str):  # "passthrough": numeric columns
+            return TabularEncoder()
+        return TabularEncoder(enc)
 
     # -- input ---------------------------------------------------------------------------
     def _check_X(self, X, *, reset):
         return check_table(self, X, reset=reset)
 
-    def _columns(self, X, entries, *, reset):
-        """Each tower's validated ``Column``, and the resolved column selections.
-
-        Callables are resolved at fit and the result reused afterwards, as in
-        ColumnTransformer.
-        """
-        columns, selections = [], []
-        for name, enc, cols in entries:
-            if reset:
-                if callable(cols):
-                    cols = cols(X)
-                if len(_get_column_indices(X, cols)) == 0:
-                    raise ValueError(
-                        f"encoder {name!r} selects no column; X has {X.shape[1]} "
-                        "feature(s)."
-                    )
-            with naming(name):
-                columns.append(
-                    enc._check_input(_safe_indexing(X, cols, axis=1), reset=reset)
-                )
-            selections.append(cols)
-        return columns, selections
+    def _columns(self, X, *, reset):
+        """Each tower's validated ``Column``, in the order of ``_towers()``."""
+        columns = []
+        for m in self.modalities_.active:
+            with naming(m.name):
+                items = self.modalities_.select(X, m.name)
+                columns.append(m.estimator._check_input(items, reset=reset))
+        return columns
 
     # -- fit -----------------------------------------------------------------------------
     @_fit_context(prefer_skip_nested_validation=False)
@@ -219,22 +188,31 @@ class TowerComposite(FitTemplateMixin, TriplesComposition):
         return self
 
     def _begin(self, run, X):
-        """Checked triples and table, the towers' columns, ``encoders_``."""
-        entries = self._check_encoders()
+        """The checked table, the modality layout (``modalities_``) with the towers'
+        specifications, and the towers' columns."""
         X = self._check_X(X, reset=True)
         if X.shape[0] < 2:
             raise ValueError(
                 f"n_samples = {X.shape[0]}: {type(self).__name__} needs at least 2 "
                 "samples."
             )
-        towers = [entry for entry in entries if not isinstance(entry[1], str)]
-        run.columns, selections = self._columns(X, towers, reset=True)
-        resolved = iter(selections)
-        self.encoders_ = [
-            (name, enc, cols if isinstance(enc, str) else next(resolved))
-            for name, enc, cols in entries
-        ]
+        self.modalities_ = ModalityLayout.from_triples(
+            self.encoders,
+            X,
+            owner=self,
+            check=self._check_tower,
+            strings=("drop", "passthrough") if self._allow_drop else ("passthrough",),
+            empty_columns="error",
+            n_modalities=self._n_sides,
+        )
+        for m in self.modalities_.active:
+            m.estimator = self._spec(m.estimator)
+        self._check_layout()
+        run.columns = self._columns(X, reset=True)
         run.n = X.shape[0]
+
+    def _check_layout(self):
+        """Checks of the towers that depend on the composite (none by default)."""
 
     def _targets(self, run, y, sample_weight, classes):
         """The first call's targets: ``classes_`` (or the scale) set, rows mapped."""
@@ -246,7 +224,7 @@ class TowerComposite(FitTemplateMixin, TriplesComposition):
     def _check_chunk(self, X, y, sample_weight, classes=None):
         """A later call's (or a partition's) columns, targets, weights and labels."""
         X = self._check_X(X, reset=False)
-        columns, _ = self._columns(X, self._towers(), reset=False)
+        columns = self._columns(X, reset=False)
         return (columns, *self._chunk_targets(y, sample_weight, X.shape[0]))
 
     def _preprocess(self, run):

@@ -313,12 +313,12 @@ class MultimodalMatcher(DaskMixin, ClassifierMixin, TransformerMixin, TowerCompo
         match = self._check_target(y, n, first=first, **kwargs)
         return match, check_weights(sample_weight, n), None
 
-    def _columns(self, X, entries, *, reset):
+    def _columns(self, X, *, reset):
         """The two sides' validated ``Column``s; a missing item is an error."""
-        columns, selections = super()._columns(X, entries, reset=reset)
-        for (name, _, _), column in zip(entries, columns):
+        columns = super()._columns(X, reset=reset)
+        for (name, _, _), column in zip(self._towers(), columns):
             self._check_present(name, column)
-        return columns, selections
+        return columns
 
     def _check_present(self, name, column):
         if column.missing.any():
@@ -596,7 +596,7 @@ class MultimodalMatcher(DaskMixin, ClassifierMixin, TransformerMixin, TowerCompo
         """Both sides' embeddings of the pairs in ``X``, and their validated columns."""
         check_is_fitted(self)
         X = self._check_X(X, reset=False)
-        columns, _ = self._columns(X, self.encoders_, reset=False)
+        columns = self._columns(X, reset=False)
         return [self._embed_column(m, c) for m, c in enumerate(columns)], columns
 
     def decision_function(self, X):

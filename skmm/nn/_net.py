@@ -132,9 +132,8 @@ class _MultimodalNetBase(
     def __init__(self):
         pass
 
-    def _check_encoders(self):
-        entries = super()._check_encoders()
-        n_towers = sum(not isinstance(enc, str) for _, enc, _ in entries)
+    def _check_layout(self):
+        n_towers = len(self.modalities_.active)
         if self.fusion == "dot" and n_towers < 2:
             raise ValueError(
                 f"fusion='dot' takes dot products between towers and needs at least "
@@ -145,7 +144,6 @@ class _MultimodalNetBase(
             raise ValueError(
                 f"hidden_layer_sizes must be positive integers; got {sizes!r}."
             )
-        return entries
 
     # -- the network ---------------------------------------------------------------------
     def _network(self, towers):
@@ -407,11 +405,10 @@ class _MultimodalNetBase(
         """
         check_is_fitted(self)
         X = self._check_X(X, reset=False)
-        towers = self._towers()
-        columns, _ = self._columns(X, towers, reset=False)
+        columns = self._columns(X, reset=False)
         sources = [
             _Source(name, enc, column)
-            for (name, enc, _), column in zip(towers, columns)
+            for (name, enc, _), column in zip(self._towers(), columns)
         ]
         module = self.module_.eval()
         out = []
@@ -517,7 +514,8 @@ _PARTIAL_FIT_DOCS = {
 _NET_TOP = """\
     encoders : list of (str, encoder, columns) tuples
         As in :class:`~sklearn.compose.ColumnTransformer`: a name, then an skmm encoder,
-        ``"passthrough"`` (numeric columns, a row with a NaN is missing), any
+        ``"passthrough"`` (numeric columns: a row whose every value is NaN is
+        missing, a NaN among present values is imputed with the training mean), any
         scikit-learn transformer (its numeric output feeds a tabular tower, such as
         ``OneHotEncoder`` on categories) or ``"drop"``, then the column(s): a name or
         position (one column of items for an encoder), a list, a slice, a boolean mask

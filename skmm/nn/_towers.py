@@ -8,6 +8,8 @@ MLP head. The fixed fusion operators are those of :mod:`skmm.fusion._ops`, share
 ``"dot"`` interaction are added here.
 """
 
+import warnings
+
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, clone
@@ -54,7 +56,9 @@ class TabularEncoder(BaseEstimator):
 
     It implements the :class:`~skmm.base.Tower` protocol that the nets use, so that
     numeric columns are one more tower.
-    With ``"passthrough"`` a row with a NaN is missing for this tower; a transformer
+    With ``"passthrough"`` a row whose every value is NaN is missing for this tower
+    (the one meaning of a missing modality); a NaN among present values is imputed
+    with the training mean (0 once standardised); a transformer
     (``OneHotEncoder``, ``TfidfVectorizer`` ...) is fitted (without ``y``) on the
     training rows and its output, made dense, feeds the tower.
 
@@ -81,12 +85,15 @@ class TabularEncoder(BaseEstimator):
         )
         if array.ndim == 1:
             array = array[:, None]
-        return Column(array, np.isnan(array).any(axis=1), batch=True)
+        return Column(array, np.isnan(array).all(axis=1), batch=True)
 
     def _features(self, column, rows):
         rows = np.asarray(rows)
         if self._passthrough():
-            return np.asarray(column.items[rows], dtype=np.float32)
+            out = np.asarray(column.items[rows], dtype=np.float32)
+            if "mean_" in vars(self):
+                out = np.where(np.isnan(out), self.mean_.astype(np.float32), out)
+            return out
         out = self.transformer_.transform(_safe_indexing(column.items, rows))
         out = out.toarray() if hasattr(out, "toarray") else np.asarray(out)
         try:
@@ -113,8 +120,11 @@ class TabularEncoder(BaseEstimator):
                 f"{type(self.transformer_).__name__} output no features; the tower "
                 "needs at least one."
             )
-        self.mean_ = features.mean(axis=0)
-        scale = features.std(axis=0)
+        with np.errstate(invalid="ignore"), warnings.catch_warnings():
+            # A column NaN in every present row: mean 0, scale 1.
+            warnings.simplefilter("ignore", RuntimeWarning)
+            mean, scale = np.nanmean(features, axis=0), np.nanstd(features, axis=0)
+        self.mean_ = np.nan_to_num(mean).astype(np.float32)
         self.scale_ = np.where(scale > 0, scale, 1.0).astype(np.float32)
 
     def _load(self, column, rows):

@@ -10,6 +10,8 @@ import importlib
 _MODULES = {
     "DeviceWarning": "._torch",
     "EmbeddingMemory": "._cache",
+    "Modality": "._composition",
+    "ModalityLayout": "._composition",
     "available_device": "._torch",
     "map_partitions": "._dask",
     "resolve_device": "._torch",

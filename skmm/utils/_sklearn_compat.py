@@ -7,7 +7,11 @@ in scikit-learn touches one file. skmm does the same.
 
 from sklearn.base import _fit_context
 from sklearn.pipeline import _name_estimators
-from sklearn.utils._indexing import _get_column_indices, _safe_indexing
+from sklearn.utils._indexing import (
+    _determine_key_type,
+    _get_column_indices,
+    _safe_indexing,
+)
 from sklearn.utils._param_validation import (
     HasMethods,
     Hidden,
@@ -16,6 +20,11 @@ from sklearn.utils._param_validation import (
     StrOptions,
 )
 from sklearn.utils._repr_html.estimator import _VisualBlock
+from sklearn.utils._set_output import (
+    _get_container_adapter,
+    _get_output_config,
+    _safe_set_output,
+)
 from sklearn.utils._user_interface import _print_elapsed_time
 from sklearn.utils.metadata_routing import _raise_for_params, _routing_enabled
 from sklearn.utils.metaestimators import _BaseComposition
@@ -41,12 +50,16 @@ __all__ = [
     "_check_method_params",
     "_check_n_features",
     "_check_sample_weight",
+    "_determine_key_type",
     "_fit_context",
+    "_get_container_adapter",
     "_get_column_indices",
+    "_get_output_config",
     "_name_estimators",
     "_print_elapsed_time",
     "_raise_for_params",
     "_routing_enabled",
+    "_safe_set_output",
     "_safe_indexing",
     "validate_data",
 ]

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from ._composition import check_table
+from ._composition import check_table, is_missing
 from ._sklearn_compat import validate_data
 
 
@@ -23,15 +23,6 @@ def prefix_errors(prefix):
         yield
     except ValueError as exc:
         raise ValueError(f"{prefix}: {exc}") from exc
-
-
-def is_missing(item):
-    """Return True if ``item`` marks a missing value (None, NaN, pd.NA, NaT)."""
-    if item is None or item is pd.NA or item is pd.NaT:
-        return True
-    if isinstance(item, (float, np.floating)):
-        return bool(np.isnan(item))
-    return False
 
 
 @dataclass
