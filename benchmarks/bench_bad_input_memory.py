@@ -63,7 +63,9 @@ def child_text(case):
 
     from skmm.encoders import TextEncoder
 
-    enc = TextEncoder(max_epochs=0, random_state=0, device="cpu").fit(titles(300))
+    enc = TextEncoder("lstm", max_epochs=0, random_state=0, device="cpu").fit(
+        titles(300)
+    )
     texts = titles(300) + ["word " * 200_000 if case != "short" else "cotton shirt"]
     items = np.empty(len(texts), dtype=object)
     items[:] = texts

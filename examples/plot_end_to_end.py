@@ -82,7 +82,7 @@ augment = v2.Compose(
     ]
 )
 image = ImageEncoder("cnn", image_size=64, augment=augment)
-title = TextEncoder(embedding_dim=32, hidden_size=32, max_length=16)
+title = TextEncoder("lstm", embedding_dim=32, hidden_size=32, max_length=16)
 
 
 def make_net(encoders, fusion="concat"):

@@ -24,7 +24,9 @@ from sklearn.utils.validation import check_is_fitted, column_or_1d
 from tqdm.auto import tqdm
 
 from .training._estimator import TorchEstimatorMixin, to_cpu
-from .training._loop import History, batches
+from .training._loop import History
+from .training._precision import PRECISION_CONSTRAINT, autocast
+from .training._streaming import Lazy, take_rows
 from .training._targets import check_classes, encode_labels
 from .training._template import PARTIAL_FIT_CLASSES, FitTemplateMixin
 from .utils._cache import EmbeddingCache, fingerprint, item_key
@@ -32,7 +34,7 @@ from .utils._composition import is_fitted_attribute
 from .utils._dask import DaskMixin, value_counts
 from .utils._docs import fill_doc
 from .utils._sklearn_compat import HasMethods, Interval, _fit_context
-from .utils._torch import TowerNorm, batch_norm_recalibration
+from .utils._torch import TowerNorm
 from .utils._validation import check_column
 
 __all__ = ["Runtime", "Tower", "TorchEncoderMixin"]
@@ -50,11 +52,20 @@ class Runtime(NamedTuple):
     memory: object = None
     num_workers: int = 0
     verbose: bool = False
+    precision: str = "32"
 
 
 # Parameters that change how fast features are computed, not what they are.
 _RUNTIME_PARAMS = frozenset(
-    {"batch_size", "callbacks", "device", "memory", "num_workers", "verbose"}
+    {
+        "batch_size",
+        "callbacks",
+        "device",
+        "memory",
+        "num_workers",
+        "precision",
+        "verbose",
+    }
 )
 _NOT_IN_FINGERPRINT = frozenset(
     {
@@ -138,14 +149,20 @@ class Tower(Protocol):
 
 
 class _EncoderData(NamedTuple):
-    """An encoder's training rows: decoded present items and their targets."""
+    """An encoder's training rows: present items (lazy, or decoded) and their targets."""
 
-    items: torch.Tensor
+    items: object
     target: torch.Tensor
     labels: np.ndarray | None
 
     def __len__(self):
         return len(self.target)
+
+    def take(self, rows):
+        labels = None if self.labels is None else self.labels[rows]
+        return _EncoderData(
+            take_rows(self.items, rows), take_rows(self.target, rows), labels
+        )
 
 
 class TorchEncoderMixin(
@@ -172,6 +189,7 @@ class TorchEncoderMixin(
     """
 
     _batch_ndim = ()
+    _every_parameter_used = True  # a tower and its linear head
 
     _encoder_parameter_constraints = {
         **TorchEstimatorMixin._torch_parameter_constraints,
@@ -182,6 +200,7 @@ class TorchEncoderMixin(
         "num_workers": [Interval(Integral, 0, None, closed="left")],
         "optimizer": [type],
         "callbacks": [None, list],
+        "precision": PRECISION_CONSTRAINT,
     }
 
     # -- hooks with defaults ---------------------------------------------------------
@@ -345,13 +364,18 @@ class TorchEncoderMixin(
         if self._epochs(run) == 0:
             return None
         labels = None if self.classes_ is None else target.numpy()
-        return _EncoderData(self._load(column, column.present()), target, labels)
+        return _EncoderData(Lazy(self._load, column, column.present()), target, labels)
 
     def _train(self, run, module, source):
         history = History(getattr(self, "history_", []) if run.partial else [])
         run.new_from = len(history)
         if self._epochs(run) == 0:
             return history, None
+        # No batch-norm recalibration after training (the nets and the matcher have
+        # one): the head that read batch statistics is dropped, and the features
+        # feed a model fitted on them as transform gives them. Recalibrating changed
+        # the features, not a linear model's accuracy on them, for a pass costing
+        # a tenth of 3 epochs (benchmarks/bench_training.py, part recalibration).
         run.head = self._head(module)
         if run.partial and "_head_state_" in vars(self):
             run.head.load_state_dict(self._head_state_)
@@ -448,9 +472,9 @@ class TorchEncoderMixin(
     def _train_step(self, module, data, batch, generator, loss_fn):
         index = torch.from_numpy(batch)
         x, partner, lam = self._training_batch(data.items[index], generator)
-        out = module(x.to(self.device_))
+        out = module(x.to(self.device_, non_blocking=True))
         out = out[:, 0] if self.classes_ is None else out
-        y = data.target[index].to(self.device_)
+        y = data.target[index].to(self.device_, non_blocking=True)
         loss = loss_fn(out, y)
         if partner is not None:
             # Mixed items: their targets mixed in the same proportion.
@@ -464,16 +488,6 @@ class TorchEncoderMixin(
         row, the row mixed into it with weight ``1 - lam``.
         """
         return self._augment(batch, generator), None, 1.0
-
-    def _recalibrate(self, module, parts, context):
-        # Batch-norm running statistics lag behind fast-moving weights; one pass over
-        # the training rows with the final weights makes eval mode match training.
-        module.train()
-        with batch_norm_recalibration(module) as norms:
-            for data, rows in parts if norms else ():
-                for index in batches(len(rows), self.batch_size):
-                    if len(index) >= 2:
-                        module(data.items[rows[index.numpy()]].to(self.device_))
 
     # -- transform ---------------------------------------------------------------------
     def transform(self, X):
@@ -494,7 +508,12 @@ class TorchEncoderMixin(
 
     def _runtime(self):
         return Runtime(
-            self.device_, self.batch_size, self.memory, self.num_workers, self.verbose
+            self.device_,
+            self.batch_size,
+            self.memory,
+            self.num_workers,
+            self.verbose,
+            self.precision,
         )
 
     def _encode(self, column, module=None, runtime=None):
@@ -521,7 +540,10 @@ class TorchEncoderMixin(
         values = np.empty((len(todo), width), dtype=np.float32)
         cache, keys = None, None
         if runtime.memory is not None:
-            cache = EmbeddingCache(runtime.memory, self._cache_namespace(module))
+            namespace = self._cache_namespace(module)
+            if runtime.precision != "32":  # features computed at another precision
+                namespace += f"-{runtime.precision}"
+            cache = EmbeddingCache(runtime.memory, namespace)
             keys = [self._item_key(column, i, cache.hash_files) for i in todo]
             compute = np.flatnonzero(~cache.load(keys, values))
         else:
@@ -546,7 +568,11 @@ class TorchEncoderMixin(
         def load(index):
             return self._load(column, todo[index])
 
-        with torch.inference_mode(), progress:
+        with (
+            torch.inference_mode(),
+            autocast(runtime.device, runtime.precision),
+            progress,
+        ):
             if not runtime.num_workers:
                 loaded = ((index, load(index)) for index in parts)
             else:

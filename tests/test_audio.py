@@ -213,3 +213,32 @@ def test_features_do_not_depend_on_the_batch():
     together = enc.transform(waves)
     alone = np.vstack([enc.set_params(batch_size=1).transform([w]) for w in waves])
     np.testing.assert_allclose(alone, together, atol=1e-5)
+
+
+def test_spec_augment_draws_from_the_training_generator():
+    # The masks come from the generator the training loop passes, never from torch's
+    # global one: the same generator gives the same batch whatever the global seed.
+    rng = np.random.default_rng(0)
+    waves = [chirp(1600) * g for g in rng.uniform(0.2, 1.0, 8)]
+    enc = AudioEncoder(8000, duration=0.2, n_mels=16, max_epochs=0, augment="default")
+    enc.set_params(device="cpu").fit(waves)
+    batch = enc._load(enc._check_input(waves, reset=False), np.arange(8))
+    out = []
+    for global_seed in (0, 1):
+        torch.manual_seed(global_seed)
+        out.append(enc._augment(batch, torch.Generator().manual_seed(3)))
+    torch.testing.assert_close(out[0], out[1], rtol=0, atol=0)
+    other = enc._augment(batch, torch.Generator().manual_seed(4))
+    assert not torch.equal(out[0], other)
+    # The same draws without the masks: the tower's front end on the shifted sounds.
+    generator = torch.Generator().manual_seed(3)
+    shifted = enc._shift_and_gain(batch, generator)
+    reference = enc.module_.features(shifted)
+    masked = out[0] != reference
+    assert out[0].shape == (8, 16, reference.shape[2])
+    assert masked.any() and (out[0][masked] == 0).all()
+    # The tower takes the masked spectrograms as they are.
+    with torch.no_grad():
+        torch.testing.assert_close(
+            enc.module_(reference), enc.module_(shifted), rtol=0, atol=1e-6
+        )

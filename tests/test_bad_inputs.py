@@ -55,7 +55,9 @@ def _encoder(kind):
         return AudioEncoder(
             sample_rate=RATE, duration=0.2, n_fft=16, n_mels=4, max_epochs=0
         ).set_params(device="cpu")
-    return TextEncoder(embedding_dim=4, hidden_size=4, max_epochs=0, device="cpu")
+    return TextEncoder(
+        "lstm", embedding_dim=4, hidden_size=4, max_epochs=0, device="cpu"
+    )
 
 
 # -- the defects -----------------------------------------------------------------------
@@ -561,7 +563,9 @@ def test_text_dedup_memory_follows_the_content():
     import tracemalloc
 
     texts = [f"title {i}" for i in range(300)] + ["word " * 200_000]
-    enc = TextEncoder(embedding_dim=4, hidden_size=4, max_epochs=0, device="cpu")
+    enc = TextEncoder(
+        "lstm", embedding_dim=4, hidden_size=4, max_epochs=0, device="cpu"
+    )
     enc.fit(texts[:300])
     tracemalloc.start()
     out = enc.transform(texts)

@@ -163,9 +163,9 @@ def test_grid_search_folds_share_embeddings(image_files, tmp_path, count_loads):
 
 def test_text_cache_keys_on_content(tmp_path, count_loads):
     texts = ["red shirt", "blue jeans", "red shirt"]
-    enc = TextEncoder(max_epochs=0, random_state=0, device="cpu", memory=tmp_path).fit(
-        texts
-    )
+    enc = TextEncoder(
+        "lstm", max_epochs=0, random_state=0, device="cpu", memory=tmp_path
+    ).fit(texts)
     enc.transform(texts)
     count_loads.clear()
     enc.transform(["blue jeans", "green hat"])

@@ -157,12 +157,6 @@ _STOCHASTIC_WEIGHTS = (
     "lists this check as failing for its SGD and MLP estimators too); "
     "test_nn.py checks that sample_weight weighs the loss"
 )
-_AUDIO_SUBSET = (
-    "float32 convolutions differ by ~1e-5 between batch sizes (oneDNN picks its "
-    "kernels by batch shape); on the checks' near-constant data the trained tower's "
-    "batch-norm amplifies that past the check's rtol of 1e-4. test_image.py and "
-    "test_audio.py check batch independence to 1e-5."
-)
 _MATCHER_THRESHOLD = (
     "decision_function is the similarity of each pair and predict thresholds it at "
     "threshold_, not at 0; scikit-learn lists this check as failing for "
@@ -190,8 +184,6 @@ def _expected_failures(estimator):
         if estimator.max_epochs == 0:
             # fit trains nothing, so the check's partial_fit is the first training.
             failures["check_fit_score_takes_y"] = _CLASSES_FIRST
-        if estimator.max_epochs > 0:
-            failures["check_methods_subset_invariance"] = _AUDIO_SUBSET
         return failures
     if isinstance(estimator, MultimodalNetRegressor):
         return {

@@ -736,7 +736,7 @@ def test_fashion_image_and_text_encoder(fashion):
     X, y = fashion
     train, test = next(StratifiedKFold(2, shuffle=True, random_state=0).split(X, y))
     text_encoder = TextEncoder(
-        embedding_dim=16, hidden_size=16, max_epochs=20, lr=1e-2, random_state=0
+        "lstm", embedding_dim=16, hidden_size=16, max_epochs=20, lr=1e-2, random_state=0
     )
     encoders = [
         ("img", fashion_image(), "image"),

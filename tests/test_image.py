@@ -249,6 +249,33 @@ def test_weights_from_a_state_dict_file(images, tmp_path):
         tiny(weights=str(tmp_path / "none.pt")).fit(images)
 
 
+def test_weights_file_is_read_once_and_not_after_fit(images, tmp_path, monkeypatch):
+    from skmm.encoders._backbones import _base
+
+    trained = tiny(max_epochs=1).fit(images, [0, 1] * 5)
+    reads = []
+    read = _base.read_weights_file
+    monkeypatch.setattr(
+        _base, "read_weights_file", lambda path: reads.append(path) or read(path)
+    )
+    for name, state in [
+        ("cnn.pt", trained.module_.backbone.state_dict()),
+        ("tower.pt", trained.module_.state_dict()),
+    ]:
+        path = tmp_path / name
+        torch.save(state, path)
+        reads.clear()
+        enc = tiny(weights=str(path), memory=tmp_path / "cache").fit(images)
+        assert reads == [str(path)]  # once per fit, preprocessing and weights
+        # After fit the weights' source is fitted state: no file is looked at.
+        path.unlink()
+        assert enc._frozen() and enc.backbone_.identity[1][0] == str(path)
+        np.testing.assert_allclose(
+            enc.transform(images), trained.transform(images), atol=1e-5
+        )
+    assert reads == [str(tmp_path / "tower.pt")]
+
+
 def test_torchvision_weights_download_path(images, monkeypatch, tmp_path):
     """torchvision weights: downloaded by torch.hub, read as tensors by skmm."""
     from torchvision.models import ResNet18_Weights, get_model

@@ -13,7 +13,7 @@ from sklearn.model_selection import GridSearchCV
 from sklearn.preprocessing import StandardScaler
 
 from skmm.encoders import ImageEncoder, TextEncoder
-from skmm.encoders._image import small_cnn
+from skmm.encoders._backbones._scratch import small_cnn
 from skmm.nn import EmbeddingIndex, MultimodalMatcher
 from skmm.nn._contrastive import contrastive_loss, generated_negatives
 from skmm.nn._retrieval import top_k

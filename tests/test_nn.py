@@ -391,7 +391,7 @@ def test_text_and_tabular_towers():
     X, y = make_data(120)
     net = MultimodalNetClassifier(
         [
-            ("txt", TextEncoder(hidden_size=8, embedding_dim=8), "title"),
+            ("txt", TextEncoder("lstm", hidden_size=8, embedding_dim=8), "title"),
             ("num", "passthrough", ["price", "size"]),
             ("cat", OneHotEncoder(), ["colour"]),
         ],

@@ -21,7 +21,12 @@ LABELS = ["top", "bottom", "top", "bottom", "top"]
 
 def tiny(**params):
     defaults = dict(
-        hidden_size=8, embedding_dim=8, max_epochs=1, random_state=0, device="cpu"
+        backbone="lstm",
+        hidden_size=8,
+        embedding_dim=8,
+        max_epochs=1,
+        random_state=0,
+        device="cpu",
     )
     return TextEncoder(**{**defaults, **params})
 
@@ -44,7 +49,7 @@ def test_titles_predict_master_category(fashion, record_measure):
     rng = np.random.default_rng(0)
     order = rng.permutation(len(X))
     train, test = order[:2000], order[2000:]
-    enc = TextEncoder(max_epochs=4, random_state=0, device="cpu")
+    enc = TextEncoder("lstm", max_epochs=4, random_state=0, device="cpu")
     Z = enc.fit_transform(X[train], y[train])
     clf = LogisticRegression(max_iter=2000).fit(Z, y[train])
     accuracy = clf.score(enc.transform(X[test]), y[test])
@@ -77,7 +82,7 @@ def test_padding_never_changes_a_text(rnn, pooling, bidirectional):
 
 def test_fit_without_y_points_to_tfidf():
     with pytest.raises(ValueError, match="requires y to be passed.*TfidfVectorizer"):
-        TextEncoder(device="cpu").fit(TEXTS)
+        TextEncoder("lstm", device="cpu").fit(TEXTS)
     assert tiny(max_epochs=0).fit(TEXTS).transform(TEXTS).shape == (5, 16)
 
 

@@ -11,6 +11,7 @@ import os
 
 import torch
 
+from ..training._distributed import is_main_process
 from ..utils._torch import state_dict_to_bytes
 
 
@@ -168,8 +169,9 @@ class Checkpoint(Callback):
                 self._best = last["train_loss"]
         if improved:
             self.best_epoch_ = last["epoch"]
-            with open(os.fspath(self.path), "wb") as f:
-                f.write(state_dict_to_bytes(module))
+            if is_main_process():  # one writer when training on several processes
+                with open(os.fspath(self.path), "wb") as f:
+                    f.write(state_dict_to_bytes(module))
 
 
 class LRScheduler(Callback):

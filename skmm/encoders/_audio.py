@@ -1,6 +1,5 @@
 """AudioEncoder: sounds (WAV paths or waveforms) to CNN features over log-mel spectrograms."""
 
-import copy
 import io
 import math
 import os
@@ -13,9 +12,8 @@ from sklearn.base import BaseEstimator
 from ..base import TorchEncoderMixin
 from ..utils._sklearn_compat import HasMethods, Interval, StrOptions
 from ..utils._validation import check_column
-from . import _hub
-from ._cnn import small_cnn
-from ._mel import LogMelSpectrogram, default_n_fft
+from ._hub import BackboneMixin
+from ._mel import default_n_fft
 from ._video_io import is_video_file, mark_clips_without_soundtrack, read_soundtrack
 
 # Full scale of each PCM sample type: the rule that turns integer samples into
@@ -201,66 +199,26 @@ def fit_length(wave, n_samples):
     return out
 
 
-class _Standardize(torch.nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.register_buffer("mean", torch.zeros(()))
-        self.register_buffer("std", torch.ones(()))
+def spec_augment(spec, generator, freq_width=0.15, time_width=0.15):
+    """SpecAugment's masking (Park et al., 2019) of spectrograms (n, bands, frames).
 
-    def forward(self, x):
-        return (x - self.mean) / self.std
-
-
-def utterance_normalize(log_mel, floor_db=40.0, eps=1e-3):
-    """Cepstral mean and variance normalisation, per sound and mel band.
-
-    Each band of each spectrogram ``(n, n_mels, frames)``, in dB, is centred and
-    scaled over the sound's frames that are within ``floor_db`` of its loudest one:
-    a voice's or a microphone's fixed colouring (a constant offset per band in
-    log-mel) is removed, which is what lets a model trained on a few voices carry to
-    others. The quieter frames (silence, and the zero padding up to ``duration``)
-    would dominate the statistics of a short word; they are set to 0, the mean.
+    Each spectrogram gets one band of up to ``freq_width`` of its mel bands and one
+    span of up to ``time_width`` of its frames set to 0 (their mean, after
+    normalisation), drawn from ``generator``.
     """
-    level = log_mel.amax(dim=1, keepdim=True)
-    voiced = (level > level.amax(dim=2, keepdim=True) - floor_db).to(log_mel.dtype)
-    count = voiced.sum(dim=2, keepdim=True).clamp_min(1.0)
-    mean = (log_mel * voiced).sum(dim=2, keepdim=True) / count
-    var = (((log_mel - mean) * voiced) ** 2).sum(dim=2, keepdim=True) / count
-    return (log_mel - mean) / (var.sqrt() + eps) * voiced
-
-
-class SpecAugment(torch.nn.Module):
-    """SpecAugment's masking (Park et al., 2019), in training mode only.
-
-    Each spectrogram gets one band of up to ``freq_width`` mel bands and one span of
-    up to ``time_width`` of its frames set to its mean (zero after normalisation).
-    The masks are drawn from torch's generator, which fits seed per fit.
-    """
-
-    def __init__(self, freq_width=0.15, time_width=0.15):
-        super().__init__()
-        self.freq_width = freq_width
-        self.time_width = time_width
-
-    def forward(self, spec):
-        if not self.training:
-            return spec
-        n, n_bands, n_frames = spec.shape
-        out = spec.clone()
-        for axis, size, width in (
-            (1, n_bands, self.freq_width),
-            (2, n_frames, self.time_width),
-        ):
-            span = max(1, int(width * size))
-            lengths = torch.randint(0, span + 1, (n,))
-            starts = (torch.rand(n) * (size - lengths + 1)).long()
-            index = torch.arange(size)
-            mask = (index[None] >= starts[:, None]) & (
-                index[None] < (starts + lengths)[:, None]
-            )
-            shape = (n, size, 1) if axis == 1 else (n, 1, size)
-            out = out.masked_fill(mask.view(shape).to(out.device), 0.0)
-        return out
+    n, n_bands, n_frames = spec.shape
+    out = spec.clone()
+    for axis, size, width in ((1, n_bands, freq_width), (2, n_frames, time_width)):
+        span = max(1, int(width * size))
+        lengths = torch.randint(0, span + 1, (n,), generator=generator)
+        starts = (torch.rand(n, generator=generator) * (size - lengths + 1)).long()
+        index = torch.arange(size)
+        mask = (index[None] >= starts[:, None]) & (
+            index[None] < (starts + lengths)[:, None]
+        )
+        shape = (n, size, 1) if axis == 1 else (n, 1, size)
+        out = out.masked_fill(mask.view(shape).to(out.device), 0.0)
+    return out
 
 
 def mixup(batch, generator, alpha=MIXUP_ALPHA):
@@ -274,55 +232,6 @@ def mixup(batch, generator, alpha=MIXUP_ALPHA):
     seed = int(torch.randint(2**31 - 1, (1,), generator=generator))
     lam = float(np.random.default_rng(seed).beta(alpha, alpha))
     return lam * batch + (1 - lam) * batch[partner], partner, lam
-
-
-class AudioTower(_hub.FreezableMixin, torch.nn.Module):
-    """Waveform batch (n, samples) -> log-mel -> normalise -> small CNN -> 128 features.
-
-    ``normalize="utterance"`` standardises each sound's bands over time (cepstral
-    mean and variance normalisation), ``"global"`` with the training set's mean and
-    standard deviation; ``spec_augment`` masks bands and frames in training.
-    """
-
-    def __init__(
-        self,
-        sample_rate,
-        n_fft,
-        hop_length,
-        n_mels,
-        normalize="global",
-        spec_augment=False,
-    ):
-        super().__init__()
-        self.log_mel = LogMelSpectrogram(sample_rate, n_fft, hop_length, n_mels)
-        self.standardize = _Standardize()
-        self.per_utterance = normalize == "utterance"
-        self.spec_augment = SpecAugment() if spec_augment else torch.nn.Identity()
-        self.cnn = small_cnn(1)
-        self.out_features = 128
-
-    def forward(self, waveform):
-        spec = self.log_mel(waveform)
-        if self.per_utterance:
-            spec = utterance_normalize(spec)
-        else:
-            spec = self.standardize(spec)
-        return self.cnn(self.spec_augment(spec).unsqueeze(1))
-
-
-class HFAudioTower(_hub.FreezableMixin, torch.nn.Module):
-    """A Hugging Face audio model (wav2vec2, HuBERT ...): mean of its frames' states.
-
-    Takes what the model's feature extractor made of the waveforms (``input_values``).
-    """
-
-    def __init__(self, model, out_features):
-        super().__init__()
-        self.model = model
-        self.out_features = out_features
-
-    def forward(self, x):
-        return self.model(x).last_hidden_state.mean(dim=1)
 
 
 class AudioMixin:
@@ -367,7 +276,7 @@ _AUDIO_PARAMS = {
 }
 
 
-class AudioEncoder(_hub.BackboneMixin, AudioMixin, TorchEncoderMixin, BaseEstimator):
+class AudioEncoder(BackboneMixin, AudioMixin, TorchEncoderMixin, BaseEstimator):
     """Encode sounds with a CNN over log-mel spectrograms, or a pretrained audio model.
 
     Each sound is loaded (WAV files of any sample rate are resampled to
@@ -393,9 +302,8 @@ class AudioEncoder(_hub.BackboneMixin, AudioMixin, TorchEncoderMixin, BaseEstima
     n_mels : int or "auto", default="auto"
         Mel bands of the spectrogram. ``"auto"`` is 16 up to 8 kHz and 64 above. At
         8 kHz, 16 bands keep the spectral envelope (the formants, which carry the
-        words) and blur the harmonics of the pitch (which carry the voice): a tower
-        trained on four voices of FSDD scores 0.47 on two unheard ones with 16 bands
-        and ``augment="default"``, 0.23 with 32.
+        words) and blur the harmonics of the pitch (which carry the voice), so that
+        a tower carries to unheard voices (measured in the user guide).
     normalize : {"utterance", "global"}, default="utterance"
         ``"utterance"`` standardises each sound's mel bands over time (cepstral mean
         and variance normalisation), which removes a voice's and a microphone's
@@ -431,8 +339,7 @@ class AudioEncoder(_hub.BackboneMixin, AudioMixin, TorchEncoderMixin, BaseEstima
         only applies to the encoder's own :meth:`fit`: a tower of an
         :mod:`skmm.nn` net never sees the targets, and a net refuses a trained
         ``augment="mixup"`` tower with a ``ValueError`` (use ``"default"`` there).
-        On hard AV digits (four voices, two unheard) its gain was small, within
-        the noise of one run (see the user guide).
+        Its gain is measured in the user guide.
     batch_size : int, default=32
         Sounds per batch in training and in :meth:`transform`.
     memory : str, path, joblib.Memory or None, default=None
@@ -450,6 +357,9 @@ class AudioEncoder(_hub.BackboneMixin, AudioMixin, TorchEncoderMixin, BaseEstima
         Threads decoding the next batches while the model runs on the current one in
         :meth:`transform`; 0 decodes in the main thread. At most
         ``num_workers + 1`` batches are in memory at once.
+        When :meth:`fit` streams the training items (more than 256 MB decoded),
+        worker processes decoding the next batches (a torch ``DataLoader``); the
+        model is the same whatever their number.
     lr : float, default=1e-3
         Learning rate of the optimizer for this tower (also inside :mod:`skmm.nn`).
     optimizer : torch.optim.Optimizer class, default=torch.optim.Adam
@@ -457,6 +367,11 @@ class AudioEncoder(_hub.BackboneMixin, AudioMixin, TorchEncoderMixin, BaseEstima
     callbacks : list of :class:`skmm.callbacks.Callback` or callables, default=None
         Called after each training epoch with the history (see
         :mod:`skmm.callbacks`: checkpoints, learning-rate schedules, custom stops).
+    precision : {"32", "bf16-mixed", "16-mixed"}, default="32"
+        Numerical precision of training and inference: float32, or mixed precision
+        through ``torch.autocast`` (bfloat16 or float16 where it is safe, float32
+        weights; ``"16-mixed"`` scales the loss so that small gradients do not
+        underflow). Features computed at another precision are cached apart.
     device : {"auto", "cpu", "cuda"} or str, default="auto"
         Where the model runs; ``"auto"`` is CUDA when available.
     random_state : int, RandomState instance or None, default=None
@@ -473,6 +388,9 @@ class AudioEncoder(_hub.BackboneMixin, AudioMixin, TorchEncoderMixin, BaseEstima
         The device used.
     spectrogram_mean_, spectrogram_std_ : float
         Global standardisation of the log-mel spectrogram (``"cnn"``).
+    backbone_ : Backbone
+        The resolved backbone: where the weights come from (``backbone_.source``)
+        and what names them in the cache (``backbone_.identity``).
     hub_config_ : object or None
         The Hugging Face config of an ``"hf:"`` backbone, else None.
     processor_ : object or None
@@ -563,6 +481,7 @@ class AudioEncoder(_hub.BackboneMixin, AudioMixin, TorchEncoderMixin, BaseEstima
         lr=1e-3,
         optimizer=torch.optim.Adam,
         callbacks=None,
+        precision="32",
         device="auto",
         random_state=None,
         verbose=False,
@@ -584,31 +503,12 @@ class AudioEncoder(_hub.BackboneMixin, AudioMixin, TorchEncoderMixin, BaseEstima
         self.lr = lr
         self.optimizer = optimizer
         self.callbacks = callbacks
+        self.precision = precision
         self.device = device
         self.random_state = random_state
         self.verbose = verbose
 
-    # -- what the backbone is --------------------------------------------------------
-    def _kind(self):
-        return _hub.parse_backbone(self.backbone, "audio")
-
-    def _weights(self):
-        kind, _ = self._kind()
-        if self.weights == "auto":
-            return _hub.DEFAULT_WEIGHTS if kind == "hf" else None
-        if self.weights is None:
-            return None
-        if kind == "hf" and self.weights == _hub.DEFAULT_WEIGHTS:
-            return self.weights
-        if kind == "hf" or not _hub.is_weights_path(self.weights):
-            raise ValueError(
-                f"weights={self.weights!r}: an AudioEncoder takes 'auto', None or the "
-                "path of a state dict file (the weights of an 'hf:' backbone come "
-                "from its model id or folder)."
-            )
-        if not os.path.isfile(self.weights):
-            raise ValueError(f"weights file not found: {os.fspath(self.weights)!r}")
-        return self.weights
+    _modality = "audio"
 
     def _n_samples(self):
         return max(1, round(self.duration * self.sample_rate))
@@ -616,36 +516,20 @@ class AudioEncoder(_hub.BackboneMixin, AudioMixin, TorchEncoderMixin, BaseEstima
     def _load(self, column, rows):
         n = self._n_samples()
         waves = np.stack([fit_length(w, n) for w in self._waves(column, rows)])
-        if self.processor_ is None:
-            return torch.from_numpy(waves)
-        out = self.processor_(
-            list(waves), sampling_rate=self.sample_rate, return_tensors="pt"
-        )
-        return out["input_values"] if "input_values" in out else out["input_features"]
+        return self.backbone_.audio_input(self, waves)
 
     def _fit_preprocessing(self, column, rows):
-        kind, name = self._kind()
-        self.hub_config_ = self.processor_ = None
+        backbone = self._resolve_backbone()
         self.spectrogram_mean_, self.spectrogram_std_ = 0.0, 1.0
-        if kind == "hf":
-            self.hub_config_, self.processor_ = _hub.hf_parts(name, "audio")
-            rate = getattr(self.processor_, "sampling_rate", self.sample_rate)
-            if rate != self.sample_rate:
-                raise ValueError(
-                    f"backbone={self.backbone!r} was trained on sounds at {rate} Hz; "
-                    f"pass sample_rate={rate} (got {self.sample_rate})."
-                )
+        features = backbone.audio_features(self)
+        if features is None:  # the tower does not start from a log-mel spectrogram
             return
-        if kind == "module":
+        state = backbone.file_state()
+        if state is not None and "features.standardize.mean" in state:
+            # A fitted encoder's module_: its standardisation comes with it.
+            self.spectrogram_mean_ = float(state["features.standardize.mean"])
+            self.spectrogram_std_ = float(state["features.standardize.std"])
             return
-        weights = self._weights()
-        if weights is not None:
-            state = _hub.read_weights_file(weights)
-            if "standardize.mean" in state:
-                # A fitted encoder's module_: its standardisation comes with it.
-                self.spectrogram_mean_ = float(state["standardize.mean"])
-                self.spectrogram_std_ = float(state["standardize.std"])
-                return
         rng = np.random.default_rng(self._seed())
         sample = (
             rows
@@ -653,7 +537,7 @@ class AudioEncoder(_hub.BackboneMixin, AudioMixin, TorchEncoderMixin, BaseEstima
             else np.sort(rng.choice(rows, _STATS_SAMPLE, replace=False))
         )
         with torch.no_grad():
-            log_mel = self._cnn_tower().log_mel(self._load(column, sample))
+            log_mel = features.log_mel(self._load(column, sample))
         self.spectrogram_mean_ = float(log_mel.mean())
         self.spectrogram_std_ = (
             max(float(log_mel.std()), 1e-3) if log_mel.numel() > 1 else 1.0
@@ -665,46 +549,8 @@ class AudioEncoder(_hub.BackboneMixin, AudioMixin, TorchEncoderMixin, BaseEstima
             return 16 if self.sample_rate <= 8000 else 64
         return self.n_mels
 
-    def _cnn_tower(self):
-        return AudioTower(
-            self.sample_rate,
-            self._n_fft(),
-            self._hop_length(),
-            self._n_mels(),
-            normalize=self.normalize,
-            spec_augment=self.augment is not None,
-        )
-
     def _tower(self, pretrained):
-        kind, name = self._kind()
-        weights = self._weights() if pretrained else None
-        if kind == "hf":
-            model = _hub.hf_model(
-                name, self.hub_config_, pretrained=weights is not None
-            )
-            return HFAudioTower(model, model.config.hidden_size)
-        if kind == "module":
-            backbone = copy.deepcopy(self.backbone)
-            silence = torch.zeros(1, self._n_samples())
-            tower = _hub.ModuleTower(backbone, _hub.output_width(backbone, silence))
-            target = tower.backbone
-        else:
-            tower = self._cnn_tower()
-            tower.standardize.mean.fill_(self.spectrogram_mean_)
-            tower.standardize.std.fill_(self.spectrogram_std_)
-            target = tower
-        if weights is not None:
-            state = _hub.read_weights_file(weights)
-            if kind == "cnn" and "standardize.mean" not in state:
-                target = tower.cnn  # the CNN's own state dict
-            _hub.load_into(target, state, weights)
-        return tower
-
-    def _build_module(self):
-        return self._tower(pretrained=False)
-
-    def _init_module(self):
-        return self._tower(pretrained=True)
+        return self.backbone_.audio_tower(self, pretrained)
 
     def _augment(self, batch, generator):
         if self.augment == "mixup":
@@ -713,15 +559,30 @@ class AudioEncoder(_hub.BackboneMixin, AudioMixin, TorchEncoderMixin, BaseEstima
                 "sounds, which only its own fit does: a tower in a net or a matcher "
                 "sees its inputs, not the targets. Use augment='default' for a tower."
             )
-        return self._shift_and_gain(batch, generator)
+        return self._mask_spectrograms(
+            self._shift_and_gain(batch, generator), generator
+        )
 
     def _training_batch(self, batch, generator):
         if self.augment != "mixup":
             return super()._training_batch(batch, generator)
-        return mixup(self._shift_and_gain(batch, generator), generator)
+        mixed, partner, lam = mixup(self._shift_and_gain(batch, generator), generator)
+        return self._mask_spectrograms(mixed, generator), partner, lam
+
+    def _mask_spectrograms(self, waves, generator):
+        """SpecAugment, for a tower that starts from a log-mel spectrogram.
+
+        The tower's front end runs here, so that the masks come from the training
+        loop's ``generator``; the tower takes the masked spectrograms as they are.
+        """
+        features = None if self.augment is None else self.backbone_.audio_features(self)
+        if features is None:
+            return waves
+        with torch.no_grad():
+            return spec_augment(features(waves), generator)
 
     def _shift_and_gain(self, batch, generator):
-        """The waveform part of the augmentation (SpecAugment is in the tower)."""
+        """The waveform part of the augmentation: time shift and gain."""
         if self.augment is None:
             return batch
         n, length = batch.shape

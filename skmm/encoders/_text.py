@@ -1,6 +1,5 @@
 """TextEncoder: strings to pooled LSTM/GRU states or pretrained text features."""
 
-import copy
 import os
 import re
 from collections import Counter
@@ -12,158 +11,33 @@ from sklearn.base import BaseEstimator
 
 from ..base import TorchEncoderMixin
 from ..utils._sklearn_compat import HasMethods, Interval, StrOptions
-from . import _hub
+from ._hub import BackboneMixin
 
 PAD, UNK = "<pad>", "<unk>"
 _WORD = re.compile(r"\w+")
 
 
-class TextTower(_hub.FreezableMixin, torch.nn.Module):
-    """Embedding, a (bi)LSTM or GRU, and pooling over the tokens of each text.
+class TextEncoder(BackboneMixin, TorchEncoderMixin, BaseEstimator):
+    """Encode texts with a pretrained text model, or an LSTM/GRU trained on labels.
 
-    Takes a batch of token ids ``(n, length)`` padded with 0; the padding never changes
-    a text's features (packed sequences, masked pooling).
-    """
-
-    def __init__(
-        self,
-        vocab_size,
-        embedding_dim,
-        rnn,
-        hidden_size,
-        bidirectional,
-        num_layers,
-        pooling,
-    ):
-        super().__init__()
-        self.embedding = torch.nn.Embedding(vocab_size, embedding_dim, padding_idx=0)
-        cls = torch.nn.LSTM if rnn == "lstm" else torch.nn.GRU
-        self.rnn = cls(
-            embedding_dim,
-            hidden_size,
-            num_layers=num_layers,
-            batch_first=True,
-            bidirectional=bidirectional,
-        )
-        self.pooling = pooling
-        self.out_features = hidden_size * (2 if bidirectional else 1)
-
-    def forward(self, ids):
-        from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
-
-        mask = ids != 0
-        lengths = mask.sum(1).clamp_min(1)
-        packed = pack_padded_sequence(
-            self.embedding(ids), lengths.cpu(), batch_first=True, enforce_sorted=False
-        )
-        states, hidden = self.rnn(packed)
-        if self.pooling == "last":
-            hidden = hidden[0] if isinstance(hidden, tuple) else hidden
-            n_dir = 2 if self.rnn.bidirectional else 1
-            return torch.cat(list(hidden[-n_dir:]), dim=1)
-        states, _ = pad_packed_sequence(
-            states, batch_first=True, total_length=ids.shape[1]
-        )
-        mask = mask.unsqueeze(2)
-        if self.pooling == "max":
-            return states.masked_fill(~mask, float("-inf")).amax(1)
-        return (states * mask).sum(1) / lengths.unsqueeze(1)
-
-
-def _masked_pool(states, mask, pooling):
-    """Mean (or max) of the token states where ``mask`` is 1."""
-    mask = mask.unsqueeze(2).to(states.dtype)
-    if pooling == "max":
-        return states.masked_fill(mask == 0, float("-inf")).amax(1)
-    return (states * mask).sum(1) / mask.sum(1).clamp_min(1)
-
-
-class HFTextTower(_hub.FreezableMixin, torch.nn.Module):
-    """A Hugging Face text model pooled into one vector per text.
-
-    Takes ``(n, 2, length)``: token ids and attention mask stacked. ``"mean"`` is the
-    attention-masked mean of ``last_hidden_state``, ``"cls"`` its first token,
-    ``"pooler"`` the model's ``pooler_output``.
-    """
-
-    def __init__(self, model, pooling, out_features):
-        super().__init__()
-        self.model = model
-        self.pooling = pooling
-        self.out_features = out_features
-
-    def forward(self, x):
-        ids, mask = x[:, 0], x[:, 1]
-        out = self.model(input_ids=ids, attention_mask=mask)
-        if self.pooling == "pooler":
-            return out.pooler_output
-        if self.pooling == "cls":
-            return out.last_hidden_state[:, 0]
-        return _masked_pool(out.last_hidden_state, mask, "mean")
-
-
-class OpenClipTextTower(_hub.FreezableMixin, torch.nn.Module):
-    """The text tower of an open_clip model (``encode_text``, unnormalised).
-
-    ``logit_scale`` is the CLIP model's 1 / temperature, which a matcher built on
-    its aligned towers starts from.
-    """
-
-    def __init__(self, model, out_features):
-        super().__init__()
-        self.model = model
-        self.out_features = out_features
-        self.logit_scale = float(model.logit_scale.detach().exp())
-
-    def forward(self, ids):
-        return self.model.encode_text(ids)
-
-
-class WordLlamaTower(_hub.FreezableMixin, torch.nn.Module):
-    """A static token embedding (wordllama's), mean- or max-pooled over each text.
-
-    Takes ``(n, 2, length)``: token ids and mask stacked.
-    """
-
-    def __init__(self, vocab_size, embedding_dim, pooling):
-        super().__init__()
-        self.embedding = torch.nn.Embedding(vocab_size, embedding_dim)
-        self.pooling = pooling
-        self.out_features = embedding_dim
-
-    def forward(self, x):
-        return _masked_pool(self.embedding(x[:, 0]), x[:, 1], self.pooling)
-
-
-def _ids_and_mask(sequences, max_length):
-    """Stack token-id lists, cut to ``max_length`` and padded with 0, with their mask."""
-    sequences = [list(s)[:max_length] or [0] for s in sequences]
-    width = max(len(s) for s in sequences)
-    out = torch.zeros(len(sequences), 2, width, dtype=torch.long)
-    for r, s in enumerate(sequences):
-        out[r, 0, : len(s)] = torch.tensor(s)
-        out[r, 1, : len(s)] = 1
-    return out
-
-
-class TextEncoder(_hub.BackboneMixin, TorchEncoderMixin, BaseEstimator):
-    """Encode texts with an LSTM/GRU trained on labels, or a pretrained text model.
-
-    With ``backbone="lstm"`` or ``"gru"``, :meth:`fit` builds a vocabulary from the
-    training texts and trains embedding, RNN and a linear head on ``y``;
-    :meth:`transform` returns the pooled hidden states. A pretrained backbone
-    (``"wordllama"``, ``"hf:..."``, ``"open_clip:..."``) brings its own tokenizer,
-    stored as a fitted attribute, and is a frozen feature extractor by default:
-    :meth:`fit` then needs no ``y``.
+    By default the tower is wordllama's pretrained token embedding (shipped with
+    skmm, so it works offline), frozen: :meth:`fit` needs no ``y`` and
+    :meth:`transform` returns the mean of each text's 256-wide token embeddings. A
+    pretrained backbone (``"wordllama"``, ``"hf:..."``, ``"open_clip:..."``) brings
+    its own tokenizer, stored as a fitted attribute, and is a frozen feature
+    extractor by default. With ``backbone="lstm"`` or ``"gru"``, :meth:`fit` builds a
+    vocabulary from the training texts and trains embedding, RNN and a linear head
+    on ``y``; :meth:`transform` returns the pooled hidden states.
 
     Parameters
     ----------
-    backbone : str or torch.nn.Module, default="lstm"
+    backbone : str or torch.nn.Module, default="wordllama"
+        - ``"wordllama"``: the pretrained static token embedding (256 wide, 32,000
+          tokens, distilled from LLaMA 2) and tokenizer shipped inside the
+          ``wordllama`` package (a dependency of skmm), read from its files with no
+          network; the tokenizer is case-sensitive;
         - ``"lstm"`` or ``"gru"``: word (or character) embeddings and a recurrent
           layer, trained from scratch;
-        - ``"wordllama"``: the pretrained static token embedding (256 wide, 32,000
-          tokens) and tokenizer shipped inside the ``wordllama`` package, read from
-          its files with no network (extra ``skmm[wordllama]``);
         - ``"hf:<model id or local folder>"``: a Hugging Face ``AutoModel`` and its
           ``AutoTokenizer`` (extra ``skmm[hf]``);
         - ``"open_clip:<architecture>"``: the text tower of an open_clip model and
@@ -225,6 +99,9 @@ class TextEncoder(_hub.BackboneMixin, TorchEncoderMixin, BaseEstimator):
         Threads tokenizing the next batches while the model runs on the current one
         in :meth:`transform`; 0 tokenizes in the main thread. At most
         ``num_workers + 1`` batches are in memory at once.
+        When :meth:`fit` streams the training items (more than 256 MB decoded),
+        worker processes decoding the next batches (a torch ``DataLoader``); the
+        model is the same whatever their number.
     lr : float, default=1e-3
         Learning rate of the optimizer for this tower (also inside :mod:`skmm.nn`).
     optimizer : torch.optim.Optimizer class, default=torch.optim.Adam
@@ -232,6 +109,11 @@ class TextEncoder(_hub.BackboneMixin, TorchEncoderMixin, BaseEstimator):
     callbacks : list of :class:`skmm.callbacks.Callback` or callables, default=None
         Called after each training epoch with the history (see
         :mod:`skmm.callbacks`: checkpoints, learning-rate schedules, custom stops).
+    precision : {"32", "bf16-mixed", "16-mixed"}, default="32"
+        Numerical precision of training and inference: float32, or mixed precision
+        through ``torch.autocast`` (bfloat16 or float16 where it is safe, float32
+        weights; ``"16-mixed"`` scales the loss so that small gradients do not
+        underflow). Features computed at another precision are cached apart.
     device : {"auto", "cpu", "cuda"} or str, default="auto"
         Where the model runs; ``"auto"`` is CUDA when available.
     random_state : int, RandomState instance or None, default=None
@@ -244,8 +126,12 @@ class TextEncoder(_hub.BackboneMixin, TorchEncoderMixin, BaseEstimator):
     vocabulary_ : dict of str to int or None
         Token ids of the word vocabulary (``"<pad>"`` is 0 and ``"<unk>"`` is 1);
         None for a pretrained backbone.
+    backbone_ : Backbone
+        The resolved backbone: where the weights come from (``backbone_.source``),
+        what names them in the cache (``backbone_.identity``) and, for CLIP's text
+        tower, its ``backbone_.logit_scale``.
     processor_ : object or None
-        The tokenizer of a pretrained backbone, else None.
+        The tokenizer of a pretrained backbone (``backbone_.processor``), else None.
     hub_config_ : object or None
         The Hugging Face config of an ``"hf:"`` backbone, else None.
     module_ : torch.nn.Module
@@ -272,17 +158,21 @@ class TextEncoder(_hub.BackboneMixin, TorchEncoderMixin, BaseEstimator):
     --------
     >>> from skmm.encoders import TextEncoder
     >>> texts = ["red cotton shirt", "blue denim jeans", "red silk shirt", "black jeans"]
-    >>> enc = TextEncoder(hidden_size=8, max_epochs=2, random_state=0, device="cpu")
+
+    The default embedding is pretrained and frozen: ``fit`` needs no labels.
+
+    >>> enc = TextEncoder(device="cpu")
+    >>> enc.fit_transform(texts).shape
+    (4, 256)
+
+    An LSTM trained on labels:
+
+    >>> enc = TextEncoder("lstm", hidden_size=8, max_epochs=2, random_state=0,
+    ...                   device="cpu")
     >>> enc.fit_transform(texts, ["top", "bottom", "top", "bottom"]).shape
     (4, 16)
     >>> enc.vocabulary_["shirt"]
     4
-
-    A pretrained embedding needs no labels:
-
-    >>> enc = TextEncoder("wordllama", device="cpu")  # doctest: +SKIP
-    >>> enc.fit_transform(texts).shape  # doctest: +SKIP
-    (4, 256)
     """
 
     _parameter_constraints = {
@@ -306,14 +196,15 @@ class TextEncoder(_hub.BackboneMixin, TorchEncoderMixin, BaseEstimator):
 
     _no_y_hint = (
         "A TextEncoder without pretrained weights learns its features from labels; "
-        "for unsupervised text features use a pretrained backbone such as "
-        "backbone='wordllama', or sklearn.feature_extraction.text.TfidfVectorizer "
-        "(or max_epochs=0 for an untrained network)."
+        "for unsupervised text features use a pretrained backbone such as the "
+        "default backbone='wordllama', or "
+        "sklearn.feature_extraction.text.TfidfVectorizer (or max_epochs=0 for an "
+        "untrained network)."
     )
 
     def __init__(
         self,
-        backbone="lstm",
+        backbone="wordllama",
         *,
         tokenizer="word",
         max_features=20000,
@@ -332,6 +223,7 @@ class TextEncoder(_hub.BackboneMixin, TorchEncoderMixin, BaseEstimator):
         lr=1e-3,
         optimizer=torch.optim.Adam,
         callbacks=None,
+        precision="32",
         device="auto",
         random_state=None,
         verbose=False,
@@ -354,44 +246,13 @@ class TextEncoder(_hub.BackboneMixin, TorchEncoderMixin, BaseEstimator):
         self.lr = lr
         self.optimizer = optimizer
         self.callbacks = callbacks
+        self.precision = precision
         self.device = device
         self.random_state = random_state
         self.verbose = verbose
 
     _str_items_are_paths = False
-    _POOLINGS = {
-        "lstm": ("mean", "max", "last"),
-        "gru": ("mean", "max", "last"),
-        "hf": ("mean", "cls", "pooler"),
-        "wordllama": ("mean", "max"),
-    }
-
-    # -- what the backbone is --------------------------------------------------------
-    def _kind(self):
-        return _hub.parse_backbone(self.backbone, "text")
-
-    def _uses_vocabulary(self):
-        return self._kind()[0] in ("lstm", "gru", "module")
-
-    def _weights(self):
-        kind, _ = self._kind()
-        if self.weights == "auto":
-            return _hub.DEFAULT_WEIGHTS if kind in ("hf", "wordllama") else None
-        if self.weights is None:
-            return None
-        if _hub.is_weights_path(self.weights) and kind != "hf":
-            if not os.path.isfile(self.weights):
-                raise ValueError(f"weights file not found: {os.fspath(self.weights)!r}")
-            return self.weights
-        if self.weights == _hub.DEFAULT_WEIGHTS and kind in ("hf", "wordllama"):
-            return self.weights
-        if kind == "open_clip":
-            return self.weights  # an open_clip pretrained tag, checked by open_clip
-        raise ValueError(
-            f"weights={self.weights!r} does not apply to backbone={self.backbone!r}: "
-            "use 'auto', None or the path of a state dict file (the weights of an "
-            "'hf:' backbone come from its model id or folder)."
-        )
+    _modality = "text"
 
     # -- preprocessing -------------------------------------------------------------------
     def _tokenize(self, text):
@@ -418,34 +279,24 @@ class TextEncoder(_hub.BackboneMixin, TorchEncoderMixin, BaseEstimator):
             out.append(text)
         return out
 
-    def _tokens(self, column, rows):
-        return [
-            self._tokenize(text)[: self.max_length]
-            for text in self._texts(column, rows)
-        ]
-
-    def _fit_preprocessing(self, column, rows):
-        kind, name = self._kind()
-        allowed = self._POOLINGS.get(kind)
-        if allowed is not None and self.pooling not in allowed:
+    def _check_backbone(self, backbone):
+        if backbone.poolings is not None and self.pooling not in backbone.poolings:
             raise ValueError(
                 f"pooling={self.pooling!r} does not apply to backbone="
-                f"{self.backbone!r}; use one of {list(allowed)}."
+                f"{self.backbone!r}; use one of {list(backbone.poolings)}."
             )
-        if self.tokenizer != "word" and not self._uses_vocabulary():
+        if self.tokenizer != "word" and not backbone.uses_vocabulary:
             raise ValueError(
                 f"tokenizer={self.tokenizer!r}: backbone={self.backbone!r} uses its "
                 "own tokenizer; leave tokenizer='word'."
             )
-        self.vocabulary_ = self.processor_ = self.hub_config_ = None
-        if kind == "hf":
-            self.hub_config_, self.processor_ = _hub.hf_parts(name, "text")
-        elif kind == "open_clip":
-            self.processor_ = _hub.open_clip_tokenizer(name)
-        elif kind == "wordllama":
-            self.processor_ = _hub.wordllama_tokenizer()
-        else:
-            counts = Counter(t for tokens in self._tokens(column, rows) for t in tokens)
+
+    def _fit_preprocessing(self, column, rows):
+        backbone = self._resolve_backbone(check=self._check_backbone)
+        self.vocabulary_ = None
+        if backbone.uses_vocabulary:
+            texts = self._texts(column, rows)
+            counts = Counter(t for text in texts for t in self._tokenize(text))
             ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
             tokens = [t for t, _ in ranked if t not in (PAD, UNK)][: self.max_features]
             self.vocabulary_ = {
@@ -454,25 +305,9 @@ class TextEncoder(_hub.BackboneMixin, TorchEncoderMixin, BaseEstimator):
                 **{t: i + 2 for i, t in enumerate(tokens)},
             }
 
-    def _load(self, column, rows):
-        kind, _ = self._kind()
-        if kind == "hf":
-            out = self.processor_(
-                self._texts(column, rows),
-                padding=True,
-                truncation=True,
-                max_length=self.max_length,
-                return_tensors="pt",
-            )
-            return torch.stack([out["input_ids"], out["attention_mask"]], dim=1)
-        if kind == "open_clip":
-            return self.processor_(self._texts(column, rows))
-        if kind == "wordllama":
-            encoded = self.processor_.encode_batch(
-                self._texts(column, rows), add_special_tokens=False
-            )
-            return _ids_and_mask([e.ids for e in encoded], self.max_length)
-        docs = self._tokens(column, rows)
+    def _vocabulary_ids(self, texts):
+        """Token ids ``(n, length)`` of the word vocabulary, padded with 0."""
+        docs = [self._tokenize(text) for text in texts]
         width = max(1, max(len(d) for d in docs))
         ids = torch.zeros(len(docs), width, dtype=torch.long)
         for r, doc in enumerate(docs):
@@ -481,53 +316,12 @@ class TextEncoder(_hub.BackboneMixin, TorchEncoderMixin, BaseEstimator):
             ids[r, : len(doc_ids)] = torch.tensor(doc_ids)
         return ids
 
+    def _load(self, column, rows):
+        return self.backbone_.text_input(self, self._texts(column, rows))
+
     # -- the module ----------------------------------------------------------------------
     def _tower(self, pretrained):
-        kind, name = self._kind()
-        weights = self._weights() if pretrained else None
-        from_file = weights is not None and _hub.is_weights_path(weights)
-        if kind == "hf":
-            model = _hub.hf_model(
-                name, self.hub_config_, pretrained=weights is not None
-            )
-            return HFTextTower(model, self.pooling, model.config.hidden_size)
-        if kind == "open_clip":
-            model = _hub.open_clip_model(name, weights)
-            model.visual = None  # the text tower only: a smaller pickle
-            with torch.no_grad():
-                probe = torch.zeros(1, model.context_length, dtype=torch.long)
-                width = model.encode_text(probe).shape[1]
-            return OpenClipTextTower(model, width)
-        if kind == "wordllama":
-            tower = WordLlamaTower(
-                self.processor_.get_vocab_size(), _hub.WORDLLAMA_DIM, self.pooling
-            )
-            if weights is not None and not from_file:
-                tower.embedding.weight.data.copy_(_hub.wordllama_embedding())
-        elif kind == "module":
-            backbone = copy.deepcopy(self.backbone)
-            token = torch.ones(1, 1, dtype=torch.long)
-            tower = _hub.ModuleTower(backbone, _hub.output_width(backbone, token))
-        else:
-            tower = TextTower(
-                len(self.vocabulary_),
-                self.embedding_dim,
-                kind,
-                self.hidden_size,
-                self.bidirectional,
-                self.num_layers,
-                self.pooling,
-            )
-        if from_file:
-            target = tower.backbone if kind == "module" else tower
-            _hub.load_into(target, _hub.read_weights_file(weights), weights)
-        return tower
-
-    def _build_module(self):
-        return self._tower(pretrained=False)
-
-    def _init_module(self):
-        return self._tower(pretrained=True)
+        return self.backbone_.text_tower(self, pretrained)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

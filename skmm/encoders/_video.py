@@ -1,6 +1,5 @@
 """VideoEncoder: clips (video files or frame arrays) to pooled frame or clip features."""
 
-import functools
 import os
 from numbers import Integral, Real
 
@@ -12,8 +11,11 @@ from ..base import TorchEncoderMixin
 from ..utils._composition import is_fitted_attribute
 from ..utils._sklearn_compat import HasMethods, Interval, StrOptions
 from ..utils._validation import Column
-from . import _hub
-from ._image import HFImageBackbone, ImageEncoder, random_affine, read_image
+from ._backbones import get_backbone
+from ._backbones._base import FreezableMixin
+from ._backbones._torchvision_video import torchvision_video_models
+from ._hub import BackboneMixin
+from ._image import ImageEncoder, random_affine, read_image
 from ._video_io import read_video
 
 # Frames per clip when n_frames="auto": 8 through an image tower; torchvision's video
@@ -28,14 +30,7 @@ _STATS_FRAMES = 256
 _STATS_PIXELS = 1 << 24
 
 
-@functools.cache
-def _torchvision_video_models():
-    from torchvision import models
-
-    return frozenset(models.list_models(module=models.video))
-
-
-class VideoTower(_hub.FreezableMixin, torch.nn.Module):
+class VideoTower(FreezableMixin, torch.nn.Module):
     """Frames ``(n, T, C, H, W)`` through an image tower, then pooled over time.
 
     Frames past a clip's end are NaN (clips sampled at a given ``fps`` may have
@@ -73,89 +68,6 @@ class VideoTower(_hub.FreezableMixin, torch.nn.Module):
         return hidden[-1]
 
 
-class ClipTower(_hub.FreezableMixin, torch.nn.Module):
-    """A video model over whole clips ``(n, C, T, H, W)``, its output flattened.
-
-    ``time_first`` models (Hugging Face's, which take ``(n, T, C, H, W)``) get the
-    clip with its axes swapped.
-    """
-
-    def __init__(self, backbone, out_features, time_first=False):
-        super().__init__()
-        self.backbone = backbone
-        self.out_features = out_features
-        self.time_first = time_first
-
-    def forward(self, x):
-        if self.time_first:
-            x = x.transpose(1, 2)
-        return self.backbone(x).flatten(1)
-
-
-def _strip_video_classifier(model, name):
-    """Remove a torchvision video model's classifier; return its feature width."""
-    if name == "s3d":
-        # S3D classifies with a 1x1x1 convolution, then averages over time and space.
-        width = model.classifier[-1].in_channels
-        model.classifier = torch.nn.Identity()
-        return width
-    return _hub.strip_classifier(model, name)
-
-
-# -- the video models of the hubs: what their weights bring, and the modules ----------
-def _video_model_preprocessing(kind, name, weights):
-    """What a video-native backbone's weights fix, or None for an image model.
-
-    Returns ``(spec, frames, exact, min_size, config)``: the frame preprocessing
-    (``image_size``, ``resize_size``, ``interpolation``, ``mean``, ``std``), the clip
-    length the model takes (``exact``ly, or at least), the smallest frame size, and
-    the Hugging Face config (None for torchvision). Random or file weights of a
-    torchvision model keep its architecture's preprocessing (its default weights').
-    """
-    if kind == "hf":
-        config, processor = _hub.hf_parts(name, "image")
-        if not hasattr(config, "num_frames"):
-            return None
-        spec = _hub.hf_image_preprocessing(processor)
-        return spec, config.num_frames, True, (1, 1), config
-    from torchvision.models import get_model_weights
-
-    named = weights is not None and not _hub.is_weights_path(weights)
-    preset = (
-        _hub.torchvision_weights(name, weights)
-        if named
-        else get_model_weights(name).DEFAULT
-    )
-    transform = preset.transforms()
-    spec = dict(
-        image_size=tuple(transform.crop_size),
-        resize_size=list(transform.resize_size),
-        interpolation=transform.interpolation.value,
-        mean=transform.mean,
-        std=transform.std,
-    )
-    native = preset.meta.get("min_temporal_size", 1)
-    min_size = preset.meta.get("min_size", (1, 1))
-    # MViT's position embeddings fix its clip length.
-    return spec, native, name.startswith("mvit"), min_size, None
-
-
-def _video_model(kind, name, weights, config):
-    """``(module, width, time_first)`` of a video-native backbone, its classifier
-    removed, with its named pretrained weights (a weights file is the caller's)."""
-    if kind == "hf":
-        model = _hub.hf_model(name, config, pretrained=weights is not None)
-        return HFImageBackbone(model), model.config.hidden_size, True
-    from torchvision.models import get_model
-
-    model = get_model(name, weights=None)
-    width = _strip_video_classifier(model, name)
-    if weights is not None and not _hub.is_weights_path(weights):
-        state = _hub.torchvision_state_dict(_hub.torchvision_weights(name, weights))
-        _hub.load_into(model, state, weights)
-    return model, width, False
-
-
 def _decode_size(image_size, resize_size):
     """The smallest (height, width) a decoded frame may shrink to before resizing."""
     if resize_size is None:
@@ -165,7 +77,7 @@ def _decode_size(image_size, resize_size):
     return tuple(resize_size)
 
 
-class VideoEncoder(_hub.BackboneMixin, TorchEncoderMixin, BaseEstimator):
+class VideoEncoder(BackboneMixin, TorchEncoderMixin, BaseEstimator):
     """Encode video clips: frames sampled over each clip, an image tower, time pooled.
 
     Each clip is decoded on its own (PyAV, the optional extra ``skmm[video]``) and
@@ -256,6 +168,11 @@ class VideoEncoder(_hub.BackboneMixin, TorchEncoderMixin, BaseEstimator):
         The optimizer class.
     callbacks : list of :class:`skmm.callbacks.Callback` or callables, default=None
         Called after each training epoch with the history.
+    precision : {"32", "bf16-mixed", "16-mixed"}, default="32"
+        Numerical precision of training and inference: float32, or mixed precision
+        through ``torch.autocast`` (bfloat16 or float16 where it is safe, float32
+        weights; ``"16-mixed"`` scales the loss so that small gradients do not
+        underflow). Features computed at another precision are cached apart.
     device : {"auto", "cpu", "cuda"} or str, default="auto"
         Where the model runs; ``"auto"`` is CUDA when available.
     random_state : int, RandomState instance or None, default=None
@@ -267,7 +184,7 @@ class VideoEncoder(_hub.BackboneMixin, TorchEncoderMixin, BaseEstimator):
     Attributes
     ----------
     module_ : torch.nn.Module
-        The fitted tower (:class:`VideoTower` over frames, or :class:`ClipTower`),
+        The fitted tower (:class:`VideoTower` over frames, or the video model's),
         on ``device_``.
     device_ : str
         The device used.
@@ -275,6 +192,11 @@ class VideoEncoder(_hub.BackboneMixin, TorchEncoderMixin, BaseEstimator):
         Frames sampled per clip.
     pooling_ : str or None
         The pooling over frames (None for a video-native backbone).
+    backbone_ : Backbone
+        The resolved backbone: the image side's (the same as
+        ``frame_encoder_.backbone_``) or the video model's, with where its weights
+        come from (``backbone_.source``) and what names them in the embedding cache
+        (``backbone_.identity``).
     frame_encoder_ : ImageEncoder or None
         The image side, its preprocessing fitted on the training clips' frames (its
         ``image_size_``, ``mean_``...); None for a video-native backbone.
@@ -282,7 +204,7 @@ class VideoEncoder(_hub.BackboneMixin, TorchEncoderMixin, BaseEstimator):
         A video-native backbone's frame preprocessing, as :class:`ImageEncoder`'s
         attributes of the same names.
     hub_config_ : object or None
-        The Hugging Face config of an ``"hf:"`` video model, else None.
+        The Hugging Face config of an ``"hf:"`` backbone, else None.
     classes_ : ndarray or None
         Classes of ``y`` the tower was trained on; only set when ``max_epochs > 0``.
     loss_curve_ : list of float
@@ -380,6 +302,7 @@ class VideoEncoder(_hub.BackboneMixin, TorchEncoderMixin, BaseEstimator):
         lr=1e-3,
         optimizer=torch.optim.Adam,
         callbacks=None,
+        precision="32",
         device="auto",
         random_state=None,
         verbose=False,
@@ -399,6 +322,7 @@ class VideoEncoder(_hub.BackboneMixin, TorchEncoderMixin, BaseEstimator):
         self.lr = lr
         self.optimizer = optimizer
         self.callbacks = callbacks
+        self.precision = precision
         self.device = device
         self.random_state = random_state
         self.verbose = verbose
@@ -406,17 +330,28 @@ class VideoEncoder(_hub.BackboneMixin, TorchEncoderMixin, BaseEstimator):
     _no_y_hint = "Pass pretrained weights, or max_epochs=0 for an untrained backbone."
 
     # -- what the backbone is --------------------------------------------------------
-    def _kind(self):
-        """``("torchvision" or "hf", name)`` for a video-native backbone candidate,
-        ``("frames", backbone)`` for an image tower (an ``"hf:"`` model is a video
-        model when its config has ``num_frames``, as fit finds out)."""
+    def _clip_backbone(self):
+        """The adapter of a video-native backbone candidate (unresolved), or None.
+
+        A torchvision video model's name, or any ``"hf:"`` checkpoint: whether it is
+        a video model (its config has ``num_frames``) is found out at fit; any
+        other backbone is an image tower over the frames.
+        """
         backbone = self.backbone
-        if isinstance(backbone, str):
-            if backbone.startswith("hf:") and backbone != "hf:":
-                return "hf", backbone[3:]
-            if backbone in _torchvision_video_models():
-                return "torchvision", backbone
-        return "frames", backbone
+        if isinstance(backbone, str) and (
+            backbone.startswith("hf:") or backbone in torchvision_video_models()
+        ):
+            return get_backbone(backbone, "video", self.weights)
+        return None
+
+    def _backbone(self):
+        """The adapter of the last fit, else the one the parameters name: the clip
+        model's, or the image side's."""
+        resolved = self.__dict__.get("backbone_")
+        if resolved is not None:
+            return resolved
+        clip = self._clip_backbone()
+        return clip if clip is not None else self._frame_encoder()._backbone()
 
     def _frame_encoder(self, **params):
         """The image side: an unfitted ImageEncoder holding this encoder's settings."""
@@ -428,6 +363,7 @@ class VideoEncoder(_hub.BackboneMixin, TorchEncoderMixin, BaseEstimator):
             batch_size=self.batch_size,
             lr=self.lr,
             optimizer=self.optimizer,
+            precision=self.precision,
             device=self.device,
             random_state=self.random_state,
         )
@@ -437,12 +373,14 @@ class VideoEncoder(_hub.BackboneMixin, TorchEncoderMixin, BaseEstimator):
 
     @property
     def frame_encoder_(self):
-        """The image side: an ImageEncoder with this encoder's settings and the
-        preprocessing fitted on the training clips' frames; None for a video model.
+        """The image side: an ImageEncoder with this encoder's settings, its resolved
+        ``backbone_`` and the preprocessing fitted on the training clips' frames;
+        None for a video model.
 
         Rebuilt from the parameters and ``_frame_state_`` (the image side's fitted
-        attributes), so that the embedding cache's fingerprint hashes the fitted
-        state, not the pickle of a module backbone (which differs between clones).
+        attributes but its adapter, which is this encoder's ``backbone_``), so that
+        the embedding cache's fingerprint hashes the fitted state, not the pickle of
+        a module backbone (which differs between clones).
         """
         state = self.__dict__.get("_frame_state_", False)
         if state is False:
@@ -450,7 +388,7 @@ class VideoEncoder(_hub.BackboneMixin, TorchEncoderMixin, BaseEstimator):
         if state is None:
             return None
         frames = self._frame_encoder()
-        frames.__dict__.update(state)
+        frames.__dict__.update(state, backbone_=self.backbone_)
         return frames
 
     def _uses_frames(self):
@@ -458,44 +396,14 @@ class VideoEncoder(_hub.BackboneMixin, TorchEncoderMixin, BaseEstimator):
         model); decided at fit for an ``"hf:"`` backbone."""
         if "_frame_state_" in vars(self):
             return self._frame_state_ is not None
-        return self._kind()[0] == "frames"
-
-    def _weights(self):
-        """``weights`` of a video-native backbone, "auto" resolved."""
-        kind, _ = self._kind()
-        if self.weights == "auto":
-            return _hub.DEFAULT_WEIGHTS if kind == "hf" else None
-        if self.weights is None:
-            return None
-        if kind == "hf" and self.weights != _hub.DEFAULT_WEIGHTS:
-            raise ValueError(
-                f"weights={self.weights!r}: the weights of an 'hf:' backbone come "
-                "from its model id or folder (backbone='hf:<id or folder>'); use "
-                "weights='auto' or None."
-            )
-        if _hub.is_weights_path(self.weights) and not os.path.isfile(self.weights):
-            raise ValueError(f"weights file not found: {os.fspath(self.weights)!r}")
-        return self.weights
-
-    def _pretrained(self):
-        if self._uses_frames():
-            # The image side is frozen under max_epochs="auto" when pretrained.
-            return self._frame_encoder(max_epochs="auto")._frozen()
-        return self._weights() is not None
-
-    def _weights_identity(self):
-        if self._uses_frames():
-            return self.frame_encoder_._weights_identity()
-        return super()._weights_identity()
+        return self._clip_backbone() is None
 
     # -- preprocessing -------------------------------------------------------------------
     def _fit_preprocessing(self, column, rows):
-        kind, name = self._kind()
-        self.hub_config_ = self.pooling_ = None
-        model = None
-        if kind != "frames":
-            model = _video_model_preprocessing(kind, name, self._weights())
-        if model is None:  # an image tower (an "hf:" image model, say)
+        self.pooling_ = None
+        clip = self._clip_backbone()
+        spec = None if clip is None else clip.resolve(self).video_preprocessing()
+        if spec is None:  # an image tower (an "hf:" image model, say)
             self._fit_frames(column, rows)
             return
         if self.pooling != "auto":
@@ -503,9 +411,9 @@ class VideoEncoder(_hub.BackboneMixin, TorchEncoderMixin, BaseEstimator):
                 f"pooling={self.pooling!r}: the video model {self.backbone!r} pools "
                 "time itself; use pooling='auto'."
             )
-        spec, native, exact, min_size, self.hub_config_ = model
-        self.n_frames_ = self._clip_frames(native, exact)
-        self._check_min_size(min_size, spec)
+        self.backbone_ = clip
+        self.n_frames_ = self._clip_frames(spec["n_frames"], spec["exact_frames"])
+        self._check_min_size(spec["min_size"], spec)
         self._set_clip_preprocessing(spec)
         self._frame_state_ = None
 
@@ -582,8 +490,11 @@ class VideoEncoder(_hub.BackboneMixin, TorchEncoderMixin, BaseEstimator):
             if len(sample) >= _STATS_FRAMES or pixels >= _STATS_PIXELS:
                 break
         frames._fit_preprocessing(_frames_column(sample), np.arange(len(sample)))
+        self.backbone_ = frames.backbone_
         self._frame_state_ = {
-            k: v for k, v in vars(frames).items() if is_fitted_attribute(k)
+            k: v
+            for k, v in vars(frames).items()
+            if is_fitted_attribute(k) and k != "backbone_"
         }
 
     # -- decoding -------------------------------------------------------------------------
@@ -672,24 +583,7 @@ class VideoEncoder(_hub.BackboneMixin, TorchEncoderMixin, BaseEstimator):
             frames = self.frame_encoder_
             image = frames._init_module() if pretrained else frames._build_module()
             return VideoTower(image, self.pooling_)
-        kind, name = self._kind()
-        weights = self._weights() if pretrained else None
-        backbone, width, time_first = _video_model(
-            kind, name, weights, self.hub_config_
-        )
-        tower = ClipTower(backbone, width, time_first=time_first)
-        if weights is not None and _hub.is_weights_path(weights):
-            state = _hub.read_weights_file(weights)
-            # A fitted encoder's module_, or the backbone's own state dict.
-            fitted = any(k.startswith("backbone.") for k in state)
-            _hub.load_into(tower if fitted else backbone, state, weights)
-        return tower
-
-    def _build_module(self):
-        return self._tower(pretrained=False)
-
-    def _init_module(self):
-        return self._tower(pretrained=True)
+        return self.backbone_.video_tower(self, pretrained)
 
     def _configure_training(self, module):
         """Freeze what ``train_layers`` keeps fixed; return the groups that train.

@@ -21,6 +21,8 @@ from sklearn.utils import Bunch
 
 from ..base import Runtime, TorchEncoderMixin
 from ..training._estimator import TorchEstimatorMixin
+from ..training._precision import PRECISION_CONSTRAINT
+from ..training._streaming import located
 from ..training._template import FitTemplateMixin
 from ..utils._composition import ModalityLayout, TriplesComposition, check_table
 from ..utils._sklearn_compat import (
@@ -29,7 +31,6 @@ from ..utils._sklearn_compat import (
     _check_sample_weight,
     _fit_context,
 )
-from ..utils._validation import prefix_errors
 from ._towers import TabularEncoder
 
 # The training parameters every tower composite has, validated the same way.
@@ -45,12 +46,15 @@ TRAINING_CONSTRAINTS = {
     "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
     "tower_lr": [None, dict],
     "memory": [None, str, os.PathLike, HasMethods(["cache"])],
+    "num_workers": [Interval(Integral, 0, None, closed="left")],
+    "precision": PRECISION_CONSTRAINT,
 }
 
 
 def naming(name):
-    """Prefix a ValueError raised for one encoder with that encoder's name."""
-    return prefix_errors(f"encoder {name!r}")
+    """Prefix a ValueError raised for one encoder with that encoder's name (also
+    when its items, read lazily in the block, are decoded later)."""
+    return located(f"encoder {name!r}")
 
 
 def check_weights(sample_weight, n):
@@ -249,7 +253,14 @@ class TowerComposite(FitTemplateMixin, TriplesComposition):
     # -- the towers ----------------------------------------------------------------------
     def _runtime(self):
         """How the composite runs its towers (its device, batch size and cache)."""
-        return Runtime(self.device_, self.batch_size, self.memory, 0, self.verbose)
+        return Runtime(
+            self.device_,
+            self.batch_size,
+            self.memory,
+            self.num_workers,
+            self.verbose,
+            self.precision,
+        )
 
     def _tower_input(self, name, enc, tower, column, rows):
         """The input of one tower for ``rows``: ``(tensor, encoded, present)``.

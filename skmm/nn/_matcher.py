@@ -18,6 +18,8 @@ from tqdm.auto import tqdm
 
 from ..callbacks._callbacks import EarlyStopping
 from ..training._loop import History, batches
+from ..training._precision import autocast
+from ..training._streaming import Lazy, take_rows
 from ..training._targets import check_classes, encode_labels
 from ..training._template import PARTIAL_FIT_CLASSES
 from ..utils._dask import DaskMixin, default_meta, value_counts
@@ -111,6 +113,16 @@ class MultimodalMatcher(DaskMixin, ClassifierMixin, TransformerMixin, TowerCompo
         Cache of the features of frozen towers (pretrained weights with
         ``max_epochs="auto"``, or ``max_epochs=0``), read at fit and at prediction,
         as the encoders' ``memory``.
+    num_workers : int, default=0
+        Worker processes decoding the next batches of training items when they are
+        streamed (more than 256 MB decoded; a torch ``DataLoader``, the same model
+        whatever their number), and threads decoding ahead in the frozen towers'
+        encoding.
+    precision : {"32", "bf16-mixed", "16-mixed"}, default="32"
+        Numerical precision of training and prediction: float32, or mixed precision
+        through ``torch.autocast`` (bfloat16 or float16 where it is safe, float32
+        weights; ``"16-mixed"`` scales the loss so that small gradients do not
+        underflow).
     device : {"auto", "cpu", "cuda"} or str, default="auto"
         Where the towers run; ``"auto"`` is CUDA when available.
     random_state : int, RandomState instance or None, default=None
@@ -239,6 +251,8 @@ class MultimodalMatcher(DaskMixin, ClassifierMixin, TransformerMixin, TowerCompo
         validation_fraction=0.1,
         n_iter_no_change=3,
         memory=None,
+        num_workers=0,
+        precision="32",
         device="auto",
         random_state=None,
         verbose=False,
@@ -256,6 +270,8 @@ class MultimodalMatcher(DaskMixin, ClassifierMixin, TransformerMixin, TowerCompo
         self.validation_fraction = validation_fraction
         self.n_iter_no_change = n_iter_no_change
         self.memory = memory
+        self.num_workers = num_workers
+        self.precision = precision
         self.device = device
         self.random_state = random_state
         self.verbose = verbose
@@ -390,9 +406,13 @@ class MultimodalMatcher(DaskMixin, ClassifierMixin, TransformerMixin, TowerCompo
         for (name, enc, _), column, tower in zip(
             self.encoders_, columns, module.towers
         ):
-            x, encoded, _ = self._tower_input(
-                name, enc, tower, column, np.arange(len(column))
-            )
+            if enc._frozen():
+                x, encoded, _ = self._tower_input(
+                    name, enc, tower, column, np.arange(len(column))
+                )
+            else:  # every item is present (checked): decoded when read
+                with naming(name):
+                    x, encoded = Lazy(enc._load, column, np.arange(len(column))), False
             items.append((x, encoded))
         groups = [item_groups(column) for column in columns]
         return _PairData(items, match, groups, weight)
@@ -458,19 +478,21 @@ class MultimodalMatcher(DaskMixin, ClassifierMixin, TransformerMixin, TowerCompo
             towers,
             self.embedding_dim,
             self.temperature,
-            initial_temperature=self._towers_temperature(towers),
+            initial_temperature=self._towers_temperature(),
         )
 
-    def _towers_temperature(self, towers):
+    def _towers_temperature(self):
         """The temperature the towers come with (1 / their logit scale), or 0.07.
 
         Aligned pretrained towers (CLIP's) were trained at a temperature of their own:
-        an open_clip tower carries it as ``logit_scale``, another encoder may give it
-        as a fitted ``logit_scale_``.
+        an skmm encoder's resolved backbone gives it as ``backbone_.logit_scale``,
+        another encoder may give it as a fitted ``logit_scale_``.
         """
         scales = {}
-        for (name, enc, _), tower in zip(self.encoders_, towers):
-            scale = getattr(tower, "logit_scale", getattr(enc, "logit_scale_", None))
+        for name, enc, _ in self.encoders_:
+            scale = getattr(getattr(enc, "backbone_", None), "logit_scale", None)
+            if scale is None:
+                scale = getattr(enc, "logit_scale_", None)
             if isinstance(scale, (int, float)):
                 scales[name] = float(scale)
         if not scales:
@@ -510,14 +532,21 @@ class MultimodalMatcher(DaskMixin, ClassifierMixin, TransformerMixin, TowerCompo
         z = []
         for m, (enc, (x, encoded)) in enumerate(zip(encoders, data.items)):
             x = x[rows] if encoded else enc._augment(x[rows], generator)
-            z.append(module.embed(m, x.to(self.device_), encoded=encoded))
+            x = x.to(self.device_, non_blocking=True)
+            z.append(module.embed(m, x, encoded=encoded))
         # Where a candidate is the same item as a pair's own (a title shared by two
         # products): no negative, left out of the softmax.
         same = [
-            torch.from_numpy(g[pairs, None] == g[rows]).to(self.device_)
+            torch.from_numpy(g[pairs, None] == g[rows]).to(
+                self.device_, non_blocking=True
+            )
             for g in data.groups
         ]
-        weight = None if data.weight is None else data.weight[pairs].to(self.device_)
+        weight = (
+            None
+            if data.weight is None
+            else data.weight[pairs].to(self.device_, non_blocking=True)
+        )
         loss = contrastive_loss(
             *z, len(pairs), module.logit_scale(), *same, weight=weight
         )
@@ -546,12 +575,14 @@ class MultimodalMatcher(DaskMixin, ClassifierMixin, TransformerMixin, TowerCompo
         """Embeddings of preloaded ``rows``, ``batch_size`` at a time, in eval mode."""
         x, encoded = items
         module.eval()
-        with torch.inference_mode():
+        with torch.inference_mode(), autocast(self.device_, self.precision):
             return torch.cat(
                 [
                     module.embed(
                         side, x[rows[index.numpy()]].to(self.device_), encoded=encoded
-                    ).cpu()
+                    )
+                    .float()
+                    .cpu()
                     for index in batches(len(rows), self.batch_size)
                 ]
             ).numpy()
@@ -580,7 +611,7 @@ class MultimodalMatcher(DaskMixin, ClassifierMixin, TransformerMixin, TowerCompo
         module = self.module_.eval()
         tower = module.towers[side]
         out = np.empty((len(rows), module.out_features), dtype=np.float32)
-        with torch.inference_mode():
+        with torch.inference_mode(), autocast(self.device_, self.precision):
             for index in tqdm(
                 list(batches(len(rows), self.batch_size)),
                 desc=f"{type(self).__name__} {name}",
@@ -589,7 +620,7 @@ class MultimodalMatcher(DaskMixin, ClassifierMixin, TransformerMixin, TowerCompo
                 index = index.numpy()
                 x, encoded, _ = self._tower_input(name, enc, tower, column, rows[index])
                 z = module.embed(side, x.to(self.device_), encoded=encoded)
-                out[index] = z.cpu().numpy()
+                out[index] = z.float().cpu().numpy()
         return out
 
     def _embed_pairs(self, X):
@@ -906,6 +937,14 @@ class _PairData(NamedTuple):
 
     def __len__(self):
         return len(self.match)
+
+    def take(self, rows):
+        return _PairData(
+            [(take_rows(x, rows), encoded) for x, encoded in self.items],
+            self.match[rows],
+            [g[rows] for g in self.groups],
+            take_rows(self.weight, rows),
+        )
 
 
 class _HeldOut:

@@ -21,8 +21,11 @@ from sklearn.utils.validation import check_is_fitted, column_or_1d
 from tqdm.auto import tqdm
 
 from ..callbacks._callbacks import Callback, EarlyStopping
+from ..training._distributed import world
 from ..training._loop import History, batches
+from ..training._precision import autocast
 from ..training._sources import validation_split
+from ..training._streaming import Lazy, take_rows
 from ..training._targets import check_classes, encode_labels
 from ..training._template import PARTIAL_FIT_CLASSES
 from ..utils._dask import DaskMixin, value_counts
@@ -34,6 +37,7 @@ from ._base import (
     TRAINING_CONSTRAINTS,
     TowerComposite,
     check_weights,
+    naming,
     weighted_mean,
 )
 from ._towers import NET_FUSIONS, MultimodalNetwork
@@ -44,10 +48,11 @@ __all__ = ["MultimodalNetClassifier", "MultimodalNetRegressor"]
 class _Source(NamedTuple):
     """Where a tower's inputs come from.
 
-    In training, ``data`` holds the present items decoded once (or, for a frozen
-    tower, its features: ``encoded``) with ``position`` mapping a row to its index
-    there (-1 when missing); in prediction both are None and each batch's items are
-    decoded (or encoded, for a frozen tower) when it is read.
+    In training, ``data`` holds the present items (lazy: decoded when read, see
+    :mod:`skmm.training._streaming`; or, for a frozen tower, its features:
+    ``encoded``) with ``position`` mapping a row to its index there (-1 when
+    missing); in prediction both are None and each batch's items are decoded (or
+    encoded, for a frozen tower) when it is read.
     """
 
     name: str
@@ -70,6 +75,27 @@ class _NetData:
 
     def __len__(self):
         return len(self.target)
+
+    def take(self, rows):
+        sources = []
+        for source in self.sources:
+            where = source.position[rows]
+            have = where >= 0
+            position = np.full(len(rows), -1)
+            position[have] = np.arange(int(have.sum()))
+            if source.data is None or not have.any():
+                # Nothing to decode: the batch's own (missing) items say so.
+                source = source._replace(column=source.column.take(rows), data=None)
+            else:
+                source = source._replace(data=take_rows(source.data, where[have]))
+            sources.append(source._replace(position=position))
+        labels = None if self.labels is None else self.labels[rows]
+        return _NetData(
+            sources,
+            take_rows(self.target, rows),
+            take_rows(self.weight, rows),
+            labels,
+        )
 
 
 @dataclass
@@ -193,13 +219,29 @@ class _MultimodalNetBase(
         return self._network([enc._init_module() for _, enc, _ in self._towers()])
 
     def _data(self, run, module, columns, target, weight, labels):
-        """The rows' training data: each tower's present items decoded once."""
+        """The rows' training data: each trainable tower's present items (decoded
+        when read), each frozen tower's features (computed once, through the cache).
+        """
         sources = []
         for (name, enc, _), column, tower in zip(
             self._towers(), columns, module.towers
         ):
-            rows = np.arange(len(column))
-            data, encoded, present = self._tower_input(name, enc, tower, column, rows)
+            present = ~column.missing
+            if enc._frozen():
+                data, encoded, present = self._tower_input(
+                    name, enc, tower, column, np.arange(len(column))
+                )
+            else:
+                with naming(name):
+                    data, encoded = Lazy(enc._load, column, column.present()), False
+            if not present.all() and world()[1] > 1:
+                raise ValueError(
+                    f"encoder {name!r}: {column.where(np.flatnonzero(~present)[0])} is "
+                    "missing; training on several processes needs every item of a "
+                    "trainable tower present (a process whose share of a batch had "
+                    "none would stall the others): drop or fill those rows, or train "
+                    "in one process."
+                )
             position = np.full(len(column), -1)
             position[present] = np.arange(int(present.sum()))
             sources.append(_Source(name, enc, column, data, position, encoded))
@@ -270,14 +312,16 @@ class _MultimodalNetBase(
             if x is not None and generator is not None and not encoded:
                 x = enc._augment(x, generator)
             present[:, m] = have
-            local = torch.from_numpy(np.flatnonzero(have)).to(device)
-            inputs.append((None if x is None else x.to(device), local, encoded))
+            local = torch.from_numpy(np.flatnonzero(have)).to(device, non_blocking=True)
+            if x is not None:
+                x = x.to(device, non_blocking=True)
+            inputs.append((x, local, encoded))
         available = present
         if generator is not None and self.modality_dropout > 0:
             keep = torch.rand(present.shape, generator=generator).numpy()
             kept = present & (keep >= self.modality_dropout)
             available = np.where(kept.any(axis=1, keepdims=True), kept, present)
-        return inputs, torch.from_numpy(available).to(device)
+        return inputs, torch.from_numpy(available).to(device, non_blocking=True)
 
     # -- the training loop's steps ----------------------------------------------------------
     def _param_groups(self, module, objective):
@@ -312,21 +356,22 @@ class _MultimodalNetBase(
         """The fused loss, each tower's loss (on its present rows) and the outputs."""
         inputs, available = self._batch(module, data.sources, rows, generator)
         fused, per_tower = module.forward_all(inputs, available)
-        y = data.target[rows].to(self.device_)
+        y = data.target[rows].to(self.device_, non_blocking=True)
         fused_loss = weighted_mean(loss_fn(fused, y), data.weight, rows)
+        weight = None
+        if data.weight is not None:
+            weight = data.weight[torch.as_tensor(rows)].to(
+                self.device_, non_blocking=True
+            )
         tower_losses = []
         for m, out in enumerate(per_tower):
-            have = available[:, m]
-            if not bool(have.any()):
-                tower_losses.append(None)
-                continue
-            tower_losses.append(
-                weighted_mean(
-                    loss_fn(out[have], y[have]),
-                    data.weight,
-                    rows[have.cpu().numpy()],
-                )
-            )
+            # The mean over the rows where the modality counts, as a masked mean on
+            # the device: choosing those rows on the host would wait for the GPU.
+            mask = available[:, m].float()
+            mask = mask if weight is None else mask * weight
+            losses = loss_fn(out, y)
+            losses = losses.mean(dim=1) if losses.ndim > 1 else losses
+            tower_losses.append((losses * mask).sum() / mask.sum().clamp_min(1e-12))
         return fused_loss, tower_losses, fused, per_tower, available
 
     def _train_step(self, module, data, batch, generator, objective):
@@ -412,7 +457,7 @@ class _MultimodalNetBase(
         ]
         module = self.module_.eval()
         out = []
-        with torch.inference_mode():
+        with torch.inference_mode(), autocast(self.device_, self.precision):
             for index in tqdm(
                 list(batches(X.shape[0], self.batch_size)),
                 desc=f"{type(self).__name__} predict",
@@ -525,8 +570,8 @@ _NET_TOP = """\
         trains (one that would not, with ``max_epochs=0`` or pretrained weights and
         ``max_epochs="auto"``, stays frozen). Its training and runtime parameters
         (``lr``, ``optimizer``, ``callbacks``, ``batch_size``, ``device``,
-        ``random_state``, ``memory``, ``num_workers``, ``verbose``) do not apply:
-        the net's own do (``tower_lr`` sets a tower's learning rate).
+        ``random_state``, ``memory``, ``num_workers``, ``precision``, ``verbose``) do
+        not apply: the net's own do (``tower_lr`` sets a tower's learning rate).
     fusion : {"concat", "sum", "mean", "product", "max", "tensor", "attention", \
 "transformer", "dot"}, default="concat"
         How the towers' outputs are combined. ``"concat"`` puts them side by side;
@@ -606,6 +651,16 @@ _NET_RUNTIME = """\
         pretrained weights with ``max_epochs="auto"``, or ``max_epochs=0``), read
         at fit and at prediction, as the encoders' ``memory``: a second fit on the
         same items does not run those towers again.
+    num_workers : int, default=0
+        Worker processes decoding the next batches of training items when they are
+        streamed (more than 256 MB decoded; a torch ``DataLoader``, the same model
+        whatever their number), and threads decoding ahead in the frozen towers'
+        encoding.
+    precision : {"32", "bf16-mixed", "16-mixed"}, default="32"
+        Numerical precision of training and prediction: float32, or mixed precision
+        through ``torch.autocast`` (bfloat16 or float16 where it is safe, float32
+        weights; ``"16-mixed"`` scales the loss so that small gradients do not
+        underflow).
     device : {"auto", "cpu", "cuda"} or str, default="auto"
         Where the net runs; ``"auto"`` is CUDA when available.
     random_state : int, RandomState instance or None, default=None
@@ -746,6 +801,8 @@ class MultimodalNetClassifier(ClassifierMixin, _MultimodalNetBase):
         schedule="joint",
         class_weight=None,
         memory=None,
+        num_workers=0,
+        precision="32",
         device="auto",
         random_state=None,
         verbose=False,
@@ -771,6 +828,8 @@ class MultimodalNetClassifier(ClassifierMixin, _MultimodalNetBase):
         self.schedule = schedule
         self.class_weight = class_weight
         self.memory = memory
+        self.num_workers = num_workers
+        self.precision = precision
         self.device = device
         self.random_state = random_state
         self.verbose = verbose
@@ -1008,6 +1067,8 @@ class MultimodalNetRegressor(RegressorMixin, _MultimodalNetBase):
         tower_loss_weight="auto",
         schedule="joint",
         memory=None,
+        num_workers=0,
+        precision="32",
         device="auto",
         random_state=None,
         verbose=False,
@@ -1032,6 +1093,8 @@ class MultimodalNetRegressor(RegressorMixin, _MultimodalNetBase):
         self.tower_loss_weight = tower_loss_weight
         self.schedule = schedule
         self.memory = memory
+        self.num_workers = num_workers
+        self.precision = precision
         self.device = device
         self.random_state = random_state
         self.verbose = verbose

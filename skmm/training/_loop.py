@@ -1,11 +1,13 @@
 """The one training loop of skmm, shaped like skorch's ``fit_loop``, and its history."""
 
-import math
+import functools
 
 import torch
 from tqdm.auto import tqdm
 
 from ..callbacks._callbacks import Callback
+from ._distributed import DataParallel
+from ._precision import Precision
 
 __all__ = ["History", "TrainingMixin", "batches"]
 
@@ -79,13 +81,21 @@ class TrainingMixin:
     ``train_step``).
 
     :meth:`_fit_loop` runs the epochs over a data source (:mod:`._sources`): the
-    batches of each part (:meth:`_epoch_batches`, seeded shuffling) go through
-    :meth:`_train_step` (forward and loss, written by the estimator; backward and the
-    optimizer step here); with a validation set each epoch is scored
-    (:meth:`_validation_step`). Everything else is a callback: early stopping, the
-    nets' tower-loss blending, checkpoints, schedules. The loop writes no fitted
-    attribute: it returns the :class:`History`, which the fit template turns into
-    ``history_``, ``loss_curve_``, ``validation_scores_`` and ``n_iter_``.
+    batches of each part (:meth:`_epoch_batches`, seeded shuffling) are read through
+    the source (decoded per batch by DataLoader workers when it streams) and go
+    through :meth:`_train_step` (forward and loss, written by the estimator, under
+    ``torch.autocast`` at the estimator's ``precision``; backward and the optimizer
+    step here, with a gradient scaler for ``"16-mixed"``); with a validation set
+    each epoch is scored (:meth:`_validation_step`). On several processes
+    (:mod:`._distributed`) each takes its share of every batch. Everything else is a
+    callback: early stopping, the nets' tower-loss blending, checkpoints, schedules.
+    The loop writes no fitted attribute: it returns the :class:`History`, which the
+    fit template turns into ``history_``, ``loss_curve_``, ``validation_scores_`` and
+    ``n_iter_``.
+
+    A batch is an array of rows of the part's data, or a tuple of such arrays whose
+    first one holds the rows it covers (a matcher's pairs, then its extra
+    non-matching rows).
 
     An estimator provides ``_train_step(module, data, batch, generator, context)``
     returning ``(objective, loss, n)`` (the tensor to minimise, the loss to record
@@ -99,6 +109,9 @@ class TrainingMixin:
 
     # A batch of one cannot train batch-norm layers (nor give in-batch negatives).
     _min_batch = 2
+    # Whether every trainable parameter gets a gradient at every step (else data-
+    # parallel training looks for those that do not, at some cost per step).
+    _every_parameter_used = False
 
     def _param_groups(self, module, context):
         return [{"params": [p for p in module.parameters() if p.requires_grad]}]
@@ -128,26 +141,54 @@ class TrainingMixin:
             if len(index) >= self._min_batch:
                 yield rows[index.numpy()]
 
-    def _run_single_epoch(self, module, optimizer, source, generator, context):
+    def _run_single_epoch(self, module, optimizer, source, run, context):
         """One pass over the source's training rows; returns the mean recorded loss.
 
-        Losses add up on the device and are read once per epoch: no host sync per
-        step.
+        The batches of each part are drawn first (the data order's generator), then
+        read through the source (decoded by DataLoader workers when streamed), each
+        rank's share of them when distributed. Losses add up on the device and are
+        read once per epoch: no host sync per step.
         """
         self._train_mode(module, context)
         total, seen = 0.0, 0
-        for data, rows in source.epoch(generator):
-            for batch in self._epoch_batches(data, rows, generator):
-                objective, loss, n = self._train_step(
-                    module, data, batch, generator, context
+        parallel, precision = run
+        for data, rows in source.epoch(parallel.order):
+            shares = list(
+                parallel.shard(
+                    self._epoch_batches(data, rows, parallel.order), self._min_batch
                 )
+            )
+            fed = source.batches(data, [share for share, _ in shares])
+            for (batch_data, batch), (_, count) in zip(fed, shares):
+                with precision.autocast():
+                    objective, loss, n = parallel.step(
+                        batch_data, batch, context, count
+                    )
                 if optimizer is not None:
-                    optimizer.zero_grad()
-                    objective.backward()
-                    optimizer.step()
-                total = total + loss.detach() * n
+                    precision.step(objective, optimizer)
+                total = total + loss.detach().float() * n
                 seen += n
-        return float(total) / seen if seen else math.nan
+        return parallel.mean(total, seen)
+
+    def _statistics(self, source, parts):
+        """``parts`` for a statistics pass (``_recalibrate``): a streamed part comes
+        one decoded batch at a time, as a part of its own."""
+        for data, rows in parts:
+            chunks = [
+                rows[index.numpy()]
+                for index in batches(len(rows), self.batch_size)
+                if len(index) >= self._min_batch
+            ]
+            yield from source.batches(data, chunks)
+
+    def _validate(self, module, source, held, context, precision):
+        """The validation step on the held-out rows, with the current weights'
+        statistics (of the part trained on last)."""
+        with precision.autocast():
+            self._recalibrate(module, self._statistics(source, [source.last]), context)
+            module.eval()
+            with torch.inference_mode():
+                return self._validation_step(module, *held, context)
 
     def _fit_loop(
         self,
@@ -200,7 +241,8 @@ class TrainingMixin:
             for group, lr in zip(optimizer.param_groups, rates):
                 group["lr"] = lr
         callbacks = _check_callbacks(self.callbacks) + list(callbacks)
-        generator = torch.Generator().manual_seed(seed)
+        precision = Precision(getattr(self, "precision", "32"), self.device_)
+        parallel = DataParallel(self, module, optimizer, seed)
         history = History() if history is None else history
         hooks = {"module": module, "optimizer": optimizer}
         for cb in callbacks:
@@ -209,7 +251,7 @@ class TrainingMixin:
         epochs = tqdm(
             range(max_epochs),
             desc=f"{type(self).__name__} fit",
-            disable=not self.verbose,
+            disable=not self.verbose or not parallel.rank == 0,
         )
         for _ in epochs:
             record = {} if stage is None else {"stage": stage}
@@ -217,15 +259,16 @@ class TrainingMixin:
                 None if optimizer is None else optimizer.param_groups[0]["lr"]
             )
             record["train_loss"] = self._run_single_epoch(
-                module, optimizer, source, generator, context
+                module, optimizer, source, (parallel, precision), context
             )
             held = source.validation()
             if held is not None:
                 validated = True
-                self._recalibrate(module, [source.last], context)
-                module.eval()
-                with torch.inference_mode():
-                    score, loss, extra = self._validation_step(module, *held, context)
+                score, loss, extra = parallel.on_main(
+                    functools.partial(
+                        self._validate, module, source, held, context, precision
+                    )
+                )
                 record.update(valid_score=score, valid_loss=loss, **extra)
             record = history.add(record)
             epochs.set_postfix(
@@ -241,6 +284,12 @@ class TrainingMixin:
         if max_epochs > 0 and (not validated or source.partial_statistics):
             # The kept weights' statistics from every training row (within an
             # epoch they came from the last part only, or were not needed).
-            self._recalibrate(module, source.every_part(), context)
+            def recalibrate():
+                with precision.autocast():
+                    parts = self._statistics(source, source.every_part())
+                    self._recalibrate(module, parts, context)
+
+            parallel.on_main(recalibrate)
+        parallel.finish()
         module.eval()
         return history, optimizer

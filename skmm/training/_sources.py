@@ -1,19 +1,28 @@
-"""The data a training loop reads: in memory, or one Dask partition at a time.
+"""The data a training loop reads: in memory, streamed from files, Dask partitions.
 
 A source is what :meth:`~skmm.training._loop.TrainingMixin._fit_loop` iterates over.
-It has three faces, whatever holds the rows:
+It has four faces, whatever holds the rows:
 
 - ``epoch(generator)``: the parts of one epoch, as ``(data, rows)`` pairs, every
-  training row once (in memory one part; on Dask one per partition, in a random
-  order);
+  training row once (in memory or streamed one part; on Dask one per partition, in
+  a random order);
+- ``batches(data, batches)``: ``(batch data, batch)`` for each batch of rows of a
+  part, in order: in memory the whole data and the batch as they are; streamed, the
+  batch's own data, its items decoded by DataLoader workers
+  (:class:`~skmm.training._streaming.Feeder`), and the batch in positions there;
 - ``validation()``: the held-out ``(data, rows)``, or None;
 - ``every_part()`` and ``last``: the training parts in order (a statistics pass) and
   the part trained on last (statistics within an epoch).
 
-``data`` is what the estimator's steps read (decoded items, targets, row weights),
-made by the estimator's one function for a chunk of rows, in memory or per
-partition; it has a ``labels`` attribute (class codes, or None) for stratified
-splits. The streaming file loader of a later version plugs in here.
+``data`` is what the estimator's steps read (items, targets, row weights), made by
+the estimator's one function for a chunk of rows (``_data``), whose items are lazy
+(:class:`~skmm.training._streaming.Lazy`: decoded when indexed). It has a
+``labels`` attribute (class codes, or None) for stratified splits and
+``take(rows)``: the data of ``rows`` only, their items decoded.
+
+:func:`in_memory_or_streamed` chooses between :class:`InMemory` (everything decoded
+once, then indexed) and :class:`Streamed` (decoded per batch, every epoch) by the
+decoded size of the training items; Dask partitions are always read per batch.
 """
 
 import warnings
@@ -23,9 +32,24 @@ import pandas as pd
 import torch
 
 from ..utils._sklearn_compat import _safe_indexing
-from ..utils._validation import prefix_errors
+from ._streaming import Feeder, located, recording
 
-__all__ = ["InMemory", "Partitioned", "validation_split"]
+__all__ = [
+    "IN_MEMORY_BYTES",
+    "InMemory",
+    "Partitioned",
+    "Streamed",
+    "in_memory_or_streamed",
+    "validation_split",
+]
+
+# Decoded training items up to this size are kept in memory (decoded once, indexed
+# every epoch: the fastest for small tables); beyond it they are decoded per batch,
+# every epoch. 256 MB is ~430 photos at 224 px in float32, or ~85,000 MNIST digits.
+IN_MEMORY_BYTES = 256 * 2**20
+
+# Rows decoded to estimate the decoded size of a row.
+_PROBE_ROWS = 32
 
 
 def validation_split(n, fraction, seed, labels=None):
@@ -76,6 +100,10 @@ class InMemory:
     def epoch(self, generator):
         yield self.data, self.train
 
+    def batches(self, data, batches):
+        for batch in batches:
+            yield data, batch
+
     def validation(self):
         return None if self.val is None else (self.data, self.val)
 
@@ -87,14 +115,52 @@ class InMemory:
         return self.data, self.train
 
 
+class Streamed(InMemory):
+    """Training rows decoded per batch, every epoch, by a :class:`Feeder`.
+
+    The faces of :class:`InMemory`, with ``data`` holding lazy items: validation and
+    statistics read it a batch at a time as well.
+    """
+
+    def __init__(self, data, train, val=None, feed=None):
+        super().__init__(data, train, val)
+        self.feed = Feeder() if feed is None else feed
+
+    def batches(self, data, batches):
+        return self.feed(data, batches)
+
+
+def in_memory_or_streamed(data, train, val=None, feed=None):
+    """:class:`InMemory` when the decoded data fits :data:`IN_MEMORY_BYTES`, else
+    :class:`Streamed`.
+
+    The size of a row is measured on the first training rows, decoded once for that;
+    ``feed`` (a :class:`~skmm.training._streaming.Feeder`) decodes the streamed
+    batches.
+    """
+    if data is None or len(train) == 0:
+        return InMemory(data, train, val)
+    probe = train[:_PROBE_ROWS]
+    with recording() as decoded:
+        data.take(probe)
+    per_row = sum(t.nbytes for t in decoded if isinstance(t, torch.Tensor))
+    per_row /= len(probe)
+    if per_row * len(data) <= IN_MEMORY_BYTES:
+        return InMemory(data.take(np.arange(len(data))), train, val)
+    return Streamed(data, train, val, feed)
+
+
 class Partitioned:
     """Training rows read one Dask partition at a time, for ``fit`` on Dask input.
 
     Each epoch reads the partitions in a random order, one in memory while the next
-    is computed. ``load(X, y, sample_weight)`` makes the steps' data for a partition
-    (errors are prefixed with the partition); ``split(data, i)`` gives its training
-    and held-out rows (None: no validation). The held-out rows are kept undecoded the
-    first time they are read and loaded once, together, as the validation set.
+    is computed, and decodes their items a batch at a time (``feed``).
+    ``load(X, y, sample_weight)`` makes the steps' data for a partition (errors,
+    then or when an item is decoded, are prefixed with the partition);
+    ``split(data, i)`` gives its training and held-out rows (None: no validation).
+    The held-out rows are kept undecoded the first time they are read and loaded
+    once, together, as the validation set, whose items are decoded a batch at a
+    time too.
 
     Parameters
     ----------
@@ -106,19 +172,22 @@ class Partitioned:
         ``split(data, i) -> (train, val)`` for partition ``i``.
     counts : ndarray or None
         The rows of each class of y, to warn about partitions far from y's mix.
+    feed : Feeder or None
+        Decodes the batches.
     """
 
     # Within an epoch, statistics come from the last partition only.
     partial_statistics = True
 
-    def __init__(self, partitions, load, split=None, counts=None):
+    def __init__(self, partitions, load, split=None, counts=None, feed=None):
         self.partitions, self.load, self.split = partitions, load, split
         self.counts = counts
+        self.feed = Feeder() if feed is None else feed
         self.last = None
         self._held, self._validation, self._seen = {}, None, set()
 
     def _part(self, i, X, y, weight):
-        with prefix_errors(f"partition {i}"):
+        with located(f"partition {i}"):
             data = self.load(X, y, weight)
             if self.split is not None:
                 train, val = self.split(data, i)
@@ -139,6 +208,9 @@ class Partitioned:
             self.last = self._part(i, *part)
             yield self.last
 
+    def batches(self, data, batches):
+        return self.feed(data, batches)
+
     def every_part(self):
         for i, part in self.partitions.iterate(range(len(self.partitions))):
             yield self._part(i, *part)
@@ -154,7 +226,7 @@ class Partitioned:
                 None if parts[0][k] is None else np.concatenate([p[k] for p in parts])
                 for k in (1, 2)
             )
-            with prefix_errors("held-out rows"):
+            with located("held-out rows"):
                 data = self.load(X, y, weight)
             self._validation = (data, np.arange(len(data)))
         return self._validation

@@ -9,9 +9,11 @@ It runs the same steps in the same order, each a hook of the estimator:
 3. **preprocessing** (``_preprocess``), on the first call only, on the training rows;
 4. **build or resume** (``_build``: initial weights; ``_resume``: the fitted ones);
 5. **loop** (``_train``): the one training loop over a data source made by the one
-   function for a chunk of rows (``_data``), for all the rows at once or one
-   partition at a time (``_check_chunk`` validating a later chunk, as a later
-   ``partial_fit`` call is validated);
+   function for a chunk of rows (``_data``, whose items are decoded when read): the
+   rows decoded once and kept in memory, or decoded per batch by DataLoader workers
+   when they would take more than ``IN_MEMORY_BYTES``, or one Dask partition at a
+   time (``_check_chunk`` validating a later chunk, as a later ``partial_fit``
+   call is validated);
 6. **finish** (``_finish``): the fitted attributes.
 
 A failed call leaves the estimator as it was: the first call runs on a fresh copy
@@ -25,9 +27,11 @@ from types import SimpleNamespace
 from ..utils._composition import fit_atomic
 from ..utils._dask import Partitions, is_dask_collection
 from ..utils._torch import resolve_device, torch_seed
+from ._distributed import local_device
 from ._estimator import TorchEstimatorMixin, to_cpu
 from ._loop import TrainingMixin
-from ._sources import InMemory, Partitioned
+from ._sources import Partitioned, in_memory_or_streamed
+from ._streaming import Feeder
 
 __all__ = ["FitTemplateMixin", "PARTIAL_FIT_CLASSES"]
 
@@ -74,7 +78,7 @@ class FitTemplateMixin(TrainingMixin, TorchEstimatorMixin):
             run.partitions = Partitions(X, y, sample_weight)
             X, _, _ = run.partitions.compute(0)
         if first:
-            self.device_ = resolve_device(self.device)
+            self.device_ = local_device(resolve_device(self.device), self.device)
             self._begin(run, X)
             if stream:
                 run.counts = self._stream_targets(run, y)
@@ -91,6 +95,11 @@ class FitTemplateMixin(TrainingMixin, TorchEstimatorMixin):
                 module = self._build(run)
             else:
                 module = self._resume(run)
+            feed = Feeder(
+                num_workers=getattr(self, "num_workers", 0),
+                pin_memory=str(self.device_).startswith("cuda"),
+                seed=run.seed,
+            )
             if stream:
                 source = Partitioned(
                     run.partitions,
@@ -99,10 +108,11 @@ class FitTemplateMixin(TrainingMixin, TorchEstimatorMixin):
                     ),
                     split=self._stream_split(run),
                     counts=run.counts,
+                    feed=feed,
                 )
             else:
-                source = InMemory(
-                    self._data(run, module, *run.chunk), run.train, run.val
+                source = in_memory_or_streamed(
+                    self._data(run, module, *run.chunk), run.train, run.val, feed
                 )
             history, optimizer = self._train(run, module, source)
         self._finish(run, module, source, history)

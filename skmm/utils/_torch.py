@@ -7,6 +7,8 @@ import warnings
 import numpy as np
 import torch
 
+from ._torch_compat import batch_norm_layer_types
+
 
 class DeviceWarning(UserWarning):
     """Warning raised when a fitted model is loaded on a device it was not fitted on.
@@ -171,7 +173,7 @@ def batch_norm_recalibration(module):
     norms = [
         m
         for m in module.modules()
-        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
+        if isinstance(m, batch_norm_layer_types())
         and m.track_running_stats
         and m.training
     ]
