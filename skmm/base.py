@@ -54,6 +54,18 @@ class Runtime(NamedTuple):
     verbose: bool = False
     precision: str = "32"
 
+    @classmethod
+    def of(cls, estimator):
+        """The runtime an encoder or a composite sets by its fitted device and params."""
+        return cls(
+            estimator.device_,
+            estimator.batch_size,
+            estimator.memory,
+            estimator.num_workers,
+            estimator.verbose,
+            estimator.precision,
+        )
+
 
 # Parameters that change how fast features are computed, not what they are.
 _RUNTIME_PARAMS = frozenset(
@@ -506,16 +518,6 @@ class TorchEncoderMixin(
         check_is_fitted(self)
         return self._encode(self._check_input(X, reset=False))
 
-    def _runtime(self):
-        return Runtime(
-            self.device_,
-            self.batch_size,
-            self.memory,
-            self.num_workers,
-            self.verbose,
-            self.precision,
-        )
-
     def _encode(self, column, module=None, runtime=None):
         """Run a tower on the present items, ``batch_size`` at a time.
 
@@ -526,7 +528,7 @@ class TorchEncoderMixin(
         decode the next batches while the model runs on the current one.
         """
         module = self.module_ if module is None else module
-        runtime = self._runtime() if runtime is None else runtime
+        runtime = Runtime.of(self) if runtime is None else runtime
         width = module.out_features
         out = np.full((len(column), width), np.nan, dtype=np.float32)
         rows = column.present()

@@ -251,17 +251,6 @@ class TowerComposite(FitTemplateMixin, TriplesComposition):
         return self.module_
 
     # -- the towers ----------------------------------------------------------------------
-    def _runtime(self):
-        """How the composite runs its towers (its device, batch size and cache)."""
-        return Runtime(
-            self.device_,
-            self.batch_size,
-            self.memory,
-            self.num_workers,
-            self.verbose,
-            self.precision,
-        )
-
     def _tower_input(self, name, enc, tower, column, rows):
         """The input of one tower for ``rows``: ``(tensor, encoded, present)``.
 
@@ -277,7 +266,7 @@ class TowerComposite(FitTemplateMixin, TriplesComposition):
             if enc._frozen():
                 tower = tower.to(self.device_).eval()
                 part = column.take(np.asarray(rows)[present])
-                features = enc._encode(part, module=tower, runtime=self._runtime())
+                features = enc._encode(part, module=tower, runtime=Runtime.of(self))
                 return torch.from_numpy(features), True, present
             return enc._load(column, np.asarray(rows)[present]), False, present
 
