@@ -585,6 +585,22 @@ def test_the_matcher_pairs_clips_with_captions(record_measure):
     record_measure("right caption first", right.mean(), 0.9)  # measured 1.0
 
 
+def test_streamed_training_equals_training_in_memory(digits_clips, monkeypatch):
+    # Clips are the items whose decoded size makes fit stream them: decoded per
+    # batch, in worker processes, the same weights as all at once.
+    import skmm.training._sources as sources
+
+    paths, _ = digits_clips
+    y = [0, 1] * 4
+    params = dict(max_epochs=2, batch_size=4, augment="default")
+    in_memory = tiny(**params).fit(paths, y)
+    monkeypatch.setattr(sources, "IN_MEMORY_BYTES", 0)
+    streamed = tiny(num_workers=2, **params).fit(paths, y)
+    a, b = in_memory.module_.state_dict(), streamed.module_.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert streamed.loss_curve_ == in_memory.loss_curve_
+
+
 def test_partial_fit_continues_training(digits_clips):
     paths, _ = digits_clips
     enc = tiny(max_epochs=1, random_state=0).partial_fit(
