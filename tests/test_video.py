@@ -891,6 +891,73 @@ def test_a_huggingface_image_model_encodes_the_frames(digits_clips, tmp_path):
     np.testing.assert_allclose(enc.transform(paths[:3]), expected, atol=1e-5)
 
 
+# -- the vectorizer's "video" kind --------------------------------------------------
+def write_clip(path, codec, rate=10, level=0):
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream(codec, rate=rate)
+        stream.width = stream.height = 16
+        stream.pix_fmt = "yuv420p"
+        for array in flat_clip(3, 16, 16) + level:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(array, "gray")))
+        container.mux(stream.encode())
+    return str(path)
+
+
+CONTAINERS = [
+    (".mov", "libx264", 10),
+    (".webm", "libvpx", 10),
+    (".avi", "mpeg4", 10),
+    (".mpg", "mpeg1video", 25),
+    (".wmv", "wmv2", 10),
+    (".flv", "flv", 10),
+]
+
+
+def test_the_vectorizer_detects_video_columns(digits_clips, tmp_path):
+    from skmm.auto._kinds import detect_kind
+
+    def kind(values):
+        found = detect_kind(pd.Series(values, dtype=object), "clips")
+        return found.kind, found.form
+
+    paths, _ = digits_clips
+    assert kind(paths[:4] + [None]) == ("video", "path")
+    for suffix, codec, rate in CONTAINERS:
+        clips = [
+            write_clip(tmp_path / f"{i}{suffix}", codec, rate, level=50 * i)
+            for i in range(2)
+        ]
+        assert kind(clips) == ("video", "path"), suffix
+        assert kind([open(p, "rb").read() for p in clips]) == ("video", "bytes"), suffix
+    urls = ["https://example.org/a.mp4?size=2", "s3://bucket/b.WEBM", None] * 2
+    assert kind(urls) == ("video", "url")
+    assert kind(list(np.zeros((3, 4, 8, 8, 3), np.uint8))) == ("video", "array")
+    # Paths are checked on their first bytes: a text file named .mp4 is no video,
+    # nor is an MPEG-TS file (no signature at its start), which specific_encoders
+    # then names.
+    fake = tmp_path / "fake.mp4"
+    fake.write_text("a text file with a video extension")
+    assert kind([str(fake)] * 3 + [None])[0] == "categorical"
+    ts = [write_clip(tmp_path / f"{i}.ts", "libx264") for i in range(2)]
+    assert kind(ts)[0] == "categorical"
+
+
+def test_the_vectorizer_encodes_a_video_column_with_video_encoder(digits_clips):
+    from skmm.auto import MultimodalVectorizer
+
+    paths, _ = digits_clips
+    X = pd.DataFrame({"clip": paths, "price": np.arange(8.0)})
+    vectorizer = MultimodalVectorizer(normalize=None, memory=None)
+    out = vectorizer.fit_transform(X)
+    assert vectorizer.column_kinds_ == {"clip": "video", "price": "numeric"}
+    encoder = vectorizer.fuser_.named_encoders_["clip"]
+    assert isinstance(encoder, VideoEncoder) and encoder.n_frames_ == 8
+    # The default: ImageEncoder()'s frozen EfficientNet-Lite0 on 8 frames, averaged.
+    expected = VideoEncoder(device="cpu").fit_transform(paths)
+    block = out[:, vectorizer.output_indices_["clip"]]
+    np.testing.assert_allclose(block, expected, rtol=1e-4, atol=1e-5)
+
+
 # -- scikit-learn's checks that need no data -----------------------------------------
 @pytest.mark.parametrize(
     "check",

@@ -429,8 +429,8 @@ class AudioEncoder(BackboneMixin, AudioMixin, TorchEncoderMixin, BaseEstimator):
     ``None``/NaN items are missing. A WAV file has no checksum: random bytes of
     exactly the length its header declares are valid (noisy) PCM and are encoded.
 
-    A video file (by its extension, or bytes of an MP4, WebM/MKV, AVI or FLV
-    container) gives its first audio stream, decoded by PyAV (``skmm[video]``), so
+    A video file (by its extension, or bytes of an MP4/MOV, WebM/MKV, AVI, FLV,
+    MPEG-PS, WMV or Ogg container) gives its first audio stream, decoded by PyAV (``skmm[video]``), so
     the column of a :class:`VideoEncoder` can feed an audio tower too; a video file
     without an audio stream is a missing sound, named in a warning.
 

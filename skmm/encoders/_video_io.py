@@ -6,6 +6,7 @@ with the file; the callers add the column and the row.
 """
 
 import contextlib
+import dataclasses
 import io
 import math
 import os
@@ -13,9 +14,11 @@ import warnings
 
 import numpy as np
 
+from ..utils._composition import is_group
+
 # File extensions of video containers. A video column takes any container FFmpeg
 # reads; the audio encoders read the soundtrack of files with these extensions (and of
-# bytes whose signature says MP4/MOV, Matroska/WebM, AVI or FLV).
+# bytes that start with a signature of VIDEO_SIGNATURES).
 VIDEO_EXTENSIONS = frozenset(
     {
         ".3gp",
@@ -38,8 +41,19 @@ VIDEO_EXTENSIONS = frozenset(
 # The largest frame decoded (8K UHD): a header declaring more is refused before any
 # frame is decoded, as Pillow refuses decompression bombs.
 MAX_FRAME_PIXELS = 7680 * 4320
-# MP4/MOV top-level boxes that can open a file, at bytes 4-8.
-_MP4_BOXES = frozenset({b"ftyp", b"moov", b"mdat", b"wide", b"free", b"skip"})
+# The (offset, bytes) signatures of video containers: the MP4/MOV/3GP top-level
+# boxes that can open a file, Matroska/WebM's EBML header, AVI's RIFF form type, FLV,
+# an MPEG program stream's pack header, ASF (WMV) and Ogg. MPEG-TS has none (its sync
+# byte is one byte every 188).
+VIDEO_SIGNATURES = (
+    *((4, box) for box in (b"ftyp", b"moov", b"mdat", b"wide", b"free", b"skip")),
+    (0, b"\x1a\x45\xdf\xa3"),
+    (8, b"AVI "),
+    (0, b"FLV"),
+    (0, b"\x00\x00\x01\xba"),
+    (0, b"\x30\x26\xb2\x75\x8e\x66\xcf\x11"),
+    (0, b"OggS"),
+)
 # Rows named in the warning about clips without a soundtrack.
 _ROWS_SHOWN = 20
 
@@ -61,13 +75,8 @@ def is_video_file(item):
     if isinstance(item, (str, os.PathLike)):
         return os.path.splitext(os.fspath(item))[1].lower() in VIDEO_EXTENSIONS
     if isinstance(item, (bytes, bytearray, memoryview)):
-        head = bytes(item[:12])
-        return (
-            head[4:8] in _MP4_BOXES
-            or head[:4] == b"\x1a\x45\xdf\xa3"  # EBML: Matroska, WebM
-            or (head[:4] == b"RIFF" and head[8:12] == b"AVI ")
-            or head[:3] == b"FLV"
-        )
+        head = bytes(item[:16])
+        return any(head[o : o + len(magic)] == magic for o, magic in VIDEO_SIGNATURES)
     return False
 
 
@@ -362,11 +371,55 @@ def mark_clips_without_soundtrack(column, owner):
     """Mark the video files of ``column`` that have no audio stream as missing.
 
     For the audio encoders: a clip without a soundtrack is a missing sound (NaN
-    features, the fuser's ``missing=`` rule), named in one warning; a file that is
-    not a readable container raises ``ValueError`` naming its row.
+    features, the fuser's ``missing=`` rule), named in one warning; inside a cell of
+    several items it becomes a None there, skipped as a cell's missing items are. A
+    file that is not a readable container raises ``ValueError`` naming its row.
     """
     if column.batch:
         return column
+    silent, cells, n_files = [], {}, 0
+    for i in column.present():
+        cell = column.items[i]
+        group = column.nested and is_group(cell)
+        for k, item in enumerate(cell if group else (cell,)):
+            if not is_video_file(item):
+                continue
+            try:
+                found = has_soundtrack(item)
+            except ValueError as exc:
+                where = column.where(i) + (f", item {k}" if group else "")
+                raise ValueError(f"{where}: {exc}") from None
+            if found:
+                continue
+            n_files += 1
+            if group:
+                cells.setdefault(i, list(cell))[k] = None
+            else:
+                column.missing[i] = True
+            if not silent or silent[-1] != i:
+                silent.append(i)
+    if cells:
+        items = np.array(column.items, dtype=object)
+        for i, cell in cells.items():
+            items[i] = cell
+        column = dataclasses.replace(column, items=items)
+    if silent:
+        labels = [i if column.labels is None else column.labels[i] for i in silent]
+        labels = [v.item() if isinstance(v, np.generic) else v for v in labels]
+        shown = ", ".join(map(repr, labels[:_ROWS_SHOWN]))
+        more = (
+            f" and {len(labels) - _ROWS_SHOWN} more"
+            if len(labels) > _ROWS_SHOWN
+            else ""
+        )
+        where = "" if column.name is None else f" of column {column.name!r}"
+        warnings.warn(
+            f"{owner}: {n_files} video file(s){where} have no audio stream and are "
+            f"missing for the audio side (NaN features): rows {shown}{more}.",
+            UserWarning,
+            stacklevel=3,
+        )
+    return column
     silent = []
     for i in column.present():
         item = column.items[i]

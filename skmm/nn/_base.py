@@ -31,6 +31,7 @@ from ..utils._sklearn_compat import (
     _check_sample_weight,
     _fit_context,
 )
+from ..utils._validation import reject_groups
 from ._towers import TabularEncoder
 
 # The training parameters every tower composite has, validated the same way.
@@ -166,6 +167,7 @@ class TowerComposite(FitTemplateMixin, TriplesComposition):
             with naming(m.name):
                 items = self.modalities_.select(X, m.name)
                 columns.append(m.estimator._check_input(items, reset=reset))
+            reject_groups(columns[-1], type(self).__name__)
         return columns
 
     # -- fit -----------------------------------------------------------------------------
