@@ -765,6 +765,18 @@ def test_huge_frames_are_refused_before_decoding(clip20, monkeypatch):
     assert decoded == []
 
 
+def test_a_silent_clip_inside_a_cell_of_several_is_skipped(digits_clips, tmp_path):
+    paths, _ = digits_clips
+    silent = write_clip(tmp_path / "silent.avi", "mpeg4")
+    cells = pd.Series([[paths[0], silent], [silent], paths[1]], name="a")
+    features = AudioFeatures(sample_rate=8000).fit(paths)
+    with pytest.warns(UserWarning, match=r"2 video file\(s\) .* rows 0, 1\."):
+        out = features.transform(cells)
+    # The cell's other sound alone; a cell of silent clips only is missing.
+    np.testing.assert_allclose(out[[0, 2]], features.transform(paths[:2]), rtol=1e-6)
+    assert np.isnan(out[1]).all()
+
+
 def test_a_video_without_soundtrack_is_missing_but_a_broken_one_is_an_error(
     digits_clips, bad_files, clip_dir
 ):
