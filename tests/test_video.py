@@ -954,20 +954,26 @@ def test_the_vectorizer_detects_video_columns(digits_clips, tmp_path):
     assert kind(ts)[0] == "categorical"
 
 
-def test_the_vectorizer_encodes_a_video_column_with_video_encoder(digits_clips):
+def test_the_vectorizer_encodes_a_video_column_with_video_encoder(
+    digits_clips, tmp_path
+):
     from skmm.auto import MultimodalVectorizer
 
     paths, _ = digits_clips
     X = pd.DataFrame({"clip": paths, "price": np.arange(8.0)})
-    vectorizer = MultimodalVectorizer(normalize=None, memory=None)
+    vectorizer = MultimodalVectorizer(video=tiny(), normalize=None, memory=None)
     out = vectorizer.fit_transform(X)
     assert vectorizer.column_kinds_ == {"clip": "video", "price": "numeric"}
-    encoder = vectorizer.fuser_.named_encoders_["clip"]
-    assert isinstance(encoder, VideoEncoder) and encoder.n_frames_ == 8
-    # The default: ImageEncoder()'s frozen EfficientNet-Lite0 on 8 frames, averaged.
-    expected = VideoEncoder(device="cpu").fit_transform(paths)
     block = out[:, vectorizer.output_indices_["clip"]]
-    np.testing.assert_allclose(block, expected, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(block, tiny().fit_transform(paths), rtol=1e-5)
+    # The default: VideoEncoder() (ImageEncoder()'s frozen EfficientNet-Lite0 on 8
+    # frames, averaged), its features in the vectorizer's cache.
+    cache = tmp_path / "cache"
+    vectorizer = MultimodalVectorizer(memory=cache).fit(X.iloc[:2])
+    encoder = vectorizer.fuser_.named_encoders_["clip"]
+    assert encoder.get_params() == VideoEncoder(memory=cache).get_params()
+    assert encoder.n_frames_ == 8 and encoder.pooling_ == "mean"
+    assert any(cache.glob("*/*/VideoEncoder-*"))
 
 
 # -- scikit-learn's checks that need no data -----------------------------------------
