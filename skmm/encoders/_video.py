@@ -353,7 +353,7 @@ class VideoEncoder(BackboneMixin, TorchEncoderMixin, BaseEstimator):
         clip = self._clip_backbone()
         return clip if clip is not None else self._frame_encoder()._backbone()
 
-    def _frame_encoder(self, **params):
+    def _frame_encoder(self):
         """The image side: an unfitted ImageEncoder holding this encoder's settings."""
         own = dict(
             weights=self.weights,
@@ -369,7 +369,7 @@ class VideoEncoder(BackboneMixin, TorchEncoderMixin, BaseEstimator):
         )
         if self.backbone is not None:
             own["backbone"] = self.backbone
-        return ImageEncoder(**{**own, **params})
+        return ImageEncoder(**own)
 
     @property
     def frame_encoder_(self):
