@@ -11,10 +11,11 @@ in the order they are tried (documented in :class:`MultimodalVectorizer`):
    pandas categorical ``"categorical"``.
 3. Cells of several items (lists, tuples) take the kind of their items.
 4. Items, from a sample of the present cells: PIL images and 2-D/3-D numeric arrays
-   are images, 4-D numeric arrays ``(T, H, W, C)`` video clips; 1-D numeric arrays are waveforms (``"audio"``) when their lengths
-   differ between rows or reach :data:`MIN_WAVEFORM_LENGTH`, else fixed-length
-   vectors (``"numeric"``, one feature per coordinate); bytes are recognised by their
-   magic number (:data:`FILE_KINDS`).
+   are images, 4-D numeric arrays ``(T, H, W, C)`` video clips; 1-D numeric arrays
+   are waveforms (``"audio"``) when their lengths differ between rows or reach
+   :data:`MIN_WAVEFORM_LENGTH`, else fixed-length vectors (``"numeric"``, one
+   feature per coordinate); bytes are recognised by their magic number
+   (:data:`FILE_KINDS`).
 5. Strings: paths and URLs whose extension is a file kind's (:data:`FILE_KINDS`);
    local files among them are opened (up to :data:`N_OPENED`) and their first bytes
    must carry the kind's magic number, so a ``.png`` path that is not an image is not
