@@ -17,7 +17,9 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from skmm.encoders import ImageEncoder
 from skmm.fusion import LateFusionClassifier, MultimodalFuser
+from skmm.nn import MultimodalMatcher, MultimodalNetClassifier
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -50,7 +52,10 @@ def _two_modalities(n=120, seed=0):
 
 def _projection_fuser(projection, fusion, missing):
     return MultimodalFuser(
-        [("image", "passthrough", ["i0", "i1"]), ("audio", "passthrough", ["a0", "a1"])],
+        [
+            ("image", "passthrough", ["i0", "i1"]),
+            ("audio", "passthrough", ["a0", "a1"]),
+        ],
         projection=projection,
         fusion=fusion,
         missing=missing,
@@ -126,3 +131,177 @@ def test_late_fusion_skips_a_missing_modality():
         image.predict_proba(X[["i0", "i1"]])[absent],
         rtol=1e-6,
     )
+
+
+# -- 3. partial_fit correctness ---------------------------------------------------------
+N_TRAIN = 16
+
+
+def _images(n=N_TRAIN, seed=0):
+    rng = np.random.default_rng(seed)
+    items = np.empty(n, dtype=object)
+    items[:] = [rng.integers(0, 256, (8, 8), dtype=np.uint8) for _ in range(n)]
+    return items
+
+
+def _trainable(kind, **params):
+    """A tiny trainable estimator of each kind, with batch norm in its image tower."""
+    image = ImageEncoder("cnn", image_size=8, device="cpu")
+    if kind == "encoder":
+        return ImageEncoder(
+            "cnn", image_size=8, batch_size=4, device="cpu", random_state=0, **params
+        )
+    triples = [("image", image, "image"), ("number", "passthrough", ["number"])]
+    if kind == "net":
+        return MultimodalNetClassifier(
+            triples, batch_size=4, device="cpu", random_state=0, **params
+        )
+    return MultimodalMatcher(
+        triples, embedding_dim=4, batch_size=4, device="cpu", random_state=0, **params
+    )
+
+
+def _data(kind, n=N_TRAIN, seed=0):
+    y = np.arange(n) % 2
+    if kind == "encoder":
+        return _images(n, seed), y
+    X = pd.DataFrame({"image": _images(n, seed), "number": np.arange(n, dtype=float)})
+    return X, (y if kind == "net" else None)
+
+
+def _partial_fit(est, X, y, first=False):
+    classes = {"classes": [0, 1]} if first and y is not None else {}
+    return est.partial_fit(X, y, **classes)
+
+
+def _snapshot(est):
+    """Everything an estimator holds, its weights and buffers (batch-norm
+    statistics) as copies."""
+    state = {}
+    for key, value in vars(est).items():
+        if isinstance(value, torch.nn.Module):
+            value = {k: v.clone() for k, v in value.state_dict().items()}
+        elif isinstance(value, (list, dict)):
+            value = repr(value)
+        state[key] = value
+    return state
+
+
+def _assert_same(before, after):
+    assert before.keys() == after.keys()
+    for key, value in before.items():
+        if isinstance(value, dict):
+            assert value.keys() == after[key].keys(), key
+            for name, tensor in value.items():
+                assert torch.equal(tensor, after[key][name]), f"{key}.{name}"
+        elif isinstance(value, np.ndarray):
+            assert_array_equal(value, after[key])
+        elif isinstance(value, (str, int, float, type(None))):
+            assert value == after[key] or (value != value), key
+
+
+KINDS = ["encoder", "net", "matcher"]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_call_with_no_batch_to_train_on_is_refused_and_changes_nothing(kind):
+    """One row cannot train batch-norm layers (nor give in-batch negatives): the
+    call is refused, with no NaN loss recorded and no statistics estimated."""
+    est = _trainable(kind)
+    X, y = _data(kind)
+    _partial_fit(est, X[:8], None if y is None else y[:8], first=True)
+    before = _snapshot(est)
+    one = X[8:9]
+    with pytest.raises(ValueError, match=r"no training batch of at least 2 rows in 1"):
+        _partial_fit(est, one, None if y is None else y[8:9])
+    _assert_same(before, _snapshot(est))
+    assert np.all(np.isfinite(est.loss_curve_))
+    fresh = _trainable(kind)
+    with pytest.raises(ValueError, match=r"at least 2"):
+        _partial_fit(fresh, one, None if y is None else y[8:9], first=True)
+    assert not hasattr(fresh, "module_")
+
+
+class _FailOnSecondCall:
+    """A callback that raises at the end of its second epoch."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def __call__(self, estimator, history):
+        self.calls += 1
+        if self.calls == 2:
+            raise RuntimeError("callback failed")
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_callback_failing_on_a_later_call_leaves_the_estimator_as_it_was(kind):
+    est = _trainable(kind, callbacks=[_FailOnSecondCall()])
+    X, y = _data(kind)
+    _partial_fit(est, X[:8], None if y is None else y[:8], first=True)
+    before = _snapshot(est)
+    with pytest.raises(RuntimeError, match="callback failed"):
+        _partial_fit(est, X[8:], None if y is None else y[8:])
+    _assert_same(before, _snapshot(est))
+    assert est.n_iter_ == 1 and len(est.loss_curve_) == 1
+
+
+def _bad_images():
+    items = _images()
+    items[5] = "no/such/file.png"
+    return items
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("entry", ["partial_fit", "fit"])
+def test_a_failed_first_call_leaves_the_estimator_as_it_was(kind, entry):
+    """A bad item read after the first hooks ran (``device_``, the columns,
+    ``classes_``) leaves a fresh estimator fresh (a first ``partial_fit``) and a
+    fitted one as its fit left it (a second ``fit``, on other labels and columns):
+    the first call runs on a copy, adopted on success only."""
+    est = _trainable(kind, max_epochs=1)
+    X, y = _data(kind)
+    if entry == "fit":
+        est.fit(X, y)
+        # What the failing fit would set anew: other classes, other columns.
+        y = None if y is None else y + 3
+        X = X if kind == "encoder" else X.assign(extra=0.0)
+    before = _snapshot(est)
+    bad = _bad_images() if kind == "encoder" else X.assign(image=_bad_images())
+    with pytest.raises(ValueError, match=r"row 5"):
+        if entry == "fit":
+            est.fit(bad, y)
+        else:
+            _partial_fit(est, bad, y, first=True)
+    _assert_same(before, _snapshot(est))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_partial_fit_runs_with_one_random_state_are_equal(kind):
+    """The initial weights, the encoder's training head, the data order: all drawn
+    from random_state, whatever torch's global generator holds."""
+
+    def run():
+        torch.manual_seed(np.random.randint(1000))  # the global state must not matter
+        est = _trainable(kind)
+        X, y = _data(kind)
+        _partial_fit(est, X[:8], None if y is None else y[:8], first=True)
+        _partial_fit(est, X[8:], None if y is None else y[8:])
+        return est
+
+    one, two = run(), run()
+    for a, b in zip(
+        one.module_.state_dict().values(), two.module_.state_dict().values()
+    ):
+        assert torch.equal(a, b)
+    assert one.loss_curve_ == two.loss_curve_
+
+
+def test_partial_fit_refuses_labels_outside_its_classes():
+    est = _trainable("matcher")
+    X, _ = _data("matcher")
+    est.partial_fit(X[:8], np.r_[np.ones(6), np.zeros(2)].astype(int), classes=[0, 1])
+    with pytest.raises(
+        ValueError, match=r"label\(s\) \[2\], which are not in classes_"
+    ):
+        est.partial_fit(X[8:], np.r_[np.ones(6), 2 * np.ones(2)].astype(int))
