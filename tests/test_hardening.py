@@ -305,3 +305,132 @@ def test_partial_fit_refuses_labels_outside_its_classes():
         ValueError, match=r"label\(s\) \[2\], which are not in classes_"
     ):
         est.partial_fit(X[8:], np.r_[np.ones(6), 2 * np.ones(2)].astype(int))
+
+
+# -- 4. silent NaN --------------------------------------------------------------------
+def test_weights_holding_nan_are_refused_naming_the_file(tmp_path):
+    from skmm.encoders._backbones._scratch import small_cnn
+
+    state = small_cnn(1).state_dict()
+    name = next(k for k, v in state.items() if v.is_floating_point())
+    state[name][0] = float("nan")
+    path = tmp_path / "cnn.pt"
+    torch.save(state, path)
+    enc = ImageEncoder("cnn", weights=str(path), image_size=8, device="cpu")
+    with pytest.raises(ValueError, match=rf"cnn.pt' hold NaN or infinite .*{name}"):
+        enc.fit(_images())
+    assert not hasattr(enc, "module_")
+    state[name][0] = 0.0
+    torch.save(state, path)
+    enc.fit(_images())  # the same file, finite: accepted
+    assert np.isfinite(enc.transform(_images())).all()
+
+
+@pytest.fixture(scope="module")
+def hf_vit(tmp_path_factory):
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    config = transformers.ViTConfig(
+        hidden_size=8,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=16,
+        image_size=32,
+        patch_size=16,
+    )
+    folder = tmp_path_factory.mktemp("hf_vit")
+    model = transformers.ViTModel(config)
+    with torch.no_grad():
+        model.pooler.dense.weight[0, 0] = float("inf")
+    model.save_pretrained(folder)
+    transformers.ViTImageProcessor(size={"height": 32, "width": 32}).save_pretrained(
+        folder
+    )
+    return folder
+
+
+def test_hub_weights_holding_inf_are_refused(hf_vit):
+    images = [np.zeros((32, 32, 3), np.uint8)] * 2
+    with pytest.raises(ValueError, match=r"hf:.*hold NaN or infinite.*pooler.dense"):
+        ImageEncoder(f"hf:{hf_vit}", device="cpu").fit(images)
+
+
+def test_a_truncated_hf_weights_file_is_named(hf_vit, tmp_path):
+    import shutil
+
+    folder = tmp_path / "vit"
+    shutil.copytree(hf_vit, folder)
+    weights = folder / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
+    images = [np.zeros((32, 32, 3), np.uint8)] * 2
+    with pytest.raises(ValueError, match=r"cannot read its weights file .*model.safe"):
+        ImageEncoder(f"hf:{folder}", device="cpu").fit(images)
+
+
+class _NaNWhereBPositive(LogisticRegression):
+    """A classifier whose probabilities are NaN in the rows where column "b" > 1."""
+
+    def predict_proba(self, X):
+        proba = super().predict_proba(X)
+        proba[np.asarray(X)[:, 1] > 1] = np.nan
+        return proba
+
+
+def _nan_model():
+    rng = np.random.default_rng(0)
+    y = np.arange(60) % 2
+    X = pd.DataFrame({"a": y + rng.normal(0, 0.3, 60), "b": rng.normal(0, 1, 60)})
+    return _NaNWhereBPositive().fit(X, y), X, y
+
+
+def test_modality_shapley_of_a_model_outputting_nan_names_the_rows():
+    from skmm.inspection import modality_shapley
+
+    model, X, y = _nan_model()
+    rows = np.flatnonzero(X["b"] > 1)
+    with pytest.raises(ValueError, match=rf"NaN or infinite in {len(rows)} of 60 row"):
+        modality_shapley(model, X, baseline="mean")
+    with pytest.raises(
+        ValueError, match=r"modality_shapley: the model's output is NaN"
+    ):
+        modality_shapley(model, X, y, scoring="neg_log_loss", baseline="mean")
+    # Finite outputs: no error (the rule is about NaN, not about this model).
+    finite = X[X["b"] <= 1]
+    assert np.isfinite(modality_shapley(model, finite, baseline="mean").values).all()
+
+
+def test_robustness_curve_of_a_model_outputting_nan_says_so():
+    from skmm.inspection import modality_importance, robustness_curve
+
+    model, X, y = _nan_model()
+    with pytest.raises(
+        ValueError, match=r"robustness_curve: the model's output is NaN .*modality 'a'"
+    ):
+        robustness_curve(
+            model, X, y, modality="a", scoring="neg_log_loss", levels=[0, 0.5]
+        )
+    with pytest.raises(ValueError, match=r"modality_importance: the model's output"):
+        modality_importance(model, X, y, scoring="neg_log_loss")
+
+
+def test_overlapping_modalities_are_refused_by_modality_shapley():
+    """A fuser may give a column to two modalities (as ColumnTransformer does) and
+    a voting ensemble every column to every model; but a Shapley player cannot be
+    made absent while another reading its column stays present."""
+    from skmm.inspection import modality_shapley
+
+    rng = np.random.default_rng(0)
+    y = np.arange(40) % 2
+    X = pd.DataFrame({"a": y + rng.normal(0, 0.3, 40), "b": rng.normal(size=40)})
+    X["c"] = rng.normal(size=40)
+    triples = [("m1", "passthrough", ["a", "b"]), ("m2", "passthrough", ["b", "c"])]
+    model = make_pipeline(
+        MultimodalFuser(triples, missing="mean"), LogisticRegression()
+    ).fit(X, y)
+    with pytest.raises(ValueError, match=r"'m1' and 'm2' both read column 'b'"):
+        modality_shapley(model, X)
+    with pytest.raises(ValueError, match=r"'x' and 'y' both read column 'b'"):
+        modality_shapley(model, X, columns={"x": ["a", "b"], "y": ["b"]})
+    # Disjoint groups of the same model: accepted.
+    values = modality_shapley(model, X, columns={"x": ["a", "b"], "y": ["c"]}).values
+    assert values.shape == (40, 2, 2)
