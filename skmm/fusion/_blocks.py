@@ -26,6 +26,7 @@ from sklearn.utils.sparsefuncs import mean_variance_axis
 from sklearn.utils.validation import _check_method_params
 
 from ..utils._composition import (
+    check_labels,
     describe_columns,
     missing_rows,
     nan_mask,
@@ -340,7 +341,7 @@ class BlockPipelineMixin:
                     "so fit needs class labels y; without y use projection=<int> "
                     "(PCA)."
                 )
-            n_classes = len(np.unique(y))
+            n_classes = len(check_labels(y, type(self).__name__))
             width = 1 if self.projection == "decision" and n_classes == 2 else n_classes
         widths = {}
         for name, block in blocks.items():
@@ -416,7 +417,7 @@ class BlockPipelineMixin:
             # present rows only (as the encoders get them).
             params = _check_method_params(block, params, rows)
             split = _check_method_params(block, split, rows)
-        labels = np.unique(y)
+        labels = check_labels(y, type(self).__name__)
         seen = np.unique(y[rows])
         if len(seen) < len(labels):
             raise ValueError(

@@ -14,7 +14,7 @@ from sklearn.utils.metadata_routing import (
     MethodMapping,
     process_routing,
 )
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils.validation import check_consistent_length, check_is_fitted
 
 from ..utils._composition import (
     ModalityLayout,
@@ -493,6 +493,10 @@ n_features_out)
 
     def _fit_transform(self, X, y, params):
         X = check_table(self, X, reset=True, accept_sparse=True)
+        if y is not None:
+            # Before y is split by modality: scikit-learn's message, not an
+            # IndexError from inside.
+            check_consistent_length(X, y)
         self.modalities_ = layout = ModalityLayout.from_triples(
             self.encoders,
             X,

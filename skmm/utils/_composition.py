@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 from sklearn.utils import Bunch, check_array
+from sklearn.utils.multiclass import type_of_target
 
 from ._sklearn_compat import (
     _BaseComposition,
@@ -140,6 +141,41 @@ def is_missing(item):
     if isinstance(item, (float, np.floating)):
         return bool(np.isnan(item))
     return False
+
+
+def check_labels(y, owner, what="y"):
+    """Return the sorted labels of ``y``, refusing missing and unorderable ones.
+
+    The one check of class labels before scikit-learn sorts them (where a None
+    among strings fails with ``'<' not supported between 'NoneType' and 'str'``):
+    a missing label (None, NaN) is named by position, and labels of types that
+    cannot be ordered (str and numbers) are named by type.
+    """
+    y = np.asarray(y)
+    missing = np.flatnonzero(missing_cells(y.ravel()))
+    if len(missing):
+        raise ValueError(
+            f"{owner}: {what} holds missing labels (None/NaN) at position(s) "
+            f"{missing[:5].tolist()}{', ...' if len(missing) > 5 else ''}; "
+            + ("every row needs a label." if what == "y" else "each must be a label.")
+        )
+    try:
+        return np.unique(y)
+    except TypeError:
+        kinds = sorted({type(v).__name__ for v in y.ravel()})
+        raise ValueError(
+            f"{owner}: {what} mixes labels of types {kinds}, which cannot be "
+            "ordered; use one type (all str, or all numbers)."
+        ) from None
+
+
+def target_type(y, owner):
+    """scikit-learn's ``type_of_target`` of ``y``, labels of object dtype first
+    checked by :func:`check_labels` (missing or unorderable labels named)."""
+    y = np.asarray(y)
+    if y.dtype == object:
+        check_labels(y, owner)
+    return type_of_target(y, input_name="y")
 
 
 def missing_cells(values):
