@@ -19,7 +19,12 @@ from sklearn.preprocessing import StandardScaler
 
 from skmm.encoders import ImageEncoder
 from skmm.fusion import LateFusionClassifier, MultimodalFuser
-from skmm.nn import MultimodalMatcher, MultimodalNetClassifier
+from skmm.nn import (
+    EmbeddingIndex,
+    MultimodalMatcher,
+    MultimodalNetClassifier,
+    ZeroShotClassifier,
+)
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -434,3 +439,206 @@ def test_overlapping_modalities_are_refused_by_modality_shapley():
     # Disjoint groups of the same model: accepted.
     values = modality_shapley(model, X, columns={"x": ["a", "b"], "y": ["c"]}).values
     assert values.shape == (40, 2, 2)
+
+
+# -- 2. a memory-mapped index whose file shrank -------------------------------------------
+_SHRUNK_INDEX = """
+import os, sys
+import numpy as np
+from skmm.nn import EmbeddingIndex
+from skmm.nn._retrieval import nearest
+
+path = sys.argv[1]
+rng = np.random.default_rng(0)
+z = rng.normal(size=(20000, 8)).astype(np.float32)
+z /= np.linalg.norm(z, axis=1, keepdims=True)
+np.save(path, z)
+mapped = np.load(path, mmap_mode="r")
+index, head = EmbeddingIndex(mapped, side="b"), EmbeddingIndex(mapped[:100], side="b")
+os.truncate(path, os.path.getsize(path) // 2)
+print("head", nearest(z[:2], head, 1)[1].ravel().tolist())
+for make in (lambda: nearest(z[:2], index, 3), lambda: EmbeddingIndex(mapped, "b")):
+    try:
+        make()
+    except ValueError as exc:
+        print("refused:", exc)
+"""
+
+
+def test_an_index_whose_file_shrank_is_refused_before_it_is_read(tmp_path):
+    """Reading past the end of a shrunk mapping kills the process (SIGBUS): the
+    check runs in a child process, so that without it the test fails, not the
+    test session."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "index.npy"
+    run = subprocess.run(
+        [sys.executable, "-c", _SHRUNK_INDEX, str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    lines = run.stdout.splitlines()
+    assert lines[0] == "head [0, 1]"  # rows still in the file are searched
+    # 20,000 rows of 8 float32 after a 128-byte header: 640,128 bytes, cut to half;
+    # the second chunk of 8,192 rows ends at byte 128 + 16,384 * 32.
+    assert lines[1].startswith(
+        f"refused: the EmbeddingIndex of 'b' is memory-mapped from {str(path)!r}, "
+        "which now holds 320064 bytes where the index needs 524416"
+    )
+    assert lines[2].startswith("refused:") and "needs 640128" in lines[2]
+
+
+# -- 6. errors that say what and where ----------------------------------------------------
+@pytest.fixture(scope="module")
+def matcher_and_data():
+    rng = np.random.default_rng(0)
+    latent = rng.normal(size=(120, 3))
+    X = np.hstack([latent @ rng.normal(size=(3, 5)), latent @ rng.normal(size=(3, 4))])
+    matcher = MultimodalMatcher(
+        [("a", "passthrough", slice(0, 5)), ("b", "passthrough", slice(5, 9))],
+        embedding_dim=8,
+        batch_size=32,
+        max_epochs=1,
+        random_state=0,
+        device="cpu",
+    ).fit(X)
+    return matcher, X
+
+
+def _labels_with_none():
+    return np.array(["a", None, "b", "a"] * 4, dtype=object)
+
+
+def _table(n=16):
+    rng = np.random.default_rng(0)
+    return pd.DataFrame(
+        {"image": _images(n), "number": rng.normal(size=n), "other": rng.normal(size=n)}
+    )
+
+
+def _net_regressor():
+    from skmm.nn import MultimodalNetRegressor
+
+    return MultimodalNetRegressor(
+        [
+            ("i", ImageEncoder("cnn", image_size=8), "image"),
+            ("n", "passthrough", ["number"]),
+        ],
+        batch_size=4,
+        device="cpu",
+    )
+
+
+def _after_real_targets(est, X):
+    est.partial_fit(X, np.linspace(0, 1, len(X)))
+    est.partial_fit(X, np.array(["a", "b"] * (len(X) // 2)))
+
+
+def _late():
+    return LateFusionClassifier(
+        [
+            ("n", LogisticRegression(), ["number"]),
+            ("o", LogisticRegression(), ["other"]),
+        ]
+    )
+
+
+def _array_text_under_dask():
+    dd = pytest.importorskip("dask.dataframe")
+    column = dd.from_pandas(pd.DataFrame({"image": _images(8)}), npartitions=2)
+    ImageEncoder("cnn", image_size=8, device="cpu", max_epochs=0).fit(column["image"])
+
+
+MESSAGES = {
+    "fuser y one row short": (
+        lambda m: MultimodalFuser(
+            [("n", "passthrough", ["number"]), ("o", "passthrough", ["other"])],
+            missing="zero",
+        ).fit(_table(), np.arange(15) % 2),
+        r"inconsistent numbers of samples: \[16, 15\]",
+    ),
+    "encoder partial_fit classes=[]": (
+        lambda m: _trainable("encoder").partial_fit(
+            _images(), np.arange(16) % 2, classes=[]
+        ),
+        r"ImageEncoder: classes=\[\] names 0 class\(es\)",
+    ),
+    "net partial_fit classes=[]": (
+        lambda m: _trainable("net").partial_fit(*_data("net"), classes=[]),
+        r"MultimodalNetClassifier: classes=\[\] names 0 class\(es\)",
+    ),
+    "encoder str label after real targets": (
+        lambda m: _after_real_targets(_trainable("encoder"), _images()),
+        r"ImageEncoder is trained on real values; y holds binary labels",
+    ),
+    "net regressor str label after real targets": (
+        lambda m: _after_real_targets(_net_regressor(), _table()),
+        r"MultimodalNetRegressor is trained on real values; y holds values that are "
+        r"not numbers",
+    ),
+    "encoder labels with None": (
+        lambda m: _trainable("encoder", max_epochs=1).fit(
+            _images(), _labels_with_none()
+        ),
+        r"ImageEncoder: y holds missing labels \(None/NaN\) at position\(s\) \[1, 5",
+    ),
+    "net labels with None": (
+        lambda m: _trainable("net", max_epochs=1).fit(_table(), _labels_with_none()),
+        r"MultimodalNetClassifier: y holds missing labels .* \[1, 5",
+    ),
+    "late fusion labels with None": (
+        lambda m: _late().fit(_table(), _labels_with_none()),
+        r"LateFusionClassifier: y holds missing labels .* \[1, 5",
+    ),
+    "fuser projection labels with None": (
+        lambda m: _projection_fuser("proba", "mean", "zero").fit(
+            _two_modalities(16)[0], _labels_with_none()
+        ),
+        r"MultimodalFuser: y holds missing labels .* \[1, 5",
+    ),
+    "zero-shot classes=[]": (
+        lambda m: ZeroShotClassifier(m[0], classes=[]).fit(m[1][:, :5]),
+        r"classes must be a list of the class names \(at least 2\); got \[\]",
+    ),
+    "zero-shot classes with None": (
+        lambda m: ZeroShotClassifier(m[0], classes=[None, "cat"]).fit(m[1][:, :5]),
+        r"classes holds missing labels \(None/NaN\) at position\(s\) \[0\]",
+    ),
+    "kneighbors n_neighbors=True": (
+        lambda m: m[0].kneighbors(
+            m[1][:2, :5], EmbeddingIndex(m[0].embed(m[1][:, 5:], side="b"), "b"), True
+        ),
+        r"n_neighbors = True",
+    ),
+    "index of the wrong side as candidates": (
+        lambda m: m[0].kneighbors(
+            m[1][:2, :5], EmbeddingIndex(m[0].embed(m[1][:, :5], side="a"), "a")
+        ),
+        r"queries were read as items of 'b', the other side of the candidates' "
+        r"EmbeddingIndex of 'a'; pass query=",
+    ),
+    "memory with an unknown protocol": (
+        lambda m: (
+            ImageEncoder(
+                "cnn", image_size=8, device="cpu", max_epochs=0, memory="nosuch://x"
+            )
+            .fit(_images())
+            .transform(_images())
+        ),
+        r"memory='nosuch://x': Protocol not known",
+    ),
+    "array text under dask": (
+        lambda m: _array_text_under_dask(),
+        r"column 'image', row 0: got the text of an array .*dataframe.convert-string",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(MESSAGES))
+def test_errors_say_what_and_where(case, matcher_and_data):
+    make, message = MESSAGES[case]
+    with pytest.raises(ValueError, match=message):
+        make(matcher_and_data)
