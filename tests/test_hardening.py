@@ -17,6 +17,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from skmm import MultimodalClassifier
 from skmm.encoders import ImageEncoder
 from skmm.fusion import LateFusionClassifier, MultimodalFuser
 from skmm.nn import (
@@ -598,6 +599,12 @@ MESSAGES = {
             _two_modalities(16)[0], _labels_with_none()
         ),
         r"MultimodalFuser: y holds missing labels .* \[1, 5",
+    ),
+    "auto classifier labels with None": (
+        lambda m: MultimodalClassifier().fit(
+            _table()[["number", "other"]], _labels_with_none()
+        ),
+        r"MultimodalClassifier: y holds missing labels .* \[1, 5",
     ),
     "zero-shot classes=[]": (
         lambda m: ZeroShotClassifier(m[0], classes=[]).fit(m[1][:, :5]),
