@@ -199,9 +199,10 @@ def check_labels(y, owner, what="y"):
 def target_type(y, owner):
     """scikit-learn's ``type_of_target`` of ``y``, labels of object dtype first
     checked by :func:`check_labels` (missing or unorderable labels named)."""
-    y = np.asarray(y)
-    if y.dtype == object:
-        check_labels(y, owner)
+    if y is not None and not sp.issparse(y):
+        labels = np.asarray(y)
+        if labels.dtype == object:
+            check_labels(labels, owner)
     return type_of_target(y, input_name="y")
 
 
