@@ -197,13 +197,15 @@ def check_labels(y, owner, what="y"):
 
 
 def target_type(y, owner):
-    """scikit-learn's ``type_of_target`` of ``y``, labels of object dtype first
-    checked by :func:`check_labels` (missing or unorderable labels named)."""
-    if y is not None and not sp.issparse(y):
-        labels = np.asarray(y)
-        if labels.dtype == object:
-            check_labels(labels, owner)
-    return type_of_target(y, input_name="y")
+    """scikit-learn's ``type_of_target`` of ``y``, with its wording ("Unknown label
+    type") where it has one; where it fails on labels it cannot sort (a None among
+    strings: ``'<' not supported between 'NoneType' and 'str'``),
+    :func:`check_labels` names the positions or the types instead."""
+    try:
+        return type_of_target(y, input_name="y")
+    except TypeError:
+        check_labels(y, owner)
+        raise
 
 
 def missing_cells(values):
