@@ -32,7 +32,7 @@ from ..utils._composition import (
     nan_mask,
     shown_rows,
 )
-from ..utils._sklearn_compat import _get_container_adapter
+from ..utils._sklearn_compat import _get_container_adapter, _safe_indexing
 from ._ops import ELEMENTWISE, fuse, tensor_width
 from ._projection import (
     CLASS_PROJECTIONS,
@@ -409,7 +409,7 @@ class BlockPipelineMixin:
         as new rows will be. The other rows get the no-vote scores."""
         rows = np.flatnonzero(~absent)
         pipe = self.block_transformers_[name]
-        z = pipe[:-1].fit_transform(block[rows])
+        z = pipe[:-1].fit_transform(_safe_indexing(block, rows))
         params = routed.get("projection_estimator", Bunch(fit={})).fit
         split = routed.splitter.split
         if len(rows) < len(absent):
@@ -436,7 +436,11 @@ class BlockPipelineMixin:
         pipe = self.block_transformers_[name]
         rows = np.flatnonzero(~absent)
         width = pipe[-1].n_features_out_
-        z = pipe.transform(block[rows]) if len(rows) else np.empty((0, width))
+        z = (
+            pipe.transform(_safe_indexing(block, rows))
+            if len(rows)
+            else np.empty((0, width))
+        )
         return _with_no_vote(z, absent, self.projection)
 
     def _fit_paired_blocks(self, blocks):
