@@ -11,7 +11,7 @@ from sklearn.base import BaseEstimator
 
 from ..base import TorchEncoderMixin
 from ..utils._sklearn_compat import HasMethods, Interval, StrOptions
-from ..utils._validation import check_column
+from ..utils._validation import check_column, file_not_found
 from ._hub import BackboneMixin
 from ._mel import default_n_fft
 from ._video_io import is_video_file, mark_clips_without_soundtrack, read_soundtrack
@@ -126,7 +126,7 @@ def read_audio(item, sample_rate):
             if os.path.isdir(path):
                 raise ValueError(f"{name} is a directory, not an audio file")
             if not os.path.isfile(path):
-                raise ValueError(f"file not found: {name}")
+                raise file_not_found(path)
             if os.path.getsize(path) == 0:
                 raise ValueError(f"{name} is an empty file")
             is_wav = path.lower().endswith(".wav")
