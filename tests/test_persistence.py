@@ -25,7 +25,13 @@ from sklearn.preprocessing import OneHotEncoder
 
 from skmm import MultimodalClassifier, MultimodalRegressor, MultimodalVectorizer
 from skmm._persistence import HFPreprocessor, TensorState, TorchClass
-from skmm.encoders import AudioEncoder, AudioFeatures, ImageEncoder, TextEncoder
+from skmm.encoders import (
+    AudioEncoder,
+    AudioFeatures,
+    ImageEncoder,
+    TextEncoder,
+    VideoEncoder,
+)
 from skmm.fusion import LateFusionClassifier, LateFusionRegressor, MultimodalFuser
 from skmm.nn import (
     MultimodalMatcher,
@@ -44,6 +50,8 @@ OWN_PACKAGES = {"skmm", "sklearn", "numpy"}
 # The one-line learners encode the tabular columns with skrub's TableVectorizer (a
 # dependency of skmm): its estimators and column selectors are listed under skrub.
 LEARNER_PACKAGES = OWN_PACKAGES | {"skrub"}
+# The learners' columns: the clips would bring the default video tower (slow).
+TABLE = ["image", "title", "audio", "brand", "price"]
 N = 24
 
 
@@ -58,6 +66,8 @@ def table():
             "audio": list(rng.normal(size=(N, 400)).astype(np.float32)),
             "brand": [f"b{i % 3}" for i in range(N)],
             "price": rng.normal(size=N),
+            # Clips as frame arrays (n_frames, H, W, C).
+            "video": list(rng.integers(0, 256, size=(N, 4, 12, 12, 3), dtype=np.uint8)),
         }
     )
     return X, y
@@ -79,10 +89,10 @@ def _cases():
     """name -> (estimator factory, columns or None for the table, fit with y, output)."""
     img = dict(max_epochs=1, **cpu())
     return {
-        "vectorizer": (_vectorizer, None, False, "transform"),
+        "vectorizer": (_vectorizer, TABLE, False, "transform"),
         "one-line classifier": (
             lambda: MultimodalClassifier(vectorizer=_vectorizer(), random_state=0),
-            None,
+            TABLE,
             True,
             "predict_proba",
         ),
@@ -90,13 +100,13 @@ def _cases():
             lambda: MultimodalClassifier(
                 preset="best", vectorizer=_vectorizer(), cv=2, random_state=0
             ),
-            None,
+            TABLE,
             True,
             "predict_proba",
         ),
         "one-line regressor": (
             lambda: MultimodalRegressor(vectorizer=_vectorizer(), random_state=0),
-            None,
+            TABLE,
             True,
             "predict",
         ),
@@ -117,6 +127,12 @@ def _cases():
         "audio cnn": (
             lambda: AudioEncoder(1000, duration=0.4, **img),
             "audio",
+            True,
+            "transform",
+        ),
+        "video cnn gru": (
+            lambda: VideoEncoder("cnn", n_frames=4, pooling="gru", **img),
+            "video",
             True,
             "transform",
         ),
