@@ -134,12 +134,16 @@ def in_memory_or_streamed(data, train, val=None, feed=None):
     """:class:`InMemory` when the decoded data fits :data:`IN_MEMORY_BYTES`, else
     :class:`Streamed`.
 
-    The size of a row is measured on the first training rows, decoded once for that;
+    The size of a row is measured on the first training rows, decoded once for that
+    (a table of no more rows than that is decoded once, in memory);
     ``feed`` (a :class:`~skmm.training._streaming.Feeder`) decodes the streamed
     batches.
     """
     if data is None or len(train) == 0:
         return InMemory(data, train, val)
+    if len(data) <= _PROBE_ROWS:
+        # Decoding the whole table costs no more than the probe would: once.
+        return InMemory(data.take(np.arange(len(data))), train, val)
     probe = train[:_PROBE_ROWS]
     with recording() as decoded:
         data.take(probe)
