@@ -76,7 +76,7 @@ class FitTemplateMixin(TrainingMixin, TorchEstimatorMixin):
         run.seed = self._seed() + (0 if first else self.n_iter_)
         if stream:
             run.partitions = Partitions(X, y, sample_weight)
-            X, _, _ = run.partitions.compute(0)
+            X = run.partitions.first()
         if first:
             self.device_ = local_device(resolve_device(self.device), self.device)
             self._begin(run, X)
