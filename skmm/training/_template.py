@@ -24,6 +24,7 @@ copy of the weights and adopts them only at the end.
 import copy
 from types import SimpleNamespace
 
+from ..callbacks._checkpoint import fit_finished
 from ..utils._composition import fit_atomic
 from ..utils._dask import Partitions, is_dask_collection
 from ..utils._torch import resolve_device, torch_seed
@@ -116,6 +117,8 @@ class FitTemplateMixin(TrainingMixin, TorchEstimatorMixin):
                 )
             history, optimizer = self._train(run, module, source)
         self._finish(run, module, source, history)
+        # A Checkpoint's training state is done with.
+        fit_finished(getattr(self, "callbacks", None))
         if partial:
             self._optimizer_state_ = (
                 None if optimizer is None else to_cpu(optimizer.state_dict())
