@@ -240,3 +240,146 @@ def test_a_fit_that_failed_resumes_in_process(tmp_path, schedule, fail_at):
     assert net.history_ == reference.history_
     for name, tensor in reference.module_.state_dict().items():
         assert torch.equal(net.module_.state_dict()[name], tensor), name
+
+
+# -- a Dask worker lost during a partition fit or prediction --------------------------
+def _slow_partition(part, folder, seconds):
+    """On a worker: note "<partition's first row> <pid>" in ``folder``, then take
+    ``seconds``; a task killed in the meantime is noted again when it is rerun."""
+    first = int(part.index[0]) if len(part) else -1
+    with open(os.path.join(folder, f"{first}-{os.getpid()}-{time.time_ns()}"), "w"):
+        pass
+    time.sleep(seconds)
+    return part
+
+
+def _kill_a_busy_worker(folder, client, killed):
+    """Kill (SIGKILL) the worker process that starts a task first."""
+    workers = set(client.run(os.getpid).values())
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        for name in os.listdir(folder):
+            pid = int(name.split("-")[1])
+            if pid in workers:
+                os.kill(pid, signal.SIGKILL)
+                killed.append((int(name.split("-")[0]), pid))
+                return
+        time.sleep(0.02)
+
+
+@pytest.mark.slow  # a LocalCluster of two processes, one killed: ~60 s
+def test_a_worker_lost_mid_partition_loses_and_duplicates_no_row(tmp_path):
+    import threading
+
+    dd = pytest.importorskip("dask.dataframe")
+    distributed = pytest.importorskip("distributed")
+    cloudpickle = pytest.importorskip("cloudpickle")
+
+    X, y = _table(n=240)
+    frame = dd.from_pandas(X.assign(target=y), npartitions=6)
+
+    def slowed(folder):
+        return frame.map_partitions(_slow_partition, str(folder), 1.0, meta=frame._meta)
+
+    reference = _net(tmp_path, max_epochs=1)
+    reference.fit(frame[list("abcd")], frame["target"])  # the local scheduler
+
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    cluster = distributed.LocalCluster(
+        n_workers=2,
+        threads_per_worker=1,
+        processes=True,
+        dashboard_address=":0",
+        env={"OMP_NUM_THREADS": "1", "PYTHONPATH": ROOT},
+    )
+    try:
+        with cluster, distributed.Client(cluster) as client:
+            # fit: the partitions are computed on the workers, one is lost.
+            (fit_notes := tmp_path / "fit").mkdir()
+            table, killed = slowed(fit_notes), []
+            killer = threading.Thread(
+                target=_kill_a_busy_worker, args=(str(fit_notes), client, killed)
+            )
+            killer.start()
+            net = _net(tmp_path, max_epochs=1)
+            net.fit(table[list("abcd")], table["target"])
+            killer.join()
+            assert killed, "no worker was killed"
+            notes = [n.split("-")[0] for n in os.listdir(fit_notes)]
+            # The lost partition was computed again, on a live worker.
+            assert notes.count(str(killed[0][0])) >= 2
+            np.testing.assert_array_equal(
+                net.predict_proba(X), reference.predict_proba(X)
+            )
+            assert net.loss_curve_ == reference.loss_curve_
+
+            # predict: every row once, in order, equal to the in-memory prediction.
+            client.wait_for_workers(2, timeout=120)
+            (predict_notes := tmp_path / "predict").mkdir()
+            killed = []
+            killer = threading.Thread(
+                target=_kill_a_busy_worker,
+                args=(str(predict_notes), client, killed),
+            )
+            killer.start()
+            proba = net.predict_proba(slowed(predict_notes)[list("abcd")]).compute()
+            killer.join()
+            assert killed, "no worker was killed"
+            notes = [n.split("-")[0] for n in os.listdir(predict_notes)]
+            assert notes.count(str(killed[0][0])) >= 2
+            pd.testing.assert_index_equal(proba.index, X.index)
+            np.testing.assert_allclose(
+                proba.to_numpy(), net.predict_proba(X), rtol=0, atol=1e-6
+            )
+    finally:
+        cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
+
+
+# -- cache writers killed mid-write ---------------------------------------------------
+KEY = "ab" * 20  # every entry of this test goes to the folder "ab"
+
+
+def _stuck_writer(folder, ready):
+    """In a child: write an entry whose rename into place never comes."""
+    import skmm.utils._cache as cache_module
+
+    def stuck(src, dst):
+        ready.set()
+        time.sleep(600)
+
+    cache_module.os.replace = stuck  # this child's os module only
+    cache = cache_module.EmbeddingCache(folder, "ns")
+    cache.save([KEY], np.ones((1, 4), dtype=np.float32))
+
+
+def test_killed_cache_writers_leave_files_that_only_stale_ones_clean(tmp_path):
+    import multiprocessing
+
+    from skmm.utils._cache import STALE_TMP_SECONDS, EmbeddingCache
+
+    fork = multiprocessing.get_context("fork")
+    writers = []
+    for _ in range(2):
+        ready = fork.Event()
+        writer = fork.Process(target=_stuck_writer, args=(tmp_path, ready))
+        writer.start()
+        assert ready.wait(60)
+        writers.append(writer)
+    folder = tmp_path / "skmm_embeddings" / "v2" / "ns" / "ab"
+    dead, live = sorted(folder.glob(".tmp-*"), key=os.path.getctime)
+    # The first writer is killed mid-write (SIGKILL: no clean-up runs), and its
+    # file is left an hour old; the second is alive, in the middle of its write.
+    os.kill(writers[0].pid, signal.SIGKILL)
+    writers[0].join()
+    old = time.time() - STALE_TMP_SECONDS - 60
+    os.utime(dead, (old, old))
+    try:
+        cache = EmbeddingCache(tmp_path, "ns")
+        cache.save([KEY], np.full((1, 4), 2.0, dtype=np.float32))
+        assert not dead.exists()
+        assert live.exists()  # a live writer's file is never taken
+        out = np.zeros((1, 4), dtype=np.float32)
+        assert cache.load([KEY], out).all() and (out == 2.0).all()
+    finally:
+        writers[1].kill()
+        writers[1].join()

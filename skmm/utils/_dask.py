@@ -7,8 +7,12 @@ in-memory method on a worker. The output's ``meta`` (columns, dtypes) is derived
 the fitted estimator, so nothing is computed to build it.
 
 The model travels to each worker once: when the scheduler in effect is a
-``distributed`` client it is scattered (pickled once in the client and sent to the
-workers, never unpickled by the scheduler, which may lack torch); with Dask's local
+``distributed`` client, it is pickled once in the client into one node of the graph,
+``pickle.loads(model bytes)``, which one worker computes and the others fetch from
+it (the scheduler holds bytes only, so it needs neither torch nor skmm). A worker
+lost with the model is then recovered as any lost result is: the scheduler computes
+the node again from its bytes (a scattered model would be lost with the last worker
+holding it, and every partition waiting for it would fail). With Dask's local
 schedulers it is one ``dask.delayed`` node shared by every partition. The result
 is meant to be computed under the scheduler in effect when it was built. On the
 worker, torch estimators with ``device="auto"`` move to the worker's GPU when it has
@@ -20,8 +24,10 @@ import it.
 
 import contextlib
 import functools
+import pickle
 import sys
 import threading
+import uuid
 import weakref
 
 import numpy as np
@@ -179,8 +185,13 @@ def _shared(estimator):
     # under ``dask.config.set(scheduler="sync")`` for instance).
     client = getattr(get_scheduler(), "__self__", None)
     if type(client).__name__ == "Client" and hasattr(client, "scatter"):
-        # hash=False: no tokenizing, which would pickle the weights once more.
-        return client.scatter(estimator, hash=False)
+        import cloudpickle
+
+        # Bytes in the graph, recomputable when the worker holding the model is
+        # lost; a name of our own: no tokenizing of the weights.
+        blob = cloudpickle.dumps(estimator, protocol=pickle.HIGHEST_PROTOCOL)
+        name = f"{type(estimator).__name__}-model-{uuid.uuid4().hex}"
+        return dask.delayed(pickle.loads, pure=True)(blob, dask_key_name=name)
     return dask.delayed(estimator, pure=False, traverse=False)
 
 
