@@ -36,7 +36,7 @@ from .utils._dask import DaskMixin, value_counts
 from .utils._docs import fill_doc
 from .utils._sklearn_compat import HasMethods, Interval, _fit_context
 from .utils._torch import TowerNorm
-from .utils._validation import check_column
+from .utils._validation import check_column, pool_items, reject_groups
 
 __all__ = ["Runtime", "Tower", "TorchEncoderMixin"]
 
@@ -54,6 +54,18 @@ class Runtime(NamedTuple):
     num_workers: int = 0
     verbose: bool = False
     precision: str = "32"
+
+    @classmethod
+    def of(cls, estimator):
+        """The runtime an encoder or a composite sets by its fitted device and params."""
+        return cls(
+            estimator.device_,
+            estimator.batch_size,
+            estimator.memory,
+            estimator.num_workers,
+            estimator.verbose,
+            estimator.precision,
+        )
 
 
 # Parameters that change how fast features are computed, not what they are.
@@ -353,7 +365,7 @@ class TorchEncoderMixin(
         return np.arange(len(run.chunk[0].present())), None
 
     def _preprocess(self, run):
-        self._fit_preprocessing(run.column, run.column.present())
+        self._fit_preprocessing(*run.column.preprocessing_rows(run.column.present()))
 
     def _build(self, run):
         return self._init_module()
@@ -407,6 +419,7 @@ class TorchEncoderMixin(
         real values, the scale; later calls map their targets with those.
         """
         name = type(self).__name__
+        reject_groups(column, name)
         if y is None:
             raise ValueError(
                 f"This {name} estimator requires y to be passed, but the target y is "
@@ -507,16 +520,6 @@ class TorchEncoderMixin(
         check_is_fitted(self)
         return self._encode(self._check_input(X, reset=False))
 
-    def _runtime(self):
-        return Runtime(
-            self.device_,
-            self.batch_size,
-            self.memory,
-            self.num_workers,
-            self.verbose,
-            self.precision,
-        )
-
     def _encode(self, column, module=None, runtime=None):
         """Run a tower on the present items, ``batch_size`` at a time.
 
@@ -524,10 +527,13 @@ class TorchEncoderMixin(
         passes the tower it owns and its own settings. Each distinct path or text
         is encoded once (as skrub's TextEncoder does), items found in the
         ``memory`` cache are not encoded at all, and with ``num_workers`` threads
-        decode the next batches while the model runs on the current one.
+        decode the next batches while the model runs on the current one. Cells of
+        several items are encoded item by item and averaged (``pool_items``).
         """
         module = self.module_ if module is None else module
-        runtime = self._runtime() if runtime is None else runtime
+        runtime = Runtime.of(self) if runtime is None else runtime
+        if column.nested:
+            return pool_items(column, lambda flat: self._encode(flat, module, runtime))
         width = module.out_features
         out = np.full((len(column), width), np.nan, dtype=np.float32)
         rows = column.present()

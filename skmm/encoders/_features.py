@@ -9,7 +9,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from ..utils._dask import DaskMixin
 from ..utils._sklearn_compat import Interval, _fit_context
-from ..utils._validation import check_column
+from ..utils._validation import check_column, pool_items
 from ._audio import _AUDIO_PARAMS, AudioMixin
 from ._mel import MFCC
 
@@ -114,6 +114,11 @@ class AudioFeatures(DaskMixin, AudioMixin, TransformerMixin, BaseEstimator):
         """
         check_is_fitted(self)
         column = check_column(self, X, batch_ndim=self._batch_ndim, reset=False)
+        if column.nested:
+            return pool_items(column, self._statistics)
+        return self._statistics(column)
+
+    def _statistics(self, column):
         mfcc = MFCC(
             self.sample_rate,
             self._n_fft(),

@@ -325,7 +325,8 @@ class ImageEncoder(BackboneMixin, TorchEncoderMixin, BaseEstimator):
         worker processes decoding the next batches (a torch ``DataLoader``); the
         model is the same whatever their number.
     lr : float, default=1e-3
-        Learning rate of the optimizer for this tower (also inside :mod:`skmm.nn`); a
+        Learning rate of the optimizer for this tower when the encoder trains
+        alone (inside :mod:`skmm.nn`, the composite's ``lr``/``tower_lr`` apply); a
         pretrained tower is usually fine-tuned with a smaller one, such as 1e-4.
     optimizer : torch.optim.Optimizer class, default=torch.optim.Adam
         The optimizer class, built on the trainable parameters with ``lr``.

@@ -31,6 +31,7 @@ from ..utils._sklearn_compat import (
     _check_sample_weight,
     _fit_context,
 )
+from ..utils._validation import reject_groups
 from ._towers import TabularEncoder
 
 # The training parameters every tower composite has, validated the same way.
@@ -166,6 +167,7 @@ class TowerComposite(FitTemplateMixin, TriplesComposition):
             with naming(m.name):
                 items = self.modalities_.select(X, m.name)
                 columns.append(m.estimator._check_input(items, reset=reset))
+            reject_groups(columns[-1], type(self).__name__)
         return columns
 
     # -- fit -----------------------------------------------------------------------------
@@ -251,17 +253,6 @@ class TowerComposite(FitTemplateMixin, TriplesComposition):
         return self.module_
 
     # -- the towers ----------------------------------------------------------------------
-    def _runtime(self):
-        """How the composite runs its towers (its device, batch size and cache)."""
-        return Runtime(
-            self.device_,
-            self.batch_size,
-            self.memory,
-            self.num_workers,
-            self.verbose,
-            self.precision,
-        )
-
     def _tower_input(self, name, enc, tower, column, rows):
         """The input of one tower for ``rows``: ``(tensor, encoded, present)``.
 
@@ -277,7 +268,7 @@ class TowerComposite(FitTemplateMixin, TriplesComposition):
             if enc._frozen():
                 tower = tower.to(self.device_).eval()
                 part = column.take(np.asarray(rows)[present])
-                features = enc._encode(part, module=tower, runtime=self._runtime())
+                features = enc._encode(part, module=tower, runtime=Runtime.of(self))
                 return torch.from_numpy(features), True, present
             return enc._load(column, np.asarray(rows)[present]), False, present
 

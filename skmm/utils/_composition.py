@@ -11,6 +11,7 @@ resolved to positions and names; the output columns of each modality; and which
 rows each modality is missing in), exposed as the fitted attribute ``modalities_``.
 """
 
+import numbers
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -134,12 +135,38 @@ def is_passthrough(estimator):
 
 # -- missing cells: the one meaning of "missing" -------------------------------------------
 def is_missing(item):
-    """Return True if ``item`` marks a missing value (None, NaN, pd.NA, NaT)."""
+    """Return True if ``item`` marks a missing value (None, NaN, pd.NA, NaT).
+
+    A cell of several items (see :func:`is_group`) is missing when none of its items
+    is present: an empty list, or a list of None.
+    """
     if item is None or item is pd.NA or item is pd.NaT:
         return True
     if isinstance(item, (float, np.floating)):
         return bool(np.isnan(item))
+    if is_group(item):
+        return all(is_missing(v) for v in item)
     return False
+
+
+# What a single item can be made of: numbers (a waveform or vector as a list) and
+# nested lists (an image as a nested list) make one item, not several.
+_ONE_ITEM_PARTS = (numbers.Number, np.generic, list, tuple)
+
+
+def is_group(cell):
+    """True for a cell holding several items: a list, tuple or 1-D object array whose
+    elements are items (paths, texts, bytes, images, arrays) or None.
+
+    A list of numbers is one item (a waveform, a vector) and a list of lists one
+    nested-list image; an empty list is a group of no item, hence missing.
+    """
+    if isinstance(cell, np.ndarray):
+        if cell.dtype != object or cell.ndim != 1:
+            return False
+    elif not isinstance(cell, (list, tuple)):
+        return False
+    return not any(isinstance(v, _ONE_ITEM_PARTS) for v in cell)
 
 
 def missing_cells(values):

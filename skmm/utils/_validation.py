@@ -1,4 +1,11 @@
-"""Checking the 1-D columns of items (images, texts, sounds) that encoders take."""
+"""Checking the 1-D columns of items (images, texts, sounds) that encoders take.
+
+A cell may hold several items of its column's modality (a list, tuple or 1-D object
+array of them: a product's photos, a song's clips): :class:`Column` keeps such cells
+as they are, :meth:`Column.flatten` lists their items one by one, and
+:func:`pool_items` encodes the items and averages each cell's features, so every
+encoder built on :class:`Column` gets cells of several items from one implementation.
+"""
 
 import numbers
 from contextlib import contextmanager
@@ -8,7 +15,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from ._composition import check_table, is_missing
+from ._composition import check_table, is_group, is_missing
 from ._sklearn_compat import validate_data
 
 
@@ -42,6 +49,10 @@ class Column:
         Row labels (a pandas index) for error messages; positions when None.
     batch : bool
         True when ``items`` is a dense numeric array of shape (n, ...).
+    nested : bool
+        True when some cell holds several items (see :func:`is_group`).
+    positions : ndarray of int or None
+        In a column made by :meth:`flatten`, each item's position in its cell.
     """
 
     items: object
@@ -49,6 +60,8 @@ class Column:
     name: object = None
     labels: object = None
     batch: bool = False
+    nested: bool = False
+    positions: object = None
 
     def __len__(self):
         return len(self.missing)
@@ -58,11 +71,14 @@ class Column:
         label = i if self.labels is None else self.labels[i]
         if isinstance(label, np.generic):
             label = label.item()
-        return (
+        where = (
             f"column {self.name!r}, row {label!r}"
             if self.name is not None
             else (f"row {label!r}")
         )
+        if self.positions is not None:
+            where += f", item {int(self.positions[i])}"
+        return where
 
     def present(self):
         """Return the positions of the rows whose item is not missing."""
@@ -80,6 +96,83 @@ class Column:
             name=self.name,
             labels=labels,
             batch=self.batch,
+            nested=self.nested,
+            positions=None if self.positions is None else self.positions[rows],
+        )
+
+    def flatten(self):
+        """The items of the present cells one by one, and the row of each.
+
+        Returns ``(column, owner)``: a column with one item per entry (a None inside
+        a cell stays, as a missing item), whose errors name the row and the item's
+        position in its cell, and ``owner[k]``, the row item ``k`` comes from.
+        """
+        items, owner, positions = [], [], []
+        for i in self.present():
+            cell = self.items[i]
+            parts = cell if is_group(cell) else (cell,)
+            items.extend(parts)
+            owner.extend([i] * len(parts))
+            positions.extend(range(len(parts)))
+        values = np.empty(len(items), dtype=object)
+        values[:] = items
+        owner = np.asarray(owner, dtype=np.intp)
+        labels = np.arange(len(self)) if self.labels is None else self.labels
+        flat = Column(
+            values,
+            np.fromiter(map(is_missing, values), dtype=bool, count=len(values)),
+            name=self.name,
+            labels=np.asarray(labels, dtype=object)[owner],
+            positions=np.asarray(positions, dtype=np.intp),
+        )
+        return flat, owner
+
+    def preprocessing_rows(self, rows):
+        """The column and rows an encoder learns its preprocessing from.
+
+        ``(self, rows)``, or, for a column of cells of several items, the flattened
+        column and the positions of the present items of ``rows``.
+        """
+        if not self.nested:
+            return self, rows
+        flat, owner = self.flatten()
+        return flat, np.flatnonzero(~flat.missing & np.isin(owner, rows))
+
+
+def pool_items(column, encode):
+    """Encode a column whose cells may hold several items; average each cell's.
+
+    ``encode(column)`` returns one feature row per item of a column of single items
+    (NaN rows for missing ones). Each cell's features are the mean over its present
+    items: a None inside a cell is skipped, and a cell with no present item (an
+    empty list) is missing, a NaN row.
+    """
+    flat, owner = column.flatten()
+    features = encode(flat)
+    keep = ~flat.missing
+    owner, features = owner[keep], features[keep]
+    counts = np.bincount(owner, minlength=len(column))
+    out = np.full((len(column), features.shape[1]), np.nan, dtype=features.dtype)
+    rows = np.flatnonzero(counts)
+    # The mean of each row's items: a (rows x items) averaging matrix.
+    weights = sp.csr_matrix(
+        (1.0 / counts[owner], (np.searchsorted(rows, owner), np.arange(len(owner)))),
+        shape=(len(rows), len(owner)),
+    )
+    out[rows] = weights @ features.astype(np.float64)
+    return out
+
+
+def reject_groups(column, owner):
+    """Refuse a column with cells of several items where they cannot be pooled yet."""
+    if getattr(column, "nested", False):
+        what = "the column" if column.name is None else f"column {column.name!r}"
+        raise NotImplementedError(
+            f"{owner}: {what} has cells of several items (a list per "
+            "cell); the encoders pool such cells into one feature vector when they "
+            "are frozen (max_epochs=0, in MultimodalFuser or MultimodalVectorizer), "
+            "but training on them is not supported yet. Keep one item per cell, or "
+            "use a frozen encoder."
         )
 
 
@@ -180,7 +273,8 @@ def check_column(estimator, X, *, batch_ndim=(), reset=True):
     missing = np.fromiter(
         (is_missing(v) for v in values), dtype=bool, count=len(values)
     )
-    return Column(values, missing, name=name, labels=labels)
+    nested = any(is_group(v) for v in values)
+    return Column(values, missing, name=name, labels=labels, nested=nested)
 
 
 def _check_finite_rows(X, cls, labels=None):
