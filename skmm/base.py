@@ -19,7 +19,6 @@ import pandas as pd
 import torch
 from sklearn.base import ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.utils import check_array
-from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 from tqdm.auto import tqdm
 
@@ -31,7 +30,7 @@ from .training._streaming import Lazy, take_rows
 from .training._targets import check_classes, encode_labels
 from .training._template import PARTIAL_FIT_CLASSES, FitTemplateMixin
 from .utils._cache import EmbeddingCache, fingerprint, item_key
-from .utils._composition import is_fitted_attribute
+from .utils._composition import is_fitted_attribute, target_type
 from .utils._dask import DaskMixin, value_counts
 from .utils._docs import fill_doc
 from .utils._sklearn_compat import HasMethods, Interval, _fit_context
@@ -349,7 +348,7 @@ class TorchEncoderMixin(
         if y is None:
             self._check_target(None, None, None)
         labels, counts = value_counts(y)
-        if type_of_target(labels, input_name="y") == "continuous":
+        if target_type(labels, type(self).__name__) == "continuous":
             import dask
 
             mean, std = dask.compute(y.mean(), y.std(ddof=0))
@@ -436,7 +435,7 @@ class TorchEncoderMixin(
                 f"{name}: X has {len(column)} items but y has {len(y)} values."
             )
         y = y[rows]
-        kind = type_of_target(y, input_name="y")
+        kind = target_type(y, name)
         if first:
             if kind == "continuous":
                 self.classes_ = None

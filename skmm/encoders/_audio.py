@@ -11,8 +11,10 @@ from sklearn.base import BaseEstimator
 
 from ..base import TorchEncoderMixin
 from ..utils._sklearn_compat import HasMethods, Interval, StrOptions
+from ..utils._validation import check_column, file_not_found
 from ._hub import BackboneMixin
 from ._mel import default_n_fft
+from ._video_io import is_video_file, mark_clips_without_soundtrack, read_soundtrack
 
 # Full scale of each PCM sample type: the rule that turns integer samples into
 # amplitudes in [-1, 1] (uint8 is offset binary, centred on 128).
@@ -111,7 +113,8 @@ def read_audio(item, sample_rate):
     """Load one sound as a mono float32 waveform at ``sample_rate``.
 
     ``item`` is a file path (WAV through scipy; FLAC, OGG, MP3 through the optional
-    ``soundfile`` package), the bytes of a WAV file, or a 1-D array or list of samples
+    ``soundfile`` package; the soundtrack of a video file through the optional PyAV),
+    the bytes of a WAV or video file, or a 1-D array or list of samples
     already at ``sample_rate`` (scaled by dtype, see :func:`_pcm_to_float`). Raises
     ``ValueError`` saying what is wrong with the item: a missing, empty or malformed
     file, no samples, NaN or infinity.
@@ -123,14 +126,16 @@ def read_audio(item, sample_rate):
             if os.path.isdir(path):
                 raise ValueError(f"{name} is a directory, not an audio file")
             if not os.path.isfile(path):
-                raise ValueError(f"file not found: {name}")
+                raise file_not_found(path)
             if os.path.getsize(path) == 0:
                 raise ValueError(f"{name} is an empty file")
             is_wav = path.lower().endswith(".wav")
         else:
             path, name = io.BytesIO(item), f"{len(item)} bytes"
             is_wav = True  # bytes are read as a WAV file, whatever they hold
-        if is_wav:
+        if is_video_file(item):
+            rate, data = read_soundtrack(item)
+        elif is_wav:
             rate, data = _read_wav(path, name)
         else:
             try:
@@ -233,6 +238,11 @@ class AudioMixin:
     """Audio input handling shared by :class:`AudioEncoder` and :class:`AudioFeatures`."""
 
     _batch_ndim = (2,)
+
+    def _check_input(self, X, *, reset):
+        column = check_column(self, X, batch_ndim=self._batch_ndim, reset=reset)
+        # A video file without an audio stream is a missing sound (see read_audio).
+        return mark_clips_without_soundtrack(column, type(self).__name__)
 
     def _n_fft(self):
         return self.n_fft if self.n_fft is not None else default_n_fft(self.sample_rate)
@@ -418,6 +428,11 @@ class AudioEncoder(BackboneMixin, AudioMixin, TorchEncoderMixin, BaseEstimator):
     naming the column and row, as do NaN or infinite samples and empty sounds; only
     ``None``/NaN items are missing. A WAV file has no checksum: random bytes of
     exactly the length its header declares are valid (noisy) PCM and are encoded.
+
+    A video file (by its extension, or bytes of an MP4/MOV, WebM/MKV, AVI, FLV,
+    MPEG-PS, WMV or Ogg container) gives its first audio stream, decoded by PyAV (``skmm[video]``), so
+    the column of a :class:`VideoEncoder` can feed an audio tower too; a video file
+    without an audio stream is a missing sound, named in a warning.
 
     Examples
     --------

@@ -9,7 +9,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from ..utils._dask import DaskMixin
 from ..utils._sklearn_compat import Interval, _fit_context
-from ..utils._validation import check_column, pool_items
+from ..utils._validation import pool_items
 from ._audio import _AUDIO_PARAMS, AudioMixin
 from ._mel import MFCC
 
@@ -20,7 +20,8 @@ class AudioFeatures(DaskMixin, AudioMixin, TransformerMixin, BaseEstimator):
     The classic, training-free audio features: each sound (its whole length, not
     cropped) gives ``n_mfcc`` MFCCs per frame, summarised by their mean and standard
     deviation over the frames. The spectrogram code is the one :class:`AudioEncoder`
-    uses, in torch, on the CPU.
+    uses, in torch, on the CPU. Items are read as :class:`AudioEncoder` reads them
+    (video files give their soundtrack; one without is a missing sound).
 
     Parameters
     ----------
@@ -94,7 +95,7 @@ class AudioFeatures(DaskMixin, AudioMixin, TransformerMixin, BaseEstimator):
             raise ValueError(
                 f"n_mfcc={self.n_mfcc} cannot exceed n_mels={self.n_mels}."
             )
-        check_column(self, X, batch_ndim=self._batch_ndim, reset=True)
+        self._check_input(X, reset=True)
         self.n_features_out_ = 2 * self.n_mfcc
         return self
 
@@ -113,7 +114,7 @@ class AudioFeatures(DaskMixin, AudioMixin, TransformerMixin, BaseEstimator):
             NaN.
         """
         check_is_fitted(self)
-        column = check_column(self, X, batch_ndim=self._batch_ndim, reset=False)
+        column = self._check_input(X, reset=False)
         if column.nested:
             return pool_items(column, self._statistics)
         return self._statistics(column)

@@ -12,6 +12,7 @@ from sklearn.base import BaseEstimator
 
 from ..base import TorchEncoderMixin
 from ..utils._sklearn_compat import HasMethods, Interval, StrOptions
+from ..utils._validation import file_not_found
 from ._backbones._base import FreezableMixin
 from ._hub import BackboneMixin
 
@@ -185,7 +186,7 @@ def read_image(item, min_size=None):
         if os.path.isdir(path):
             raise ValueError(f"{path!r} is a directory, not an image file")
         if not os.path.exists(path):
-            raise ValueError(f"file not found: {path!r}")
+            raise file_not_found(path)
         if os.path.getsize(path) == 0:
             raise ValueError(f"{path!r} is an empty file")
         item = _open_image(path, repr(path), min_size)

@@ -153,12 +153,14 @@ class TrainingMixin:
         self._train_mode(module, context)
         total, seen = 0.0, 0
         parallel, precision = run
+        n_rows, n_batches = 0, 0
         for data, rows in source.epoch(parallel.order):
             shares = list(
                 parallel.shard(
                     self._epoch_batches(data, rows, parallel.order), self._min_batch
                 )
             )
+            n_rows, n_batches = n_rows + len(rows), n_batches + len(shares)
             fed = source.batches(data, [share for share, _ in shares])
             for (batch_data, batch), (_, count) in zip(fed, shares):
                 with precision.autocast():
@@ -169,6 +171,16 @@ class TrainingMixin:
                     precision.step(objective, optimizer)
                 total = total + loss.detach().float() * n
                 seen += n
+        if not n_batches:
+            # Every batch (on every process alike) was too small to train on: no
+            # step, and no loss to record (0 / 0) nor statistics to estimate.
+            raise ValueError(
+                f"{type(self).__name__}: no training batch of at least "
+                f"{self._min_batch * parallel.size} rows in {n_rows} training row(s): "
+                "a batch of one cannot train batch-norm layers (nor give in-batch "
+                "negatives). Pass more rows per call (partial_fit), or more rows "
+                "than the validation split keeps (fit)."
+            )
         return parallel.mean(total, seen)
 
     def _statistics(self, source, parts):

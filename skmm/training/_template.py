@@ -63,6 +63,10 @@ class FitTemplateMixin(TrainingMixin, TorchEstimatorMixin):
             work = object.__new__(type(self))
             work.__dict__.update(self.__dict__)
             work.module_ = copy.deepcopy(self.module_)
+            # The optimizer loads its state without copying tensors already on
+            # the device, and steps them in place: the kept state is copied too.
+            if "_optimizer_state_" in vars(self):
+                work._optimizer_state_ = copy.deepcopy(self._optimizer_state_)
             work._run(X, y, sample_weight, classes, True, False)
             self.__dict__.clear()
             self.__dict__.update(work.__dict__)

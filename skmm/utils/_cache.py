@@ -203,7 +203,10 @@ def _filesystem(url, storage_options):
             "fsspec and the store's package, such as s3fs), or give memory= a "
             "local folder."
         ) from exc
-    return fsspec.core.url_to_fs(url, **(storage_options or {}))
+    try:
+        return fsspec.core.url_to_fs(url, **(storage_options or {}))
+    except ValueError as exc:  # "Protocol not known: nosuch", say
+        raise ValueError(f"memory={url!r}: {exc}.") from exc
 
 
 def fingerprint(*parts):

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 from sklearn.utils import Bunch, check_array
+from sklearn.utils.multiclass import type_of_target
 
 from ._sklearn_compat import (
     _BaseComposition,
@@ -167,6 +168,44 @@ def is_group(cell):
     elif not isinstance(cell, (list, tuple)):
         return False
     return not any(isinstance(v, _ONE_ITEM_PARTS) for v in cell)
+
+
+def check_labels(y, owner, what="y"):
+    """Return the sorted labels of ``y``, refusing missing and unorderable ones.
+
+    The one check of class labels before scikit-learn sorts them (where a None
+    among strings fails with ``'<' not supported between 'NoneType' and 'str'``):
+    a missing label (None, NaN) is named by position, and labels of types that
+    cannot be ordered (str and numbers) are named by type.
+    """
+    y = np.asarray(y)
+    missing = np.flatnonzero(missing_cells(y.ravel()))
+    if len(missing):
+        raise ValueError(
+            f"{owner}: {what} holds missing labels (None/NaN) at position(s) "
+            f"{missing[:5].tolist()}{', ...' if len(missing) > 5 else ''}; "
+            + ("every row needs a label." if what == "y" else "each must be a label.")
+        )
+    try:
+        return np.unique(y)
+    except TypeError:
+        kinds = sorted({type(v).__name__ for v in y.ravel()})
+        raise ValueError(
+            f"{owner}: {what} mixes labels of types {kinds}, which cannot be "
+            "ordered; use one type (all str, or all numbers)."
+        ) from None
+
+
+def target_type(y, owner):
+    """scikit-learn's ``type_of_target`` of ``y``, with its wording ("Unknown label
+    type") where it has one; where it fails on labels it cannot sort (a None among
+    strings: ``'<' not supported between 'NoneType' and 'str'``),
+    :func:`check_labels` names the positions or the types instead."""
+    try:
+        return type_of_target(y, input_name="y")
+    except TypeError:
+        check_labels(y, owner)
+        raise
 
 
 def missing_cells(values):

@@ -8,6 +8,7 @@ encoder built on :class:`Column` gets cells of several items from one implementa
 """
 
 import numbers
+import re
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -17,6 +18,24 @@ import scipy.sparse as sp
 
 from ._composition import check_table, is_group, is_missing
 from ._sklearn_compat import validate_data
+
+# The text numpy prints for an array: brackets around numbers (Dask's default string
+# conversion turns a column of arrays into that text).
+_ARRAY_TEXT = re.compile(r"\s*\[[-+.,\d\seEnaif\[\]]*\]\s*")
+
+
+def file_not_found(path):
+    """The error for an item naming no file; an array printed as text says how
+    it became one."""
+    if _ARRAY_TEXT.fullmatch(path):
+        shown = path if len(path) <= 40 else f"{path[:37]}..."
+        return ValueError(
+            f"got the text of an array ({shown!r}), not an array nor a file: Dask "
+            "turns object columns into strings by default. Keep arrays as objects "
+            'with dask.config.set({"dataframe.convert-string": False}) (see '
+            '"Arrays in object columns" in docs/scaling.rst), or pass file paths.'
+        )
+    return ValueError(f"file not found: {path!r}")
 
 
 @contextmanager

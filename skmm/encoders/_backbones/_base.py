@@ -124,6 +124,32 @@ def load_into(module, state, source):
         ) from None
 
 
+def check_finite_weights(module, backbone):
+    """Refuse initial weights holding NaN or infinity (a damaged file, a diverged
+    training): their features would be all-NaN rows, which look exactly like the
+    rows of missing items. Every saved float tensor is checked (not the buffers a
+    model builds itself, such as an attention mask of -inf)."""
+    bad = [
+        name
+        for name, tensor in module.state_dict().items()
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all())
+    ]
+    if bad:
+        source = backbone.source
+        what = (
+            f"weights file {source[1]!r}"
+            if source is not None and source[0] == "file"
+            else f"weights {backbone.weights!r} of {backbone.hub}:{backbone.name}"
+        )
+        raise ValueError(
+            f"the {what} hold NaN or infinite values in {len(bad)} tensor(s) "
+            f"({', '.join(bad[:5])}{', ...' if len(bad) > 5 else ''}): the file is "
+            "damaged or was saved from a training that diverged; its features would "
+            "be NaN, which skmm reads as missing items."
+        )
+    return module
+
+
 def file_identity(path):
     """Path, size and modification time of a file, or of every file of a folder."""
     path = os.path.abspath(os.fspath(path))
