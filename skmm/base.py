@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 from .training._estimator import TorchEstimatorMixin, to_cpu
 from .training._loop import History
 from .training._precision import PRECISION_CONSTRAINT, autocast
+from .training._sources import NothingToTrain
 from .training._streaming import Lazy, take_rows
 from .training._targets import check_classes, encode_labels
 from .training._template import PARTIAL_FIT_CLASSES, FitTemplateMixin
@@ -311,7 +312,7 @@ class TorchEncoderMixin(
 
     def _check_present(self, column):
         if len(column.present()) == 0:
-            raise ValueError(
+            raise NothingToTrain(
                 f"{type(self).__name__}: every item is missing; nothing to fit on."
             )
         return column

@@ -132,6 +132,12 @@ class _TowerBlending(Callback):
             excess / excess.max() if excess.max() > 0 else np.ones_like(excess)
         )
 
+    def state_dict(self):
+        return {"tower_weights": self.objective.tower_weights.tolist()}
+
+    def load_state_dict(self, state):
+        self.objective.tower_weights[:] = state["tower_weights"]
+
 
 class _MultimodalNetBase(
     DaskMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin, TowerComposite

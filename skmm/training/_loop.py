@@ -6,6 +6,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..callbacks._callbacks import Callback
+from ..callbacks._checkpoint import Resume
 from ._distributed import DataParallel
 from ._precision import Precision
 
@@ -259,9 +260,21 @@ class TrainingMixin:
         hooks = {"module": module, "optimizer": optimizer}
         for cb in callbacks:
             cb.on_train_begin(self, **hooks)
-        validated = False
+        # A fit killed mid-way resumes from a Checkpoint's state file: this run goes
+        # on after the epochs it had done, or is skipped if it had ended.
+        resume = Resume(
+            self, callbacks, module, optimizer, precision, parallel, history, stage
+        )
+        resumed = resume.restore()
+        if resumed is None:
+            for cb in callbacks:
+                cb.on_train_end(self, history=history, **hooks)
+            parallel.finish()
+            return history, optimizer
+        done, stopped = resumed
+        validated = done > 0 and "valid_score" in history[-1]
         epochs = tqdm(
-            range(max_epochs),
+            range(done, max_epochs if not stopped else done),
             desc=f"{type(self).__name__} fit",
             disable=not self.verbose or not parallel.rank == 0,
         )
@@ -289,6 +302,7 @@ class TrainingMixin:
             stop = False
             for cb in callbacks:
                 stop = bool(cb.on_epoch_end(self, history=history, **hooks)) or stop
+            resume.save(stop)
             if stop:
                 break
         for cb in callbacks:

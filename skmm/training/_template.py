@@ -24,6 +24,7 @@ copy of the weights and adopts them only at the end.
 import copy
 from types import SimpleNamespace
 
+from ..callbacks._checkpoint import fit_finished
 from ..utils._composition import fit_atomic
 from ..utils._dask import Partitions, is_dask_collection
 from ..utils._torch import resolve_device, torch_seed
@@ -80,7 +81,7 @@ class FitTemplateMixin(TrainingMixin, TorchEstimatorMixin):
         run.seed = self._seed() + (0 if first else self.n_iter_)
         if stream:
             run.partitions = Partitions(X, y, sample_weight)
-            X, _, _ = run.partitions.compute(0)
+            X = run.partitions.first()
         if first:
             self.device_ = local_device(resolve_device(self.device), self.device)
             self._begin(run, X)
@@ -120,6 +121,8 @@ class FitTemplateMixin(TrainingMixin, TorchEstimatorMixin):
                 )
             history, optimizer = self._train(run, module, source)
         self._finish(run, module, source, history)
+        # A Checkpoint's training state is done with.
+        fit_finished(getattr(self, "callbacks", None))
         if partial:
             self._optimizer_state_ = (
                 None if optimizer is None else to_cpu(optimizer.state_dict())

@@ -340,7 +340,13 @@ def _foreign_column(estimator, X, *, reset):
     name = getattr(X, "name", name)
     name = name if isinstance(name, str) else None
     if hasattr(X, "__array__"):
-        return np.asarray(X), name
+        values = np.asarray(X)
+        if values.dtype == object and callable(getattr(X, "to_list", None)):
+            # Nested cells (polars' List columns) as Python lists, as pandas holds
+            # them: numpy would make a nested-list image a group of 1-D arrays.
+            values = np.empty(len(values), dtype=object)
+            values[:] = X.to_list()
+        return values, name
     for method in ("to_numpy", "to_list", "to_pylist"):
         if callable(getattr(X, method, None)):
             values = getattr(X, method)()
