@@ -19,18 +19,18 @@ import pandas as pd
 import torch
 from sklearn.base import ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.utils import check_array
-from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 from tqdm.auto import tqdm
 
 from .training._estimator import TorchEstimatorMixin, to_cpu
 from .training._loop import History
 from .training._precision import PRECISION_CONSTRAINT, autocast
+from .training._sources import NothingToTrain
 from .training._streaming import Lazy, take_rows
 from .training._targets import check_classes, encode_labels
 from .training._template import PARTIAL_FIT_CLASSES, FitTemplateMixin
 from .utils._cache import EmbeddingCache, fingerprint, item_key
-from .utils._composition import is_fitted_attribute
+from .utils._composition import is_fitted_attribute, target_type
 from .utils._dask import DaskMixin, value_counts
 from .utils._docs import fill_doc
 from .utils._sklearn_compat import HasMethods, Interval, _fit_context
@@ -53,6 +53,18 @@ class Runtime(NamedTuple):
     num_workers: int = 0
     verbose: bool = False
     precision: str = "32"
+
+    @classmethod
+    def of(cls, estimator):
+        """The runtime an encoder or a composite sets by its fitted device and params."""
+        return cls(
+            estimator.device_,
+            estimator.batch_size,
+            estimator.memory,
+            estimator.num_workers,
+            estimator.verbose,
+            estimator.precision,
+        )
 
 
 # Parameters that change how fast features are computed, not what they are.
@@ -300,7 +312,7 @@ class TorchEncoderMixin(
 
     def _check_present(self, column):
         if len(column.present()) == 0:
-            raise ValueError(
+            raise NothingToTrain(
                 f"{type(self).__name__}: every item is missing; nothing to fit on."
             )
         return column
@@ -336,7 +348,7 @@ class TorchEncoderMixin(
         if y is None:
             self._check_target(None, None, None)
         labels, counts = value_counts(y)
-        if type_of_target(labels, input_name="y") == "continuous":
+        if target_type(labels, type(self).__name__) == "continuous":
             import dask
 
             mean, std = dask.compute(y.mean(), y.std(ddof=0))
@@ -423,7 +435,7 @@ class TorchEncoderMixin(
                 f"{name}: X has {len(column)} items but y has {len(y)} values."
             )
         y = y[rows]
-        kind = type_of_target(y, input_name="y")
+        kind = target_type(y, name)
         if first:
             if kind == "continuous":
                 self.classes_ = None
@@ -507,16 +519,6 @@ class TorchEncoderMixin(
         check_is_fitted(self)
         return self._encode(self._check_input(X, reset=False))
 
-    def _runtime(self):
-        return Runtime(
-            self.device_,
-            self.batch_size,
-            self.memory,
-            self.num_workers,
-            self.verbose,
-            self.precision,
-        )
-
     def _encode(self, column, module=None, runtime=None):
         """Run a tower on the present items, ``batch_size`` at a time.
 
@@ -528,7 +530,7 @@ class TorchEncoderMixin(
         several items are encoded item by item and averaged (``pool_items``).
         """
         module = self.module_ if module is None else module
-        runtime = self._runtime() if runtime is None else runtime
+        runtime = Runtime.of(self) if runtime is None else runtime
         if column.nested:
             return pool_items(column, lambda flat: self._encode(flat, module, runtime))
         width = module.out_features
@@ -562,7 +564,8 @@ class TorchEncoderMixin(
         """Fill ``values[compute]`` with the features of rows ``todo[compute]``."""
         size = runtime.batch_size
         parts = [compute[i : i + size] for i in range(0, len(compute), size)]
-        module = module.eval()
+        if module.training:  # fitted and loaded towers are in eval mode already:
+            module.eval()  # no walk over every submodule per call
         progress = tqdm(
             total=len(compute),
             desc=f"{type(self).__name__} transform",
@@ -596,6 +599,7 @@ class TorchEncoderMixin(
             column.items[i],
             str_is_path=self._str_items_are_paths,
             hash_files=hash_files,
+            storage_options=getattr(self, "storage_options", None),
         )
 
     def _cache_namespace(self, module=None):

@@ -168,7 +168,7 @@ def test_kind_parameters_and_specific_encoders(table):
     [
         ([("text", ["nope"])], "names column 'nope', which X does not have"),
         ([("text", ["title"]), ("drop", ["title"])], "column 'title' appears twice"),
-        ([("video", ["photo"])], "'video' is neither an encoder nor a kind"),
+        ([("hologram", ["photo"])], "'hologram' is neither an encoder nor a kind"),
         ([("text",)], "must be a list of \\(encoder, list of columns\\) pairs"),
     ],
 )

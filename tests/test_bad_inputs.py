@@ -236,7 +236,9 @@ AUDIO_DEFECTS = [
     ("2-D item", lambda p: np.zeros((4, 5)), "expected a 1-D waveform"),
     ("ragged nested list", lambda p: [[0.1, 0.2], [0.3]], "different lengths"),
     ("None inside a list", lambda p: [0.1, None, 0.2], "must be numbers"),
-    ("strings inside a list", lambda p: ["0.1", "0.2"], "not real numbers"),
+    # (A list of strings only is a cell of several items, paths; a number among them
+    # makes the list one waveform.)
+    ("strings inside a list", lambda p: ["0.1", 0.2], "not real numbers"),
     ("complex array", lambda p: np.ones(20, complex), "not real numbers"),
     ("bool array", lambda p: np.ones(20, bool), "not real numbers"),
     ("an int", lambda p: 7, "expected an audio file path"),
@@ -246,7 +248,9 @@ TEXT_DEFECTS = [
     ("bytes", lambda p: b"red shirt", "expected a string, got bytes"),
     ("an int", lambda p: 42, "expected a string, got int"),
     ("infinity", lambda p: float("inf"), "expected a string, got float"),
-    ("a list of words", lambda p: ["red", "shirt"], "expected a string, got list"),
+    # A list of texts is a cell of several items; a number among them makes the list
+    # one item, which is not a text.
+    ("a word and a number", lambda p: ["red", 3], "expected a string, got list"),
     ("empty string", lambda p: "", "empty text"),
     ("whitespace only", lambda p: " \t\n", "empty text"),
 ]

@@ -5,6 +5,8 @@ import os
 import pickle
 import shutil
 import sys
+import time
+import warnings
 
 import joblib
 import numpy as np
@@ -621,3 +623,147 @@ def test_embedding_memory_at_a_url(image_files, tmp_path, monkeypatch, count_loa
     finally:
         fsspec.filesystem("memory").rm("/skmm-em", recursive=True)
     assert seen[0] == ("memory://skmm-em", {"skip_instance_cache": 1})
+
+
+# -- a keyed cache: entries signed with a secret (HMAC) ------------------------------
+def _forge(cache, fs_or_none, path, value):
+    """Write ``value`` at ``path`` with the checksum a keyless writer gives it."""
+    from skmm.utils._cache import EmbeddingCache
+
+    keyless = EmbeddingCache(None, cache.namespace)  # a sha256 checksum, no key
+    buffer = io.BytesIO()
+    np.savez(buffer, value=value, checksum=keyless._checksum(_stem(path), value))
+    if fs_or_none is None:
+        path.write_bytes(buffer.getvalue())
+    else:
+        fs_or_none.pipe_file(path, buffer.getvalue())
+
+
+def _stem(path):
+    return str(path).rsplit("/", 1)[-1][: -len(".npz")]
+
+
+@pytest.mark.parametrize("where", ["folder", "url"])
+def test_keyed_cache_serves_only_entries_signed_with_its_key(
+    image_files, tmp_path, monkeypatch, count_loads, where
+):
+    """Whoever can write to the cache but lacks the key cannot plant features: a
+    forged entry (a consistent plain checksum) is recomputed and overwritten, with
+    one warning. A keyless cache serves the same forgery."""
+    from skmm.utils import EmbeddingMemory
+
+    monkeypatch.delenv("SKMM_CACHE_KEY", raising=False)
+    if where == "url":
+        fsspec = pytest.importorskip("fsspec")
+        location = f"memory://skmm-keyed-{os.getpid()}"
+        fs = fsspec.filesystem("memory")
+    else:
+        location, fs = str(tmp_path / "cache"), None
+    reference = frozen().fit(image_files).transform(image_files)
+    enc = frozen(memory=EmbeddingMemory(location, key="team secret")).fit(image_files)
+    np.testing.assert_array_equal(enc.transform(image_files), reference)
+    if fs is None:
+        entries = sorted((tmp_path / "cache").rglob("*.npz"))
+    else:
+        entries = sorted(fs.find(location[len("memory://") :]))
+    assert len(entries) == 12
+    cache = _cache_of(enc, tmp_path)
+    forged = np.full(128, 42.0, dtype=np.float32)
+    for entry in entries[:3]:
+        _forge(cache, fs, entry, forged)
+    count_loads.clear()
+    with pytest.warns(UserWarning) as record:
+        out = enc.transform(image_files)
+    message = _only_warning(record)
+    assert message.startswith("3 entries of the embedding cache")
+    assert "not signed with its key" in message
+    np.testing.assert_array_equal(out, reference)
+    assert count_loads == {"ImageEncoder": 3}  # the 3 forged ones, recomputed
+    # ... and overwritten with signed entries: served silently next time.
+    count_loads.clear()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        np.testing.assert_array_equal(enc.transform(image_files), reference)
+    assert count_loads == {}
+    # The same forgery in a keyless cache is served: what the key protects from.
+    plain = frozen(memory=location if fs is None else location + "-plain")
+    plain.fit(image_files).transform(image_files)
+    if fs is None:
+        plain_entries = sorted((tmp_path / "cache").rglob("*.npz"))
+    else:
+        plain_entries = sorted(fs.find(location[len("memory://") :] + "-plain"))
+    for entry in plain_entries[:12]:
+        _forge(cache, fs, entry, forged)
+    served = plain.transform(image_files)
+    assert (served == 42.0).all(axis=1).sum() == 12
+    if fs is not None:
+        for root in (location, location + "-plain"):
+            fs.rm(root[len("memory://") :], recursive=True)
+
+
+def test_cache_key_from_the_environment(image_files, tmp_path, monkeypatch):
+    """SKMM_CACHE_KEY signs a plain memory= location; entries signed with another
+    key (another team's, an old key) are recomputed, never served."""
+    reference = frozen().fit(image_files).transform(image_files)
+    enc = frozen(memory=tmp_path / "cache").fit(image_files)
+    monkeypatch.setenv("SKMM_CACHE_KEY", "old key")
+    enc.transform(image_files)
+    monkeypatch.setenv("SKMM_CACHE_KEY", "new key")
+    entries = sorted((tmp_path / "cache").rglob("*.npz"))
+    with pytest.warns(UserWarning, match="12 entries of the embedding cache"):
+        np.testing.assert_array_equal(enc.transform(image_files), reference)
+    assert sorted((tmp_path / "cache").rglob("*.npz")) == entries  # overwritten
+    monkeypatch.delenv("SKMM_CACHE_KEY")
+    # Signed entries are no plain checksums either: a keyless reader recomputes
+    # them, silently (a keyless cache cannot tell a forgery from an accident).
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        np.testing.assert_array_equal(enc.transform(image_files), reference)
+
+
+def test_cache_key_is_checked_and_never_shown(image_files, tmp_path, monkeypatch):
+    from skmm.utils import EmbeddingMemory
+
+    memory = EmbeddingMemory(tmp_path / "cache", key="hunter2")
+    assert "hunter2" not in repr(memory)
+    assert "hunter2" not in repr(frozen(memory=memory))
+    enc = frozen(memory=EmbeddingMemory(tmp_path / "cache", key=b"")).fit(image_files)
+    with pytest.raises(ValueError, match=r"key \(EmbeddingMemory\(key=\)\) must be"):
+        enc.transform(image_files)
+    # An empty environment variable is no key.
+    monkeypatch.setenv("SKMM_CACHE_KEY", "")
+    enc = frozen(memory=tmp_path / "cache").fit(image_files)
+    assert enc.transform(image_files).shape == (12, 128)
+
+
+# -- temporary files of killed writers are cleaned, only when stale -------------------
+def _plant_tmp(folder, age):
+    """A temporary file as a writer leaves it, last written ``age`` seconds ago."""
+    path = folder / f".tmp-{age}-{os.urandom(4).hex()}.npz"
+    path.write_bytes(b"half an entry")
+    os.utime(path, (time.time() - age, time.time() - age))
+    return path
+
+
+@pytest.mark.parametrize("where", ["folder", "file_url"])
+def test_stale_temporary_files_are_removed_live_ones_kept(image_files, tmp_path, where):
+    from skmm.utils._cache import STALE_TMP_SECONDS
+
+    memory = tmp_path / "cache"
+    if where == "file_url":
+        pytest.importorskip("fsspec")
+        memory = memory.as_uri()
+    enc = frozen(memory=memory).fit(image_files)
+    enc.transform(image_files)
+    entries = sorted((tmp_path / "cache").rglob("*.npz"))
+    folders = sorted({e.parent for e in entries})
+    stale = [_plant_tmp(f, STALE_TMP_SECONDS + 60) for f in folders]
+    live = [_plant_tmp(f, 5) for f in folders]
+    for entry in entries:
+        entry.unlink()  # the next transform writes into every folder again
+    reference = frozen().fit(image_files).transform(image_files)
+    np.testing.assert_array_equal(enc.transform(image_files), reference)
+    assert not any(p.exists() for p in stale)
+    assert all(p.exists() for p in live)
+    leftovers = {p for p in (tmp_path / "cache").rglob(".tmp-*")}
+    assert leftovers == set(live)

@@ -304,11 +304,13 @@ def _count_setstate(path):
     setstate = TorchEstimatorMixin.__setstate__
 
     def counted(self, state):
-        from_wire = any(
-            frame.filename.endswith(os.path.join("protocol", "pickle.py"))
-            and frame.name == "loads"
-            for frame in traceback.extract_stack()
-        )
+        # Unpickled by the model's task (pickle.loads in the graph), or received
+        # from another worker; not a copy made on the worker.
+        caller = traceback.extract_stack()[-2]
+        from_wire = (
+            caller.filename.endswith(os.path.join("protocol", "pickle.py"))
+            and caller.name == "loads"
+        ) or caller.filename.endswith("_task_spec.py")
         if from_wire and "module_" in state:  # fitted weights, not a parameter
             with open(path, "a") as f:
                 f.write(f"{os.getpid()} {type(self).__name__}\n")

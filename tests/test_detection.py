@@ -179,7 +179,10 @@ def test_missing_files_are_an_error_naming_the_column(files):
     [
         (["a", 1, "b"], "cannot tell its kind from values of types number"),
         ([{"a": 1}, {"b": 2}], "types dict"),
-        ([b"\x00\x01\x02", b"\x03\x04"], "bytes that are not image or audio files"),
+        (
+            [b"\x00\x01\x02", b"\x03\x04"],
+            "bytes that are not image, audio or video files",
+        ),
         (
             [np.zeros(3, dtype=np.int64), np.zeros(4, dtype=np.int64)],
             "vectors must all have one length",

@@ -206,8 +206,9 @@ def test_a_modality_is_missing_where_every_cell_is():
     [
         (np.array([[np.nan, np.nan], [np.nan, 1.0], [0.0, 0.0]]), [True, False, False]),
         (
+            # A list holding only missing items is a cell of no item: missing.
             np.array([None, np.float64("nan"), "", [None]], dtype=object),
-            [True, True, False, False],
+            [True, True, False, True],
         ),
         (
             pd.Series([pd.NaT, pd.Timestamp("2024-01-01")]),

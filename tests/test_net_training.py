@@ -8,7 +8,7 @@ from numpy.testing import assert_allclose
 
 from skmm.base import _EncoderData
 from skmm.encoders import AudioEncoder, AudioFeatures, ImageEncoder
-from skmm.encoders._audio import mixup
+from skmm.encoders._audio import mixup, spec_augment
 from skmm.nn import MultimodalNetClassifier, MultimodalNetRegressor
 from skmm.nn._towers import TowerNorm
 
@@ -135,15 +135,15 @@ def test_audio_mixup_mixes_the_sounds_and_the_targets_in_the_loss():
     seen = []
 
     class Recorder(torch.nn.Module):
-        """Logits that depend on the input; the input is recorded."""
+        """Logits that depend on the input; the input (spectrograms) is recorded."""
 
         def __init__(self):
             super().__init__()
-            self.linear = torch.nn.Linear(RATE // 4, 3)
+            self.linear = torch.nn.LazyLinear(3)
 
         def forward(self, x):
             seen.append(x.clone())
-            return self.linear(x)
+            return self.linear(x.flatten(1))
 
     module = Recorder()
     items = torch.from_numpy(np.stack(waves))
@@ -155,16 +155,19 @@ def test_audio_mixup_mixes_the_sounds_and_the_targets_in_the_loss():
         module, data, batch, torch.Generator().manual_seed(0), loss_fn
     )
     assert n == 8
-    # Replay the same draws: the waveform augmentation, then the pairs and lambda.
+    # Replay the same draws: the waveform augmentation, the pairs and lambda, then
+    # the tower's log-mel front end and SpecAugment's masks on the mixed sounds.
     replay = torch.Generator().manual_seed(0)
     sounds = enc._shift_and_gain(items[torch.from_numpy(batch)], replay)
     partner = torch.randperm(8, generator=replay)
     seed = int(torch.randint(2**31 - 1, (1,), generator=replay))
     lam = float(np.random.default_rng(seed).beta(0.2, 0.2))
-    expected = lam * sounds + (1 - lam) * sounds[partner]
+    mixed = lam * sounds + (1 - lam) * sounds[partner]
+    with torch.no_grad():
+        expected = spec_augment(enc.backbone_.audio_features(enc)(mixed), replay)
     assert 0.02 < lam < 0.98  # a real mix, so the assertions below can fail
     assert_allclose(seen[0].numpy(), expected.numpy(), rtol=1e-5, atol=1e-6)
-    out = module.linear(expected)
+    out = module.linear(expected.flatten(1))
     y_batch = target[:8]
     mixed_loss = lam * loss_fn(out, y_batch) + (1 - lam) * loss_fn(
         out, y_batch[partner]

@@ -37,9 +37,10 @@ def user_cache_location():
 def default_encoder(kind, *, memory=None, verbose=False):
     """A fresh default encoder for a column kind.
 
-    Images and texts get the encoders' own offline pretrained defaults
-    (``ImageEncoder()``, EfficientNet-Lite0; ``TextEncoder()``, wordllama: see
-    ``docs/pretrained.rst``), texts with TF-IDF beside them. ``memory`` is the
+    Images, video clips and texts get the encoders' own offline pretrained defaults
+    (``ImageEncoder()``, EfficientNet-Lite0; ``VideoEncoder()``, the same tower over
+    8 frames, averaged; ``TextEncoder()``, wordllama: see ``docs/pretrained.rst``),
+    texts with TF-IDF beside them. ``memory`` is the
     embedding cache given to the pretrained towers, ``verbose`` their progress bars.
     """
     if kind == "image":
@@ -50,6 +51,10 @@ def default_encoder(kind, *, memory=None, verbose=False):
         from ..encoders import AudioFeatures
 
         return AudioFeatures()
+    if kind == "video":
+        from ..encoders import VideoEncoder
+
+        return VideoEncoder(memory=memory, verbose=verbose)
     if kind == "text":
         return text_encoder(memory=memory, verbose=verbose)
     from skrub import TableVectorizer

@@ -46,7 +46,7 @@ _EPS = 1e-6
 # on small tables and on classes of one row.
 _TREES = {"early_stopping": True, "validation_fraction": None}
 # Kinds whose block gets its own family, and those the boosted trees read.
-_MODALITY_KINDS = ("image", "audio", "text")
+_MODALITY_KINDS = ("image", "audio", "video", "text")
 _TABLE_KINDS = ("categorical", "numeric", "datetime")
 
 

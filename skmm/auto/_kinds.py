@@ -11,10 +11,11 @@ in the order they are tried (documented in :class:`MultimodalVectorizer`):
    pandas categorical ``"categorical"``.
 3. Cells of several items (lists, tuples) take the kind of their items.
 4. Items, from a sample of the present cells: PIL images and 2-D/3-D numeric arrays
-   are images; 1-D numeric arrays are waveforms (``"audio"``) when their lengths
-   differ between rows or reach :data:`MIN_WAVEFORM_LENGTH`, else fixed-length
-   vectors (``"numeric"``, one feature per coordinate); bytes are recognised by their
-   magic number (:data:`FILE_KINDS`).
+   are images, 4-D numeric arrays ``(T, H, W, C)`` video clips; 1-D numeric arrays
+   are waveforms (``"audio"``) when their lengths differ between rows or reach
+   :data:`MIN_WAVEFORM_LENGTH`, else fixed-length vectors (``"numeric"``, one
+   feature per coordinate); bytes are recognised by their magic number
+   (:data:`FILE_KINDS`).
 5. Strings: paths and URLs whose extension is a file kind's (:data:`FILE_KINDS`);
    local files among them are opened (up to :data:`N_OPENED`) and their first bytes
    must carry the kind's magic number, so a ``.png`` path that is not an image is not
@@ -34,11 +35,21 @@ from urllib.parse import urlsplit
 import numpy as np
 import pandas as pd
 
+from ..encoders._video_io import VIDEO_EXTENSIONS, VIDEO_SIGNATURES
 from ..utils._validation import is_group, is_missing
 
 __all__ = ["FILE_KINDS", "KINDS", "detect_kind"]
 
-KINDS = ("image", "audio", "text", "categorical", "numeric", "datetime", "drop")
+KINDS = (
+    "image",
+    "audio",
+    "video",
+    "text",
+    "categorical",
+    "numeric",
+    "datetime",
+    "drop",
+)
 
 
 @dataclass(frozen=True)
@@ -81,6 +92,8 @@ FILE_KINDS = {
             (0, b"\xff\xf2"),
         ),
     ),
+    # The video encoder's own list (after audio: Ogg bytes are audio's first).
+    "video": FileKind(VIDEO_EXTENSIONS, VIDEO_SIGNATURES),
 }
 
 # Present cells whose Python type is inspected, and local files opened, per column.
@@ -243,10 +256,13 @@ def _array_kind(sample, name):
     dims = {a.ndim for a in arrays}
     if dims <= {2, 3}:
         return Detected("image", "array", "2-D/3-D numeric arrays")
+    if dims == {4}:
+        return Detected("video", "array", "4-D numeric arrays (frames)")
     if dims != {1}:
         raise ValueError(
             f"column {name!r}: its arrays have {sorted(dims)} dimensions; 1-D arrays "
-            "are waveforms or vectors, 2-D and 3-D arrays images."
+            "are waveforms or vectors, 2-D and 3-D arrays images, 4-D arrays video "
+            "clips."
         )
     lengths = {len(a) for a in arrays}
     waveform_dtype = all(
@@ -274,8 +290,8 @@ def _bytes_kind(sample, name):
         if sum(spec.matches(h) for h in heads) * 2 >= len(heads):
             return Detected(kind, "bytes", f"bytes of {kind} files (magic number)")
     raise ValueError(
-        f"column {name!r}: holds bytes that are not image or audio files (no known "
-        f"magic number; e.g. {heads[0]!r}). Give it an encoder with "
+        f"column {name!r}: holds bytes that are not image, audio or video files (no "
+        f"known magic number; e.g. {heads[0]!r}). Give it an encoder with "
         f"specific_encoders=[(encoder, [{name!r}])] or drop it."
     )
 

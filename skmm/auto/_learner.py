@@ -11,7 +11,7 @@ from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 
-from ..utils._composition import check_table_shape, fit_atomic
+from ..utils._composition import check_table_shape, fit_atomic, target_type
 from ..utils._dask import DaskMixin, is_dask_collection
 from ..utils._sklearn_compat import HasMethods, StrOptions, _fit_context
 from ._ensemble import (
@@ -279,6 +279,7 @@ class MultimodalClassifier(ClassifierMixin, _MultimodalLearner):
 
     def _check_y(self, y, n_rows):
         y = column_or_1d(np.asarray(y, dtype=None), warn=True)
+        target_type(y, type(self).__name__)  # missing or mixed labels named
         check_classification_targets(y)
         if len(y) != n_rows:
             raise ValueError(f"X has {n_rows} rows but y has {len(y)} values.")

@@ -25,11 +25,19 @@ from ._kinds import KINDS, detect_kind
 __all__ = ["MultimodalVectorizer"]
 
 # The kinds that have an encoder parameter, in the order of the output blocks.
-_ENCODED_KINDS = ("image", "audio", "text", "categorical", "numeric", "datetime")
+_ENCODED_KINDS = (
+    "image",
+    "audio",
+    "video",
+    "text",
+    "categorical",
+    "numeric",
+    "datetime",
+)
 # Kinds whose columns share one encoder (a table of them), the others get one each.
 _TABLE_KINDS = ("categorical", "numeric", "datetime")
 # Kinds whose default encoder is a pretrained tower that memory= caches.
-_CACHED_KINDS = ("image",)
+_CACHED_KINDS = ("image", "video")
 
 
 class MultimodalVectorizer(DaskMixin, TransformerMixin, BaseEstimator):
@@ -62,6 +70,12 @@ class MultimodalVectorizer(DaskMixin, TransformerMixin, BaseEstimator):
     - ``"audio"``: 1-D float (or int16) arrays whose lengths differ between rows or
       reach 8,000 samples (waveforms), audio bytes, and paths or URLs of ``.wav``,
       ``.flac``, ``.ogg`` and ``.mp3`` files, checked as images are;
+    - ``"video"``: 4-D numeric arrays (frames ``(T, H, W, C)``), bytes of video
+      containers (MP4/MOV, WebM/MKV, AVI, FLV, MPEG-PS, WMV), and paths or URLs of
+      video files (``.mp4``, ``.mov``, ``.m4v``, ``.3gp``, ``.webm``, ``.mkv``,
+      ``.avi``, ``.flv``, ``.mpg``, ``.mpeg``, ``.wmv``, ``.ogv``, ``.ts``, ``.mts``,
+      ``.m2ts``), local files checked by their signature as images are (MPEG-TS
+      has none: give such a column with ``specific_encoders=[("video", [...])]``);
     - ``"text"`` or ``"categorical"`` for the other strings: text when the distinct
       values average at least 3 words and number at least ``min(20, 10% of the
       rows)`` (AutoGluon's rule), categorical otherwise;
@@ -75,14 +89,15 @@ class MultimodalVectorizer(DaskMixin, TransformerMixin, BaseEstimator):
 
     Parameters
     ----------
-    image, audio, text, categorical, numeric, datetime : transformer, "auto", \
-            "passthrough" or "drop", default="auto"
-        The encoder of each kind (cloned for each column of the image, audio and
-        text kinds). ``"auto"``: the encoders' own offline pretrained defaults,
+    image, audio, video, text, categorical, numeric, datetime : transformer, \
+            "auto", "passthrough" or "drop", default="auto"
+        The encoder of each kind (cloned for each column of the image, audio, video
+        and text kinds). ``"auto"``: the encoders' own offline pretrained defaults,
         ``ImageEncoder()`` (EfficientNet-Lite0 with its ImageNet weights, frozen;
         the weights ship with skmm's dependencies: no network needed);
         :class:`~skmm.encoders.AudioFeatures` (MFCC statistics; waveform arrays are
-        taken at its 16 kHz); for texts, ``TextEncoder()`` (wordllama, a static
+        taken at its 16 kHz); ``VideoEncoder()`` (the same frozen tower on 8 frames
+        sampled over each clip, averaged; reading files needs ``skmm[video]``); for texts, ``TextEncoder()`` (wordllama, a static
         embedding distilled from LLaMA-2, inside its wheel) beside a
         ``TfidfVectorizer`` (the exact words; the texts of
         a cell of several are joined), in a ``FeatureUnion``; skrub's
@@ -108,9 +123,10 @@ class MultimodalVectorizer(DaskMixin, TransformerMixin, BaseEstimator):
         block.
     memory : "auto", None, str, path or :class:`~skmm.utils.EmbeddingMemory`, \
             default="auto"
-        The embedding cache of the default image encoder: each photo's features are
-        stored once, keyed by the file's path, size and times, so a second fit on the
-        same photos (a grid search, a re-run) does not run the network again.
+        The embedding cache of the default image and video encoders: each photo's
+        (or clip's) features are stored once, keyed by the file's path, size and
+        times, so a second fit on the same photos (a grid search, a re-run) does not
+        run the network again.
         ``"auto"`` is a per-user folder (``$SKMM_CACHE_DIR``, else
         ``~/.cache/skmm``), shared by processes; None caches nothing. Encoders you
         pass keep their own ``memory``.
@@ -125,8 +141,8 @@ class MultimodalVectorizer(DaskMixin, TransformerMixin, BaseEstimator):
     Attributes
     ----------
     column_kinds_ : dict of str to str
-        Each input column's kind: ``"image"``, ``"audio"``, ``"text"``,
-        ``"categorical"``, ``"numeric"``, ``"datetime"``, ``"drop"`` or
+        Each input column's kind: ``"image"``, ``"audio"``, ``"video"``,
+        ``"text"``, ``"categorical"``, ``"numeric"``, ``"datetime"``, ``"drop"`` or
         ``"specific"``.
     kind_to_columns_ : dict of str to list of str
         The columns of each kind.
@@ -193,6 +209,7 @@ class MultimodalVectorizer(DaskMixin, TransformerMixin, BaseEstimator):
         *,
         image="auto",
         audio="auto",
+        video="auto",
         text="auto",
         categorical="auto",
         numeric="auto",
@@ -207,6 +224,7 @@ class MultimodalVectorizer(DaskMixin, TransformerMixin, BaseEstimator):
     ):
         self.image = image
         self.audio = audio
+        self.video = video
         self.text = text
         self.categorical = categorical
         self.numeric = numeric

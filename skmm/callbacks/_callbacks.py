@@ -4,15 +4,11 @@ As in skorch (``skorch/callbacks``), what is added to training is a callback: th
 loop calls ``on_train_begin`` once, ``on_epoch_end`` after every epoch with the
 history so far, and ``on_train_end`` once. A plain callable ``f(estimator, history)``
 is called per epoch; returning True stops training. The estimators' own early
-stopping is :class:`EarlyStopping`, added after the user's callbacks.
+stopping is :class:`EarlyStopping`, added after the user's callbacks. A callback's
+``state_dict`` is what a resumed fit restores (:mod:`._checkpoint`).
 """
 
-import os
-
 import torch
-
-from ..training._distributed import is_main_process
-from ..utils._torch import state_dict_to_bytes
 
 
 class Callback:
@@ -41,6 +37,18 @@ class Callback:
 
     def on_train_end(self, estimator, *, module, optimizer, history):
         """Called once after the last epoch (before the best weights are restored)."""
+
+    def state_dict(self):
+        """What the callback has gathered during training, for a resumed fit.
+
+        A dict of tensors and plain values (numbers, strings, lists, dicts, None),
+        written by :class:`~skmm.callbacks.Checkpoint` ``(state=)`` after every
+        epoch; empty by default (nothing to keep).
+        """
+        return {}
+
+    def load_state_dict(self, state):
+        """Take back what :meth:`state_dict` gave, after ``on_train_begin``."""
 
 
 class EarlyStopping(Callback):
@@ -100,78 +108,16 @@ class EarlyStopping(Callback):
             module.load_state_dict(self._state)
         self._state = None  # the weights are not kept in the callback
 
+    def state_dict(self):
+        return {
+            "best_epoch": self.best_epoch_,
+            "stall": self._stall,
+            "best": self._state,
+        }
 
-class Checkpoint(Callback):
-    """Write the weights of the best epoch so far to a file.
-
-    The file holds the CPU state dict of the trained module (``module_`` once the
-    fit ends) and is written with :func:`torch.save` after each epoch that improves
-    on the monitored value; read it back with
-    ``torch.load(path, weights_only=True)`` into the ``module_`` of an estimator
-    fitted with the same parameters.
-
-    Parameters
-    ----------
-    path : str or path-like
-        File written.
-    monitor : {"auto", "valid_score", "train_loss"}, default="auto"
-        What decides the best epoch: the validation score (higher is better, ties to
-        the lower validation loss, as early stopping decides) when there is a
-        validation split (``"auto"``), else the training loss (lower is better).
-
-    Attributes
-    ----------
-    best_epoch_ : int or None
-        The epoch (from 1) whose weights the file holds, after a fit.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from skmm.callbacks import Checkpoint
-    >>> from skmm.nn import MultimodalNetClassifier
-    >>> X = np.random.default_rng(0).normal(size=(60, 4))
-    >>> y = (X[:, 0] > 0).astype(int)
-    >>> checkpoint = Checkpoint("best.pt")  # doctest: +SKIP
-    >>> net = MultimodalNetClassifier(
-    ...     [("a", "passthrough", [0, 1]), ("b", "passthrough", [2, 3])],
-    ...     max_epochs=3, callbacks=[checkpoint], device="cpu", random_state=0,
-    ... ).fit(X, y)  # doctest: +SKIP
-    """
-
-    def __init__(self, path, monitor="auto"):
-        self.path = path
-        self.monitor = monitor
-
-    def on_train_begin(self, estimator, *, module, optimizer):
-        if self.monitor not in ("auto", "valid_score", "train_loss"):
-            raise ValueError(
-                f"Checkpoint(monitor={self.monitor!r}): use 'auto', 'valid_score' or "
-                "'train_loss'."
-            )
-        self.best_epoch_ = None
-        self._best = None
-
-    def on_epoch_end(self, estimator, *, module, optimizer, history):
-        last = history[-1]
-        monitor = self.monitor
-        if monitor == "auto":
-            monitor = "valid_score" if "valid_score" in last else "train_loss"
-        if monitor == "valid_score":
-            if "valid_score" not in last:
-                raise ValueError(
-                    "Checkpoint(monitor='valid_score') needs a validation split "
-                    "(early_stopping=True)."
-                )
-            improved = last["best"]
-        else:
-            improved = self._best is None or last["train_loss"] < self._best
-            if improved:
-                self._best = last["train_loss"]
-        if improved:
-            self.best_epoch_ = last["epoch"]
-            if is_main_process():  # one writer when training on several processes
-                with open(os.fspath(self.path), "wb") as f:
-                    f.write(state_dict_to_bytes(module))
+    def load_state_dict(self, state):
+        self.best_epoch_, self._stall = state["best_epoch"], state["stall"]
+        self._state = state["best"]
 
 
 class LRScheduler(Callback):
@@ -211,3 +157,9 @@ class LRScheduler(Callback):
     def on_train_end(self, estimator, *, module, optimizer, history):
         # The scheduler references the optimizer: do not keep it in the estimator.
         del self.scheduler_
+
+    def state_dict(self):
+        return {"scheduler": self.scheduler_.state_dict()}
+
+    def load_state_dict(self, state):
+        self.scheduler_.load_state_dict(state["scheduler"])

@@ -2,6 +2,7 @@
 
 from ._av_digits import load_av_digits, make_av_digits
 from ._fetch import fetch_file, fetch_fsdd, fetch_mnist, get_data_home
+from ._video_digits import load_video_digits
 
 __all__ = [
     "fetch_file",
@@ -9,5 +10,6 @@ __all__ = [
     "fetch_mnist",
     "get_data_home",
     "load_av_digits",
+    "load_video_digits",
     "make_av_digits",
 ]

@@ -4,15 +4,19 @@ import io
 import math
 import os
 from numbers import Integral, Real
+from urllib.parse import urlsplit
 
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator
 
 from ..base import TorchEncoderMixin
+from ..utils._remote import is_url, read_url, redact
 from ..utils._sklearn_compat import HasMethods, Interval, StrOptions
+from ..utils._validation import check_column, file_not_found
 from ._hub import BackboneMixin
 from ._mel import default_n_fft
+from ._video_io import is_video_file, mark_clips_without_soundtrack, read_soundtrack
 
 # Full scale of each PCM sample type: the rule that turns integer samples into
 # amplitudes in [-1, 1] (uint8 is offset binary, centred on 128).
@@ -107,30 +111,41 @@ def _read_wav(source, name):
     return rate, data
 
 
-def read_audio(item, sample_rate):
+def read_audio(item, sample_rate, storage_options=None):
     """Load one sound as a mono float32 waveform at ``sample_rate``.
 
     ``item`` is a file path (WAV through scipy; FLAC, OGG, MP3 through the optional
-    ``soundfile`` package), the bytes of a WAV file, or a 1-D array or list of samples
+    ``soundfile`` package; the soundtrack of a video file through the optional PyAV),
+    an fsspec URL of such a file (read with ``storage_options``, see
+    :mod:`skmm.utils._remote`), the bytes of a WAV or video file, or a 1-D array or
+    list of samples
     already at ``sample_rate`` (scaled by dtype, see :func:`_pcm_to_float`). Raises
     ``ValueError`` saying what is wrong with the item: a missing, empty or malformed
     file, no samples, NaN or infinity.
     """
     if isinstance(item, (str, os.PathLike, bytes, bytearray, memoryview)):
-        if isinstance(item, (str, os.PathLike)):
+        source = item  # what the video check reads: a URL's bytes, not its name
+        if is_url(item):
+            name = redact(item)
+            source = read_url(item, storage_options)
+            path = io.BytesIO(source)
+            is_wav = urlsplit(item).path.lower().endswith(".wav")
+        elif isinstance(item, (str, os.PathLike)):
             path = os.fspath(item)
             name = repr(path)
             if os.path.isdir(path):
                 raise ValueError(f"{name} is a directory, not an audio file")
             if not os.path.isfile(path):
-                raise ValueError(f"file not found: {name}")
+                raise file_not_found(path)
             if os.path.getsize(path) == 0:
                 raise ValueError(f"{name} is an empty file")
             is_wav = path.lower().endswith(".wav")
         else:
             path, name = io.BytesIO(item), f"{len(item)} bytes"
             is_wav = True  # bytes are read as a WAV file, whatever they hold
-        if is_wav:
+        if is_video_file(source):
+            rate, data = read_soundtrack(source)
+        elif is_wav:
             rate, data = _read_wav(path, name)
         else:
             try:
@@ -234,6 +249,11 @@ class AudioMixin:
 
     _batch_ndim = (2,)
 
+    def _check_input(self, X, *, reset):
+        column = check_column(self, X, batch_ndim=self._batch_ndim, reset=reset)
+        # A video file without an audio stream is a missing sound (see read_audio).
+        return mark_clips_without_soundtrack(column, type(self).__name__)
+
     def _n_fft(self):
         return self.n_fft if self.n_fft is not None else default_n_fft(self.sample_rate)
 
@@ -252,7 +272,9 @@ class AudioMixin:
         waves = []
         for i in rows:
             try:
-                waves.append(read_audio(column.items[i], self.sample_rate))
+                waves.append(
+                    read_audio(column.items[i], self.sample_rate, self.storage_options)
+                )
             except ValueError as exc:
                 raise ValueError(f"{column.where(i)}: {exc}") from None
         return waves
@@ -260,6 +282,7 @@ class AudioMixin:
 
 _AUDIO_PARAMS = {
     "sample_rate": [Interval(Integral, 1, None, closed="left")],
+    "storage_options": [None, dict],
     "n_mels": [Interval(Integral, 1, None, closed="left")],
     "n_fft": [None, Interval(Integral, 2, None, closed="left")],
     "hop_length": [None, Interval(Integral, 1, None, closed="left")],
@@ -350,8 +373,18 @@ class AudioEncoder(BackboneMixin, AudioMixin, TorchEncoderMixin, BaseEstimator):
         When :meth:`fit` streams the training items (more than 256 MB decoded),
         worker processes decoding the next batches (a torch ``DataLoader``); the
         model is the same whatever their number.
+    storage_options : dict, default=None
+        Options of the fsspec file system of items that are URLs (``s3://``,
+        ``gs://``, ``https://``, ``memory://``...): ``endpoint_url``, ``anon``,
+        ``client_kwargs``... URLs need fsspec (``pip install 'skmm[urls]'``) and
+        the store's package (s3fs, gcsfs). Each item is read in one request, an attempt
+        that stalls for 30 s fails, transient errors are retried twice; errors name
+        the row, the column and the URL without its credentials. Options travel
+        inside the fitted encoder (pickles, skops files, Dask workers): prefer
+        credentials the machine finds itself (environment, instance roles).
     lr : float, default=1e-3
-        Learning rate of the optimizer for this tower (also inside :mod:`skmm.nn`).
+        Learning rate of the optimizer for this tower when the encoder trains
+        alone (inside :mod:`skmm.nn`, the composite's ``lr``/``tower_lr`` apply).
     optimizer : torch.optim.Optimizer class, default=torch.optim.Adam
         The optimizer class, built on the trainable parameters with ``lr``.
     callbacks : list of :class:`skmm.callbacks.Callback` or callables, default=None
@@ -418,6 +451,11 @@ class AudioEncoder(BackboneMixin, AudioMixin, TorchEncoderMixin, BaseEstimator):
     ``None``/NaN items are missing. A WAV file has no checksum: random bytes of
     exactly the length its header declares are valid (noisy) PCM and are encoded.
 
+    A video file (by its extension, or bytes of an MP4/MOV, WebM/MKV, AVI, FLV,
+    MPEG-PS, WMV or Ogg container) gives its first audio stream, decoded by PyAV (``skmm[video]``), so
+    the column of a :class:`VideoEncoder` can feed an audio tower too; a video file
+    without an audio stream is a missing sound, named in a warning.
+
     Examples
     --------
     >>> import numpy as np
@@ -463,6 +501,7 @@ class AudioEncoder(BackboneMixin, AudioMixin, TorchEncoderMixin, BaseEstimator):
         batch_size=32,
         memory=None,
         num_workers=0,
+        storage_options=None,
         lr=1e-3,
         optimizer=torch.optim.Adam,
         callbacks=None,
@@ -485,6 +524,7 @@ class AudioEncoder(BackboneMixin, AudioMixin, TorchEncoderMixin, BaseEstimator):
         self.batch_size = batch_size
         self.memory = memory
         self.num_workers = num_workers
+        self.storage_options = storage_options
         self.lr = lr
         self.optimizer = optimizer
         self.callbacks = callbacks

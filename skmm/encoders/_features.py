@@ -9,7 +9,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from ..utils._dask import DaskMixin
 from ..utils._sklearn_compat import Interval, _fit_context
-from ..utils._validation import check_column, pool_items
+from ..utils._validation import pool_items
 from ._audio import _AUDIO_PARAMS, AudioMixin
 from ._mel import MFCC
 
@@ -20,7 +20,8 @@ class AudioFeatures(DaskMixin, AudioMixin, TransformerMixin, BaseEstimator):
     The classic, training-free audio features: each sound (its whole length, not
     cropped) gives ``n_mfcc`` MFCCs per frame, summarised by their mean and standard
     deviation over the frames. The spectrogram code is the one :class:`AudioEncoder`
-    uses, in torch, on the CPU.
+    uses, in torch, on the CPU. Items are read as :class:`AudioEncoder` reads them
+    (video files give their soundtrack; one without is a missing sound).
 
     Parameters
     ----------
@@ -35,6 +36,15 @@ class AudioFeatures(DaskMixin, AudioMixin, TransformerMixin, BaseEstimator):
         STFT window length in samples; None is about 32 ms (256 at 8 kHz).
     hop_length : int or None, default=None
         Samples between frames; None is ``n_fft // 2``.
+    storage_options : dict, default=None
+        Options of the fsspec file system of items that are URLs (``s3://``,
+        ``gs://``, ``https://``, ``memory://``...): ``endpoint_url``, ``anon``,
+        ``client_kwargs``... URLs need fsspec (``pip install 'skmm[urls]'``) and
+        the store's package (s3fs, gcsfs). Each item is read in one request, an attempt
+        that stalls for 30 s fails, transient errors are retried twice; errors name
+        the row, the column and the URL without its credentials. Options travel
+        inside the fitted encoder (pickles, skops files, Dask workers): prefer
+        credentials the machine finds itself (environment, instance roles).
 
     Attributes
     ----------
@@ -66,13 +76,21 @@ class AudioFeatures(DaskMixin, AudioMixin, TransformerMixin, BaseEstimator):
     }
 
     def __init__(
-        self, sample_rate=16000, *, n_mfcc=20, n_mels=40, n_fft=None, hop_length=None
+        self,
+        sample_rate=16000,
+        *,
+        n_mfcc=20,
+        n_mels=40,
+        n_fft=None,
+        hop_length=None,
+        storage_options=None,
     ):
         self.sample_rate = sample_rate
         self.n_mfcc = n_mfcc
         self.n_mels = n_mels
         self.n_fft = n_fft
         self.hop_length = hop_length
+        self.storage_options = storage_options
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):
@@ -94,7 +112,7 @@ class AudioFeatures(DaskMixin, AudioMixin, TransformerMixin, BaseEstimator):
             raise ValueError(
                 f"n_mfcc={self.n_mfcc} cannot exceed n_mels={self.n_mels}."
             )
-        check_column(self, X, batch_ndim=self._batch_ndim, reset=True)
+        self._check_input(X, reset=True)
         self.n_features_out_ = 2 * self.n_mfcc
         return self
 
@@ -113,7 +131,7 @@ class AudioFeatures(DaskMixin, AudioMixin, TransformerMixin, BaseEstimator):
             NaN.
         """
         check_is_fitted(self)
-        column = check_column(self, X, batch_ndim=self._batch_ndim, reset=False)
+        column = self._check_input(X, reset=False)
         if column.nested:
             return pool_items(column, self._statistics)
         return self._statistics(column)

@@ -8,7 +8,11 @@ fitted ``backbone_``, and gives the hooks the nets call: ``max_epochs="auto"``,
 """
 
 from ._backbones import get_backbone
-from ._backbones._base import last_block_parameters, mark_frozen
+from ._backbones._base import (
+    check_finite_weights,
+    last_block_parameters,
+    mark_frozen,
+)
 
 
 class BackboneMixin:
@@ -116,4 +120,7 @@ class BackboneMixin:
         return self._tower(pretrained=False)
 
     def _init_module(self):
-        return self._tower(pretrained=True)
+        tower = self._tower(pretrained=True)
+        if self.backbone_.pretrained:
+            check_finite_weights(tower, self.backbone_)
+        return tower

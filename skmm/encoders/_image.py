@@ -11,7 +11,9 @@ import torch.nn.functional as F
 from sklearn.base import BaseEstimator
 
 from ..base import TorchEncoderMixin
+from ..utils._remote import is_url, read_url, redact
 from ..utils._sklearn_compat import HasMethods, Interval, StrOptions
+from ..utils._validation import file_not_found
 from ._backbones._base import FreezableMixin
 from ._hub import BackboneMixin
 
@@ -162,10 +164,11 @@ def _open_image(source, name, min_size):
         ) from None
 
 
-def read_image(item, min_size=None):
+def read_image(item, min_size=None, storage_options=None):
     """Decode one image into a float32 array (H, W, C) in [0, 1], C in {1, 3}.
 
-    ``item`` is a file path, the bytes of an image file, a PIL image (its current
+    ``item`` is a file path, an fsspec URL (read with ``storage_options``, see
+    :mod:`skmm.utils._remote`), the bytes of an image file, a PIL image (its current
     frame: the first one of an animated GIF just opened), or an array or nested list
     (H, W) or (H, W, C) with C in 1, 3 or 4 (alpha dropped). Values are scaled by
     dtype, not by content: see :func:`_to_float`. With ``min_size=(height, width)``,
@@ -180,12 +183,16 @@ def read_image(item, min_size=None):
         # A malformed size (validated by the caller later) means no shrinking.
         valid = len(min_size) == 2 and all(isinstance(v, Integral) for v in min_size)
         min_size = tuple(min_size) if valid and min(min_size) >= 1 else None
-    if isinstance(item, (str, os.PathLike)):
+    if is_url(item):
+        item = _open_image(
+            io.BytesIO(read_url(item, storage_options)), redact(item), min_size
+        )
+    elif isinstance(item, (str, os.PathLike)):
         path = os.fspath(item)
         if os.path.isdir(path):
             raise ValueError(f"{path!r} is a directory, not an image file")
         if not os.path.exists(path):
-            raise ValueError(f"file not found: {path!r}")
+            raise file_not_found(path)
         if os.path.getsize(path) == 0:
             raise ValueError(f"{path!r} is an empty file")
         item = _open_image(path, repr(path), min_size)
@@ -324,8 +331,18 @@ class ImageEncoder(BackboneMixin, TorchEncoderMixin, BaseEstimator):
         When :meth:`fit` streams the training items (more than 256 MB decoded),
         worker processes decoding the next batches (a torch ``DataLoader``); the
         model is the same whatever their number.
+    storage_options : dict, default=None
+        Options of the fsspec file system of items that are URLs (``s3://``,
+        ``gs://``, ``https://``, ``memory://``...): ``endpoint_url``, ``anon``,
+        ``client_kwargs``... URLs need fsspec (``pip install 'skmm[urls]'``) and
+        the store's package (s3fs, gcsfs). Each item is read in one request, an attempt
+        that stalls for 30 s fails, transient errors are retried twice; errors name
+        the row, the column and the URL without its credentials. Options travel
+        inside the fitted encoder (pickles, skops files, Dask workers): prefer
+        credentials the machine finds itself (environment, instance roles).
     lr : float, default=1e-3
-        Learning rate of the optimizer for this tower (also inside :mod:`skmm.nn`); a
+        Learning rate of the optimizer for this tower when the encoder trains
+        alone (inside :mod:`skmm.nn`, the composite's ``lr``/``tower_lr`` apply); a
         pretrained tower is usually fine-tuned with a smaller one, such as 1e-4.
     optimizer : torch.optim.Optimizer class, default=torch.optim.Adam
         The optimizer class, built on the trainable parameters with ``lr``.
@@ -391,8 +408,9 @@ class ImageEncoder(BackboneMixin, TorchEncoderMixin, BaseEstimator):
 
     Notes
     -----
-    An item is a file path, the bytes of an image file, a PIL image or an array (or
-    nested list) of shape (H, W) or (H, W, C) with C in 1, 3 or 4. Pixel values are
+    An item is a file path, an fsspec URL (see ``storage_options``), the bytes of an
+    image file, a PIL image or an array (or nested list) of shape (H, W) or (H, W, C)
+    with C in 1, 3 or 4. Pixel values are
     scaled by their type, never by their content: ``uint8`` and every other integer
     type are 8-bit (divided by 255; values outside [0, 255] raise), ``uint16`` and
     16-bit files (PNG, TIFF) are divided by 65535, ``bool`` is 0/1, and floats are
@@ -455,6 +473,7 @@ class ImageEncoder(BackboneMixin, TorchEncoderMixin, BaseEstimator):
         ],
         "train_layers": [StrOptions({"all", "last", "head"})],
         "augment": [None, StrOptions({"default"}), callable],
+        "storage_options": [None, dict],
     }
 
     def __sklearn_tags__(self):
@@ -475,6 +494,7 @@ class ImageEncoder(BackboneMixin, TorchEncoderMixin, BaseEstimator):
         batch_size=32,
         memory=None,
         num_workers=0,
+        storage_options=None,
         lr=1e-3,
         optimizer=torch.optim.Adam,
         callbacks=None,
@@ -492,6 +512,7 @@ class ImageEncoder(BackboneMixin, TorchEncoderMixin, BaseEstimator):
         self.batch_size = batch_size
         self.memory = memory
         self.num_workers = num_workers
+        self.storage_options = storage_options
         self.lr = lr
         self.optimizer = optimizer
         self.callbacks = callbacks
@@ -626,7 +647,7 @@ class ImageEncoder(BackboneMixin, TorchEncoderMixin, BaseEstimator):
         images = []
         for i in rows:
             try:
-                image = read_image(column.items[i], min_size)
+                image = read_image(column.items[i], min_size, self.storage_options)
             except ValueError as exc:
                 raise ValueError(f"{column.where(i)}: {exc}") from None
             images.append(torch.from_numpy(image).permute(2, 0, 1))

@@ -103,7 +103,8 @@ class TextEncoder(BackboneMixin, TorchEncoderMixin, BaseEstimator):
         worker processes decoding the next batches (a torch ``DataLoader``); the
         model is the same whatever their number.
     lr : float, default=1e-3
-        Learning rate of the optimizer for this tower (also inside :mod:`skmm.nn`).
+        Learning rate of the optimizer for this tower when the encoder trains
+        alone (inside :mod:`skmm.nn`, the composite's ``lr``/``tower_lr`` apply).
     optimizer : torch.optim.Optimizer class, default=torch.optim.Adam
         The optimizer class, built on the trainable parameters with ``lr``.
     callbacks : list of :class:`skmm.callbacks.Callback` or callables, default=None

@@ -23,14 +23,16 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils import Bunch, check_array
 from sklearn.utils.sparsefuncs import mean_variance_axis
+from sklearn.utils.validation import _check_method_params
 
 from ..utils._composition import (
+    check_labels,
     describe_columns,
     missing_rows,
     nan_mask,
     shown_rows,
 )
-from ..utils._sklearn_compat import _get_container_adapter
+from ..utils._sklearn_compat import _get_container_adapter, _safe_indexing
 from ._ops import ELEMENTWISE, fuse, tensor_width
 from ._projection import (
     CLASS_PROJECTIONS,
@@ -211,8 +213,13 @@ class BlockPipelineMixin:
                     "'drop', selects no column or outputs no column."
                 )
             self._check_fillable(blocks)
-            fused = self._fit_blocks(blocks, y, routed)
+            fused = self._fit_blocks(blocks, y, routed, absent)
             self.sparse_output_ = bool(_density(fused) < self.sparse_threshold)
+        elif self._class_projection():
+            fused = [
+                self._class_scores(name, block, absent[name])
+                for name, block in blocks.items()
+            ]
         else:
             fused = [
                 self._scaled(
@@ -317,7 +324,7 @@ class BlockPipelineMixin:
                     f"{empty[:10].tolist()}; there is nothing to fill it from."
                 )
 
-    def _fit_blocks(self, blocks, y, routed):
+    def _fit_blocks(self, blocks, y, routed, absent):
         """Fit each block's imputation, scaling and projection; return the blocks
         ready to fuse, and set the output columns."""
         if self._paired_projection():
@@ -334,7 +341,7 @@ class BlockPipelineMixin:
                     "so fit needs class labels y; without y use projection=<int> "
                     "(PCA)."
                 )
-            n_classes = len(np.unique(y))
+            n_classes = len(check_labels(y, type(self).__name__))
             width = 1 if self.projection == "decision" and n_classes == 2 else n_classes
         widths = {}
         for name, block in blocks.items():
@@ -374,27 +381,67 @@ class BlockPipelineMixin:
                     ("project", self._projector(name)),
                 ]
             )
+            self.block_transformers_[name] = pipe
             if self._class_projection():
-                # Cross-fitted: the training rows are scored by models that did not
-                # see them, as new rows will be.
-                z = pipe[:-1].fit_transform(block)
-                params = routed.get("projection_estimator", Bunch(fit={})).fit
-                z = pipe[-1].fit_transform(z, y, **routed.splitter.split, **params)
-            else:
-                z = pipe.fit_transform(block)
+                self.block_scales_[name] = 1.0
+                fused.append(
+                    self._fit_class_scores(name, block, absent[name], y, routed)
+                )
+                continue
+            z = pipe.fit_transform(block)
             scale = 1.0
-            if self._normalize_for(name) == "block" and not self._class_projection():
+            if self._normalize_for(name) == "block":
                 variance = float(
                     mean_variance_axis(sp.csr_matrix(z), axis=0)[1].sum()
                     if sp.issparse(z)
                     else z.var(axis=0).sum()
                 )
                 scale = 1.0 / np.sqrt(variance) if variance > 0 else 1.0
-            self.block_transformers_[name] = pipe
             self.block_scales_[name] = scale
             fused.append(self._scaled(name, z))
         self._set_output_indices(widths)
         return fused
+
+    # -- class projection: a missing modality casts no vote -----------------------------
+    def _fit_class_scores(self, name, block, absent, y, routed):
+        """Fit a block's class projection on the rows where its modality is present,
+        cross-fitted: the training rows are scored by models that did not see them,
+        as new rows will be. The other rows get the no-vote scores."""
+        rows = np.flatnonzero(~absent)
+        pipe = self.block_transformers_[name]
+        z = pipe[:-1].fit_transform(_safe_indexing(block, rows))
+        params = routed.get("projection_estimator", Bunch(fit={})).fit
+        split = routed.splitter.split
+        if len(rows) < len(absent):
+            # The splitter's groups and the classifier's sample weights, of the
+            # present rows only (as the encoders get them).
+            params = _check_method_params(block, params, rows)
+            split = _check_method_params(block, split, rows)
+        labels = check_labels(y, type(self).__name__)
+        seen = np.unique(y[rows])
+        if len(seen) < len(labels):
+            raise ValueError(
+                f"{type(self).__name__}: modality {name!r} is present only in "
+                f"training rows of the classes {seen.tolist()}, not of "
+                f"{np.setdiff1d(labels, seen).tolist()}; projection="
+                f"{self.projection!r} fits a classifier on each modality's present "
+                "rows, which needs rows of every class."
+            )
+        z = pipe[-1].fit_transform(z, y[rows], **split, **params)
+        return _with_no_vote(z, absent, self.projection)
+
+    def _class_scores(self, name, block, absent):
+        """A block's class scores on new rows: those of its projection where the
+        modality is present, the no-vote scores where it is missing."""
+        pipe = self.block_transformers_[name]
+        rows = np.flatnonzero(~absent)
+        width = pipe[-1].n_features_out_
+        z = (
+            pipe.transform(_safe_indexing(block, rows))
+            if len(rows)
+            else np.empty((0, width))
+        )
+        return _with_no_vote(z, absent, self.projection)
 
     def _fit_paired_blocks(self, blocks):
         """Impute and scale each of two blocks, then align them with one CCA/PLS."""
@@ -469,6 +516,21 @@ class BlockPipelineMixin:
                 UserWarning,
                 stacklevel=4,
             )
+
+
+def _with_no_vote(scores, absent, projection):
+    """Class scores of the present rows, put among the rows where the modality is
+    missing, which get the same score for every class: the uniform probabilities,
+    or the mean standardised decision value (0). A missing modality then favours no
+    class, whatever ``missing`` fills its features with and whatever the fusion:
+    the sum and mean shift every class alike, the product of probabilities is
+    renormalised, the maximum keeps the present modalities' best class.
+    """
+    width = scores.shape[1]
+    fill = 1.0 / width if projection == "proba" else 0.0
+    out = np.full((len(absent), width), fill)
+    out[~absent] = scores
+    return out
 
 
 def _check_block(name, out, n_samples, *, numeric):

@@ -14,7 +14,7 @@ from sklearn.utils.metadata_routing import (
     MethodMapping,
     process_routing,
 )
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils.validation import check_consistent_length, check_is_fitted
 
 from ..utils._composition import (
     ModalityLayout,
@@ -196,9 +196,13 @@ class MultimodalFuser(
         ``"error"`` it is kept, as ``ColumnTransformer`` keeps it). A modality
         missing in every training row is an error, and so is a present item that
         its encoder turns into an all-NaN row (a broken item is never taken for a
-        missing one). The same names mean the same in
-        :class:`LateFusionClassifier`, whose ``"skip"`` gives a missing modality no
-        vote.
+        missing one). With a class projection (``"proba"``, ``"decision"``) a
+        missing modality never votes, whatever the policy: its classifier is fitted
+        on the rows where it is present, and where it is missing its block is the
+        same score for every class (the uniform probabilities; a standardised
+        decision value of 0), so the other modalities decide the row. The same
+        names mean the same in :class:`LateFusionClassifier`, whose ``"skip"``
+        gives a missing modality no vote.
     remainder : {"drop", "passthrough"} or transformer, default="drop"
         The columns no encoder selects, as in ``ColumnTransformer``: dropped,
         passed through as they are, or encoded by the given transformer, and then
@@ -489,6 +493,10 @@ n_features_out)
 
     def _fit_transform(self, X, y, params):
         X = check_table(self, X, reset=True, accept_sparse=True)
+        if y is not None:
+            # Before y is split by modality: scikit-learn's message, not an
+            # IndexError from inside.
+            check_consistent_length(X, y)
         self.modalities_ = layout = ModalityLayout.from_triples(
             self.encoders,
             X,

@@ -29,7 +29,6 @@ from sklearn.utils.metadata_routing import (
     process_routing,
 )
 from sklearn.utils.metaestimators import available_if
-from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 
 from ..utils._composition import (
@@ -39,6 +38,7 @@ from ..utils._composition import (
     check_table,
     fit_atomic,
     is_drop,
+    target_type,
 )
 from ..utils._dask import DaskMixin
 from ..utils._sklearn_compat import (
@@ -697,7 +697,7 @@ class LateFusionClassifier(ClassifierMixin, _BaseLateFusion):
         return LogisticRegression()
 
     def _check_y(self, y, n_samples):
-        if type_of_target(y, input_name="y") in (
+        if target_type(y, type(self).__name__) in (
             "multilabel-indicator",
             "multiclass-multioutput",
         ):
@@ -708,7 +708,7 @@ class LateFusionClassifier(ClassifierMixin, _BaseLateFusion):
         return super()._check_y(y, n_samples)
 
     def _check_target(self, y):
-        kind = type_of_target(y, input_name="y")
+        kind = target_type(y, type(self).__name__)
         if kind in ("unknown", "continuous", "continuous-multioutput"):
             raise ValueError(
                 f"Unknown label type: {kind}. LateFusionClassifier takes class labels; "

@@ -13,9 +13,9 @@ from sklearn.cross_decomposition import CCA, PLSCanonical
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import check_cv, cross_val_predict
 from sklearn.preprocessing import StandardScaler
-from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.validation import check_is_fitted
 
+from ..utils._composition import target_type
 from ..utils._sklearn_compat import _routing_enabled
 
 __all__ = ["CLASS_PROJECTIONS", "PAIRED_PROJECTIONS"]
@@ -67,7 +67,7 @@ class ClassProjection(TransformerMixin, BaseEstimator):
                 f"projection={self.kind!r} fits a classifier per modality, so fit "
                 "needs class labels y; without y use projection=<int> (PCA)."
             )
-        kind = type_of_target(y, input_name="y")
+        kind = target_type(y, "MultimodalFuser")
         if kind not in ("binary", "multiclass"):
             raise ValueError(
                 f"projection={self.kind!r} maps each modality to class scores, so y "

@@ -6,7 +6,7 @@ import numpy as np
 from sklearn.metrics import check_scoring
 from sklearn.utils import Bunch, check_random_state
 
-from ._modalities import check_table, resolve_modalities
+from ._modalities import check_table, checked_score, resolve_modalities
 
 __all__ = ["modality_importance"]
 
@@ -91,7 +91,9 @@ def modality_importance(
     check_table(X, "modality_importance")
     modalities = resolve_modalities(estimator, X, columns)
     scorer = check_scoring(estimator, scoring=scoring)
-    baseline = scorer(estimator, X, y)
+    baseline = checked_score(
+        scorer, estimator, X, y, "modality_importance", "on X as given"
+    )
     random_state = check_random_state(random_state)
     seeds = random_state.randint(np.iinfo(np.int32).max, size=len(modalities))
     importances = np.empty((len(modalities), n_repeats))
@@ -100,7 +102,14 @@ def modality_importance(
         rng = np.random.RandomState(seed)
         for repeat in range(n_repeats):
             shuffled = _permute_columns(X, indices, rng.permutation(X.shape[0]))
-            importances[i, repeat] = baseline - scorer(estimator, shuffled, y)
+            importances[i, repeat] = baseline - checked_score(
+                scorer,
+                estimator,
+                shuffled,
+                y,
+                "modality_importance",
+                f"with modality {modality.name!r} permuted",
+            )
     return Bunch(
         importances_mean=importances.mean(axis=1),
         importances_std=importances.std(axis=1),

@@ -34,6 +34,29 @@ def resolve_modalities(estimator, X, columns=None):
     return [_modality(str(name), [j]) for j, name in enumerate(names)]
 
 
+def check_disjoint(modalities, X, owner):
+    """Refuse modalities that share a column: a coalition game needs players.
+
+    A composite may give one column to several modalities (as
+    ``ColumnTransformer`` gives a column to several transformers, and a voting
+    ensemble every column to every model), but making one of them absent then
+    blanks part of another, which stays "present": its Shapley value would mix
+    both. ``columns=`` names disjoint groups instead.
+    """
+    names = getattr(X, "columns", None)
+    owner_of = {}
+    for m in modalities:
+        for j in m.indices:
+            if j in owner_of and owner_of[j] != m.name:
+                column = repr(names[j]) if names is not None else j
+                raise ValueError(
+                    f"{owner}: modalities {owner_of[j]!r} and {m.name!r} both read "
+                    f"column {column}, so one cannot be made absent without the "
+                    "other; pass columns={name: columns} with disjoint groups."
+                )
+            owner_of[j] = m.name
+
+
 def _modality(name, indices, estimator=None):
     return Modality(name=name, estimator=estimator, columns=indices, indices=indices)
 
@@ -144,3 +167,60 @@ def set_missing(X, indices, rows):
         values[rows] = missing_value(values)
         new[j] = values
     return replace_columns(X, new)
+
+
+# -- the model's outputs ------------------------------------------------------------------
+_OUTPUT_METHODS = ("predict_proba", "decision_function", "predict")
+
+
+class NonFiniteOutputError(ValueError):
+    """The model's outputs hold NaN or infinity (not a problem of the input)."""
+
+
+def check_finite_outputs(out, owner, where):
+    """Raise when a model's outputs hold NaN or infinity, naming the rows.
+
+    A NaN output gives NaN (or meaningless) values downstream, for every modality
+    alike; ``where`` says on which input the model was asked (``"with modality
+    'audio' missing"``, say).
+    """
+    out = np.asarray(out)
+    if out.dtype.kind not in "fc":
+        return
+    finite = np.isfinite(out).reshape(len(out), -1).all(axis=1)
+    if not finite.all():
+        rows = np.flatnonzero(~finite)
+        raise NonFiniteOutputError(
+            f"{owner}: the model's output is NaN or infinite in {len(rows)} of "
+            f"{len(out)} row(s) (rows {rows[:10].tolist()}"
+            f"{', ...' if len(rows) > 10 else ''}) {where}; there is nothing to "
+            "explain or score. Check the model (its weights, its training) on "
+            "those rows."
+        )
+
+
+def checked_score(scorer, estimator, X, y, owner, where):
+    """``scorer(estimator, X, y)``; a failure (or a NaN score) caused by the model's
+    outputs holding NaN says so, instead of the metric's raw message."""
+    try:
+        score = scorer(estimator, X, y)
+    except ValueError as exc:
+        _diagnose_outputs(estimator, X, owner, where, exc)
+        raise
+    if not np.isfinite(score):
+        _diagnose_outputs(estimator, X, owner, where, None)
+    return score
+
+
+def _diagnose_outputs(estimator, X, owner, where, exc):
+    """Predict again (on failure only) to see whether the outputs are the cause."""
+    for method in _OUTPUT_METHODS:
+        if hasattr(estimator, method):
+            try:
+                out = getattr(estimator, method)(X)
+            except Exception:
+                return
+            try:
+                check_finite_outputs(out, owner, f"({method}, {where})")
+            except NonFiniteOutputError as error:
+                raise error from exc

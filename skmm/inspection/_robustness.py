@@ -10,6 +10,7 @@ from sklearn.utils import Bunch, check_random_state
 from ..utils._composition import is_missing, missing_cells
 from ._modalities import (
     check_table,
+    checked_score,
     column_values,
     replace_columns,
     resolve_modalities,
@@ -193,7 +194,15 @@ def robustness_curve(
                         for j in indices
                     },
                 )
-            all_scores[a, r] = scorer(estimator, corrupted, y)
+            all_scores[a, r] = checked_score(
+                scorer,
+                estimator,
+                corrupted,
+                y,
+                "robustness_curve",
+                f"with {corruption if isinstance(corruption, str) else 'custom'} "
+                f"corruption at level {level} of modality {name!r}",
+            )
     scores = all_scores.mean(axis=1)
     return Bunch(
         levels=levels,

@@ -10,7 +10,11 @@ from sklearn.utils import Bunch
 
 from ..utils._composition import missing_cells
 from ._modalities import (
+    NonFiniteOutputError,
+    check_disjoint,
+    check_finite_outputs,
     check_table,
+    checked_score,
     column_values,
     replace_columns,
     resolve_modalities,
@@ -22,6 +26,7 @@ __all__ = ["modality_shapley"]
 # 2^12 = 4,096 predictions of the whole data: beyond, group columns into modalities.
 MAX_MODALITIES = 12
 _METHODS = ("predict_proba", "decision_function", "predict")
+_OWNER = "modality_shapley"
 
 
 def modality_shapley(
@@ -160,6 +165,7 @@ def modality_shapley(
     if not isinstance(interactions, (bool, np.bool_)):
         raise TypeError(f"interactions must be a bool; got {interactions!r}.")
     modalities = resolve_modalities(estimator, X, columns)
+    check_disjoint(modalities, X, _OWNER)
     n_modalities = len(modalities)
     if n_modalities > MAX_MODALITIES:
         raise ValueError(
@@ -277,8 +283,11 @@ def _game(estimator, X, y, scoring, response_method):
         if len(y) != X.shape[0]:
             raise ValueError(f"y has {len(y)} values for the {X.shape[0]} rows of X.")
 
-        def score(data, repeats):
-            return np.asarray(scorer(estimator, data, np.repeat(y, repeats)))
+        def score(data, repeats, where):
+            value = checked_score(
+                scorer, estimator, data, np.repeat(y, repeats), _OWNER, where
+            )
+            return np.asarray(value)
 
         return score, None
     if response_method == "auto":
@@ -309,8 +318,9 @@ def _game(estimator, X, y, scoring, response_method):
     ):
         output_names = np.asarray(classes)
 
-    def output(data, repeats):
+    def output(data, repeats, where):
         out = np.asarray(predict(data), dtype=np.float64)
+        check_finite_outputs(out, _OWNER, where)
         # Averaged over the background rows each row was repeated with.
         return out.reshape(-1, repeats, *out.shape[1:]).mean(axis=1)
 
@@ -436,15 +446,22 @@ def _evaluate(evaluate, absent, coalition, names, own_missing):
     """The game's value for one coalition (bit i set: modality i present)."""
     data, repeats = absent(coalition)
     missing = [name for i, name in enumerate(names) if not coalition >> i & 1]
+    where = (
+        f"with modality(ies) {', '.join(map(repr, missing))} absent"
+        if missing
+        else "with every modality present"
+    )
     if not (own_missing and missing):
-        return evaluate(data, repeats)
+        return evaluate(data, repeats, where)
     with warnings.catch_warnings():
         if len(missing) == len(names):
             # With no modality, a late-fusion model warns that every row falls back
             # to the class frequencies: that is the base value, as intended.
             warnings.filterwarnings("ignore", message=".*every modality missing")
         try:
-            return evaluate(data, repeats)
+            return evaluate(data, repeats, where)
+        except NonFiniteOutputError:
+            raise
         except (ValueError, TypeError) as exc:
             raise ValueError(
                 f"the model cannot predict with modality {', '.join(map(repr, missing))}"

@@ -253,17 +253,6 @@ class TowerComposite(FitTemplateMixin, TriplesComposition):
         return self.module_
 
     # -- the towers ----------------------------------------------------------------------
-    def _runtime(self):
-        """How the composite runs its towers (its device, batch size and cache)."""
-        return Runtime(
-            self.device_,
-            self.batch_size,
-            self.memory,
-            self.num_workers,
-            self.verbose,
-            self.precision,
-        )
-
     def _tower_input(self, name, enc, tower, column, rows):
         """The input of one tower for ``rows``: ``(tensor, encoded, present)``.
 
@@ -277,9 +266,10 @@ class TowerComposite(FitTemplateMixin, TriplesComposition):
             if not present.any():
                 return None, False, present
             if enc._frozen():
-                tower = tower.to(self.device_).eval()
+                if tower.training:  # the fitted (or loaded) net's towers are
+                    tower = tower.to(self.device_).eval()  # ready: no walk per call
                 part = column.take(np.asarray(rows)[present])
-                features = enc._encode(part, module=tower, runtime=self._runtime())
+                features = enc._encode(part, module=tower, runtime=Runtime.of(self))
                 return torch.from_numpy(features), True, present
             return enc._load(column, np.asarray(rows)[present]), False, present
 

@@ -12,7 +12,6 @@ from sklearn.metrics import f1_score, precision_recall_curve, roc_auc_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils import check_array, check_consistent_length
-from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 from tqdm.auto import tqdm
 
@@ -22,6 +21,7 @@ from ..training._precision import autocast
 from ..training._streaming import Lazy, take_rows
 from ..training._targets import check_classes, encode_labels
 from ..training._template import PARTIAL_FIT_CLASSES
+from ..utils._composition import target_type
 from ..utils._dask import DaskMixin, default_meta, value_counts
 from ..utils._docs import fill_doc
 from ..utils._sklearn_compat import Interval, StrOptions, _fit_context
@@ -294,7 +294,7 @@ class MultimodalMatcher(DaskMixin, ClassifierMixin, TransformerMixin, TowerCompo
             check_array(y, ensure_2d=False, dtype=None, input_name="y"), warn=True
         )
         check_consistent_length(np.empty(n), y)
-        kind = type_of_target(y, input_name="y")
+        kind = target_type(y, cls)
         if kind == "multiclass":
             raise ValueError(
                 "Only binary classification is supported. The type of the target is "
@@ -871,11 +871,30 @@ class MultimodalMatcher(DaskMixin, ClassifierMixin, TransformerMixin, TowerCompo
                 f"query={query!r} is not the name of an encoder; use one of {names}."
             )
         side = self._side(query)
-        zq = np.concatenate(
-            [chunk for _, chunk in self._source(queries, side, "queries")._chunks()]
-        )
+        try:
+            zq = np.concatenate(
+                [chunk for _, chunk in self._source(queries, side, "queries")._chunks()]
+            )
+        except ValueError as exc:
+            if not isinstance(queries, EmbeddingIndex) and isinstance(
+                candidates, EmbeddingIndex
+            ):
+                # The queries' side was taken from the candidates' index: say so,
+                # in case that index is of the wrong side.
+                raise ValueError(
+                    f"{exc} (the queries were read as items of "
+                    f"{names[side]!r}, the other side of the candidates' "
+                    f"EmbeddingIndex of {candidates.side!r}; pass query= to say "
+                    "which side the queries are, and an index of the other side "
+                    "as candidates)"
+                ) from exc
+            raise
         source = self._source(candidates, 1 - side, "candidates")
-        if not isinstance(n_neighbors, Integral) or not 1 <= n_neighbors <= len(source):
+        if (
+            not isinstance(n_neighbors, Integral)
+            or isinstance(n_neighbors, bool)
+            or not 1 <= n_neighbors <= len(source)
+        ):
             raise ValueError(
                 f"Expected 1 <= n_neighbors <= n_candidates, but n_neighbors = "
                 f"{n_neighbors!r}, n_candidates = {len(source)}."

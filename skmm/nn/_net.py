@@ -28,6 +28,7 @@ from ..training._sources import validation_split
 from ..training._streaming import Lazy, take_rows
 from ..training._targets import check_classes, encode_labels
 from ..training._template import PARTIAL_FIT_CLASSES
+from ..utils._composition import target_type
 from ..utils._dask import DaskMixin, value_counts
 from ..utils._docs import fill_doc
 from ..utils._sklearn_compat import Interval, StrOptions, _fit_context
@@ -130,6 +131,12 @@ class _TowerBlending(Callback):
         self.objective.tower_weights[:] = (
             excess / excess.max() if excess.max() > 0 else np.ones_like(excess)
         )
+
+    def state_dict(self):
+        return {"tower_weights": self.objective.tower_weights.tolist()}
+
+    def load_state_dict(self, state):
+        self.objective.tower_weights[:] = state["tower_weights"]
 
 
 class _MultimodalNetBase(
@@ -455,7 +462,9 @@ class _MultimodalNetBase(
             _Source(name, enc, column)
             for (name, enc, _), column in zip(self._towers(), columns)
         ]
-        module = self.module_.eval()
+        module = self.module_
+        if module.training:  # in eval mode since fit or loading: no walk per call
+            module.eval()
         out = []
         with torch.inference_mode(), autocast(self.device_, self.precision):
             for index in tqdm(
@@ -845,6 +854,7 @@ class MultimodalNetClassifier(ClassifierMixin, _MultimodalNetBase):
         y = check_array(y, ensure_2d=False, dtype=None, input_name="y")
         y = column_or_1d(y, warn=True)
         check_consistent_length(np.empty(n), y)
+        target_type(y, cls)  # missing or mixed labels named
         check_classification_targets(y)
         if first:
             classes = check_classes(y, classes, owner=cls, required=partial)
@@ -1107,7 +1117,15 @@ class MultimodalNetRegressor(RegressorMixin, _MultimodalNetBase):
                 f"{type(self).__name__} requires y to be passed, but the target y is "
                 "None."
             )
-        y = check_array(y, ensure_2d=False, dtype=np.float64, input_name="y")
+        try:
+            y = check_array(y, ensure_2d=False, dtype=np.float64, input_name="y")
+        except ValueError as exc:
+            if "could not convert" not in str(exc):
+                raise
+            raise ValueError(
+                f"{type(self).__name__} is trained on real values; y holds values "
+                f"that are not numbers ({exc})."
+            ) from None
         if y.ndim > 2:
             raise ValueError(f"y must be 1-D or 2-D; got shape {y.shape}.")
         check_consistent_length(np.empty(n), y)

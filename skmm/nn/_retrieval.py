@@ -6,6 +6,8 @@ fly) and keeps each query's best ones: memory is bounded by the queries and a ch
 not by the catalogue.
 """
 
+import mmap
+
 import numpy as np
 
 __all__ = ["EmbeddedChunks", "EmbeddingIndex", "nearest"]
@@ -50,6 +52,16 @@ class EmbeddingIndex:
     features or embeddings of another matcher of another width are refused, but
     embeddings of another matcher with the same width cannot be told apart.
 
+    A memory-mapped file that shrinks after it was mapped (truncated, or rewritten
+    by a writer that truncates first) would kill the process when a row past its
+    end is read (SIGBUS). The index checks, when built and before reading each
+    chunk, that the file still holds the rows it maps, and raises a ``ValueError``
+    otherwise. What cannot be checked: a file that shrinks between that check and
+    the read (a writer working at the same time), and a file rewritten in place
+    with the same size (its rows change under the index; the norm check catches
+    only rows that are no longer embeddings). Write a new index to a new file and
+    rename it over the old one: a reader keeps the file it mapped.
+
     Examples
     --------
     >>> import numpy as np
@@ -83,6 +95,7 @@ class EmbeddingIndex:
             )
         self.embeddings = embeddings
         self.side = side
+        self._check_mapped(embeddings)
 
     def __len__(self):
         return len(self.embeddings)
@@ -91,11 +104,26 @@ class EmbeddingIndex:
         n, d = self.embeddings.shape
         return f"EmbeddingIndex(<{n} x {d} embeddings>, side={self.side!r})"
 
+    def _check_mapped(self, rows):
+        """Raise if ``rows`` lie past the end of the file they are mapped from."""
+        mapped = _mapped_file(rows)
+        if mapped is None:
+            return
+        filename, size, needed = mapped
+        if size < needed:
+            raise ValueError(
+                f"the EmbeddingIndex of {self.side!r} is memory-mapped from "
+                f"{filename!r}, which now holds {size} bytes where the index "
+                f"needs {needed}: the file shrank after it was mapped (truncated "
+                "or being rewritten), and reading past its end would kill the "
+                "process. Load the index again once the file is complete."
+            )
+
     def _chunks(self):
         for start in range(0, len(self), _CHUNK_SIZE):
-            chunk = np.asarray(
-                self.embeddings[start : start + _CHUNK_SIZE], dtype=np.float32
-            )
+            rows = self.embeddings[start : start + _CHUNK_SIZE]
+            self._check_mapped(rows)
+            chunk = np.asarray(rows, dtype=np.float32)
             norms = np.linalg.norm(chunk, axis=1)
             bad = np.flatnonzero(~(np.abs(norms - 1) <= 1e-3))
             if len(bad):
@@ -105,6 +133,28 @@ class EmbeddingIndex:
                     "MultimodalMatcher.embed, which L2-normalises the embeddings."
                 )
             yield start, chunk
+
+
+def _mapped_file(array):
+    """``(file name, file size, bytes the array needs)`` for a view of a
+    ``numpy.memmap`` (as ``np.load(..., mmap_mode="r")`` returns), else None."""
+    root = array
+    while isinstance(root, np.ndarray) and isinstance(root.base, np.ndarray):
+        root = root.base
+    if not isinstance(root, np.memmap) or not isinstance(root.base, mmap.mmap):
+        return None
+    if array.size == 0:
+        return None
+    # The file offset of the array's last byte, from the root's first byte (at
+    # file offset root.offset); the mapping's own size is that of the file now.
+    start = root.__array_interface__["data"][0]
+    end = array.__array_interface__["data"][0] + array.itemsize
+    end += sum((n - 1) * s for n, s in zip(array.shape, array.strides) if s > 0)
+    try:
+        size = root.base.size()
+    except (OSError, ValueError):  # a closed mapping: nothing to check against
+        return None
+    return root.filename, size, root.offset + (end - start)
 
 
 class EmbeddedChunks:

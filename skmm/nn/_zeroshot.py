@@ -10,9 +10,9 @@ from scipy.special import logsumexp
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.utils import check_array, check_consistent_length
 from sklearn.utils.extmath import softmax
-from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 
+from ..utils._composition import check_labels, target_type
 from ..utils._dask import DaskMixin
 from ..utils._sklearn_compat import (
     HasMethods,
@@ -328,10 +328,13 @@ class ZeroShotClassifier(DaskMixin, ClassifierMixin, BaseEstimator):
         return self
 
     def _check_classes(self):
-        classes = column_or_1d(
-            check_array(self.classes, ensure_2d=False, dtype=None, input_name="classes")
-        )
-        unique = np.unique(classes)
+        classes = np.asarray(self.classes)
+        if classes.ndim != 1 or len(classes) == 0:
+            raise ValueError(
+                "classes must be a list of the class names (at least 2); got "
+                f"{self.classes!r}."
+            )
+        unique = check_labels(classes, type(self).__name__, "classes")
         if len(unique) < len(classes):
             values, counts = np.unique(classes, return_counts=True)
             raise ValueError(
@@ -349,7 +352,7 @@ class ZeroShotClassifier(DaskMixin, ClassifierMixin, BaseEstimator):
             check_array(y, ensure_2d=False, dtype=None, input_name="y"), warn=True
         )
         check_consistent_length(np.empty(n), y)
-        kind = type_of_target(y, input_name="y")
+        kind = target_type(y, type(self).__name__)
         if kind not in ("binary", "multiclass"):
             raise ValueError(
                 f"Unknown label type: ZeroShotClassifier takes class labels; got a "

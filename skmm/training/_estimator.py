@@ -1,26 +1,13 @@
 """Device, seeding, failure-safe fits and cross-device pickling of torch estimators."""
 
-import io
-
 import torch
 
+from .._persistence import TensorState, portable_state, restored_state
 from ..utils._composition import fit_atomic
 from ..utils._sklearn_compat import Hidden, StrOptions
-from ..utils._torch import (
-    available_device,
-    load_state_dict,
-    seed_from,
-    state_dict_to_bytes,
-)
+from ..utils._torch import available_device, seed_from
 
 __all__ = ["TorchEstimatorMixin", "to_cpu"]
-
-
-class _SerializedModule:
-    """A CPU state dict (``module_``'s, or the kept training state), as bytes."""
-
-    def __init__(self, data):
-        self.data = data
 
 
 # What partial_fit keeps between calls beside the weights: the optimizer's state and
@@ -46,9 +33,10 @@ class TorchEstimatorMixin:
     ``module_`` from the parameters and the fitted attributes alone (no weights loaded,
     no download), so that a pickled estimator can rebuild it and load its weights.
 
-    Pickles hold the weights as the bytes of a CPU state dict; unpickling reads them
-    with ``torch.load(..., weights_only=True)`` and moves them to ``device_``, or to the
-    CPU with a :class:`~skmm.utils.DeviceWarning` when this machine lacks that device.
+    Pickles and skops files hold the weights as safetensors bytes of a CPU state dict
+    (``skmm._persistence``), and library objects (tokenizers, configs, the optimizer
+    class) as data; loading moves the weights to ``device_``, or to the CPU with a
+    :class:`~skmm.utils.DeviceWarning` when this machine lacks that device.
     """
 
     _torch_parameter_constraints = {
@@ -67,25 +55,26 @@ class TorchEstimatorMixin:
     def __getstate__(self):
         state = dict(super().__getstate__())
         state.pop("_digest_memo", None)  # a weak reference does not pickle
+        owner = type(self).__name__
         module = state.get("module_")
         if isinstance(module, torch.nn.Module):
-            state["module_"] = _SerializedModule(state_dict_to_bytes(module))
+            state["module_"] = TensorState.from_state(
+                module.state_dict(), f"{owner}.module_"
+            )
         for name in _KEPT_STATES:
-            if state.get(name) is not None:
-                buffer = io.BytesIO()
-                torch.save(state[name], buffer)  # CPU tensors already (to_cpu)
-                state[name] = _SerializedModule(buffer.getvalue())
-        return state
+            if state.get(name) is not None:  # CPU tensors already (to_cpu)
+                state[name] = TensorState.from_state(state[name], f"{owner}.{name}")
+        return portable_state(state)
 
     def __setstate__(self, state):
+        state = restored_state(state)
         serialized = state.get("module_")
         for name in _KEPT_STATES:
-            if isinstance(state.get(name), _SerializedModule):
-                # Tensors only, as every weight skmm reads.
-                state[name] = load_state_dict(state[name].data)
+            if isinstance(state.get(name), TensorState):
+                state[name] = state[name].restore()
         super().__setstate__(state)
-        if isinstance(serialized, _SerializedModule):
+        if isinstance(serialized, TensorState):
             self.device_ = available_device(self.device_, owner=type(self).__name__)
             module = self._build_module()
-            module.load_state_dict(load_state_dict(serialized.data))
+            module.load_state_dict(serialized.restore())
             self.module_ = module.to(self.device_).eval()

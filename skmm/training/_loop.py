@@ -6,6 +6,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..callbacks._callbacks import Callback
+from ..callbacks._checkpoint import Resume
 from ._distributed import DataParallel
 from ._precision import Precision
 
@@ -152,12 +153,14 @@ class TrainingMixin:
         self._train_mode(module, context)
         total, seen = 0.0, 0
         parallel, precision = run
+        n_rows, n_batches = 0, 0
         for data, rows in source.epoch(parallel.order):
             shares = list(
                 parallel.shard(
                     self._epoch_batches(data, rows, parallel.order), self._min_batch
                 )
             )
+            n_rows, n_batches = n_rows + len(rows), n_batches + len(shares)
             fed = source.batches(data, [share for share, _ in shares])
             for (batch_data, batch), (_, count) in zip(fed, shares):
                 with precision.autocast():
@@ -168,6 +171,16 @@ class TrainingMixin:
                     precision.step(objective, optimizer)
                 total = total + loss.detach().float() * n
                 seen += n
+        if not n_batches:
+            # Every batch (on every process alike) was too small to train on: no
+            # step, and no loss to record (0 / 0) nor statistics to estimate.
+            raise ValueError(
+                f"{type(self).__name__}: no training batch of at least "
+                f"{self._min_batch * parallel.size} rows in {n_rows} training row(s): "
+                "a batch of one cannot train batch-norm layers (nor give in-batch "
+                "negatives). Pass more rows per call (partial_fit), or more rows "
+                "than the validation split keeps (fit)."
+            )
         return parallel.mean(total, seen)
 
     def _statistics(self, source, parts):
@@ -247,9 +260,21 @@ class TrainingMixin:
         hooks = {"module": module, "optimizer": optimizer}
         for cb in callbacks:
             cb.on_train_begin(self, **hooks)
-        validated = False
+        # A fit killed mid-way resumes from a Checkpoint's state file: this run goes
+        # on after the epochs it had done, or is skipped if it had ended.
+        resume = Resume(
+            self, callbacks, module, optimizer, precision, parallel, history, stage
+        )
+        resumed = resume.restore()
+        if resumed is None:
+            for cb in callbacks:
+                cb.on_train_end(self, history=history, **hooks)
+            parallel.finish()
+            return history, optimizer
+        done, stopped = resumed
+        validated = done > 0 and "valid_score" in history[-1]
         epochs = tqdm(
-            range(max_epochs),
+            range(done, max_epochs if not stopped else done),
             desc=f"{type(self).__name__} fit",
             disable=not self.verbose or not parallel.rank == 0,
         )
@@ -277,6 +302,7 @@ class TrainingMixin:
             stop = False
             for cb in callbacks:
                 stop = bool(cb.on_epoch_end(self, history=history, **hooks)) or stop
+            resume.save(stop)
             if stop:
                 break
         for cb in callbacks:

@@ -37,6 +37,7 @@ from ._streaming import Feeder, located, recording
 __all__ = [
     "IN_MEMORY_BYTES",
     "InMemory",
+    "NothingToTrain",
     "Partitioned",
     "Streamed",
     "in_memory_or_streamed",
@@ -50,6 +51,14 @@ IN_MEMORY_BYTES = 256 * 2**20
 
 # Rows decoded to estimate the decoded size of a row.
 _PROBE_ROWS = 32
+
+
+class NothingToTrain(ValueError):
+    """A chunk of rows holds nothing to train on (every item of it is missing).
+
+    In memory it is the error it says; a Dask partition that raises it while
+    loaded is skipped, as an empty partition is (:class:`Partitioned`).
+    """
 
 
 def validation_split(n, fraction, seed, labels=None):
@@ -134,12 +143,16 @@ def in_memory_or_streamed(data, train, val=None, feed=None):
     """:class:`InMemory` when the decoded data fits :data:`IN_MEMORY_BYTES`, else
     :class:`Streamed`.
 
-    The size of a row is measured on the first training rows, decoded once for that;
+    The size of a row is measured on the first training rows, decoded once for that
+    (a table of no more rows than that is decoded once, in memory);
     ``feed`` (a :class:`~skmm.training._streaming.Feeder`) decodes the streamed
     batches.
     """
     if data is None or len(train) == 0:
         return InMemory(data, train, val)
+    if len(data) <= _PROBE_ROWS:
+        # Decoding the whole table costs no more than the probe would: once.
+        return InMemory(data.take(np.arange(len(data))), train, val)
     probe = train[:_PROBE_ROWS]
     with recording() as decoded:
         data.take(probe)
@@ -154,7 +167,10 @@ class Partitioned:
     """Training rows read one Dask partition at a time, for ``fit`` on Dask input.
 
     Each epoch reads the partitions in a random order, one in memory while the next
-    is computed, and decodes their items a batch at a time (``feed``).
+    is computed, and decodes their items a batch at a time (``feed``). A partition
+    without rows (common after filtering) or with nothing to train on (``load``
+    raises :class:`NothingToTrain`: every item of it missing) is skipped; when
+    every partition is, the fit fails saying so.
     ``load(X, y, sample_weight)`` makes the steps' data for a partition (errors,
     then or when an item is decoded, are prefixed with the partition);
     ``split(data, i)`` gives its training and held-out rows (None: no validation).
@@ -187,8 +203,14 @@ class Partitioned:
         self._held, self._validation, self._seen = {}, None, set()
 
     def _part(self, i, X, y, weight):
+        """The data and training rows of partition ``i``, or None: skipped."""
+        if len(X) == 0:
+            return None
         with located(f"partition {i}"):
-            data = self.load(X, y, weight)
+            try:
+                data = self.load(X, y, weight)
+            except NothingToTrain:
+                return None
             if self.split is not None:
                 train, val = self.split(data, i)
         self._check_mix(i, data.labels)
@@ -204,16 +226,29 @@ class Partitioned:
 
     def epoch(self, generator):
         order = torch.randperm(len(self.partitions), generator=generator).tolist()
+        for found in self._parts(order):
+            self.last = found
+            yield found
+
+    def _parts(self, order):
+        """The partitions of ``order`` that hold rows to train on, as (data, rows)."""
+        read = False
         for i, part in self.partitions.iterate(order):
-            self.last = self._part(i, *part)
-            yield self.last
+            found = self._part(i, *part)
+            if found is not None:
+                read = True
+                yield found
+        if not read:
+            raise ValueError(
+                f"none of the {len(self.partitions)} partitions holds a row to train "
+                "on: each is empty, or every item of it is missing."
+            )
 
     def batches(self, data, batches):
         return self.feed(data, batches)
 
     def every_part(self):
-        for i, part in self.partitions.iterate(range(len(self.partitions))):
-            yield self._part(i, *part)
+        yield from self._parts(range(len(self.partitions)))
 
     def validation(self):
         """Every partition's held-out rows, loaded once, together."""

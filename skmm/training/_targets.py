@@ -3,26 +3,9 @@
 import numpy as np
 from sklearn.utils.validation import column_or_1d
 
-from ..utils._validation import is_missing
+from ..utils._composition import check_labels
 
 __all__ = ["check_classes", "encode_labels"]
-
-
-def _check_labels(labels, what, owner):
-    missing = [i for i, v in enumerate(labels) if is_missing(v)]
-    if missing:
-        raise ValueError(
-            f"{owner}: {what} holds missing labels (None/NaN) at position(s) "
-            f"{missing[:5]}; every row needs a label."
-        )
-    try:
-        return np.unique(labels)
-    except TypeError:
-        kinds = sorted({type(v).__name__ for v in labels})
-        raise ValueError(
-            f"{owner}: {what} mixes labels of types {kinds}, which cannot be "
-            "ordered; use one type (all str, or all numbers)."
-        ) from None
 
 
 def check_classes(y, classes=None, *, owner, required=False):
@@ -50,7 +33,7 @@ def check_classes(y, classes=None, *, owner, required=False):
                 f"{owner}: classes must be passed on the first call to partial_fit: "
                 "a later batch may hold a class this one lacks."
             )
-        unique = _check_labels(np.asarray(y), "y", owner)
+        unique = check_labels(y, owner)
         if len(unique) < 2:
             raise ValueError(
                 f"{owner} needs samples of at least 2 classes in y to train on, but "
@@ -58,7 +41,7 @@ def check_classes(y, classes=None, *, owner, required=False):
             )
         return unique
     labels = column_or_1d(np.asarray(classes, dtype=None))
-    unique = _check_labels(labels, "classes", owner)
+    unique = check_labels(labels, owner, "classes")
     if len(unique) < len(labels):
         raise ValueError(
             f"{owner}: classes has duplicates; each label must appear once."
@@ -74,7 +57,7 @@ def check_classes(y, classes=None, *, owner, required=False):
 def encode_labels(y, classes, *, owner):
     """The positions of ``y``'s labels in ``classes``; unseen labels are an error."""
     y = np.asarray(y)
-    _check_labels(y, "y", owner)
+    check_labels(y, owner)
     known = set(classes.tolist())
     unseen = sorted({v for v in y.tolist() if v not in known}, key=str)
     if unseen:

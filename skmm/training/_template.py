@@ -24,6 +24,7 @@ copy of the weights and adopts them only at the end.
 import copy
 from types import SimpleNamespace
 
+from ..callbacks._checkpoint import fit_finished
 from ..utils._composition import fit_atomic
 from ..utils._dask import Partitions, is_dask_collection
 from ..utils._torch import resolve_device, torch_seed
@@ -62,6 +63,10 @@ class FitTemplateMixin(TrainingMixin, TorchEstimatorMixin):
             work = object.__new__(type(self))
             work.__dict__.update(self.__dict__)
             work.module_ = copy.deepcopy(self.module_)
+            # The optimizer loads its state without copying tensors already on
+            # the device, and steps them in place: the kept state is copied too.
+            if "_optimizer_state_" in vars(self):
+                work._optimizer_state_ = copy.deepcopy(self._optimizer_state_)
             work._run(X, y, sample_weight, classes, True, False)
             self.__dict__.clear()
             self.__dict__.update(work.__dict__)
@@ -76,7 +81,7 @@ class FitTemplateMixin(TrainingMixin, TorchEstimatorMixin):
         run.seed = self._seed() + (0 if first else self.n_iter_)
         if stream:
             run.partitions = Partitions(X, y, sample_weight)
-            X, _, _ = run.partitions.compute(0)
+            X = run.partitions.first()
         if first:
             self.device_ = local_device(resolve_device(self.device), self.device)
             self._begin(run, X)
@@ -116,6 +121,8 @@ class FitTemplateMixin(TrainingMixin, TorchEstimatorMixin):
                 )
             history, optimizer = self._train(run, module, source)
         self._finish(run, module, source, history)
+        # A Checkpoint's training state is done with.
+        fit_finished(getattr(self, "callbacks", None))
         if partial:
             self._optimizer_state_ = (
                 None if optimizer is None else to_cpu(optimizer.state_dict())

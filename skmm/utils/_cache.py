@@ -8,18 +8,25 @@ image (mode, size, pixels and palette) or a text. Entries live in
 where the encoder fingerprint hashes the encoder's parameters, fitted attributes and
 weights: a retrained encoder gets a new folder and never serves stale rows.
 
-Each entry holds the vector and a sha256 checksum of the encoder fingerprint, the
-key and the vector. An entry is served only when it is a finite float32 vector of the
-expected width whose checksum matches; a truncated, corrupt, NaN-filled or misplaced
-entry (one copied under another key or encoder) is recomputed and overwritten. The
-checksum detects accidents, not forgery: whoever can write into the cache folder can
-write a consistent entry, so the folder must be trusted as much as the code. Entries
-are read with ``allow_pickle=False``: a file there can never run code.
+Each entry holds the vector and a checksum of the encoder fingerprint, the key and
+the vector: a sha256, or, when the cache has a secret key (``EmbeddingMemory(key=)``
+or the ``SKMM_CACHE_KEY`` environment variable), an HMAC-SHA256 under that key. An
+entry is served only when it is a finite float32 vector of the expected width whose
+checksum matches; a truncated, corrupt, NaN-filled or misplaced entry (one copied
+under another key or encoder) is recomputed and overwritten. A plain checksum detects
+accidents, not forgery: whoever can write into the cache folder can write a
+consistent entry. With a key, only those who hold it can: an entry that is well
+formed but not signed with the key (planted, or written without the key or with
+another) is recomputed and overwritten, with one warning per transform. Entries are
+read with ``allow_pickle=False``: a file there can never run code.
 
 Entries are written to a temporary file and renamed into place, so concurrent workers
-and killed processes never leave a half-written entry. A cache that cannot be written
-(read-only folder, full disk, a file where the folder should be) warns once per
-transform and the features are computed without it.
+and killed processes never leave a half-written entry. A killed writer leaves its
+temporary ``.tmp-`` file behind: a writer removes those it finds in the folders it
+writes to once they are older than :data:`STALE_TMP_SECONDS` (a live writer's
+temporary file lives for the milliseconds of one write). A cache that cannot be
+written (read-only folder, full disk, a file where the folder should be) warns once
+per transform and the features are computed without it.
 
 A location that is a URL (``s3://bucket/cache``, ``gs://``, ``file://``,
 ``memory://``: a string with ``://``) is reached through fsspec, imported only then.
@@ -34,16 +41,21 @@ as above.
 
 import contextlib
 import hashlib
+import hmac
 import io
 import os
 import pickle
 import tempfile
+import time
 import uuid
 import warnings
+from datetime import timezone
 from pathlib import Path
 
 import joblib
 import numpy as np
+
+from ._remote import is_url, url_validator
 
 # Bumped when entries or the decoding of items change: old entries are never read.
 _LAYOUT = "v2"
@@ -52,6 +64,12 @@ _CHUNK = 1 << 20
 # Entries fetched or stored per call at a URL: asynchronous stores (s3fs, gcsfs,
 # adlfs) run a call's requests concurrently; the bytes in flight stay bounded.
 _URL_BATCH = 512
+# The environment variable holding the cache's secret key, when memory= gives none.
+KEY_ENVIRONMENT_VARIABLE = "SKMM_CACHE_KEY"
+# A temporary file older than this is a killed writer's, and is removed. One write
+# takes milliseconds; the margin covers slow network file systems and the clock
+# skew between a file server and its clients.
+STALE_TMP_SECONDS = 3600
 # fsspec protocols of object stores: one PUT writes a whole object atomically.
 _ONE_PUT_STORES = frozenset(
     {"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "oss", "memory"}
@@ -91,6 +109,15 @@ class EmbeddingMemory(joblib.Memory):
         ``profile``...); unused for a local folder. They travel inside the
         pickled encoder to Dask workers: prefer credentials the workers find
         themselves (environment variables, instance roles) to secrets here.
+    key : str or bytes, default=None
+        A secret that signs the entries (HMAC-SHA256): the cache then serves only
+        entries written with this key, and recomputes (with a warning) any other,
+        so a cache on shared storage cannot be fed features by those who can
+        write there but do not hold the key. None: the ``SKMM_CACHE_KEY``
+        environment variable where the cache is used, if set, else entries carry
+        a plain checksum. A key given here travels inside the pickled encoder
+        (to Dask workers, in ``joblib.dump`` files): prefer the environment
+        variable, set on every machine that uses the cache.
     verbose : int, default=0
         joblib's verbosity, for the joblib side of the cache.
 
@@ -113,12 +140,21 @@ class EmbeddingMemory(joblib.Memory):
     (2, 128)
     """
 
-    def __init__(self, location, *, hash_files=False, storage_options=None, verbose=0):
+    def __init__(
+        self,
+        location,
+        *,
+        hash_files=False,
+        storage_options=None,
+        key=None,
+        verbose=0,
+    ):
         # joblib would make a local folder of a URL: "s3:/bucket/cache/joblib".
         super().__init__(None if _is_url(location) else location, verbose=verbose)
         self.location = location
         self.hash_files = hash_files
         self.storage_options = storage_options
+        self.key = key
 
     def __repr__(self):
         return f"{type(self).__name__}(location={self.location!r})"
@@ -137,6 +173,27 @@ def _location(memory):
     return Path(memory)
 
 
+def _secret(memory):
+    """The cache's secret key as bytes: ``memory.key``, else ``SKMM_CACHE_KEY``, else
+    None (entries carry a plain checksum)."""
+    key = getattr(memory, "key", None)
+    if key is None:
+        key = os.environ.get(KEY_ENVIRONMENT_VARIABLE) or None
+        where = f"the {KEY_ENVIRONMENT_VARIABLE} environment variable"
+    else:
+        where = "EmbeddingMemory(key=)"
+    if key is None:
+        return None
+    if isinstance(key, str):
+        key = key.encode()
+    if not isinstance(key, (bytes, bytearray)) or not key:
+        raise ValueError(
+            f"the embedding cache's key ({where}) must be a non-empty str or bytes; "
+            f"got {type(key).__name__}."
+        )
+    return bytes(key)
+
+
 def _filesystem(url, storage_options):
     """The fsspec file system of ``url``, and the path of ``url`` on it."""
     try:
@@ -148,7 +205,10 @@ def _filesystem(url, storage_options):
             "fsspec and the store's package, such as s3fs), or give memory= a "
             "local folder."
         ) from exc
-    return fsspec.core.url_to_fs(url, **(storage_options or {}))
+    try:
+        return fsspec.core.url_to_fs(url, **(storage_options or {}))
+    except ValueError as exc:  # "Protocol not known: nosuch", say
+        raise ValueError(f"memory={url!r}: {exc}.") from exc
 
 
 def fingerprint(*parts):
@@ -175,17 +235,27 @@ def _file_digest(path):
     return h.hexdigest()
 
 
-def item_key(item, *, str_is_path, hash_files=False):
+def item_key(item, *, str_is_path, hash_files=False, storage_options=None):
     """The content key of one item, or None if it cannot be fingerprinted.
 
     ``str_is_path`` says whether a string is a file path (images, sounds) or the
     content itself (texts). A file is keyed by its absolute path, size, times and
     inode, or by a hash of its bytes with ``hash_files`` (its extension is kept in
-    the key: it chooses the decoder). Items whose bytes do not say what they decode
-    to (object arrays, whose bytes are pointers) get no key and are never cached.
+    the key: it chooses the decoder). A URL is keyed by itself and what the store
+    says of the object's current content (size, ETag, checksums, modification time:
+    one metadata request, with ``storage_options``; ``hash_files`` does not apply),
+    or gets no key when the store says nothing. Items whose bytes do not say what
+    they decode to (object arrays, whose bytes are pointers) get no key and are
+    never cached.
     """
     from PIL import Image
 
+    if str_is_path and is_url(item):
+        validator = url_validator(item, storage_options)
+        if validator is None:
+            return None
+        endpoint = _endpoint(storage_options)
+        return fingerprint("url", item, endpoint, validator)
     if isinstance(item, (str, os.PathLike)) and (
         str_is_path or not isinstance(item, str)
     ):
@@ -229,6 +299,13 @@ def item_key(item, *, str_is_path, hash_files=False):
     return None
 
 
+def _endpoint(storage_options):
+    """Where a URL's store is, when the options say (one bucket name, two stores)."""
+    options = storage_options or {}
+    client = options.get("client_kwargs") or {}
+    return options.get("endpoint_url") or client.get("endpoint_url")
+
+
 class EmbeddingCache:
     """Read and write per-item embeddings of one fitted encoder.
 
@@ -246,7 +323,11 @@ class EmbeddingCache:
         location = _location(memory)
         self.namespace = namespace
         self.hash_files = bool(getattr(memory, "hash_files", False))
+        self._secret = None if location is None else _secret(memory)
+        self._unsigned = 0  # well-formed entries not signed with the key
+        self._warned_unsigned = False
         self._writable = True
+        self._swept = set()  # folders cleared of stale temporary files
         self._fs = None
         if location is None:
             self.folder = None
@@ -267,7 +348,11 @@ class EmbeddingCache:
         return self.folder / key[:2] / f"{key}.npz"
 
     def _checksum(self, key, value):
-        h = hashlib.sha256()
+        """sha256 of the entry's place and vector; HMAC-SHA256 with a secret key."""
+        if self._secret is None:
+            h = hashlib.sha256()
+        else:
+            h = hmac.new(self._secret, digestmod=hashlib.sha256)
         for part in (_LAYOUT, self.namespace, key, value.dtype.str, str(value.shape)):
             h.update(part.encode() + b"\0")
         h.update(np.ascontiguousarray(value).tobytes())
@@ -282,13 +367,20 @@ class EmbeddingCache:
             raise
         except Exception:  # noqa: BLE001 - not a valid entry: a miss
             return None
-        if (
+        if not (
             value.dtype == np.float32
             and value.shape == shape
             and np.all(np.isfinite(value))
-            and np.array_equal(checksum, self._checksum(key, value))
+        ):
+            return None
+        # Compared in constant time: a signature is not guessed byte by byte.
+        if hmac.compare_digest(
+            np.asarray(checksum, dtype=np.uint8).tobytes(),
+            self._checksum(key, value).tobytes(),
         ):
             return value
+        if self._secret is not None:
+            self._unsigned += 1
         return None
 
     def _read(self, key, shape):
@@ -336,7 +428,21 @@ class EmbeddingCache:
             if value is not None:
                 out[i] = value
                 hits[i] = True
+        if self._unsigned and not self._warned_unsigned:
+            self._warned_unsigned = True
+            warnings.warn(
+                f"{self._unsigned} entries of the embedding cache {self._where()} "
+                "are not signed with its key (planted, or written without the key "
+                "or with another one): they are recomputed and overwritten.",
+                UserWarning,
+                stacklevel=3,
+            )
         return hits
+
+    def _where(self):
+        if self._fs is None:
+            return str(self.folder)
+        return self._fs.unstrip_protocol(self.folder)
 
     def _entry_bytes(self, key, value):
         """One entry, as the bytes of an ``.npz``: the vector and its checksum."""
@@ -344,9 +450,47 @@ class EmbeddingCache:
         np.savez(buffer, value=value, checksum=self._checksum(key, value))
         return buffer.getvalue()
 
+    def _sweep(self, folder, listing, age, remove):
+        """Remove the stale temporary files of ``folder``, once per cache object.
+
+        ``listing()`` gives the folder's paths, ``age(path)`` a file's age in
+        seconds. Only files older than :data:`STALE_TMP_SECONDS` go: a live writer's
+        is seconds old at most. Another cleaner may remove one first: no error.
+        """
+        if folder in self._swept:
+            return
+        self._swept.add(folder)
+        for path in listing():
+            if not str(path).rsplit("/", 1)[-1].startswith(".tmp-"):
+                continue
+            with contextlib.suppress(FileNotFoundError, NotImplementedError):
+                if age(path) > STALE_TMP_SECONDS:
+                    remove(path)
+
+    def _sweep_local(self, folder):
+        now = time.time()
+        self._sweep(
+            folder,
+            lambda: [os.path.join(folder, name) for name in os.listdir(folder)],
+            lambda path: now - os.stat(path).st_mtime,
+            os.remove,
+        )
+
+    def _sweep_url(self, folder):
+        def age(path):
+            modified = self._fs.modified(path)  # a datetime, naive in UTC or aware
+            if modified.tzinfo is None:
+                return time.time() - modified.replace(tzinfo=timezone.utc).timestamp()
+            return time.time() - modified.timestamp()
+
+        self._sweep(
+            folder, lambda: self._fs.ls(folder, detail=False), age, self._fs.rm_file
+        )
+
     def _write(self, key, value):
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
+        self._sweep_local(path.parent)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".npz")
         try:
             with os.fdopen(fd, "wb") as f:
@@ -372,6 +516,7 @@ class EmbeddingCache:
             if folder not in self._made:
                 self._fs.makedirs(folder, exist_ok=True)
                 self._made.add(folder)
+                self._sweep_url(folder)
             tmp = f"{folder}/.tmp-{uuid.uuid4().hex}.npz"
             try:
                 self._fs.pipe_file(tmp, self._entry_bytes(key, value))

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 from sklearn.utils import Bunch, check_array
+from sklearn.utils.multiclass import type_of_target
 
 from ._sklearn_compat import (
     _BaseComposition,
@@ -169,6 +170,44 @@ def is_group(cell):
     return not any(isinstance(v, _ONE_ITEM_PARTS) for v in cell)
 
 
+def check_labels(y, owner, what="y"):
+    """Return the sorted labels of ``y``, refusing missing and unorderable ones.
+
+    The one check of class labels before scikit-learn sorts them (where a None
+    among strings fails with ``'<' not supported between 'NoneType' and 'str'``):
+    a missing label (None, NaN) is named by position, and labels of types that
+    cannot be ordered (str and numbers) are named by type.
+    """
+    y = np.asarray(y)
+    missing = np.flatnonzero(missing_cells(y.ravel()))
+    if len(missing):
+        raise ValueError(
+            f"{owner}: {what} holds missing labels (None/NaN) at position(s) "
+            f"{missing[:5].tolist()}{', ...' if len(missing) > 5 else ''}; "
+            + ("every row needs a label." if what == "y" else "each must be a label.")
+        )
+    try:
+        return np.unique(y)
+    except TypeError:
+        kinds = sorted({type(v).__name__ for v in y.ravel()})
+        raise ValueError(
+            f"{owner}: {what} mixes labels of types {kinds}, which cannot be "
+            "ordered; use one type (all str, or all numbers)."
+        ) from None
+
+
+def target_type(y, owner):
+    """scikit-learn's ``type_of_target`` of ``y``, with its wording ("Unknown label
+    type") where it has one; where it fails on labels it cannot sort (a None among
+    strings: ``'<' not supported between 'NoneType' and 'str'``),
+    :func:`check_labels` names the positions or the types instead."""
+    try:
+        return type_of_target(y, input_name="y")
+    except TypeError:
+        check_labels(y, owner)
+        raise
+
+
 def missing_cells(values):
     """True where a 1-D column holds a missing item (None, NaN, pd.NA, NaT)."""
     values = np.asarray(values)
@@ -200,9 +239,20 @@ def missing_rows(selection):
     """
     if sp.issparse(selection):
         return nan_mask(selection).all(axis=1)
+    if isinstance(selection, np.ndarray) and selection.dtype.kind in "fc":
+        # Features (an encoder's output): one vectorised test, not one per column.
+        if selection.ndim == 1:
+            return np.isnan(selection)
+        if selection.shape[1] == 0:
+            return np.zeros(selection.shape[0], dtype=bool)
+        return np.isnan(selection).all(axis=1)
     if hasattr(selection, "iloc"):  # pandas
-        frame = selection.to_frame() if selection.ndim == 1 else selection
-        columns = [frame.iloc[:, j].to_numpy() for j in range(frame.shape[1])]
+        if selection.ndim == 1:  # no frame built around one column (one-row latency)
+            columns = [selection.to_numpy()]
+        else:
+            columns = [
+                selection.iloc[:, j].to_numpy() for j in range(selection.shape[1])
+            ]
     elif hasattr(selection, "get_column") or hasattr(selection, "to_list"):  # polars
         frame = selection.to_frame() if len(selection.shape) == 1 else selection
         columns = [frame.to_series(j).to_numpy() for j in range(frame.shape[1])]
@@ -611,7 +661,12 @@ class ModalityLayout:
             )
         else:
             key = list(m.indices)
-        selection = _safe_indexing(X, key[0] if m.scalar else key, axis=1)
+        if self.by_name(X) and hasattr(X, "iloc"):
+            # pandas by name: plain column access, as _safe_indexing's .loc gives,
+            # without its indexer machinery on every call (one-row latency).
+            selection = X[key[0]] if m.scalar else X[key]
+        else:
+            selection = _safe_indexing(X, key[0] if m.scalar else key, axis=1)
         return selection if rows is None else _safe_indexing(selection, rows)
 
     def missing(

@@ -7,8 +7,12 @@ in-memory method on a worker. The output's ``meta`` (columns, dtypes) is derived
 the fitted estimator, so nothing is computed to build it.
 
 The model travels to each worker once: when the scheduler in effect is a
-``distributed`` client it is scattered (pickled once in the client and sent to the
-workers, never unpickled by the scheduler, which may lack torch); with Dask's local
+``distributed`` client, it is pickled once in the client into one node of the graph,
+``pickle.loads(model bytes)``, which one worker computes and the others fetch from
+it (the scheduler holds bytes only, so it needs neither torch nor skmm). A worker
+lost with the model is then recovered as any lost result is: the scheduler computes
+the node again from its bytes (a scattered model would be lost with the last worker
+holding it, and every partition waiting for it would fail). With Dask's local
 schedulers it is one ``dask.delayed`` node shared by every partition. The result
 is meant to be computed under the scheduler in effect when it was built. On the
 worker, torch estimators with ``device="auto"`` move to the worker's GPU when it has
@@ -18,15 +22,20 @@ Dask is imported only when the input is a Dask collection: ``import skmm`` does 
 import it.
 """
 
+import contextlib
 import functools
+import pickle
 import sys
 import threading
+import uuid
 import weakref
 
 import numpy as np
 import pandas as pd
 from sklearn.base import TransformerMixin, is_classifier
 from sklearn.utils.validation import check_is_fitted
+
+from ._validation import prefix_errors
 
 __all__ = [
     "DaskMixin",
@@ -176,16 +185,28 @@ def _shared(estimator):
     # under ``dask.config.set(scheduler="sync")`` for instance).
     client = getattr(get_scheduler(), "__self__", None)
     if type(client).__name__ == "Client" and hasattr(client, "scatter"):
-        # hash=False: no tokenizing, which would pickle the weights once more.
-        return client.scatter(estimator, hash=False)
+        import cloudpickle
+
+        # Bytes in the graph, recomputable when the worker holding the model is
+        # lost; a name of our own: no tokenizing of the weights.
+        blob = cloudpickle.dumps(estimator, protocol=pickle.HIGHEST_PROTOCOL)
+        name = f"{type(estimator).__name__}-model-{uuid.uuid4().hex}"
+        return dask.delayed(pickle.loads, pure=True)(blob, dask_key_name=name)
     return dask.delayed(estimator, pure=False, traverse=False)
 
 
-def _apply_partition(part, estimator, method, kwargs, meta):
+def _apply_partition(part, estimator, method, kwargs, meta, partition_info=None):
     if len(part) == 0:
         # The in-memory methods reject 0 rows, as scikit-learn's do.
         return meta
-    out = getattr(on_worker_device(estimator), method)(part, **kwargs)
+    # Dask passes the partition's number to a function with this keyword.
+    where = (
+        contextlib.nullcontext()
+        if partition_info is None
+        else prefix_errors(f"partition {partition_info['number']}")
+    )
+    with where:
+        out = getattr(on_worker_device(estimator), method)(part, **kwargs)
     if isinstance(meta, pd.Series):
         return pd.Series(np.asarray(out), index=part.index, name=meta.name)
     return pd.DataFrame(np.asarray(out), index=part.index, columns=meta.columns)
@@ -199,19 +220,21 @@ def _map_blocks(shared, X, method, kwargs, columns, dtype):
     tail = () if columns is None else (len(columns),)
     blocks = [
         da.from_delayed(
-            dask.delayed(_apply_block)(block, shared, method, kwargs),
+            dask.delayed(_apply_block)(block, shared, method, kwargs, i),
             shape=(n, *tail),
             dtype=dtype,
         )
-        for block, n in zip(X.to_delayed().ravel(), X.chunks[0])
+        for i, (block, n) in enumerate(zip(X.to_delayed().ravel(), X.chunks[0]))
     ]
     if not blocks:
         return da.empty((0, *tail), dtype=dtype)
     return da.concatenate(blocks)
 
 
-def _apply_block(block, estimator, method, kwargs):
-    return np.asarray(getattr(on_worker_device(estimator), method)(block, **kwargs))
+def _apply_block(block, estimator, method, kwargs, i):
+    with prefix_errors(f"block {i}"):
+        out = getattr(on_worker_device(estimator), method)(block, **kwargs)
+    return np.asarray(out)
 
 
 _ready = weakref.WeakSet()
@@ -327,6 +350,14 @@ class Partitions:
 
     Streaming training reads them: ``X`` a Dask DataFrame (or Series), ``y`` and
     ``sample_weight`` Dask Series, DataFrames or Arrays split like ``X``, or None.
+
+    X and its targets are paired by position, partition by partition, as
+    scikit-learn pairs in-memory rows and as dask-ml's wrappers pair blocks;
+    aligning them on the index instead would need a shuffle of the whole table. So
+    a ``y`` (or ``sample_weight``) with an index is checked, when its partition is
+    computed, to hold the labels of X's partition in the same order: a ``y`` sorted
+    or filtered apart from X is refused, naming the partition and the first row
+    that differs, never silently paired with other rows.
     """
 
     def __init__(self, X, y=None, sample_weight=None):
@@ -368,12 +399,40 @@ class Partitions:
         parts = iter(parts)
         out = [None if b is None else next(parts) for b in self.blocks]
         for name, part in zip(("y", "sample_weight"), out[1:]):
-            if part is not None and len(part) != len(out[0]):
+            if part is None:
+                continue
+            if len(part) != len(out[0]):
                 raise ValueError(
                     f"partition {i}: X has {len(out[0])} rows but {name} has "
                     f"{len(part)}; they must be split alike."
                 )
+            _check_same_index(i, name, out[0], part)
         return tuple(out)
+
+    def first(self):
+        """X's first partition to learn the layout and the preprocessing from.
+
+        The first one with rows where every column has an item (a filtered table
+        may begin with empty partitions, or with one whose column is all missing),
+        else the first one with rows. Partitions are computed in order until then.
+        """
+        fallback = None
+        for i in range(len(self)):
+            import dask
+
+            (X,) = dask.compute(self.blocks[0][i])
+            if len(X) == 0:
+                continue
+            if fallback is None:
+                fallback = X
+            frame = X.to_frame() if isinstance(X, pd.Series) else X
+            if bool(frame.notna().any().all()):
+                return X
+        if fallback is None:
+            raise ValueError(
+                f"every partition of X ({len(self)}) is empty: nothing to fit on."
+            )
+        return fallback
 
     def iterate(self, order):
         """Yield ``(i, partition)`` in ``order``, computing the next one meanwhile.
@@ -393,3 +452,23 @@ class Partitions:
                     else None
                 )
                 yield i, part
+
+
+def _check_same_index(i, name, X, part):
+    """Refuse a partition of ``y`` (or weights) whose index is not X's, in order."""
+    index = getattr(part, "index", None)
+    if index is None or index.equals(X.index):
+        return
+    differs = np.flatnonzero(np.asarray(index) != np.asarray(X.index))
+    k = int(differs[0]) if len(differs) else 0
+    ours, theirs = (
+        label.item() if isinstance(label, np.generic) else label
+        for label in (X.index[k], index[k])
+    )
+    raise ValueError(
+        f"partition {i}: the index of {name} is not X's (position {k}: X's row "
+        f"{ours!r}, {name}'s row {theirs!r}). X and {name} are paired by "
+        "position, so they must hold the same rows in the same order: take "
+        f"{name} as a column of the same Dask DataFrame as X, align it first "
+        "(X.join(y)), or pass it as a Dask Array to pair by position."
+    )

@@ -67,6 +67,9 @@ def parallel_over_modalities(n_jobs, function, tasks):
     each task capped at its share of the CPUs (see the module's description).
     """
     tasks = list(tasks)
+    if effective_n_jobs(n_jobs) == 1:
+        # One by one in this process: no joblib dispatch per call (one-row latency).
+        return [function(*args) for args in tasks]
     n_threads = threads_per_task(n_jobs, len(tasks))
     return Parallel(n_jobs=n_jobs)(
         delayed(_capped)(function, n_threads, args) for args in tasks

@@ -8,6 +8,7 @@ encoder built on :class:`Column` gets cells of several items from one implementa
 """
 
 import numbers
+import re
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -17,6 +18,24 @@ import scipy.sparse as sp
 
 from ._composition import check_table, is_group, is_missing
 from ._sklearn_compat import validate_data
+
+# The text numpy prints for an array: brackets around numbers (Dask's default string
+# conversion turns a column of arrays into that text).
+_ARRAY_TEXT = re.compile(r"\s*\[[-+.,\d\seEnaif\[\]]*\]\s*")
+
+
+def file_not_found(path):
+    """The error for an item naming no file; an array printed as text says how
+    it became one."""
+    if _ARRAY_TEXT.fullmatch(path):
+        shown = path if len(path) <= 40 else f"{path[:37]}..."
+        return ValueError(
+            f"got the text of an array ({shown!r}), not an array nor a file: Dask "
+            "turns object columns into strings by default. Keep arrays as objects "
+            'with dask.config.set({"dataframe.convert-string": False}) (see '
+            '"Arrays in object columns" in docs/scaling.rst), or pass file paths.'
+        )
+    return ValueError(f"file not found: {path!r}")
 
 
 @contextmanager
@@ -321,7 +340,13 @@ def _foreign_column(estimator, X, *, reset):
     name = getattr(X, "name", name)
     name = name if isinstance(name, str) else None
     if hasattr(X, "__array__"):
-        return np.asarray(X), name
+        values = np.asarray(X)
+        if values.dtype == object and callable(getattr(X, "to_list", None)):
+            # Nested cells (polars' List columns) as Python lists, as pandas holds
+            # them: numpy would make a nested-list image a group of 1-D arrays.
+            values = np.empty(len(values), dtype=object)
+            values[:] = X.to_list()
+        return values, name
     for method in ("to_numpy", "to_list", "to_pylist"):
         if callable(getattr(X, method, None)):
             values = getattr(X, method)()

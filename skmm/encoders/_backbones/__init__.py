@@ -3,8 +3,9 @@
 A ``backbone=`` is a built-in name (``"efficientnet_lite0"``; ``"cnn"``, ``"lstm"``,
 ``"gru"`` trained from scratch; ``"wordllama"``), a torchvision model name,
 ``"timm:<name>"``, ``"hf:<id or folder>"``, ``"open_clip:<architecture>"``, or a
-``torch.nn.Module``. :func:`get_backbone` is the one place that maps it to its
-:class:`Backbone` adapter; each hub's library is imported only when its adapter
+``torch.nn.Module``; a clip model (modality ``"video"``) is a torchvision video model
+name or ``"hf:<id or folder>"``. :func:`get_backbone` is the one place that maps it
+to its :class:`Backbone` adapter; each hub's library is imported only when its adapter
 builds or resolves something.
 """
 
@@ -13,11 +14,13 @@ import torch
 from ._base import DEFAULT_WEIGHTS, Backbone
 from ._efficientnet import EfficientNetLiteBackbone
 from ._hf import HFBackbone
+from ._hf_video import HFVideoBackbone
 from ._module import ModuleBackbone
 from ._open_clip import OpenClipBackbone
 from ._scratch import ScratchBackbone
 from ._timm import TimmBackbone
 from ._torchvision import TorchvisionBackbone
+from ._torchvision_video import TorchvisionVideoBackbone
 from ._wordllama import WordLlamaBackbone
 
 __all__ = ["DEFAULT_WEIGHTS", "Backbone", "get_backbone"]
@@ -31,33 +34,38 @@ _NAMES = {
         "gru": ScratchBackbone,
     },
     "audio": {"cnn": ScratchBackbone},
+    "video": {},
 }
-# "<prefix>:<model name>" backbones.
+# "<prefix>:<model name>" backbones, and a modality's own adapter for a prefix.
 _PREFIXES = {"timm": TimmBackbone, "hf": HFBackbone, "open_clip": OpenClipBackbone}
+_MODALITY_PREFIXES = {"video": {"hf": HFVideoBackbone}}
+# Any other name is a torchvision model's (checked when resolved).
+_FALLBACKS = {"image": TorchvisionBackbone, "video": TorchvisionVideoBackbone}
 
 
 def get_backbone(backbone, modality, weights):
-    """The adapter of ``backbone`` for ``modality`` (``"image"``, ``"text"``, ``"audio"``).
+    """The adapter of ``backbone`` for ``modality`` (``"image"``, ``"text"``, ``"audio"``,
+    ``"video"``).
 
     Parsing only: no library is imported and nothing is read. Raises ``ValueError``
     when the modality cannot use the backbone.
     """
     if isinstance(backbone, torch.nn.Module):
         return ModuleBackbone(None, weights, modality)
+    prefixes = {**_PREFIXES, **_MODALITY_PREFIXES.get(modality, {})}
     prefix, colon, name = backbone.partition(":")
-    if colon and prefix in _PREFIXES:
+    if colon and prefix in prefixes:
         if not name:
             raise ValueError(
                 f"backbone={backbone!r} names no model after {prefix + ':'!r}."
             )
-        cls = _PREFIXES[prefix]
+        cls = prefixes[prefix]
     else:
-        # Any other image name is a torchvision model's (checked when resolved).
-        fallback = TorchvisionBackbone if modality == "image" else None
+        fallback = _FALLBACKS.get(modality)
         cls, name = _NAMES[modality].get(backbone, fallback), backbone
     if cls is None or modality not in cls.modalities:
-        prefixes = [p for p, c in _PREFIXES.items() if modality in c.modalities]
-        article = "a" if modality == "text" else "an"
+        prefixes = [p for p, c in prefixes.items() if modality in c.modalities]
+        article = "an" if modality[0] in "aeiou" else "a"
         raise ValueError(
             f"backbone={backbone!r} is not {article} {modality} backbone; use one of "
             f"{sorted(_NAMES[modality])}, a model name after "

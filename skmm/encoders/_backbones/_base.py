@@ -17,6 +17,8 @@ import pickle
 
 import torch
 
+from ..._persistence import portable_state, restored_state
+
 # The "weights" value meaning "the backbone's own pretrained weights".
 DEFAULT_WEIGHTS = "DEFAULT"
 # The normalisation of backbones pretrained on ImageNet.
@@ -122,6 +124,32 @@ def load_into(module, state, source):
         raise ValueError(
             f"weights {os.fspath(source)!r} do not fit the backbone: {exc}"
         ) from None
+
+
+def check_finite_weights(module, backbone):
+    """Refuse initial weights holding NaN or infinity (a damaged file, a diverged
+    training): their features would be all-NaN rows, which look exactly like the
+    rows of missing items. Every saved float tensor is checked (not the buffers a
+    model builds itself, such as an attention mask of -inf)."""
+    bad = [
+        name
+        for name, tensor in module.state_dict().items()
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all())
+    ]
+    if bad:
+        source = backbone.source
+        what = (
+            f"weights file {source[1]!r}"
+            if source is not None and source[0] == "file"
+            else f"weights {backbone.weights!r} of {backbone.hub}:{backbone.name}"
+        )
+        raise ValueError(
+            f"the {what} hold NaN or infinite values in {len(bad)} tensor(s) "
+            f"({', '.join(bad[:5])}{', ...' if len(bad) > 5 else ''}): the file is "
+            "damaged or was saved from a training that diverged; its features would "
+            "be NaN, which skmm reads as missing items."
+        )
+    return module
 
 
 def file_identity(path):
@@ -336,7 +364,12 @@ class Backbone:
         # Weights read at fit for the first build: never pickled, nor deep-copied.
         state.pop("_state", None)
         state.pop("_model", None)
-        return state
+        # The processor and config as data, rebuilt by their libraries' parsers on
+        # load: pickles and skops files hold no library object.
+        return portable_state(state)
+
+    def __setstate__(self, state):
+        self.__dict__.update(restored_state(state))
 
     @property
     def pretrained(self):

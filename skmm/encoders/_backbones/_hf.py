@@ -24,6 +24,7 @@ _PROCESSORS = {
     "text": "AutoTokenizer",
     "image": "AutoImageProcessor",
     "audio": "AutoFeatureExtractor",
+    "video": "AutoImageProcessor",
 }
 
 
@@ -71,6 +72,16 @@ def hf_call(load, name, **kwargs):
         return load(name, local_files_only=False, **kwargs)
     except OSError as exc:
         raise OSError(f"{_hf_hint(name)} ({exc})") from exc
+
+
+def _weights_files(name):
+    """The weights files of a local model folder, for messages (else the model id)."""
+    if not os.path.isdir(name):
+        return f"(of the model {name!r})"
+    files = sorted(
+        f for f in os.listdir(name) if f.endswith((".safetensors", ".bin", ".pt"))
+    )
+    return ", ".join(repr(os.path.join(name, f)) for f in files) or "(none found)"
 
 
 def _interpolation_name(resample):
@@ -211,6 +222,8 @@ class HFBackbone(Backbone):
         transformers = self._transformers()
         if not (pretrained and self.source is not None):
             return transformers.AutoModel.from_config(self.config)
+        from safetensors import SafetensorError
+
         try:
             return hf_call(transformers.AutoModel.from_pretrained, self.name)
         except pickle.UnpicklingError:
@@ -218,6 +231,13 @@ class HFBackbone(Backbone):
                 f"backbone='hf:{self.name}': its weights file holds pickled Python "
                 "objects, and skmm never unpickles code from a file. Save the model "
                 "as safetensors (save_pretrained does by default)."
+            ) from None
+        except (SafetensorError, EOFError, RuntimeError) as exc:
+            # A truncated or damaged weights file: name it, not only the model.
+            raise ValueError(
+                f"backbone='hf:{self.name}': cannot read its weights file "
+                f"{_weights_files(self.name)}: {exc}. The file may be truncated (an "
+                "interrupted copy or download); save the model again."
             ) from None
 
     # -- images ----------------------------------------------------------------------------
