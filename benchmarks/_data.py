@@ -21,6 +21,24 @@ def fashion(n):
     return paths, np.array([r["subCategory"] for r in rows])
 
 
+def fashion_table(n):
+    """The first ``n`` fashion items as a table (photo path, title) and their
+    masterCategory labels."""
+    import pandas as pd
+
+    with open(SHARED / "fashion" / "styles.csv", newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))[:n]
+    X = pd.DataFrame(
+        {
+            "image": [
+                str(SHARED / "fashion" / "images" / f"{r['id']}.jpg") for r in rows
+            ],
+            "title": [r["productDisplayName"] for r in rows],
+        }
+    )
+    return X, np.array([r["masterCategory"] for r in rows])
+
+
 def fsdd_waves(n):
     from skmm.encoders._audio import read_audio
 

@@ -21,13 +21,11 @@ batched forward. Both sides' outputs are checked to agree.
     OMP_NUM_THREADS=1 python benchmarks/bench_latency.py
 """
 
-import csv
 import time
 
 import numpy as np
-import pandas as pd
 import torch
-from _data import SHARED
+from _data import fashion_table
 from PIL import Image
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
@@ -41,20 +39,6 @@ from skmm.nn import MultimodalNetClassifier
 N_TRAIN = 300
 ROWS = 150  # rows timed one at a time (after the training rows)
 WARMUP = 10
-
-
-def fashion_table(n):
-    with open(SHARED / "fashion" / "styles.csv", newline="", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f))[:n]
-    X = pd.DataFrame(
-        {
-            "image": [
-                str(SHARED / "fashion" / "images" / f"{r['id']}.jpg") for r in rows
-            ],
-            "title": [r["productDisplayName"] for r in rows],
-        }
-    )
-    return X, np.array([r["masterCategory"] for r in rows])
 
 
 def image_encoder():

@@ -16,7 +16,6 @@ does (on the first ``CHECKED`` rows).
     OMP_NUM_THREADS=1 python benchmarks/bench_persistence.py
 """
 
-import csv
 import statistics
 import tempfile
 import time
@@ -24,10 +23,9 @@ from pathlib import Path
 
 import joblib
 import numpy as np
-import pandas as pd
 import skops.io as sio
 import torch
-from _data import SHARED
+from _data import fashion_table
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 
@@ -40,20 +38,6 @@ REPEATS = 5
 # Rows whose probabilities every loaded model must give exactly (a pretrained image
 # tower takes a good part of a second per photo on one shared CPU thread).
 CHECKED = 16
-
-
-def fashion_table(n):
-    with open(SHARED / "fashion" / "styles.csv", newline="", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f))[:n]
-    X = pd.DataFrame(
-        {
-            "image": [
-                str(SHARED / "fashion" / "images" / f"{r['id']}.jpg") for r in rows
-            ],
-            "title": [r["productDisplayName"] for r in rows],
-        }
-    )
-    return X, np.array([r["masterCategory"] for r in rows])
 
 
 def timed(fn):

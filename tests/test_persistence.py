@@ -17,6 +17,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from _tiny_hubs import (
+    TINY_CLIP_NAME,
+    save_tiny_bert,
+    save_tiny_clip,
+    save_tiny_wav2vec2,
+)
 from numpy.testing import assert_array_equal
 from sklearn.feature_extraction.text import CountVectorizer
 from sklearn.linear_model import LogisticRegression, Ridge
@@ -423,74 +429,19 @@ TITLES = ["nike black shoes", "puma blue tshirt", "titan silver watch"]
 @pytest.fixture(scope="module")
 def hf_bert(tmp_path_factory):
     transformers = pytest.importorskip("transformers")
-    torch.manual_seed(0)
-    folder = tmp_path_factory.mktemp("hf_bert")
-    words = sorted({w for t in TITLES for w in t.split()})
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words]
-    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
-    transformers.BertTokenizerFast(str(folder / "vocab.txt")).save_pretrained(folder)
-    config = transformers.BertConfig(
-        vocab_size=len(vocab),
-        hidden_size=16,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=20,
-        max_position_embeddings=32,
-    )
-    transformers.BertModel(config).save_pretrained(folder)
-    return folder
+    return save_tiny_bert(transformers, tmp_path_factory.mktemp("hf_bert"), TITLES)
 
 
 @pytest.fixture(scope="module")
 def hf_wav2vec2(tmp_path_factory):
     transformers = pytest.importorskip("transformers")
-    torch.manual_seed(0)
-    config = transformers.Wav2Vec2Config(
-        hidden_size=16,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=20,
-        conv_dim=(8, 8),
-        conv_stride=(5, 4),
-        conv_kernel=(10, 8),
-        num_conv_pos_embeddings=16,
-        num_conv_pos_embedding_groups=2,
-    )
-    folder = tmp_path_factory.mktemp("hf_wav2vec2")
-    transformers.Wav2Vec2Model(config).save_pretrained(folder)
-    transformers.Wav2Vec2FeatureExtractor(
-        sampling_rate=8000, do_normalize=True
-    ).save_pretrained(folder)
-    return folder
+    return save_tiny_wav2vec2(transformers, tmp_path_factory.mktemp("hf_wav2vec2"))
 
 
 @pytest.fixture(scope="module")
 def clip_file(tmp_path_factory):
     open_clip = pytest.importorskip("open_clip")
-    folder = tmp_path_factory.mktemp("open_clip")
-    config = {
-        "embed_dim": 8,
-        "vision_cfg": {
-            "image_size": 16,
-            "layers": 1,
-            "width": 16,
-            "patch_size": 8,
-            "head_width": 8,
-        },
-        "text_cfg": {
-            "context_length": 8,
-            "vocab_size": 49408,
-            "width": 16,
-            "heads": 2,
-            "layers": 1,
-        },
-    }
-    (folder / "skmm-persist-clip.json").write_text(json.dumps(config))
-    open_clip.add_model_config(folder / "skmm-persist-clip.json")
-    torch.manual_seed(0)
-    model = open_clip.create_model("skmm-persist-clip", pretrained=None)
-    torch.save(model.state_dict(), folder / "clip.pt")
-    return folder / "clip.pt"
+    return save_tiny_clip(open_clip, tmp_path_factory.mktemp("open_clip"))
 
 
 def test_hub_preprocessing_round_trips(hf_bert, hf_wav2vec2, clip_file, tmp_path):
@@ -502,7 +453,7 @@ def test_hub_preprocessing_round_trips(hf_bert, hf_wav2vec2, clip_file, tmp_path
             (AudioEncoder(8000, backbone=f"hf:{hf_wav2vec2}", **cpu()), waves),
             (
                 TextEncoder(
-                    "open_clip:skmm-persist-clip", weights=str(clip_file), **cpu()
+                    f"open_clip:{TINY_CLIP_NAME}", weights=str(clip_file), **cpu()
                 ),
                 TITLES,
             ),

@@ -7,7 +7,6 @@ from there; skmm's features must equal what the library computes itself.
 
 import csv
 import importlib.metadata
-import json
 import pickle
 import socket
 import sys
@@ -16,6 +15,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from _tiny_hubs import (
+    TINY_CLIP_NAME,
+    save_tiny_bert,
+    save_tiny_clip,
+    save_tiny_wav2vec2,
+)
 from PIL import Image
 from sklearn.base import clone
 from sklearn.feature_extraction.text import TfidfVectorizer
@@ -81,77 +86,19 @@ def hf_vit(tmp_path_factory):
 @pytest.fixture(scope="module")
 def hf_bert(tmp_path_factory):
     transformers = pytest.importorskip("transformers")
-    torch.manual_seed(0)
-    folder = tmp_path_factory.mktemp("hf_bert")
-    words = sorted({w.lower() for t in TITLES for w in t.split()})
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words]
-    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
-    transformers.BertTokenizerFast(str(folder / "vocab.txt")).save_pretrained(folder)
-    config = transformers.BertConfig(
-        vocab_size=len(vocab),
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=37,
-        max_position_embeddings=64,
-    )
-    transformers.BertModel(config).save_pretrained(folder)
-    return folder
+    return save_tiny_bert(transformers, tmp_path_factory.mktemp("hf_bert"), TITLES)
 
 
 @pytest.fixture(scope="module")
 def hf_wav2vec2(tmp_path_factory):
     transformers = pytest.importorskip("transformers")
-    torch.manual_seed(0)
-    config = transformers.Wav2Vec2Config(
-        hidden_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=37,
-        conv_dim=(16, 16),
-        conv_stride=(5, 4),
-        conv_kernel=(10, 8),
-        num_conv_pos_embeddings=16,
-        num_conv_pos_embedding_groups=2,
-    )
-    folder = tmp_path_factory.mktemp("hf_wav2vec2")
-    transformers.Wav2Vec2Model(config).save_pretrained(folder)
-    transformers.Wav2Vec2FeatureExtractor(
-        sampling_rate=8000, do_normalize=True
-    ).save_pretrained(folder)
-    return folder
-
-
-TINY_CLIP = {
-    "embed_dim": 16,
-    "vision_cfg": {
-        "image_size": 32,
-        "layers": 1,
-        "width": 32,
-        "patch_size": 8,
-        "head_width": 16,
-    },
-    "text_cfg": {
-        "context_length": 16,
-        "vocab_size": 49408,
-        "width": 32,
-        "heads": 2,
-        "layers": 1,
-    },
-}
+    return save_tiny_wav2vec2(transformers, tmp_path_factory.mktemp("hf_wav2vec2"))
 
 
 @pytest.fixture(scope="module")
 def clip_file(tmp_path_factory):
     open_clip = pytest.importorskip("open_clip")
-    folder = tmp_path_factory.mktemp("open_clip")
-    (folder / "skmm-tiny-clip.json").write_text(json.dumps(TINY_CLIP))
-    open_clip.add_model_config(folder / "skmm-tiny-clip.json")
-    torch.manual_seed(0)
-    model = open_clip.create_model("skmm-tiny-clip", pretrained=None)
-    path = folder / "tiny-clip.pt"
-    torch.save(model.state_dict(), path)
-    return path
+    return save_tiny_clip(open_clip, tmp_path_factory.mktemp("open_clip"))
 
 
 # -- features equal the library's own ---------------------------------------------------
@@ -239,13 +186,15 @@ def test_hf_audio_features_match_transformers(hf_wav2vec2):
 def test_open_clip_features_match_open_clip(clip_file, photos):
     open_clip = pytest.importorskip("open_clip")
     model, _, preprocess = open_clip.create_model_and_transforms(
-        "skmm-tiny-clip", pretrained=str(clip_file)
+        TINY_CLIP_NAME, pretrained=str(clip_file)
     )
     model.eval()
     small = [np.asarray(Image.fromarray(im).resize((32, 32))) for im in photos]
-    images = ImageEncoder("open_clip:skmm-tiny-clip", weights=str(clip_file), **cpu())
-    texts = TextEncoder("open_clip:skmm-tiny-clip", weights=str(clip_file), **cpu())
-    tokenizer = open_clip.get_tokenizer("skmm-tiny-clip")
+    images = ImageEncoder(
+        f"open_clip:{TINY_CLIP_NAME}", weights=str(clip_file), **cpu()
+    )
+    texts = TextEncoder(f"open_clip:{TINY_CLIP_NAME}", weights=str(clip_file), **cpu())
+    tokenizer = open_clip.get_tokenizer(TINY_CLIP_NAME)
     with torch.no_grad():
         x = torch.stack([preprocess(Image.fromarray(im)) for im in small])
         expected_images = model.encode_image(x).numpy()
@@ -361,7 +310,7 @@ def _encoders(timm_file, hf_vit, hf_bert, clip_file):
         "hf image": ImageEncoder(f"hf:{hf_vit}"),
         "hf text": TextEncoder(f"hf:{hf_bert}"),
         "open_clip text": TextEncoder(
-            "open_clip:skmm-tiny-clip", weights=str(clip_file)
+            f"open_clip:{TINY_CLIP_NAME}", weights=str(clip_file)
         ),
         "wordllama": TextEncoder("wordllama"),
     }
@@ -531,8 +480,8 @@ def test_torchvision_cache_is_read_as_tensors(tmp_path, monkeypatch, photos):
         lambda path: ImageEncoder("resnet18", weights=path),
         lambda path: ImageEncoder(torch.nn.Conv2d(3, 4, 3), weights=path),
         lambda path: ImageEncoder("timm:test_efficientnet", weights=path),
-        lambda path: ImageEncoder("open_clip:skmm-tiny-clip", weights=path),
-        lambda path: TextEncoder("open_clip:skmm-tiny-clip", weights=path),
+        lambda path: ImageEncoder(f"open_clip:{TINY_CLIP_NAME}", weights=path),
+        lambda path: TextEncoder(f"open_clip:{TINY_CLIP_NAME}", weights=path),
         lambda path: TextEncoder("wordllama", weights=path),
         lambda path: TextEncoder("gru", weights=path, max_epochs=0),
         lambda path: AudioEncoder(backbone="cnn", weights=path),
@@ -789,7 +738,7 @@ def test_aligned_clip_towers_make_a_matcher_without_training(
     clip_file = tmp_path / "tiny-clip-50.pt"
     torch.save(state, clip_file)
     model, _, preprocess = open_clip.create_model_and_transforms(
-        "skmm-tiny-clip", pretrained=str(clip_file)
+        TINY_CLIP_NAME, pretrained=str(clip_file)
     )
     model.eval()
     small = [np.asarray(Image.fromarray(im).resize((32, 32))) for im in photos]
@@ -798,12 +747,12 @@ def test_aligned_clip_towers_make_a_matcher_without_training(
         [
             (
                 "img",
-                ImageEncoder("open_clip:skmm-tiny-clip", weights=str(clip_file)),
+                ImageEncoder(f"open_clip:{TINY_CLIP_NAME}", weights=str(clip_file)),
                 "image",
             ),
             (
                 "txt",
-                TextEncoder("open_clip:skmm-tiny-clip", weights=str(clip_file)),
+                TextEncoder(f"open_clip:{TINY_CLIP_NAME}", weights=str(clip_file)),
                 "title",
             ),
         ],
@@ -812,7 +761,7 @@ def test_aligned_clip_towers_make_a_matcher_without_training(
         validation_fraction=0.5,
         **cpu(),
     ).fit(X)
-    tokenizer = open_clip.get_tokenizer("skmm-tiny-clip")
+    tokenizer = open_clip.get_tokenizer(TINY_CLIP_NAME)
     with torch.no_grad():
         za = model.encode_image(
             torch.stack([preprocess(Image.fromarray(i)) for i in small])

@@ -420,32 +420,3 @@ def mark_clips_without_soundtrack(column, owner):
             stacklevel=3,
         )
     return column
-    silent = []
-    for i in column.present():
-        item = column.items[i]
-        if not is_video_file(item):
-            continue
-        try:
-            found = has_soundtrack(item)
-        except ValueError as exc:
-            raise ValueError(f"{column.where(i)}: {exc}") from None
-        if not found:
-            silent.append(i)
-    if silent:
-        column.missing[silent] = True
-        labels = [i if column.labels is None else column.labels[i] for i in silent]
-        labels = [v.item() if isinstance(v, np.generic) else v for v in labels]
-        shown = ", ".join(map(repr, labels[:_ROWS_SHOWN]))
-        more = (
-            f" and {len(labels) - _ROWS_SHOWN} more"
-            if len(labels) > _ROWS_SHOWN
-            else ""
-        )
-        where = "" if column.name is None else f" of column {column.name!r}"
-        warnings.warn(
-            f"{owner}: {len(silent)} video file(s){where} have no audio stream and "
-            f"are missing for the audio side (NaN features): rows {shown}{more}.",
-            UserWarning,
-            stacklevel=3,
-        )
-    return column

@@ -16,7 +16,7 @@ import functools
 
 import torch
 
-from ._base import Backbone, FreezableMixin, load_into, strip_classifier
+from ._base import Backbone, ModuleTower, load_into, strip_classifier
 from ._torchvision import torchvision_state_dict, torchvision_weights
 
 
@@ -26,18 +26,6 @@ def torchvision_video_models():
     from torchvision import models
 
     return frozenset(models.list_models(module=models.video))
-
-
-class ClipTower(FreezableMixin, torch.nn.Module):
-    """A video model over whole clips ``(n, C, T, H, W)``, its output flattened."""
-
-    def __init__(self, backbone, out_features):
-        super().__init__()
-        self.backbone = backbone
-        self.out_features = out_features
-
-    def forward(self, x):
-        return self.backbone(x).flatten(1)
 
 
 def _strip_video_classifier(model, name):
@@ -98,7 +86,8 @@ class TorchvisionVideoBackbone(Backbone):
         from torchvision.models import get_model
 
         model = get_model(self.name, weights=None)
-        tower = ClipTower(model, _strip_video_classifier(model, self.name))
+        # A video model over whole clips (n, C, T, H, W), its output flattened.
+        tower = ModuleTower(model, _strip_video_classifier(model, self.name))
         if pretrained and self.from_file:
             state = self.take_file_state()
             # A fitted encoder's module_, or the model's own state dict.
