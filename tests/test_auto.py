@@ -249,9 +249,41 @@ def test_training_on_cells_of_several_items_is_refused(table):
     listed = X.assign(photo=[[p] for p in X["photo"]])
     with pytest.raises(NotImplementedError, match="column 'photo' has cells of sev"):
         ImageEncoder("cnn", max_epochs=1, device="cpu").fit(listed["photo"], y)
-    net = MultimodalNetClassifier([("img", cnn(), "photo")], max_epochs=1)
+    trained = ImageEncoder("cnn", max_epochs=1, device="cpu")
+    net = MultimodalNetClassifier([("img", trained, "photo")], max_epochs=1)
     with pytest.raises(NotImplementedError, match="MultimodalNetClassifier"):
         net.fit(listed, y)
+    assert not hasattr(net, "modalities_")
+
+
+def test_a_net_pools_a_frozen_towers_cells_of_several_items(table):
+    """A frozen tower's input for a cell of several items is the mean of its items'
+    features, as the encoder alone gives it; the net trains on top."""
+    from skmm.nn import MultimodalNetClassifier
+
+    X, y = table
+    # Cells of two photos (the row's own and the next), one of one photo, one empty.
+    photos = list(X["photo"])
+    cells = [[photos[i], photos[(i + 1) % 12]] for i in range(12)]
+    cells[3], cells[5] = [photos[3]], []
+    listed = X.assign(photo=cells)
+    net = MultimodalNetClassifier(
+        [("img", cnn(), "photo"), ("num", "passthrough", ["price"])],
+        max_epochs=2,
+        random_state=0,
+        device="cpu",
+    ).fit(listed, y)
+    tower = net.module_.towers[0]
+    rows = np.arange(12)
+    features, encoded, present = net._tower_input(
+        "img", net.encoders_[0][1], tower, net._columns(listed, reset=False)[0], rows
+    )
+    assert encoded and present.tolist() == [i != 5 for i in range(12)]
+    single = net.named_encoders_["img"].transform(photos)
+    expected = [single[[i, (i + 1) % 12]].mean(0) for i in range(12) if i != 5]
+    expected[3] = single[3]
+    assert_allclose(features.numpy(), np.stack(expected), rtol=1e-5, atol=1e-6)
+    assert net.predict_proba(listed).shape == (12, 2)
 
 
 def test_html_repr_shows_the_columns_of_each_kind(table):

@@ -167,8 +167,16 @@ class TowerComposite(FitTemplateMixin, TriplesComposition):
             with naming(m.name):
                 items = self.modalities_.select(X, m.name)
                 columns.append(m.estimator._check_input(items, reset=reset))
-            reject_groups(columns[-1], type(self).__name__)
+            if not reset:  # at fit, once the tower's backbone is resolved
+                self._check_groups(m.estimator, columns[-1])
         return columns
+
+    def _check_groups(self, enc, column):
+        """Cells of several items reach a frozen tower only: its features are the
+        mean of the items' (the encoders' pooling); a trained tower would need the
+        pooling inside the net's forward pass."""
+        if not getattr(enc, "_frozen", lambda: False)():
+            reject_groups(column, type(self).__name__)
 
     # -- fit -----------------------------------------------------------------------------
     @_fit_context(prefer_skip_nested_validation=False)
@@ -247,7 +255,8 @@ class TowerComposite(FitTemplateMixin, TriplesComposition):
                     "fit on."
                 )
             with naming(name):
-                enc._fit_preprocessing(column, present)
+                enc._fit_preprocessing(*column.preprocessing_rows(present))
+                self._check_groups(enc, column)
 
     def _resume(self, run):
         return self.module_

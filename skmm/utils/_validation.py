@@ -189,9 +189,9 @@ def reject_groups(column, owner):
         raise NotImplementedError(
             f"{owner}: {what} has cells of several items (a list per "
             "cell); the encoders pool such cells into one feature vector when they "
-            "are frozen (max_epochs=0, in MultimodalFuser or MultimodalVectorizer), "
-            "but training on them is not supported yet. Keep one item per cell, or "
-            "use a frozen encoder."
+            "are frozen (max_epochs=0: in MultimodalFuser, MultimodalVectorizer and "
+            "as a net's or matcher's frozen tower), but training on them is not "
+            "supported yet. Keep one item per cell, or use a frozen encoder."
         )
 
 
