@@ -456,13 +456,6 @@ def test_the_fuser_reads_frames_and_soundtrack_from_one_column(digits_clips):
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="MultimodalFuser finds missing rows in the cell values only (None, NaN): "
-    "the NaN features the audio side gives a clip without soundtrack are taken "
-    "for a broken present item; the fuser would need the encoder's own missing "
-    "rows (its _check_input(X).missing)",
-)
 def test_the_fuser_takes_a_clip_without_soundtrack_as_missing_sound(
     digits_clips, tmp_path
 ):
@@ -479,7 +472,19 @@ def test_the_fuser_takes_a_clip_without_soundtrack_as_missing_sound(
     )
     with pytest.warns(UserWarning, match="have no audio stream"):
         out = fuser.fit_transform(X)
-    assert (out[8, fuser.output_indices_["sound"]] == 0).all()
+    # The same as a None cell in a column of its own: filled by the missing= policy.
+    X_none = X.assign(sound=paths + [None])
+    reference = MultimodalFuser(
+        [
+            ("frames", tiny(), "video"),
+            ("sound", AudioFeatures(sample_rate=8000, n_mfcc=8), "sound"),
+        ],
+        missing="zero",
+    ).fit_transform(X_none)
+    np.testing.assert_allclose(out, reference, rtol=1e-5, atol=1e-6)
+    with pytest.warns(UserWarning, match="have no audio stream"):
+        again = fuser.transform(X)
+    np.testing.assert_allclose(again, out, rtol=1e-5, atol=1e-6)
 
 
 def test_a_net_trains_video_and_sound_towers_on_one_column(digits_clips, tmp_path):

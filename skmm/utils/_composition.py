@@ -710,6 +710,11 @@ class ModalityLayout:
                 self.select(X, m.name) if selections is None else selections[m.name]
             )
             rows = missing_rows(selection)
+            # An encoder may take more items for missing than None/NaN cells (the
+            # audio encoders: a video file without a soundtrack); it names them.
+            own = getattr(m.estimator, "_missing_items", None)
+            if own is not None and not rows.all():
+                rows = own(selection, rows)
             where = f"{self.owner}: modality {m.name!r} ({describe_columns(m.columns)})"
             if training and rows.all():
                 raise ValueError(
