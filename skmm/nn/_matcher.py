@@ -349,33 +349,34 @@ class MultimodalMatcher(DaskMixin, ClassifierMixin, TransformerMixin, TowerCompo
     def partial_fit(self, X, y=None, classes=None, sample_weight=None):
         """Train for one pass over the pairs of ``X``, continuing from the last call.
 
-                The first call learns the towers' preprocessing on its rows and starts the
-                towers from their initial weights, as :meth:`fit` does; later calls continue
-                from the weights and the optimizer state (Adam's moments, say) that the
-                previous call left, which pickles with the matcher. A call after :meth:`fit`
-                continues from the fitted weights with a fresh optimizer. One epoch of the
-                training loop without a validation split; ``threshold_`` and the
-                calibration are then chosen again on this call's pairs (with generated
-                non-matching pairs), which the matcher has just trained on: on a stream they
-                follow the model, but sit on seen pairs, where :meth:`fit` uses held-out ones.
-                A failed call leaves the matcher as it was.
+        The first call learns the towers' preprocessing on its rows and starts the
+        towers from their initial weights, as :meth:`fit` does; later calls continue
+        from the weights and the optimizer state (Adam's moments, say) that the
+        previous call left, which pickles with the matcher. A call after :meth:`fit`
+        continues from the fitted weights with a fresh optimizer. One epoch of the
+        training loop without a validation split; ``threshold_`` and the
+        calibration are then chosen again on this call's pairs (with generated
+        non-matching pairs), which the matcher has just trained on: on a stream they
+        follow the model, but sit on seen pairs, where :meth:`fit` uses held-out ones.
+        A failed call leaves the matcher as it was.
 
-                Parameters
-                ----------
-                X : DataFrame or array-like of shape (n_samples, n_features)
-                    One pair per row, as in :meth:`fit`.
-                y : array-like of shape (n_samples,), default=None
-                    The two labels of the pairs (the greater one is a match: 1 for a matching
-                    pair, 0 for another); None when every row matches (``classes_`` is then
-                    ``[0, 1]``).
-        {classes} With ``y``, the two labels.
-                sample_weight : array-like of shape (n_samples,), default=None
-                    Weights of the matching pairs in the contrastive loss.
+        Parameters
+        ----------
+        X : DataFrame or array-like of shape (n_samples, n_features)
+            One pair per row, as in :meth:`fit`.
+        y : array-like of shape (n_samples,), default=None
+            The two labels of the pairs (the greater one is a match: 1 for a matching
+            pair, 0 for another); None when every row matches (``classes_`` is then
+            ``[0, 1]``).
+        {classes}
+            With ``y``, the two labels.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Weights of the matching pairs in the contrastive loss.
 
-                Returns
-                -------
-                self : object
-                    The matcher, trained one more pass.
+        Returns
+        -------
+        self : object
+            The matcher, trained one more pass.
         """
         self._fit_entry(X, y, sample_weight, classes, partial=True)
         return self

@@ -904,19 +904,19 @@ class MultimodalNetClassifier(ClassifierMixin, _MultimodalNetBase):
     def partial_fit(self, X, y, classes=None, sample_weight=None):
         """Train for one pass over the rows of ``X``, continuing from the last call.
 
-                {partial_fit}
+        {partial_fit}
 
-                Parameters
-                ----------
-                {partial_fit_X}
-                y : array-like of shape (n_samples,)
-                    The class labels.
+        Parameters
+        ----------
+        {partial_fit_X}
+        y : array-like of shape (n_samples,)
+            The class labels.
         {classes}
-                {partial_fit_weight}
+        {partial_fit_weight}
 
-                Returns
-                -------
-                {partial_fit_returns}
+        Returns
+        -------
+        {partial_fit_returns}
         """
         self._fit_entry(X, y, sample_weight, classes, partial=True)
         return self
