@@ -8,13 +8,12 @@ from urllib.parse import urlsplit
 
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator
+from sklearn.base import BaseEstimator, clone
 
 from ..base import TorchEncoderMixin
-from ..utils._composition import is_group
 from ..utils._remote import is_url, read_url, redact
 from ..utils._sklearn_compat import HasMethods, Interval, StrOptions
-from ..utils._validation import Column, check_column, file_not_found
+from ..utils._validation import check_column, file_not_found
 from ._hub import BackboneMixin
 from ._mel import default_n_fft
 from ._video_io import is_video_file, mark_clips_without_soundtrack, read_soundtrack
@@ -260,26 +259,11 @@ class AudioMixin:
         for missing: the ``missing`` cells, and video files without an audio stream,
         named in a warning (so a fuser's ``missing=`` policy fills them as it fills
         None cells). A batch of waveforms adds none."""
-        values = selection
-        if hasattr(values, "iloc"):  # a pandas Series or one-column DataFrame
-            values = values.iloc[:, 0] if values.ndim == 2 else values
-            name, labels = values.name, values.index
-            values = values.to_numpy(dtype=object)
-        else:
-            name, labels = None, None
-            values = np.asarray(values, dtype=object)
-            if values.ndim == 2 and values.shape[1] == 1:
-                values = values[:, 0]
-        if values.ndim != 1 or not any(map(is_video_file, values[~missing])):
+        if missing.all():
             return missing
-        column = Column(
-            values,
-            missing.copy(),
-            name=name if isinstance(name, str) else None,
-            labels=labels,
-            nested=any(is_group(v) for v in values),
-        )
-        return mark_clips_without_soundtrack(column, type(self).__name__).missing
+        # Read as the encoder reads its input, on a clone: the composite's encoder
+        # records nothing before its own fit.
+        return clone(self)._check_input(selection, reset=True).missing
 
     def _n_fft(self):
         return self.n_fft if self.n_fft is not None else default_n_fft(self.sample_rate)
