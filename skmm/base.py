@@ -7,6 +7,7 @@ and feature names. :class:`Tower` is what a composite (:mod:`skmm.nn`) asks of a
 encoder to build, train and run the encoder's tower itself.
 """
 
+import contextlib
 import os
 import weakref
 from collections import deque
@@ -536,7 +537,11 @@ class TorchEncoderMixin(
         width = module.out_features
         out = np.full((len(column), width), np.nan, dtype=np.float32)
         rows = column.present()
-        if not column.batch and all(isinstance(column.items[i], str) for i in rows):
+        if (
+            not column.batch
+            and len(rows) > 1  # one item has no duplicate (one-row latency)
+            and all(isinstance(column.items[i], str) for i in rows)
+        ):
             # Hashing the str objects: memory follows the texts' real lengths (a
             # fixed-width str array would be n x the longest text).
             inverse, _ = pd.factorize(column.items[rows])
@@ -566,10 +571,12 @@ class TorchEncoderMixin(
         parts = [compute[i : i + size] for i in range(0, len(compute), size)]
         if module.training:  # fitted and loaded towers are in eval mode already:
             module.eval()  # no walk over every submodule per call
-        progress = tqdm(
-            total=len(compute),
-            desc=f"{type(self).__name__} transform",
-            disable=not runtime.verbose,
+        # No bar object unless one is shown: a hidden tqdm still registers itself
+        # and locks on every call (one-row latency).
+        progress = (
+            tqdm(total=len(compute), desc=f"{type(self).__name__} transform")
+            if runtime.verbose
+            else None
         )
 
         def load(index):
@@ -578,7 +585,7 @@ class TorchEncoderMixin(
         with (
             torch.inference_mode(),
             autocast(runtime.device, runtime.precision),
-            progress,
+            progress or contextlib.nullcontext(),
         ):
             if not runtime.num_workers:
                 loaded = ((index, load(index)) for index in parts)
@@ -587,7 +594,8 @@ class TorchEncoderMixin(
             for index, batch in loaded:
                 out = module(batch.to(runtime.device))
                 values[index] = out.float().cpu().numpy()
-                progress.update(len(index))
+                if progress is not None:
+                    progress.update(len(index))
 
     # -- the embedding cache -----------------------------------------------------------
     _str_items_are_paths = True

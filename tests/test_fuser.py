@@ -1205,3 +1205,82 @@ def test_cca_and_pls_align_two_modalities_by_hand(classes, kind):
             ],
             projection=kind,
         ).fit(X)
+
+
+class _Features(TransformerMixin, BaseEstimator):
+    """Returns the float features it is given, and infinity where asked."""
+
+    def fit(self, X, y=None):
+        return self
+
+    def transform(self, X):
+        return np.asarray(X, dtype=np.float32) * self.factor_
+
+    factor_ = np.float32(1.0)
+
+
+def test_one_row_scaling_equals_the_block_pipeline(monkeypatch):
+    """The fitted scaler is applied with its own arithmetic (mean_ and scale_ in the
+    block's dtype), not through Pipeline.transform per call: the same bits, NaN
+    features included, in float32 and float64, on one row and on several."""
+    from skmm.fusion._blocks import _transform_block
+
+    rng = np.random.default_rng(0)
+    for dtype in (np.float32, np.float64):
+        train = rng.normal(3.0, 2.0, size=(40, 5)).astype(dtype)
+        for scaler in (StandardScaler(), StandardScaler(with_mean=False)):
+            pipe = Pipeline(
+                [
+                    ("impute", "passthrough"),
+                    ("scale", scaler),
+                    ("project", "passthrough"),
+                ]
+            ).fit(train)
+            for n_rows in (1, 7):
+                block = rng.normal(1.0, 5.0, size=(n_rows, 5)).astype(dtype)
+                block[0, 2] = np.nan
+                before = block.copy()
+                got = _transform_block(pipe, block)
+                assert got.dtype == dtype
+                assert_array_equal(got, pipe.transform(block))
+                assert_array_equal(block, before)  # the input is not scaled in place
+    # Another width takes the pipeline, whose scaler names the mismatch.
+    with pytest.raises(ValueError, match="X has 4 features, but StandardScaler"):
+        _transform_block(pipe, rng.normal(size=(1, 4)))
+
+    # Through the fuser, on rows with a NaN feature: equal to the block pipelines
+    # run by hand, and no Pipeline.transform call per prediction.
+    X = pd.DataFrame(rng.normal(size=(30, 3)), columns=["a", "b", "c"])
+    fz = MultimodalFuser(
+        [("x", _Features(), ["a", "b"]), ("y", "passthrough", ["c"])],
+    ).fit(X)
+    new = X.iloc[:4].copy()
+    new.iloc[1, 0] = np.nan
+    expected = np.hstack(
+        [
+            fz.block_transformers_["x"].transform(
+                np.asarray(new[["a", "b"]], dtype=np.float32)
+            ),
+            fz.block_transformers_["y"].transform(new[["c"]].to_numpy()),
+        ]
+    )
+
+    def per_call_pipeline(*args, **kwargs):
+        raise AssertionError("Pipeline.transform called per prediction")
+
+    monkeypatch.setattr(Pipeline, "transform", per_call_pipeline)
+    for rows in ([0], [1], [0, 1, 2, 3]):
+        assert_array_equal(fz.transform(new.iloc[rows]), expected[rows])
+
+
+def test_encoder_output_with_infinity_is_refused():
+    """A float output is accepted without check_array only when it has no
+    infinity; with one, check_array's message, naming the encoder."""
+    X = pd.DataFrame({"a": [1.0, 2.0, 3.0], "b": [0.5, 0.1, 0.2]})
+    fz = MultimodalFuser([("x", _Features(), ["a", "b"])]).fit(X)
+    bad = X.copy()
+    bad.iloc[2, 1] = np.inf
+    with pytest.raises(
+        ValueError, match="the output of encoder 'x' is not usable: Input contains"
+    ):
+        fz.transform(bad)

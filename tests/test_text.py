@@ -138,3 +138,33 @@ def test_repeated_texts_are_encoded_once(monkeypatch):
     out = enc.transform(["a shirt", "jeans", "a shirt", "a shirt"])
     assert sorted(seen) == ["a shirt", "jeans"]
     np.testing.assert_array_equal(out[0], out[3])
+
+
+def test_wordllama_one_text_equals_its_row_of_a_batch():
+    """One text is tokenised on its own (not through the batch tokenizer); its
+    ids, mask and features are those of its row in a batch."""
+    import torch
+
+    from skmm.encoders._backbones._wordllama import ids_and_mask
+
+    sequences = [[5, 6, 7, 8], [], [9], list(range(1, 20))]
+    got = ids_and_mask(sequences, 6)
+    # By hand: cut to 6 ids, an empty text is one padding id, padded with 0.
+    expected = torch.tensor(
+        [
+            [[5, 6, 7, 8, 0, 0], [1, 1, 1, 1, 0, 0]],
+            [[0, 0, 0, 0, 0, 0], [1, 0, 0, 0, 0, 0]],
+            [[9, 0, 0, 0, 0, 0], [1, 0, 0, 0, 0, 0]],
+            [[1, 2, 3, 4, 5, 6], [1, 1, 1, 1, 1, 1]],
+        ]
+    )
+    assert got.dtype == torch.long and torch.equal(got, expected)
+
+    enc = TextEncoder("wordllama", device="cpu").fit(TEXTS)
+    batch = enc.transform(TEXTS)
+    backbone = enc.backbone_
+    for i, text in enumerate(TEXTS):
+        one = backbone.text_input(enc, [text])
+        row = backbone.text_input(enc, [text, TEXTS[0] * 40])[:1, :, : one.shape[2]]
+        assert torch.equal(one, row)
+        np.testing.assert_array_equal(enc.transform([text])[0], batch[i])

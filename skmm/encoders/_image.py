@@ -3,6 +3,7 @@
 import io
 import math
 import os
+import stat
 from numbers import Integral
 
 import numpy as np
@@ -56,6 +57,8 @@ def _to_float(array, what):
         return array.astype(np.float32)
     if array.dtype.kind == "u" and array.dtype.itemsize == 2:
         return array.astype(np.float32) / 65535
+    if array.dtype == np.uint8:  # in [0, 255] by its type
+        return array.astype(np.float32) / 255
     if np.issubdtype(array.dtype, np.integer):
         low, high = int(array.min(initial=0)), int(array.max(initial=0))
         if low < 0 or high > 255:
@@ -189,11 +192,13 @@ def read_image(item, min_size=None, storage_options=None):
         )
     elif isinstance(item, (str, os.PathLike)):
         path = os.fspath(item)
-        if os.path.isdir(path):
+        try:  # one stat for the three checks (one-row latency)
+            info = os.stat(path)
+        except (OSError, ValueError):  # as os.path.exists says False
+            raise file_not_found(path) from None
+        if stat.S_ISDIR(info.st_mode):
             raise ValueError(f"{path!r} is a directory, not an image file")
-        if not os.path.exists(path):
-            raise file_not_found(path)
-        if os.path.getsize(path) == 0:
+        if info.st_size == 0:
             raise ValueError(f"{path!r} is an empty file")
         item = _open_image(path, repr(path), min_size)
     elif isinstance(item, (bytes, bytearray, memoryview)):

@@ -22,6 +22,7 @@ from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils import Bunch, check_array
+from sklearn.utils._set_output import _get_output_config
 from sklearn.utils.sparsefuncs import mean_variance_axis
 from sklearn.utils.validation import _check_method_params
 
@@ -224,8 +225,8 @@ class BlockPipelineMixin:
             fused = [
                 self._scaled(
                     name,
-                    self.block_transformers_[name].transform(
-                        self._densify(name, block)
+                    _transform_block(
+                        self.block_transformers_[name], self._densify(name, block)
                     ),
                 )
                 for name, block in blocks.items()
@@ -545,7 +546,7 @@ def _check_block(name, out, n_samples, *, numeric):
             f"scipy sparse array, dataframe); encoder {name!r} returned "
             f"{type(out).__name__} of shape {getattr(out, 'shape', None)}."
         )
-    if numeric:
+    if numeric and not _clean_float_array(out):
         if _is_dataframe(out):
             out = out.to_numpy()
         try:
@@ -569,6 +570,53 @@ def _check_block(name, out, n_samples, *, numeric):
             f"encoder {name!r} returned {out.shape[0]} rows for {n_samples} samples."
         )
     return out
+
+
+def _transform_block(pipe, block):
+    """``pipe.transform(block)``: a fitted block pipeline on new rows.
+
+    A dense float block whose steps are ``"passthrough"`` and a fitted
+    :class:`~sklearn.preprocessing.StandardScaler` (the default, ``missing="error"``)
+    is scaled here with the arithmetic of the scaler's ``transform`` (its ``mean_``
+    and ``scale_`` cast to the block's dtype, subtracted then divided: the same
+    values to the last bit), without the per-call validation of the Pipeline and
+    the scaler, which costs more than the scaling on one row: the block is a 2-D
+    float array already (``_check_block``), and a block of another width goes
+    through the pipeline, whose scaler names the mismatch. Any other step, a
+    sparse block, or a DataFrame output (``set_output``) takes the pipeline.
+    """
+    steps = [step for _, step in pipe.steps if step != "passthrough"]
+    if not (
+        type(block) is np.ndarray
+        and block.dtype in (np.float32, np.float64)
+        and len(steps) == 1
+        and type(steps[0]) is StandardScaler
+    ):
+        return pipe.transform(block)
+    scaler = steps[0]
+    if (
+        block.shape[1] != scaler.n_features_in_
+        or _get_output_config("transform", scaler)["dense"] != "default"
+    ):
+        return pipe.transform(block)
+    out = block.copy()
+    if scaler.with_mean:
+        out -= scaler.mean_.astype(out.dtype)
+    if scaler.with_std:
+        out /= scaler.scale_.astype(out.dtype)
+    return out
+
+
+def _clean_float_array(out):
+    """True for what ``check_array`` in ``_check_block`` would return unchanged: a
+    2-D float32/float64 ndarray without infinity (NaN allowed). The encoders' usual
+    output, accepted without check_array's per-call machinery; anything else is
+    converted, or refused with its message, by check_array."""
+    if not (type(out) is np.ndarray and out.dtype in (np.float32, np.float64)):
+        return False
+    # The sum is finite unless some value is NaN or infinite (or it overflows):
+    # only then is every value looked at.
+    return bool(np.isfinite(out.sum())) or not np.isinf(out).any()
 
 
 def _is_dataframe(out):

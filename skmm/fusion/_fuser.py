@@ -21,6 +21,7 @@ from ..utils._composition import (
     TriplesComposition,
     check_table,
     fit_atomic,
+    present_part,
     row_labels,
 )
 from ..utils._dask import DaskMixin
@@ -37,7 +38,6 @@ from ..utils._sklearn_compat import (
     _print_elapsed_time,
     _raise_for_params,
     _routing_enabled,
-    _safe_indexing,
     _safe_set_output,
     _VisualBlock,
 )
@@ -526,7 +526,7 @@ n_features_out)
             tasks.append(
                 (
                     self._fittable(m.estimator),
-                    _present(selections[m.name], absent[m.name]),
+                    present_part(selections[m.name], absent[m.name]),
                     None if y is None else y_array[rows],
                     _row_params(X, routed[m.name], rows),
                     type(self).__name__,
@@ -845,15 +845,6 @@ def _has_columns(out):
     return hasattr(out, "columns") and hasattr(out, "shape")
 
 
-def _present(selection, absent):
-    """The selection's rows where the modality is present."""
-    return (
-        selection
-        if not absent.any()
-        else _safe_indexing(selection, np.flatnonzero(~absent))
-    )
-
-
 def _row_params(X, params, rows):
     """Metadata restricted to ``rows`` (a Bunch of method -> params, or params)."""
     if isinstance(params, Bunch) and all(isinstance(v, dict) for v in params.values()):
@@ -881,7 +872,7 @@ def _transform_one(encoder, X, absent, params):
     row is."""
     if absent.all():
         return None
-    return encoder.transform(_present(X, absent), **params)
+    return encoder.transform(present_part(X, absent), **params)
 
 
 def make_fuser(*encoders, **kwargs):

@@ -38,6 +38,7 @@ from ..utils._composition import (
     check_table,
     fit_atomic,
     is_drop,
+    present_part,
     target_type,
 )
 from ..utils._dask import DaskMixin
@@ -335,7 +336,9 @@ class _BaseLateFusion(
             rows = np.flatnonzero(present[:, j])
             model_method = method or self.stack_method_[j]
             if len(rows):
-                out = getattr(est, model_method)(_safe_indexing(selection, rows))
+                out = getattr(est, model_method)(
+                    present_part(selection, ~present[:, j])
+                )
                 out = self._align(
                     out, est.classes_ if is_classifier(est) else None, model_method
                 )

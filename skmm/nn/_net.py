@@ -466,12 +466,11 @@ class _MultimodalNetBase(
         if module.training:  # in eval mode since fit or loading: no walk per call
             module.eval()
         out = []
+        parts = list(batches(X.shape[0], self.batch_size))
+        if self.verbose:  # no bar object per call unless one is shown
+            parts = tqdm(parts, desc=f"{type(self).__name__} predict")
         with torch.inference_mode(), autocast(self.device_, self.precision):
-            for index in tqdm(
-                list(batches(X.shape[0], self.batch_size)),
-                desc=f"{type(self).__name__} predict",
-                disable=not self.verbose,
-            ):
+            for index in parts:
                 inputs, available = self._batch(module, sources, index.numpy())
                 if output == "head":
                     result = module(inputs, available)

@@ -230,6 +230,17 @@ def nan_mask(values):
     return np.isnan(values)
 
 
+def present_part(selection, absent):
+    """The rows of a modality's ``selection`` where it is present (``~absent``).
+
+    The selection itself when no row is missing: no indexed copy of the table per
+    call (pandas' ``.iloc`` on one row costs more than the rest of the bookkeeping).
+    """
+    if not absent.any():
+        return selection
+    return _safe_indexing(selection, np.flatnonzero(~absent))
+
+
 def missing_rows(selection):
     """True for the rows whose every selected cell is missing (None, NaN, pd.NA).
 

@@ -3,6 +3,7 @@
 import importlib.util
 import os
 
+import numpy as np
 import torch
 
 from ._base import (
@@ -43,12 +44,14 @@ def wordllama_files():
 def ids_and_mask(sequences, max_length):
     """Stack token-id lists, cut to ``max_length`` and padded with 0, with their mask."""
     sequences = [list(s)[:max_length] or [0] for s in sequences]
-    width = max(len(s) for s in sequences)
-    out = torch.zeros(len(sequences), 2, width, dtype=torch.long)
+    lengths = np.fromiter(map(len, sequences), dtype=np.int64, count=len(sequences))
+    # Filled in numpy, one tensor at the end: a torch tensor per text cost more
+    # than the embedding's forward pass.
+    out = np.zeros((len(sequences), 2, int(lengths.max())), dtype=np.int64)
     for r, s in enumerate(sequences):
-        out[r, 0, : len(s)] = torch.tensor(s)
-        out[r, 1, : len(s)] = 1
-    return out
+        out[r, 0, : len(s)] = s
+    out[:, 1] = np.arange(out.shape[2]) < lengths[:, None]
+    return torch.from_numpy(out)
 
 
 class WordLlamaTower(FreezableMixin, torch.nn.Module):
@@ -101,5 +104,11 @@ class WordLlamaBackbone(Backbone):
         return tower
 
     def text_input(self, encoder, texts):
-        encoded = self.processor.encode_batch(texts, add_special_tokens=False)
+        if len(texts) == 1:
+            # The batch encoder spreads texts over its thread pool: for one text,
+            # only the hand-off to a pool thread (which waits for a core on a busy
+            # machine).
+            encoded = [self.processor.encode(texts[0], add_special_tokens=False)]
+        else:
+            encoded = self.processor.encode_batch(texts, add_special_tokens=False)
         return ids_and_mask([e.ids for e in encoded], encoder.max_length)
