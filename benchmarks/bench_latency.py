@@ -14,9 +14,13 @@ it times ``predict_proba`` on a one-row DataFrame, and the floor: the same work 
 plain torch with nothing of skmm (Pillow decodes the photo, torchvision resizes and
 crops it, the tokenizer encodes the title, the fitted towers run on one item each).
 The two alternate, row after row, over ``ROWS`` different rows; it prints the p50
-and p95 of each, their ratio (target: one row within 1.3x of the floor), and the
-batch throughput of ``predict_proba`` on all the rows at once against the floor's
-batched forward. Both sides' outputs are checked to agree.
+and p95 of each, their ratio (target: one row within 1.3x of the floor), the
+overhead in ms (the p50 over rows of ours minus the floor, timed one after the
+other: readable whatever the machine's load, which stretches both sides), the part
+of it that is scikit-learn's heads (``LogisticRegression.predict_proba`` on the
+row's features, one per tower for late fusion, timed in the same loop; the net has
+none), and the batch throughput of ``predict_proba`` on all the rows at once
+against the floor's batched forward. Both sides' outputs are checked to agree.
 
     OMP_NUM_THREADS=1 python benchmarks/bench_latency.py
 """
@@ -28,7 +32,7 @@ import torch
 from _data import fashion_table
 from PIL import Image
 from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import make_pipeline
+from sklearn.pipeline import Pipeline, make_pipeline
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 
@@ -106,6 +110,24 @@ def timed(fn, *args):
     return time.perf_counter() - start
 
 
+def sklearn_heads(model, X):
+    """Per row, the calls of scikit-learn's heads on that row's features (fitted
+    towers' output computed beforehand): what of one-row latency is not skmm's."""
+    if isinstance(model, Pipeline):
+        features = model[:-1].transform(X)
+        return [[(model[-1].predict_proba, features[i : i + 1])] for i in range(len(X))]
+    if isinstance(model, LateFusionClassifier):
+        towers = [
+            (pipe[-1].predict_proba, pipe[:-1].transform(X[[column]]))
+            for pipe, column in (
+                (model.named_estimators_["img"], "image"),
+                (model.named_estimators_["txt"], "title"),
+            )
+        ]
+        return [[(head, z[i : i + 1]) for head, z in towers] for i in range(len(X))]
+    return [[] for _ in range(len(X))]  # a net's head is torch, inside the floor
+
+
 def measure(name, model, floor, X):
     rows = [X.iloc[[i]] for i in range(len(X))]
     for path in X["image"]:  # every photo in the page cache: both sides read it warm
@@ -114,7 +136,8 @@ def measure(name, model, floor, X):
     for row in rows[:WARMUP]:
         model.predict_proba(row)
         floor(row["image"].tolist(), row["title"].tolist())
-    ours, base = [], []
+    heads = sklearn_heads(model, X)
+    ours, base, sklearn = [], [], []
     for i, row in enumerate(rows):
         paths, titles = row["image"].tolist(), row["title"].tolist()
         # Alternating which side goes first, so that neither always follows the other.
@@ -124,8 +147,11 @@ def measure(name, model, floor, X):
         else:
             ours.append(timed(model.predict_proba, row))
             base.append(timed(floor, paths, titles))
+        sklearn.append(sum(timed(head, z) for head, z in heads[i]))
     (o50, o95), (b50, b95) = percentiles(ours), percentiles(base)
     ratios = np.asarray(ours) / np.asarray(base)
+    overhead = np.median(np.asarray(ours) - np.asarray(base)) * 1e3
+    in_sklearn = np.median(sklearn) * 1e3
     start = time.perf_counter()
     model.predict_proba(X)
     batch = len(X) / (time.perf_counter() - start)
@@ -134,8 +160,8 @@ def measure(name, model, floor, X):
     floor_batch = len(X) / (time.perf_counter() - start)
     print(
         f"| {name} | {o50:.1f} / {o95:.1f} | {b50:.1f} / {b95:.1f} | "
-        f"{o50 / b50:.2f} (pairs: {np.median(ratios):.2f}) | {batch:.0f} | "
-        f"{floor_batch:.0f} |",
+        f"{o50 / b50:.2f} (pairs: {np.median(ratios):.2f}) | {overhead:.2f} | "
+        f"{in_sklearn:.2f} | {batch:.0f} | {floor_batch:.0f} |",
         flush=True,
     )
 
@@ -203,9 +229,10 @@ def main():
     )
     print(
         "| model | one row p50 / p95 (ms) | floor p50 / p95 (ms) | ratio of p50 "
-        "(median of pairs) | batch rows/s | floor batch rows/s |"
+        "(median of pairs) | overhead p50 (ms) | of which sklearn heads (ms) | "
+        "batch rows/s | floor batch rows/s |"
     )
-    print("| --- | --- | --- | --- | --- | --- |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     towers = {
         "EfficientNet-Lite0 + wordllama": image_encoder,
         "small CNN at 64 px + wordllama": small_image_encoder,
