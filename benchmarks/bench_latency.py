@@ -118,7 +118,7 @@ def sklearn_heads(model, X):
         return [[(model[-1].predict_proba, features[i : i + 1])] for i in range(len(X))]
     if isinstance(model, LateFusionClassifier):
         towers = [
-            (pipe[-1].predict_proba, pipe[:-1].transform(X[[column]]))
+            (pipe[-1].predict_proba, pipe[:-1].transform(X[column]))
             for pipe, column in (
                 (model.named_estimators_["img"], "image"),
                 (model.named_estimators_["txt"], "title"),

@@ -787,3 +787,39 @@ def test_staged_schedule_trains_towers_then_head_then_all():
     # The last stage runs at a tenth of the learning rate.
     assert [r["lr"] for r in net.history_][-1] == pytest.approx(3e-4)
     assert net.score(X, y) > 0.9
+
+
+def test_one_row_predictions_equal_the_batch_with_a_frozen_tower():
+    """Row by row (a frozen tower takes its column without an indexed copy when
+    nothing is missing) or in one call, rows with a missing sound included: the
+    same probabilities, and a copy of the column's mask, not the mask itself."""
+    from skmm.utils._validation import Column
+
+    X, y = make_data(60, missing_audio=0.3)
+    net = MultimodalNetClassifier(
+        [
+            ("img", ImageEncoder("cnn", max_epochs=0), "image"),
+            ("snd", AudioEncoder(**TINY_AUDIO, max_epochs=0), "audio"),
+        ],
+        max_epochs=1,
+        device="cpu",
+        random_state=0,
+    ).fit(X, y)
+    new, _ = make_data(12, seed=1, missing_audio=0.4)
+    assert new["audio"].isna().any() and new["audio"].notna().any()
+    batch = net.predict_proba(new)
+    for i in range(len(new)):
+        # float32 convolutions of 1 and of 12 images round differently (1e-7).
+        assert_allclose(net.predict_proba(new.iloc[[i]]), batch[i : i + 1], atol=1e-6)
+
+    column = Column(
+        np.array(["a", None, "c"], dtype=object),
+        np.array([False, True, False]),
+        labels=pd.Index(["r0", "r1", "r2"]),
+    )
+    whole = column.take(np.arange(3))
+    assert whole.items is column.items and list(whole.labels) == ["r0", "r1", "r2"]
+    whole.missing[0] = True
+    assert not column.missing[0]
+    part = column.take(np.array([2, 0]))
+    assert list(part.items) == ["c", "a"] and list(part.labels) == ["r2", "r0"]

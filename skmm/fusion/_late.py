@@ -339,9 +339,9 @@ class _BaseLateFusion(
                 out = getattr(est, model_method)(
                     present_part(selection, ~present[:, j])
                 )
-                out = self._align(
-                    out, est.classes_ if is_classifier(est) else None, model_method
-                )
+                # A classifier's classes (fit checked each model's kind with
+                # _head_check): its tags are not built again per call.
+                out = self._align(out, getattr(est, "classes_", None), model_method)
             else:
                 out = np.empty((0, self._width(model_method)))
             outputs.append(_scatter(out, rows, X.shape[0]))

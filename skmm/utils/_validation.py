@@ -10,7 +10,7 @@ encoder built on :class:`Column` gets cells of several items from one implementa
 import numbers
 import re
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -107,10 +107,22 @@ class Column:
         """The column of ``rows`` only (their labels kept for error messages)."""
         from ._sklearn_compat import _safe_indexing
 
+        rows = np.asarray(rows)
+        if (
+            rows.dtype.kind in "iu"
+            and len(rows) == len(self)
+            and np.array_equal(rows, np.arange(len(self)))
+        ):
+            # Every row in order (a net's frozen tower when no item is missing):
+            # no indexed copy of the items and labels per call (one-row latency).
+            # The mask is copied: an encoder may mark more items missing in it.
+            return replace(self, missing=self.missing.copy())
         # Positions in the whole column when the rows have no labels.
-        labels = np.asarray(rows) if self.labels is None else self.labels[rows]
+        labels = rows if self.labels is None else self.labels[rows]
         return Column(
-            _safe_indexing(self.items, rows),
+            self.items[rows]
+            if isinstance(self.items, np.ndarray)
+            else _safe_indexing(self.items, rows),
             self.missing[rows],
             name=self.name,
             labels=labels,
