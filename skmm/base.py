@@ -20,7 +20,7 @@ import pandas as pd
 import torch
 from sklearn.base import ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.utils import check_array
-from sklearn.utils.validation import check_is_fitted, column_or_1d
+from sklearn.utils.validation import column_or_1d
 from tqdm.auto import tqdm
 
 from .training._estimator import TorchEstimatorMixin, to_cpu
@@ -36,7 +36,7 @@ from .utils._dask import DaskMixin, value_counts
 from .utils._docs import fill_doc
 from .utils._sklearn_compat import HasMethods, Interval, _fit_context
 from .utils._torch import TowerNorm
-from .utils._validation import check_column, pool_items, reject_groups
+from .utils._validation import check_column, check_fitted, pool_items, reject_groups
 
 __all__ = ["Runtime", "Tower", "TorchEncoderMixin"]
 
@@ -517,7 +517,7 @@ class TorchEncoderMixin(
         X_out : ndarray of shape (n_samples, n_features_out)
             The features, float32; rows of missing items are NaN.
         """
-        check_is_fitted(self)
+        check_fitted(self)
         return self._encode(self._check_input(X, reset=False))
 
     def _encode(self, column, module=None, runtime=None):

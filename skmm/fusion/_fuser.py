@@ -42,6 +42,7 @@ from ..utils._sklearn_compat import (
     _VisualBlock,
 )
 from ..utils._threads import parallel_over_modalities
+from ..utils._validation import check_fitted
 from ._blocks import BlockPipelineMixin
 from ._ops import ELEMENTWISE, FUSION_OPERATORS
 from ._projection import (
@@ -580,7 +581,7 @@ n_features_out)
             The fused features.
         """
         _raise_for_params(params, self, "transform")
-        check_is_fitted(self)
+        check_fitted(self)
         X = check_table(self, X, reset=False, accept_sparse=True)
         layout = self.modalities_
         todo = layout.active

@@ -53,6 +53,7 @@ from ..utils._sklearn_compat import (
     _VisualBlock,
 )
 from ..utils._threads import parallel_over_modalities
+from ..utils._validation import check_fitted
 from ._rules import PROBA_RULES, hard_vote, mean_vote, median_vote
 from ._stacking import StackingMixin, fit_one, restrict_folds
 
@@ -328,7 +329,7 @@ class _BaseLateFusion(
     def _outputs(self, X, method=None):
         """Each model's output, NaN where its modality is missing; and the presence
         mask (False also where a voting rule gives the model a weight of 0)."""
-        check_is_fitted(self)
+        check_fitted(self)
         X = check_table(self, X, reset=False)
         selections, present = self._present(X)
         outputs = []

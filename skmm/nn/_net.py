@@ -17,7 +17,7 @@ from sklearn.metrics import r2_score
 from sklearn.utils import check_array, check_consistent_length
 from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_is_fitted, column_or_1d
+from sklearn.utils.validation import column_or_1d
 from tqdm.auto import tqdm
 
 from ..callbacks._callbacks import Callback, EarlyStopping
@@ -33,7 +33,7 @@ from ..utils._dask import DaskMixin, value_counts
 from ..utils._docs import fill_doc
 from ..utils._sklearn_compat import Interval, StrOptions, _fit_context
 from ..utils._torch import batch_norm_recalibration
-from ..utils._validation import Column
+from ..utils._validation import Column, check_fitted
 from ._base import (
     TRAINING_CONSTRAINTS,
     TowerComposite,
@@ -455,7 +455,7 @@ class _MultimodalNetBase(
         vector), ``"towers"`` (each tower head's output, NaN where the modality is
         missing) or ``"weights"`` (the learned modality weights).
         """
-        check_is_fitted(self)
+        check_fitted(self)
         X = self._check_X(X, reset=False)
         columns = self._columns(X, reset=False)
         sources = [

@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+from sklearn.utils.validation import check_is_fitted
 
 from ._composition import check_table, is_group, is_missing
 from ._sklearn_compat import validate_data
@@ -36,6 +37,23 @@ def file_not_found(path):
             '"Arrays in object columns" in docs/scaling.rst), or pass file paths.'
         )
     return ValueError(f"file not found: {path!r}")
+
+
+def check_fitted(estimator):
+    """scikit-learn's ``check_is_fitted(estimator)``, without building the
+    estimator's tags when its attributes already say it is fitted.
+
+    The same test as scikit-learn's (a public attribute ending in ``_``; an
+    estimator's own ``__sklearn_is_fitted__`` is asked instead when it has one);
+    only the tags, which a composite builds from its children's on every call, are
+    left out of the path of every prediction. An unfitted estimator goes through
+    ``check_is_fitted``, which raises its ``NotFittedError``.
+    """
+    fitted = not hasattr(estimator, "__sklearn_is_fitted__") and any(
+        k.endswith("_") and not k.startswith("__") for k in vars(estimator)
+    )
+    if not fitted:
+        check_is_fitted(estimator)
 
 
 @contextmanager
