@@ -1284,3 +1284,28 @@ def test_encoder_output_with_infinity_is_refused():
         ValueError, match="the output of encoder 'x' is not usable: Input contains"
     ):
         fz.transform(bad)
+
+
+def test_check_fitted_asks_the_attributes_before_the_tags(monkeypatch):
+    """Fitted: answered from the attributes, scikit-learn's check (which builds
+    the tags of the estimator and its children) is not called. Unfitted, or with
+    its own __sklearn_is_fitted__: scikit-learn's check and its NotFittedError."""
+    import skmm.utils._validation as validation
+
+    X = pd.DataFrame({"a": [1.0, 2.0, 3.0], "b": [0.5, 0.1, 0.2]})
+    with pytest.raises(NotFittedError):
+        validation.check_fitted(MultimodalFuser([("x", "passthrough", ["a"])]))
+    fitted = MultimodalFuser([("x", "passthrough", ["a", "b"])]).fit(X)
+    calls = []
+    monkeypatch.setattr(validation, "check_is_fitted", calls.append)
+    validation.check_fitted(fitted)
+    fitted.transform(X)
+    assert calls == []
+
+    class SaysUnfitted(StandardScaler):
+        def __sklearn_is_fitted__(self):
+            return False
+
+    scaler = SaysUnfitted().fit(X)
+    validation.check_fitted(scaler)
+    assert calls == [scaler]
