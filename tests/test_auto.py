@@ -21,7 +21,7 @@ from sklearn.base import clone
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score
-from sklearn.model_selection import GridSearchCV, train_test_split
+from sklearn.model_selection import GridSearchCV, StratifiedKFold, train_test_split
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer, StandardScaler
 from sklearn.utils import estimator_html_repr
@@ -340,7 +340,13 @@ def test_classifier_fast_and_best(table):
     best = MultimodalClassifier(
         preset="best", vectorizer=tiny_vectorizer(), cv=3, random_state=0
     ).fit(X, y)
-    assert set(best.weights_) == {"fused", "photo", "title", "tabular"}
+    assert set(best.weights_) == {
+        "fused",
+        "photo",
+        "title",
+        "tabular",
+        "fused (trained)",
+    }
     assert sum(best.weights_.values()) == pytest.approx(1.0)
     # The photo's tint decides y: its family is right out of fold. The titles say
     # nothing, and the trees (20 rows per leaf at least) cannot split 8 rows: both
@@ -353,6 +359,43 @@ def test_classifier_fast_and_best(table):
     proba = best.predict_proba(X)
     assert_allclose(proba.sum(1), 1.0)
     assert_array_equal(best.predict(X), y)
+
+
+def test_best_preset_trains_a_cnn_for_the_image_columns(table):
+    X, y = table
+    # A column of several photos per cell is pooled by frozen towers only: it keeps
+    # its pretrained tower in the trained family.
+    X = X.assign(gallery=[[p, p] for p in X["photo"]])
+    clf = MultimodalClassifier(
+        preset="best", vectorizer=tiny_vectorizer(), cv=3, random_state=0
+    ).fit(X, y)
+    assert "fused (trained)" in clf.weights_
+    # Its out-of-fold accuracy, rebuilt by hand on the learner's folds: the same
+    # vectorizer with the CNN at 32 px trained on each fold's labels for the photo
+    # column, under the head.
+    folds = StratifiedKFold(3, shuffle=True, random_state=0).split(X, y)
+    right = 0
+    for train, test in folds:
+        cnn32 = ImageEncoder("cnn", image_size=32, random_state=0)
+        by_hand = make_pipeline(
+            tiny_vectorizer(specific_encoders=[(cnn32, ["photo"])]),
+            LogisticRegression(max_iter=2000),
+        ).fit(X.iloc[train], y[train])
+        right += (by_hand.predict(X.iloc[test]) == y[test]).sum()
+    assert clf.family_scores_["fused (trained)"] == pytest.approx(right / len(y))
+    # Kept or not, the blend reads the table's columns for it.
+    for name, _, columns in clf.estimators_:
+        assert isinstance(columns, list) == (name == "fused (trained)")
+    assert_allclose(clf.predict_proba(X).sum(1), 1.0)
+    # No trained family without an image column of its own to train on.
+    for vectorizer in (
+        tiny_vectorizer(image="drop"),
+        tiny_vectorizer(specific_encoders=[("image", ["photo"])]),
+    ):
+        clf = MultimodalClassifier(
+            preset="best", vectorizer=vectorizer, cv=3, random_state=0
+        ).fit(X[["photo", "title", "colour"]], y)
+        assert "fused (trained)" not in clf.weights_
 
 
 def test_regressor_fast_and_best(table):
