@@ -161,9 +161,11 @@ def read_url(url, storage_options=None):
             time.sleep(BACKOFF * 2**attempt)
 
 
-# Fields of fsspec's ``info`` that change when an object is rewritten.
+# Fields of fsspec's ``info`` that change when an object is rewritten (``blob_id``:
+# the git blob hash of a file on the Hugging Face hub, ``hf://``).
 _VALIDATORS = (
     "etag",
+    "blob_id",
     "content-md5",
     "md5",
     "md5hash",
