@@ -111,6 +111,9 @@ def server(files):
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
     httpd.files, httpd.requests, httpd.failures, httpd.delay = dict(files), [], {}, 0
     httpd.daemon_threads = True
+    # A client that gave up (the stall test) breaks the pipe of a late answer: no
+    # traceback printed on stderr for it.
+    httpd.handle_error = lambda request, address: None
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
     httpd.url = f"http://127.0.0.1:{httpd.server_address[1]}"
@@ -362,6 +365,7 @@ def client():
         yield client
 
 
+@pytest.mark.slow  # the worker process: ~13 s to start, import torch, stop
 def test_a_cluster_worker_predicts_from_urls_with_storage_options(
     files, server, client, tmp_path
 ):
@@ -413,6 +417,7 @@ def test_a_cluster_worker_predicts_from_urls_with_storage_options(
     assert_array_equal(client.compute(lazy).result(), fuser.transform(local))
 
 
+@pytest.mark.slow  # the worker process: ~13 s to start, import torch, stop
 def test_the_cache_follows_a_changed_url_across_processes(
     files, server, client, tmp_path, monkeypatch
 ):
