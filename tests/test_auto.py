@@ -242,13 +242,31 @@ def test_every_encoder_pools_cells_of_several_items(kind):
     assert np.isnan(pooled[2:]).all()
 
 
-def test_training_on_cells_of_several_items_is_refused(table):
+def test_an_encoder_trains_on_each_item_with_its_cells_target(table):
+    X, y = table
+    photos = list(X["photo"])
+    cells = [[photos[i], photos[(i + 3) % 12]] for i in range(12)]
+    cells[2], cells[7] = [None, photos[2]], []
+    # The reference: the present items one by one, each with its row's label.
+    rows = [i for i, cell in enumerate(cells) for p in cell if p is not None]
+    items = [p for cell in cells for p in cell if p is not None]
+    params = dict(max_epochs=2, device="cpu", random_state=0)
+    reference = ImageEncoder("cnn", **params).fit(items, y[rows])
+    trained = ImageEncoder("cnn", **params).fit(pd.Series(cells, dtype=object), y)
+    assert_array_equal(trained.classes_, reference.classes_)
+    assert_allclose(trained.loss_curve_, reference.loss_curve_, rtol=1e-6)
+    single = reference.transform(items)
+    pooled = trained.transform(pd.Series(cells, dtype=object))
+    assert_allclose(pooled[0], single[:2].mean(0), rtol=1e-5, atol=1e-6)
+    assert_allclose(pooled[2], single[4], rtol=1e-5, atol=1e-6)  # None skipped
+    assert np.isnan(pooled[7]).all()  # an empty cell is missing
+
+
+def test_a_net_refuses_to_train_a_tower_on_cells_of_several_items(table):
     from skmm.nn import MultimodalNetClassifier
 
     X, y = table
     listed = X.assign(photo=[[p] for p in X["photo"]])
-    with pytest.raises(NotImplementedError, match="column 'photo' has cells of sev"):
-        ImageEncoder("cnn", max_epochs=1, device="cpu").fit(listed["photo"], y)
     trained = ImageEncoder("cnn", max_epochs=1, device="cpu")
     net = MultimodalNetClassifier([("img", trained, "photo")], max_epochs=1)
     with pytest.raises(NotImplementedError, match="MultimodalNetClassifier"):
@@ -363,22 +381,24 @@ def test_classifier_fast_and_best(table):
 
 def test_best_preset_trains_a_cnn_for_the_image_columns(table):
     X, y = table
-    # A column of several photos per cell is pooled by frozen towers only: it keeps
-    # its pretrained tower in the trained family.
-    X = X.assign(gallery=[[p, p] for p in X["photo"]])
+    # A column of several photos per cell: its CNN trains on each photo.
+    X = X.assign(gallery=[[p, q] for p, q in zip(X["photo"], X["photo"][::-1])])
     clf = MultimodalClassifier(
         preset="best", vectorizer=tiny_vectorizer(), cv=3, random_state=0
     ).fit(X, y)
     assert "fused (trained)" in clf.weights_
     # Its out-of-fold accuracy, rebuilt by hand on the learner's folds: the same
-    # vectorizer with the CNN at 32 px trained on each fold's labels for the photo
+    # vectorizer with a CNN at 32 px trained on each fold's labels for each image
     # column, under the head.
     folds = StratifiedKFold(3, shuffle=True, random_state=0).split(X, y)
     right = 0
     for train, test in folds:
-        cnn32 = ImageEncoder("cnn", image_size=32, random_state=0)
+        towers = [
+            (ImageEncoder("cnn", image_size=32, random_state=0), [column])
+            for column in ("photo", "gallery")
+        ]
         by_hand = make_pipeline(
-            tiny_vectorizer(specific_encoders=[(cnn32, ["photo"])]),
+            tiny_vectorizer(specific_encoders=towers),
             LogisticRegression(max_iter=2000),
         ).fit(X.iloc[train], y[train])
         right += (by_hand.predict(X.iloc[test]) == y[test]).sum()

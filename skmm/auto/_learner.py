@@ -12,7 +12,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 
 from ..encoders import ImageEncoder
-from ..utils._composition import check_table_shape, fit_atomic, is_group, target_type
+from ..utils._composition import check_table_shape, fit_atomic, target_type
 from ..utils._dask import DaskMixin, is_dask_collection
 from ..utils._sklearn_compat import HasMethods, StrOptions, _fit_context
 from ._ensemble import (
@@ -139,10 +139,10 @@ class _MultimodalLearner(DaskMixin, BaseEstimator):
         reads; None when no image column can train one.
 
         The fitted vectorizer's parameters, with a small CNN given by
-        ``specific_encoders`` to each image column of one image per cell (the
-        encoders train on single items) that the user did not assign: refitted on
-        each fold's rows, its other encoders are those of the fused family (the
-        pretrained ones read the embedding cache).
+        ``specific_encoders`` to each image column that the user did not assign
+        (a cell of several images trains it on each, with the row's label):
+        refitted on each fold's rows, its other encoders are those of the fused
+        family (the pretrained ones read the embedding cache).
         """
         vectorizer = self.vectorizer_
         columns = [
@@ -150,7 +150,6 @@ class _MultimodalLearner(DaskMixin, BaseEstimator):
             for name, _, column in vectorizer.fuser_.encoders
             if vectorizer._entry_kinds_[name] == "image"
             and vectorizer.column_reasons_[column] != "specific_encoders"
-            and not X[column].map(is_group).any()
         ]
         if not columns:
             return None
@@ -248,8 +247,8 @@ class MultimodalClassifier(ClassifierMixin, _MultimodalLearner):
     - ``preset="best"``: several model families, combined by their out-of-fold
       predictions: the head over every block, the head over each image, audio and
       text column alone, gradient-boosted trees over the tabular columns, and,
-      when there are image columns of one image per cell, the head over every
-      block with a small CNN trained on the labels in place of their pretrained
+      when there are image columns, the head over every block with a small CNN
+      trained on the labels in place of their pretrained
       tower (at 32 px: the pretrained tower never sees the labels, and images
       unlike ImageNet's, such as digits or scans, need a tower that does).
       All are fitted on one shared set of stratified folds, then weighed by
