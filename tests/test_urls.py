@@ -228,13 +228,15 @@ def test_a_stalled_read_times_out(files, server, quick):
     assert time.perf_counter() - start < 6
 
 
-def test_the_cache_keys_urls_by_their_content(files, memory, tmp_path, monkeypatch):
+def test_the_cache_keys_urls_by_their_content(
+    files, memory, tmp_path, monkeypatch, count_loads
+):
     fs = fsspec.filesystem("memory")
     url = f"{memory}/cached.png"
     fs.pipe("/skmm-test-urls/cached.png", files["img3.png"])
     enc = _image_encoder(memory=tmp_path).fit([files["img3.png"]])
     first = enc.transform([url])
-    loads = _count_loads(monkeypatch, ImageEncoder)
+    loads = count_loads(ImageEncoder)
     assert_array_equal(enc.transform([url]), first)
     assert loads == []  # from the cache, without reading the object
     fs.pipe("/skmm-test-urls/cached.png", files["img4.png"])  # rewritten
@@ -419,7 +421,7 @@ def test_a_cluster_worker_predicts_from_urls_with_storage_options(
 
 @pytest.mark.slow  # the worker process: ~13 s to start, import torch, stop
 def test_the_cache_follows_a_changed_url_across_processes(
-    files, server, client, tmp_path, monkeypatch
+    files, server, client, tmp_path, monkeypatch, count_loads
 ):
     import dask.dataframe as dd
 
@@ -429,7 +431,7 @@ def test_the_cache_follows_a_changed_url_across_processes(
     reference = {n: enc.transform([files[n]]) for n in ("img0.png", "img1.png")}
     lazy = enc.transform(dd.from_pandas(pd.Series([url], name="photo"), npartitions=1))
     assert_array_equal(client.compute(lazy).result(), reference["img0.png"])
-    loads = _count_loads(monkeypatch, ImageEncoder)
+    loads = count_loads(ImageEncoder)
     # The worker's entry serves this process: same URL, same ETag.
     assert_array_equal(enc.transform([url]), reference["img0.png"])
     assert loads == []
@@ -440,23 +442,9 @@ def test_the_cache_follows_a_changed_url_across_processes(
     assert loads == []  # the worker's new entry
 
 
-def _count_loads(monkeypatch, cls):
-    """Patch ``cls._load`` to record how many items each call decodes."""
-    loads = []
-    original = cls._load
-    monkeypatch.setattr(
-        cls,
-        "_load",
-        lambda self, column, rows: (
-            loads.append(len(rows)) or original(self, column, rows)
-        ),
-    )
-    return loads
-
-
 @pytest.mark.parametrize("prefix", ["plain", "bare"])
 def test_a_url_without_validator_is_never_cached(
-    files, server, tmp_path, monkeypatch, prefix
+    files, server, tmp_path, monkeypatch, prefix, count_loads
 ):
     # plain/: a Content-Length only; bare/: nothing. Two sounds of one length: a
     # cache keyed by the URL and its size would serve the first one's features.
@@ -467,7 +455,7 @@ def test_a_url_without_validator_is_never_cached(
     enc = AudioEncoder(8000, duration=0.5, max_epochs=0, device="cpu", memory=tmp_path)
     enc.fit([files["snd0.wav"]])
     reference = {n: enc.transform([files[n]]) for n in ("snd0.wav", "snd1.wav")}
-    loads = _count_loads(monkeypatch, AudioEncoder)
+    loads = count_loads(AudioEncoder)
     assert_array_equal(enc.transform([url]), reference["snd0.wav"])
     server.files["changing.wav"] = files["snd1.wav"]
     assert_array_equal(enc.transform([url]), reference["snd1.wav"])
