@@ -30,6 +30,7 @@ types for a fitted skmm estimator, and a skops file holds no pickle.
 """
 
 import hashlib
+import io
 import json
 import os
 import tempfile
@@ -439,6 +440,49 @@ SKRUB_TRUSTED = (
 )
 
 
+def _check_time_zones(data):
+    """Refuse a stored date dtype whose time zone is a file: pandas reads
+    ``dateutil/<path>`` from that path (skops cannot store dateutil's zones, so no
+    file skmm wrote holds one); zoneinfo's keys are checked by zoneinfo itself."""
+    import zipfile
+
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        schema = json.loads(archive.read("schema.json"))
+
+    def strings(node):
+        if isinstance(node, dict):
+            if node.get("__loader__") == "JsonNode":
+                value = json.loads(node.get("content", "null"))
+                if isinstance(value, str):
+                    yield value
+            for value in node.values():
+                yield from strings(value)
+        elif isinstance(node, list):
+            for value in node:
+                yield from strings(value)
+
+    def dtypes(node):
+        if isinstance(node, dict):
+            if node.get("__class__") == "DatetimeTZDtype":
+                yield node
+            else:
+                for value in node.values():
+                    yield from dtypes(value)
+        elif isinstance(node, list):
+            for value in node:
+                yield from dtypes(value)
+
+    for dtype in dtypes(schema):
+        for text in strings(dtype):
+            if text.strip().lower().startswith("dateutil"):
+                raise ValueError(
+                    f"skmm refuses the stored state of a skrub TableVectorizer: a "
+                    f"date dtype names the time zone {text!r}, which pandas would "
+                    "read from a file; the file was modified, or was not saved by "
+                    "skmm."
+                )
+
+
 class SkrubState(_Portable):
     """The state of a skrub estimator, as a skops file holding only trusted types.
 
@@ -454,9 +498,19 @@ class SkrubState(_Portable):
     """
 
     def __init__(self, data):
+        import zipfile
+
         import skops.io as sio
         from skops.io.exceptions import UntrustedTypesFoundException
 
+        if not isinstance(data, (bytes, bytearray)) or not zipfile.is_zipfile(
+            io.BytesIO(data)
+        ):
+            raise ValueError(
+                "skmm refuses the stored state of a skrub TableVectorizer: it is not "
+                "a skops file; the file was modified, or was not saved by skmm."
+            )
+        _check_time_zones(data)
         try:
             self.value = sio.loads(bytes(data), trusted=list(SKRUB_TRUSTED))
         except UntrustedTypesFoundException as exc:
@@ -479,9 +533,12 @@ class SkrubState(_Portable):
 
         import skops.io as sio
 
-        # Deflated: skops's indented JSON of skrub's nested column selectors is most
-        # of the file (megabytes), and it compresses a hundredfold.
-        data = sio.dumps(value, compression=zipfile.ZIP_DEFLATED)
+        try:
+            # Deflated: skops's indented JSON of skrub's nested column selectors is
+            # most of the file (megabytes), and it compresses a hundredfold.
+            data = sio.dumps(value, compression=zipfile.ZIP_DEFLATED)
+        except Exception:  # noqa: BLE001 - what skops cannot store: the file's
+            return None  # own dump lists it, or fails on it, as without skmm
         if not set(sio.get_untrusted_types(data=data)) <= set(SKRUB_TRUSTED):
             return None
         stored = cls.__new__(cls)

@@ -407,6 +407,13 @@ def test_best_preset_trains_a_cnn_for_the_image_columns(table):
     for name, _, columns in clf.estimators_:
         assert isinstance(columns, list) == (name == "fused (trained)")
     assert_allclose(clf.predict_proba(X).sum(1), 1.0)
+    # Nor when a fold's training rows hold no image (one photo in the table): the
+    # CNN would have nothing to train on there.
+    sparse = X[["photo", "title", "colour"]].assign(photo=[X["photo"][0]] + [None] * 11)
+    clf = MultimodalClassifier(
+        preset="best", vectorizer=tiny_vectorizer(), cv=3, random_state=0
+    ).fit(sparse, y)
+    assert "fused (trained)" not in clf.weights_
     # No trained family without an image column of its own to train on.
     for vectorizer in (
         tiny_vectorizer(image="drop"),

@@ -31,7 +31,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder
 
 from skmm import MultimodalClassifier, MultimodalRegressor, MultimodalVectorizer
-from skmm._persistence import HFPreprocessor, TensorState, TorchClass
+from skmm._persistence import HFPreprocessor, SkrubState, TensorState, TorchClass
 from skmm.encoders import (
     AudioEncoder,
     AudioFeatures,
@@ -484,6 +484,61 @@ def test_a_skrub_state_naming_another_type_is_refused(tmp_path):
     assert sio.get_untrusted_types(file=path) == trusted
     with pytest.raises(ValueError, match="refuses the stored state of a skrub Table"):
         sio.load(path, trusted=trusted)
+
+
+def _edit_schema(data, old, new):
+    """A skops file (bytes) with ``old`` replaced by ``new`` in its schema."""
+    with zipfile.ZipFile(io.BytesIO(data)) as z:
+        members = {name: z.read(name) for name in z.namelist()}
+    members["schema.json"] = members["schema.json"].replace(old, new)
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as z:
+        for name, value in members.items():
+            z.writestr(name, value)
+    return buffer.getvalue()
+
+
+def test_a_time_zone_read_from_a_file_is_refused(tmp_path):
+    # pandas reads a "dateutil/<path>" time zone from that path: a state edited to
+    # name one must not make loading open a file of the attacker's choosing.
+    from skmm.auto._tabular import TableVectorizer
+
+    X = _every_tabular_kind()[["paris", "price"]]
+    path = tmp_path / "table.skops"
+    sio.dump(TableVectorizer().fit(X), path)
+    trusted = sio.get_untrusted_types(file=path)
+    _rewrite_member(
+        path,
+        lambda data: zipfile.is_zipfile(io.BytesIO(data)),
+        lambda data: _edit_schema(
+            data, b'\\"Europe/Paris\\"', b'\\"dateutil//etc/passwd\\"'
+        ),
+    )
+    with pytest.raises(ValueError, match="which pandas would read from a file"):
+        sio.load(path, trusted=trusted)
+    # Nor does a number in place of the file's bytes allocate that many bytes.
+    with pytest.raises(ValueError, match="not a skops file"):
+        SkrubState(10**12)
+
+
+def test_pickles_keep_skrubs_own_state():
+    # joblib, copy and Dask's pickles need no skops file (its zip times would make
+    # two pickles of one model differ, and it costs a second per copy); a date
+    # column with a dateutil time zone, which skops cannot store, pickles too.
+    import copy
+
+    from skmm.auto._tabular import TableVectorizer
+
+    X = _every_tabular_kind()[["brand", "price", "day_text"]]
+    X["stamp"] = pd.date_range("2020-01-01", periods=len(X), tz="dateutil/Europe/Paris")
+    vectorizer = TableVectorizer().fit(X)
+    assert pickle.dumps(vectorizer) == pickle.dumps(vectorizer)
+    assert joblib.hash(vectorizer) == joblib.hash(copy.deepcopy(vectorizer))
+    plain = TableVectorizer().fit(X[["brand", "price", "day_text"]])
+    assert b"schema.json" not in pickle.dumps(plain)  # no skops file inside
+    expected = vectorizer.transform(X)
+    assert_array_equal(copy.deepcopy(vectorizer).transform(X), expected)
+    assert_array_equal(pickle.loads(pickle.dumps(vectorizer)).transform(X), expected)
 
 
 class _UserScaler(TransformerMixin, BaseEstimator):

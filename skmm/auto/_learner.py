@@ -134,7 +134,7 @@ class _MultimodalLearner(DaskMixin, BaseEstimator):
             warnings.filterwarnings("ignore", message=".*least populated class.*")
             return list(cv.split(Z, y))
 
-    def _trained_family(self, X):
+    def _trained_family(self, X, folds):
         """The vectorizer of the family that trains towers, and the columns it
         reads; None when no image column can train one.
 
@@ -145,11 +145,14 @@ class _MultimodalLearner(DaskMixin, BaseEstimator):
         family (the pretrained ones read the embedding cache).
         """
         vectorizer = self.vectorizer_
+        missing = vectorizer.fuser_.modalities_.missing(X)
         columns = [
             column
             for name, _, column in vectorizer.fuser_.encoders
             if vectorizer._entry_kinds_[name] == "image"
             and vectorizer.column_reasons_[column] != "specific_encoders"
+            # A CNN needs images to train on in every fold's training rows.
+            and not any(missing[name][train].all() for train, _ in folds)
         ]
         if not columns:
             return None
@@ -176,13 +179,14 @@ class _MultimodalLearner(DaskMixin, BaseEstimator):
                 f"{type(head).__name__} has no predict_proba; use a probabilistic "
                 "head (LogisticRegression, or CalibratedClassifierCV around yours)."
             )
+        folds = self._folds(Z, y)
         members = families(
             head,
             self.vectorizer_._entry_kinds_,
             self.vectorizer_.output_indices_,
             self._classifier,
             self.random_state,
-            trained=self._trained_family(X),
+            trained=self._trained_family(X, folds),
         )
         classes = self.classes_ if self._classifier else None
         predictions = out_of_fold(
@@ -190,7 +194,7 @@ class _MultimodalLearner(DaskMixin, BaseEstimator):
             X,
             Z,
             y,
-            self._folds(Z, y),
+            folds,
             classes,
             n_jobs=self.n_jobs,
             verbose=self.verbose,
