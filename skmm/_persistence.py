@@ -11,6 +11,9 @@ small skmm types holding plain data, each rebuilt by its constructor:
   tampered weights blob fails to load.
 - :class:`TorchClass`: a class of ``torch.optim`` (the ``optimizer=`` parameter),
   stored by name and imported only from there.
+- :class:`SkrubState`: the state of the one-line learners' skrub ``TableVectorizer``,
+  as a skops file of its own that may hold only the skrub types listed in
+  :data:`SKRUB_TRUSTED` (skmm vouches for them, as skops does for scikit-learn's).
 - :class:`TokenizerJSON`, :class:`HFConfig`, :class:`HFPreprocessor`: a
   ``tokenizers.Tokenizer``, a Hugging Face model config, and a Hugging Face tokenizer
   or feature extractor, as their own JSON (and text) files, read back by their
@@ -27,6 +30,7 @@ types for a fitted skmm estimator, and a skops file holds no pickle.
 """
 
 import hashlib
+import io
 import json
 import os
 import tempfile
@@ -38,6 +42,8 @@ __all__ = [
     "HFConfig",
     "HFPreprocessor",
     "OpenClipTokenizer",
+    "SKRUB_TRUSTED",
+    "SkrubState",
     "TensorState",
     "TokenizerJSON",
     "TorchClass",
@@ -394,6 +400,150 @@ class OpenClipTokenizer(_Portable):
         special = [value.decoder[i] for i in value.all_special_ids]
         clean = value.clean_fn.__name__[len("_clean_") :]
         return cls(value.context_length, clean, special, value.vocab_size)
+
+
+# The types the fitted state of skrub's TableVectorizer is made of, with its default
+# encoders (what the one-line learners build): transformers and column selectors whose
+# state is plain data, the functions the selectors test columns with, and the data
+# types of a date column's state (dtypes, time zones). None runs code when built from
+# its state by skops (``__new__``, then the attributes set); tests/test_persistence.py
+# checks that tables of every column kind need no other type.
+SKRUB_TRUSTED = (
+    "skrub._apply_to_each_col.ApplyToEachCol",
+    "skrub._check_input.CheckInputDataFrame",
+    "skrub._clean_categories.CleanCategories",
+    "skrub._clean_null_strings.CleanNullStrings",
+    "skrub._dataframe._common.is_any_date",
+    "skrub._dataframe._common.is_categorical",
+    "skrub._dataframe._common.is_numeric",
+    "skrub._datetime_encoder.DatetimeEncoder",
+    "skrub._drop_uninformative.DropUninformative",
+    "skrub._duration_to_float.DurationToFloat",
+    "skrub._string_encoder.StringEncoder",
+    "skrub._table_vectorizer.PassThrough",
+    "skrub._table_vectorizer.ShortReprDict",
+    "skrub._table_vectorizer._created_by_predicate",
+    "skrub._to_datetime.ToDatetime",
+    "skrub._to_float.ToFloat",
+    "skrub._to_str.ToStr",
+    "skrub.selectors._base.All",
+    "skrub.selectors._base.And",
+    "skrub.selectors._base.Cols",
+    "skrub.selectors._base.Filter",
+    "skrub.selectors._base.Sub",
+    "skrub.selectors._selectors._cardinality_below",
+    "datetime.timedelta",
+    "datetime.timezone",
+    "numpy.dtype",
+    "pandas.DatetimeTZDtype",
+    "zoneinfo.ZoneInfo",
+)
+
+
+def _check_time_zones(data):
+    """Refuse a stored date dtype whose time zone is a file: pandas reads
+    ``dateutil/<path>`` from that path (skops cannot store dateutil's zones, so no
+    file skmm wrote holds one); zoneinfo's keys are checked by zoneinfo itself."""
+    import zipfile
+
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        schema = json.loads(archive.read("schema.json"))
+
+    def strings(node):
+        if isinstance(node, dict):
+            if node.get("__loader__") == "JsonNode":
+                value = json.loads(node.get("content", "null"))
+                if isinstance(value, str):
+                    yield value
+            for value in node.values():
+                yield from strings(value)
+        elif isinstance(node, list):
+            for value in node:
+                yield from strings(value)
+
+    def dtypes(node):
+        if isinstance(node, dict):
+            if node.get("__class__") == "DatetimeTZDtype":
+                yield node
+            else:
+                for value in node.values():
+                    yield from dtypes(value)
+        elif isinstance(node, list):
+            for value in node:
+                yield from dtypes(value)
+
+    for dtype in dtypes(schema):
+        for text in strings(dtype):
+            if text.strip().lower().startswith("dateutil"):
+                raise ValueError(
+                    f"skmm refuses the stored state of a skrub TableVectorizer: a "
+                    f"date dtype names the time zone {text!r}, which pandas would "
+                    "read from a file; the file was modified, or was not saved by "
+                    "skmm."
+                )
+
+
+class SkrubState(_Portable):
+    """The state of a skrub estimator, as a skops file holding only trusted types.
+
+    skops lists every skrub type it meets for the user to trust; this stand-in lets
+    skmm vouch for the fixed set :data:`SKRUB_TRUSTED` instead, so that a one-line
+    learner's file lists skmm's, scikit-learn's and numpy's types only. Built from a
+    file that names any other type, it raises ``ValueError`` (skops's own check).
+
+    Parameters
+    ----------
+    data : bytes
+        A skops file made by :meth:`of`.
+    """
+
+    def __init__(self, data):
+        import zipfile
+
+        import skops.io as sio
+        from skops.io.exceptions import UntrustedTypesFoundException
+
+        if not isinstance(data, (bytes, bytearray)) or not zipfile.is_zipfile(
+            io.BytesIO(data)
+        ):
+            raise ValueError(
+                "skmm refuses the stored state of a skrub TableVectorizer: it is not "
+                "a skops file; the file was modified, or was not saved by skmm."
+            )
+        _check_time_zones(data)
+        try:
+            self.value = sio.loads(bytes(data), trusted=list(SKRUB_TRUSTED))
+        except UntrustedTypesFoundException as exc:
+            raise ValueError(
+                f"skmm refuses the stored state of a skrub TableVectorizer: {exc} "
+                "skmm vouches only for the skrub types its one-line learners are "
+                "made of (listed in the persistence guide): the file was modified, "
+                "or was not saved by skmm."
+            ) from None
+        self._args = (bytes(data),)
+
+    @classmethod
+    def of(cls, value):
+        """``value`` stored, or None when it holds a type outside the trusted set.
+
+        None leaves the object to the enclosing file, where skops lists its types for
+        the user to trust, as it would without skmm.
+        """
+        import zipfile
+
+        import skops.io as sio
+
+        try:
+            # Deflated: skops's indented JSON of skrub's nested column selectors is
+            # most of the file (megabytes), and it compresses a hundredfold.
+            data = sio.dumps(value, compression=zipfile.ZIP_DEFLATED)
+        except Exception:  # noqa: BLE001 - what skops cannot store: the file's
+            return None  # own dump lists it, or fails on it, as without skmm
+        if not set(sio.get_untrusted_types(data=data)) <= set(SKRUB_TRUSTED):
+            return None
+        stored = cls.__new__(cls)
+        stored.value, stored._args = value, (data,)
+        return stored
 
 
 def _is_instance(value, package, name):

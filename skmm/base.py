@@ -36,7 +36,7 @@ from .utils._dask import DaskMixin, value_counts
 from .utils._docs import fill_doc
 from .utils._sklearn_compat import HasMethods, Interval, _fit_context
 from .utils._torch import TowerNorm
-from .utils._validation import check_column, check_fitted, pool_items, reject_groups
+from .utils._validation import check_column, check_fitted, pool_items
 
 __all__ = ["Runtime", "Tower", "TorchEncoderMixin"]
 
@@ -324,8 +324,8 @@ class TorchEncoderMixin(
             if y is not None:
                 column_or_1d(y)
             return column, None
-        rows = column.present()
-        return column, self._check_target(
+        items, rows = column.training_items()
+        return items, self._check_target(
             y, column, rows, classes, first=True, partial=run.partial
         )
 
@@ -337,10 +337,11 @@ class TorchEncoderMixin(
         """
         column = self._check_present(self._check_input(X, reset=False))
         first = "classes_" not in vars(self)
+        items, rows = column.training_items()
         target = self._check_target(
-            y, column, column.present(), classes, first=first, partial=first
+            y, column, rows, classes, first=first, partial=first
         )
-        return column, target
+        return items, target
 
     def _stream_targets(self, run, y):
         """``classes_`` (or the targets' scale) from one pass over a Dask ``y``."""
@@ -415,11 +416,12 @@ class TorchEncoderMixin(
     ):
         """The training targets of ``rows``: class codes, or standardised values.
 
-        The first call (``first``) sets ``classes_`` (None for real values) and, for
+        ``rows`` may repeat a row: each item of a cell of several items gets its
+        row's target (:meth:`~skmm.utils._validation.Column.training_items`). The
+        first call (``first``) sets ``classes_`` (None for real values) and, for
         real values, the scale; later calls map their targets with those.
         """
         name = type(self).__name__
-        reject_groups(column, name)
         if y is None:
             raise ValueError(
                 f"This {name} estimator requires y to be passed, but the target y is "

@@ -57,6 +57,26 @@ def record_measure(request):
     return record
 
 
+@pytest.fixture
+def count_loads(monkeypatch):
+    """``count_loads(cls)``: patch ``cls._load`` (an encoder's decoding of items) to
+    record how many items each call decodes, in the list it returns."""
+
+    def patch(cls):
+        loads = []
+        original = cls._load
+        monkeypatch.setattr(
+            cls,
+            "_load",
+            lambda self, column, rows: (
+                loads.append(len(rows)) or original(self, column, rows)
+            ),
+        )
+        return loads
+
+    return patch
+
+
 def pytest_terminal_summary(terminalreporter):
     if not _MEASURES:
         return

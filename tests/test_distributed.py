@@ -53,6 +53,10 @@ def net(**params):
     return MultimodalNetClassifier(encoders, **params)
 
 
+class Killed(Exception):
+    pass
+
+
 def fits(folder):
     """The fitted estimators of every scenario, by name."""
     import dask
@@ -72,6 +76,23 @@ def fits(folder):
     for rows in (slice(0, 64), slice(64, 96)):
         chunked.partial_fit(X.iloc[rows], y[rows], classes=["dark", "light"])
     out["partial_fit"] = chunked
+    # Killed after its second epoch, fitted again: it resumes from the state file.
+    # With dropout, which each rank draws on its own generator.
+    params = {"dropout": 0.3, "max_epochs": 4, "early_stopping": False}
+    out["uninterrupted"] = net(**params).fit(X, y)
+    checkpoint = Checkpoint(f"{folder}/again.pt", state=f"{folder}/state.pt")
+
+    def kill(estimator, history):
+        if len(history) == 2:
+            raise Killed
+
+    resumed = net(**params, callbacks=[checkpoint, kill])
+    try:
+        resumed.fit(X, y)
+    except Killed:
+        pass
+    resumed.set_params(callbacks=[checkpoint]).fit(X, y)
+    out["resumed"], out["resumed_from"] = resumed, checkpoint.resumed_from_
     missing = X.copy()
     missing.at[5, "img"] = None
     try:
@@ -183,6 +204,18 @@ def test_rank_0_writes_the_checkpoint(two_processes):
     saved = torch.load(folder / "best.pt", weights_only=True)
     best = fitted["net"].module_.state_dict()
     assert all(torch.equal(saved[k], best[k]) for k in best)
+
+
+def test_a_killed_run_resumes_to_the_uninterrupted_model(two_processes):
+    # Every rank restores its own generators: rank 0's on rank 1 would draw rank 0's
+    # dropout masks there, and the all-reduced steps would part from the
+    # uninterrupted run's.
+    _, ranks = two_processes
+    for fitted in ranks:
+        assert fitted["resumed_from"] == 1
+        a, b = _states(fitted["resumed"]), _states(fitted["uninterrupted"])
+        assert all(torch.equal(a[k], b[k]) for k in a)
+        assert fitted["resumed"].history_ == fitted["uninterrupted"].history_
 
 
 def test_missing_items_are_refused_on_several_processes(two_processes, one_process):

@@ -357,18 +357,10 @@ def test_exposed_encoders_are_standalone_copies():
     )
 
 
-def test_a_frozen_tower_does_not_train_and_is_encoded_once(monkeypatch):
+def test_a_frozen_tower_does_not_train_and_is_encoded_once(monkeypatch, count_loads):
     X, y = make_data(90)
     initial = _InitialTowers()
-    loads = []
-    original = AudioEncoder._load
-    monkeypatch.setattr(
-        AudioEncoder,
-        "_load",
-        lambda self, column, rows: (
-            loads.append(len(rows)) or original(self, column, rows)
-        ),
-    )
+    loads = count_loads(AudioEncoder)
     net = MultimodalNetClassifier(
         [
             ("img", ImageEncoder("cnn"), "image"),

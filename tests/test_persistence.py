@@ -24,13 +24,14 @@ from _tiny_hubs import (
     save_tiny_wav2vec2,
 )
 from numpy.testing import assert_array_equal
+from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.feature_extraction.text import CountVectorizer
 from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder
 
 from skmm import MultimodalClassifier, MultimodalRegressor, MultimodalVectorizer
-from skmm._persistence import HFPreprocessor, TensorState, TorchClass
+from skmm._persistence import HFPreprocessor, SkrubState, TensorState, TorchClass
 from skmm.encoders import (
     AudioEncoder,
     AudioFeatures,
@@ -53,9 +54,6 @@ pytest.importorskip("safetensors")
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 OWN_PACKAGES = {"skmm", "sklearn", "numpy"}
-# The one-line learners encode the tabular columns with skrub's TableVectorizer (a
-# dependency of skmm): its estimators and column selectors are listed under skrub.
-LEARNER_PACKAGES = OWN_PACKAGES | {"skrub"}
 # The learners' columns: the clips would bring the default video tower (slow).
 TABLE = ["image", "title", "audio", "brand", "price"]
 N = 24
@@ -248,7 +246,8 @@ def fitted(table):
 
 
 def _check_no_pickle(path):
-    """Every member of a skops file is JSON, a numpy array or safetensors/text bytes."""
+    """Every member of a skops file is JSON, a numpy array, safetensors or text bytes,
+    or a skops file checked the same way (a skrub state, see SkrubState)."""
     from safetensors.torch import load as load_safetensors
 
     with zipfile.ZipFile(path) as z:
@@ -260,6 +259,9 @@ def _check_no_pickle(path):
                 np.load(io.BytesIO(data), allow_pickle=False)
             else:
                 assert name.endswith(".bin"), name
+                if zipfile.is_zipfile(io.BytesIO(data)):
+                    _check_no_pickle(io.BytesIO(data))
+                    continue
                 try:
                     load_safetensors(data)
                 except Exception:  # noqa: BLE001 - then it must be text
@@ -277,10 +279,7 @@ def _save_and_check(est, path, packages=OWN_PACKAGES):
 @pytest.mark.parametrize("name", list(CASES))
 def test_skops_round_trip_equals_joblib(name, fitted, tmp_path):
     est, X, method = fitted[name]
-    learner = isinstance(est, (MultimodalVectorizer, MultimodalClassifier))
-    learner |= isinstance(est, MultimodalRegressor)
-    packages = LEARNER_PACKAGES if learner else OWN_PACKAGES
-    loaded = _save_and_check(est, tmp_path / "model.skops", packages)
+    loaded = _save_and_check(est, tmp_path / "model.skops")
     joblib.dump(est, tmp_path / "model.joblib")
     reference = joblib.load(tmp_path / "model.joblib")
     expected = getattr(reference, method)(X)
@@ -420,6 +419,148 @@ def test_stand_ins_refuse_what_is_not_theirs():
         HFPreprocessor("tokenizer", {"vocab.pkl": b""})
     with pytest.raises(ValueError, match="too short"):
         TensorState(b"abc", "0")
+
+
+# -- the one-line learners' skrub part ---------------------------------------------------
+def _every_tabular_kind(n=60):
+    """A column of each kind skrub's TableVectorizer tells apart, by what it builds."""
+    rng = np.random.default_rng(0)
+    return pd.DataFrame(
+        {
+            "brand": [f"b{i % 3}" for i in range(n)],  # one-hot
+            "code": [f"code {i} part {i * 7 % 13}" for i in range(n)],  # string encoder
+            "price": rng.normal(size=n),
+            "count": rng.integers(0, 5, n),
+            "flag": rng.integers(0, 2, n).astype(bool),
+            "number_text": [str(v) for v in rng.normal(size=n)],
+            "day_text": pd.date_range("2020-01-01", periods=n).astype(str),
+            "paris": pd.date_range("2020-01-01", periods=n, tz="Europe/Paris"),
+            "utc": pd.date_range("2021-03-01", periods=n, freq="h", tz="UTC"),
+            "wait": pd.to_timedelta(rng.integers(0, 100, n), unit="s"),
+            "category": pd.Categorical([f"c{i % 7}" for i in range(n)]),
+            "with_nulls": [None if i % 5 == 0 else f"v{i % 3}" for i in range(n)],
+            "empty": [None] * n,
+            "constant": [1] * n,
+        }
+    )
+
+
+def test_the_skrub_part_holds_only_types_skmm_vouches_for(tmp_path):
+    from skmm.auto._tabular import TableVectorizer
+
+    X = _every_tabular_kind()
+    vectorizer = TableVectorizer().fit(X)
+    assert len(set(vectorizer.column_to_kind_.values())) >= 4, (
+        vectorizer.column_to_kind_
+    )
+    path = tmp_path / "table.skops"
+    sio.dump(vectorizer, path)
+    untrusted = sio.get_untrusted_types(file=path)
+    assert sorted(untrusted) == [
+        "skmm._persistence.SkrubState",
+        "skmm.auto._tabular.TableVectorizer",
+    ]
+    _check_no_pickle(path)
+    expected = vectorizer.transform(X)
+    assert_array_equal(sio.load(path, trusted=untrusted).transform(X), expected)
+    assert_array_equal(pickle.loads(pickle.dumps(vectorizer)).transform(X), expected)
+
+
+def test_a_skrub_state_naming_another_type_is_refused(tmp_path):
+    import os
+
+    from skmm.auto._tabular import TableVectorizer
+
+    path = tmp_path / "table.skops"
+    sio.dump(TableVectorizer().fit(_every_tabular_kind()), path)
+    trusted = sio.get_untrusted_types(file=path)
+    # The skrub state swapped for one that names a function of os: the outer file
+    # still lists only skmm's types, the stand-in refuses what is inside.
+    _rewrite_member(
+        path,
+        lambda data: zipfile.is_zipfile(io.BytesIO(data)),
+        lambda data: sio.dumps({"cols": os.system}),
+    )
+    assert sio.get_untrusted_types(file=path) == trusted
+    with pytest.raises(ValueError, match="refuses the stored state of a skrub Table"):
+        sio.load(path, trusted=trusted)
+
+
+def _edit_schema(data, old, new):
+    """A skops file (bytes) with ``old`` replaced by ``new`` in its schema."""
+    with zipfile.ZipFile(io.BytesIO(data)) as z:
+        members = {name: z.read(name) for name in z.namelist()}
+    members["schema.json"] = members["schema.json"].replace(old, new)
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as z:
+        for name, value in members.items():
+            z.writestr(name, value)
+    return buffer.getvalue()
+
+
+def test_a_time_zone_read_from_a_file_is_refused(tmp_path):
+    # pandas reads a "dateutil/<path>" time zone from that path: a state edited to
+    # name one must not make loading open a file of the attacker's choosing.
+    from skmm.auto._tabular import TableVectorizer
+
+    X = _every_tabular_kind()[["paris", "price"]]
+    path = tmp_path / "table.skops"
+    sio.dump(TableVectorizer().fit(X), path)
+    trusted = sio.get_untrusted_types(file=path)
+    _rewrite_member(
+        path,
+        lambda data: zipfile.is_zipfile(io.BytesIO(data)),
+        lambda data: _edit_schema(
+            data, b'\\"Europe/Paris\\"', b'\\"dateutil//etc/passwd\\"'
+        ),
+    )
+    with pytest.raises(ValueError, match="which pandas would read from a file"):
+        sio.load(path, trusted=trusted)
+    # Nor does a number in place of the file's bytes allocate that many bytes.
+    with pytest.raises(ValueError, match="not a skops file"):
+        SkrubState(10**12)
+
+
+def test_pickles_keep_skrubs_own_state():
+    # joblib, copy and Dask's pickles need no skops file (its zip times would make
+    # two pickles of one model differ, and it costs a second per copy); a date
+    # column with a dateutil time zone, which skops cannot store, pickles too.
+    import copy
+
+    from skmm.auto._tabular import TableVectorizer
+
+    X = _every_tabular_kind()[["brand", "price", "day_text"]]
+    X["stamp"] = pd.date_range("2020-01-01", periods=len(X), tz="dateutil/Europe/Paris")
+    vectorizer = TableVectorizer().fit(X)
+    assert pickle.dumps(vectorizer) == pickle.dumps(vectorizer)
+    assert joblib.hash(vectorizer) == joblib.hash(copy.deepcopy(vectorizer))
+    plain = TableVectorizer().fit(X[["brand", "price", "day_text"]])
+    assert b"schema.json" not in pickle.dumps(plain)  # no skops file inside
+    expected = vectorizer.transform(X)
+    assert_array_equal(copy.deepcopy(vectorizer).transform(X), expected)
+    assert_array_equal(pickle.loads(pickle.dumps(vectorizer)).transform(X), expected)
+
+
+class _UserScaler(TransformerMixin, BaseEstimator):
+    def fit(self, X, y=None):
+        return self
+
+    def transform(self, X):
+        return X * 2.0
+
+
+def test_a_user_type_in_the_skrub_part_is_listed_as_skops_would(tmp_path):
+    from skmm.auto._tabular import TableVectorizer
+
+    X = _every_tabular_kind()[["brand", "price"]]
+    vectorizer = TableVectorizer(numeric=_UserScaler()).fit(X)
+    sio.dump(vectorizer, tmp_path / "user.skops")
+    untrusted = sio.get_untrusted_types(file=tmp_path / "user.skops")
+    # skmm vouches for its own skrub types only: the whole state is left to the file.
+    assert f"{__name__}._UserScaler" in untrusted
+    assert any(t.startswith("skrub.") for t in untrusted)
+    loaded = sio.load(tmp_path / "user.skops", trusted=untrusted)
+    assert_array_equal(loaded.transform(X), vectorizer.transform(X))
 
 
 # -- pretrained hubs: their tokenizers and configs as data --------------------------------

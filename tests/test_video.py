@@ -981,6 +981,24 @@ def test_the_vectorizer_encodes_a_video_column_with_video_encoder(
     assert any(cache.glob("*/*/VideoEncoder-*"))
 
 
+def test_the_vectorizer_pools_cells_of_several_clips(digits_clips):
+    from skmm.auto import MultimodalVectorizer
+
+    paths, _ = digits_clips
+    cells = [paths[0:2], [paths[2]], [None, paths[3]], paths[4:7], [], [paths[7]]]
+    X = pd.DataFrame({"clips": pd.Series(cells, dtype=object), "n": np.arange(6.0)})
+    vectorizer = MultimodalVectorizer(video=tiny(), normalize=None, memory=None)
+    block = vectorizer.fit_transform(X)[:, vectorizer.output_indices_["clips"]]
+    assert vectorizer.column_kinds_["clips"] == "video"
+    single = tiny().fit(paths[:8]).transform(paths[:8])
+    expected = [single[0:2].mean(0), single[2], single[3], single[4:7].mean(0)]
+    np.testing.assert_allclose(
+        block[[0, 1, 2, 3, 5]], [*expected, single[7]], rtol=1e-5
+    )
+    # An empty cell is missing: the block's mean (missing="mean").
+    np.testing.assert_allclose(block[4], block[[0, 1, 2, 3, 5]].mean(0), rtol=1e-5)
+
+
 # -- scikit-learn's checks that need no data -----------------------------------------
 @pytest.mark.parametrize(
     "check",

@@ -57,7 +57,7 @@ def default_encoder(kind, *, memory=None, verbose=False):
         return VideoEncoder(memory=memory, verbose=verbose)
     if kind == "text":
         return text_encoder(memory=memory, verbose=verbose)
-    from skrub import TableVectorizer
+    from ._tabular import TableVectorizer
 
     return TableVectorizer()
 

@@ -1,9 +1,13 @@
 """The "best" preset: model families fitted on shared folds, weighed by ensemble
 selection on their out-of-fold predictions.
 
-Every family reads the vectorizer's output, encoded once: feature-level fusion (the
-head on every block), one model per image, audio or text column (its block alone),
-and gradient boosting over the tabular blocks. Out-of-fold predictions come from one
+Every family but one reads the vectorizer's output, encoded once: feature-level
+fusion (the head on every block), one model per image, audio or text column (its
+block alone), and gradient boosting over the tabular blocks. The exception trains:
+the same fusion with a small CNN in place of the pretrained tower of each image
+column, learning from the labels of each fold's training rows (the pretrained
+towers never see the labels, and their ImageNet features say little about images
+unlike ImageNet's: digits, scans, plots). Out-of-fold predictions come from one
 fold object shared by every family (as scikit-learn's ``StackingClassifier`` does),
 and the families are combined by greedy ensemble selection with replacement
 (Caruana et al., 2004; AutoGluon's weighted ensemble): a weighted mean of their
@@ -26,12 +30,14 @@ from sklearn.ensemble import (
 from sklearn.linear_model import LogisticRegression, RidgeCV
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer
+from sklearn.utils._indexing import _safe_indexing
 from sklearn.utils.parallel import Parallel, delayed
 
 __all__ = [
     "default_head",
     "ensemble_selection",
     "families",
+    "family_input",
     "out_of_fold",
     "predict_family",
 ]
@@ -62,11 +68,20 @@ def default_head(classifier):
     return RidgeCV(alphas=np.logspace(-2, 4, 13))
 
 
-def families(head, entry_kinds, output_indices, classifier, random_state):
+def families(
+    head,
+    entry_kinds,
+    output_indices,
+    classifier,
+    random_state,
+    trained=None,
+):
     """The families of the best preset: ``[(name, estimator, columns)]``.
 
-    ``columns`` are positions in the vectorizer's output. A per-column family is
-    left out when it would read the same columns as the fused one.
+    ``columns`` are positions in the vectorizer's output (an ndarray), or, for the
+    family that trains towers, the names of the table's columns it reads (a list):
+    ``trained`` is that family's ``(vectorizer, columns)``, or None. A per-column
+    family is left out when it would read the same columns as the fused one.
     """
     width = max((s.stop for s in output_indices.values()), default=0)
     everything = np.arange(width)
@@ -96,7 +111,18 @@ def families(head, entry_kinds, output_indices, classifier, random_state):
                 table,
             )
         )
+    if trained is not None:
+        vectorizer, columns = trained
+        out.append(("fused (trained)", make_pipeline(vectorizer, clone(head)), columns))
     return out
+
+
+def family_input(columns, X, Z):
+    """What a family reads: its columns of the vectorizer's output ``Z``, or of the
+    table ``X`` for the family that trains towers."""
+    if isinstance(columns, list):
+        return X[columns]
+    return Z[:, columns]
 
 
 def _to_dense(Z):
@@ -114,12 +140,12 @@ def predict_family(estimator, Z, classes):
     return out
 
 
-def _fit_fold(estimator, Z, y, train, test, classes):
-    estimator = clone(estimator).fit(Z[train], y[train])
-    return test, predict_family(estimator, Z[test], classes)
+def _fit_fold(estimator, data, y, train, test, classes):
+    estimator = clone(estimator).fit(_safe_indexing(data, train), y[train])
+    return test, predict_family(estimator, _safe_indexing(data, test), classes)
 
 
-def out_of_fold(members, Z, y, folds, classes, n_jobs=None, verbose=False, owner=""):
+def out_of_fold(members, X, Z, y, folds, classes, n_jobs=None, verbose=False, owner=""):
     """Each family's out-of-fold predictions on the shared ``folds``."""
     tasks = [
         (name, estimator, columns, train, test)
@@ -128,7 +154,9 @@ def out_of_fold(members, Z, y, folds, classes, n_jobs=None, verbose=False, owner
     ]
     start = time.time()
     results = Parallel(n_jobs=n_jobs)(
-        delayed(_fit_fold)(estimator, Z[:, columns], y, train, test, classes)
+        delayed(_fit_fold)(
+            estimator, family_input(columns, X, Z), y, train, test, classes
+        )
         for name, estimator, columns, train, test in tasks
     )
     shape = (len(y),) if classes is None else (len(y), len(classes))

@@ -167,10 +167,11 @@ def detect_kind(values, name, *, random_state=0):
         if not is_missing(item)
     ]
     found = _item_kind(np.asarray(items + [None], dtype=object)[:-1], name)
-    if found.kind not in ("image", "audio", "text", "categorical"):
+    if found.kind not in ("image", "audio", "video", "text", "categorical"):
         raise ValueError(
             f"column {name!r}: its cells are lists of {found.kind} items; cells of "
-            "several items are pooled for images, sounds and texts only."
+            "several items are pooled for images, sounds, video clips and texts "
+            "only."
         )
     # A list of strings is several texts, whatever their number of words.
     kind = "text" if found.kind == "categorical" else found.kind

@@ -11,6 +11,7 @@ from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 
+from ..encoders import ImageEncoder
 from ..utils._composition import check_table_shape, fit_atomic, target_type
 from ..utils._dask import DaskMixin, is_dask_collection
 from ..utils._sklearn_compat import HasMethods, StrOptions, _fit_context
@@ -18,12 +19,18 @@ from ._ensemble import (
     default_head,
     ensemble_selection,
     families,
+    family_input,
     out_of_fold,
     predict_family,
 )
 from ._vectorizer import MultimodalVectorizer, _as_frame
 
 __all__ = ["MultimodalClassifier", "MultimodalRegressor"]
+
+# The trained image towers of the best preset: skmm's small CNN at 32 px (CIFAR's
+# size: what a few hundred to a few thousand labelled images can teach it, at a
+# small fraction of the pretrained tower's cost per image), for its default epochs.
+_TRAINED_IMAGE = {"backbone": "cnn", "image_size": 32}
 
 
 class _MultimodalLearner(DaskMixin, BaseEstimator):
@@ -107,7 +114,7 @@ class _MultimodalLearner(DaskMixin, BaseEstimator):
             self.head_ = clone(head).fit(Z, y)
             self._log(f"head {type(head).__name__} fitted", start)
         else:
-            self._fit_best(Z, y, head)
+            self._fit_best(X, Z, y, head)
             self._log("best preset fitted", start)
         self.n_features_in_ = vectorizer.n_features_in_
         if hasattr(vectorizer, "feature_names_in_"):
@@ -127,26 +134,67 @@ class _MultimodalLearner(DaskMixin, BaseEstimator):
             warnings.filterwarnings("ignore", message=".*least populated class.*")
             return list(cv.split(Z, y))
 
-    def _fit_best(self, Z, y, head):
+    def _trained_family(self, X, folds):
+        """The vectorizer of the family that trains towers, and the columns it
+        reads; None when no image column can train one.
+
+        The fitted vectorizer's parameters, with a small CNN given by
+        ``specific_encoders`` to each image column that the user did not assign
+        (a cell of several images trains it on each, with the row's label):
+        refitted on each fold's rows, its other encoders are those of the fused
+        family (the pretrained ones read the embedding cache).
+        """
+        vectorizer = self.vectorizer_
+        missing = vectorizer.fuser_.modalities_.missing(X)
+        columns = [
+            column
+            for name, _, column in vectorizer.fuser_.encoders
+            if vectorizer._entry_kinds_[name] == "image"
+            and vectorizer.column_reasons_[column] != "specific_encoders"
+            # A CNN needs images to train on in every fold's training rows.
+            and not any(missing[name][train].all() for train, _ in folds)
+        ]
+        if not columns:
+            return None
+        towers = [
+            (
+                ImageEncoder(
+                    **_TRAINED_IMAGE,
+                    random_state=self.random_state,
+                    verbose=self.verbose,
+                ),
+                [column],
+            )
+            for column in columns
+        ]
+        trained = clone(vectorizer).set_params(
+            specific_encoders=[*vectorizer.specific_encoders, *towers]
+        )
+        return trained, list(X.columns)
+
+    def _fit_best(self, X, Z, y, head):
         if self._classifier and not hasattr(head, "predict_proba"):
             raise ValueError(
                 f"preset='best' weighs the families' class probabilities, and head "
                 f"{type(head).__name__} has no predict_proba; use a probabilistic "
                 "head (LogisticRegression, or CalibratedClassifierCV around yours)."
             )
+        folds = self._folds(Z, y)
         members = families(
             head,
             self.vectorizer_._entry_kinds_,
             self.vectorizer_.output_indices_,
             self._classifier,
             self.random_state,
+            trained=self._trained_family(X, folds),
         )
         classes = self.classes_ if self._classifier else None
         predictions = out_of_fold(
             members,
+            X,
             Z,
             y,
-            self._folds(Z, y),
+            folds,
             classes,
             n_jobs=self.n_jobs,
             verbose=self.verbose,
@@ -158,7 +206,7 @@ class _MultimodalLearner(DaskMixin, BaseEstimator):
         self.weights_ = ensemble_selection(predictions, y, classes)
         # Only the families ensemble selection kept are refitted on every row.
         self.estimators_ = [
-            (name, clone(estimator).fit(Z[:, columns], y), columns)
+            (name, clone(estimator).fit(family_input(columns, X, Z), y), columns)
             for name, estimator, columns in members
             if self.weights_[name] > 0
         ]
@@ -171,13 +219,15 @@ class _MultimodalLearner(DaskMixin, BaseEstimator):
 
     def _features(self, X):
         check_is_fitted(self)
-        return self.vectorizer_.transform(_as_frame(X, type(self).__name__))
+        X = _as_frame(X, type(self).__name__)
+        return X, self.vectorizer_.transform(X)
 
-    def _blend(self, Z):
+    def _blend(self, X, Z):
         """The weighted mean of the kept families' predictions."""
         classes = self.classes_ if self._classifier else None
         return sum(
-            self.weights_[name] * predict_family(estimator, Z[:, columns], classes)
+            self.weights_[name]
+            * predict_family(estimator, family_input(columns, X, Z), classes)
             for name, estimator, columns in self.estimators_
         )
 
@@ -198,16 +248,22 @@ class MultimodalClassifier(ClassifierMixin, _MultimodalLearner):
 
     - ``preset="fast"``: one head over every block (feature-level fusion), a
       ``LogisticRegression`` unless ``head`` says otherwise.
-    - ``preset="best"``: several model families on the same features, combined by
-      their out-of-fold predictions: the head over every block, the head over each
-      image, audio and text column alone, and gradient-boosted trees over the
-      tabular columns, all fitted on one shared set of stratified folds, then
-      weighed by ensemble selection (greedy forward selection of the family that
-      most lowers the log loss of the running average, as AutoGluon's weighted
-      ensemble; one weight per family, which rare classes cannot mislead as they
-      mislead a stacked per-class model). The families with a weight are refitted
-      on every row. The features are computed once, before the folds (the encoders
-      are frozen and unsupervised).
+    - ``preset="best"``: several model families, combined by their out-of-fold
+      predictions: the head over every block, the head over each image, audio and
+      text column alone, gradient-boosted trees over the tabular columns, and,
+      when there are image columns, the head over every block with a small CNN
+      trained on the labels in place of their pretrained
+      tower (at 32 px: the pretrained tower never sees the labels, and images
+      unlike ImageNet's, such as digits or scans, need a tower that does).
+      All are fitted on one shared set of stratified folds, then weighed by
+      ensemble selection (greedy forward selection of the family that most lowers
+      the log loss of the running average, as AutoGluon's weighted ensemble; one
+      weight per family, which rare classes cannot mislead as they mislead a
+      stacked per-class model). The families with a weight are refitted on every
+      row. The vectorizer's features are computed once, before the folds (its
+      encoders are frozen and unsupervised); the family with trained CNNs is
+      fitted on each fold (the pretrained towers' embeddings come from the cache),
+      and once more on every row when it keeps a weight.
 
     Parameters
     ----------
@@ -239,9 +295,11 @@ class MultimodalClassifier(ClassifierMixin, _MultimodalLearner):
         detected).
     head_ : classifier
         The fitted head (``preset="fast"``).
-    estimators_ : list of (str, classifier, ndarray) tuples
+    estimators_ : list of (str, classifier, ndarray or list) tuples
         The families with a weight, refitted on every row, with the output columns
-        of the vectorizer each reads (``preset="best"``).
+        of the vectorizer each reads (an ndarray of positions), or the table's
+        columns the family that trains towers reads (a list of names)
+        (``preset="best"``).
     weights_ : dict of str to float
         Each family's ensemble weight (``preset="best"``).
     family_scores_ : dict of str to float
@@ -307,10 +365,10 @@ class MultimodalClassifier(ClassifierMixin, _MultimodalLearner):
         -------
         y_pred : ndarray of shape (n_samples,)
         """
-        Z = self._features(X)
+        X, Z = self._features(X)
         if self.preset == "fast":
             return self.head_.predict(Z)
-        return self.classes_[self._blend(Z).argmax(axis=1)]
+        return self.classes_[self._blend(X, Z).argmax(axis=1)]
 
     def _has_proba(self):
         return (
@@ -333,10 +391,10 @@ class MultimodalClassifier(ClassifierMixin, _MultimodalLearner):
         proba : ndarray of shape (n_samples, n_classes)
             In the order of ``classes_``.
         """
-        Z = self._features(X)
+        X, Z = self._features(X)
         if self.preset == "fast":
             return self.head_.predict_proba(Z)
-        return self._blend(Z)
+        return self._blend(X, Z)
 
 
 class MultimodalRegressor(RegressorMixin, _MultimodalLearner):
@@ -345,8 +403,10 @@ class MultimodalRegressor(RegressorMixin, _MultimodalLearner):
     The regression twin of :class:`MultimodalClassifier`: the same vectorizer, a
     ``RidgeCV`` head (its penalty chosen by leave-one-out) in ``preset="fast"``,
     and in ``preset="best"`` the ridge over every block, over each image, audio and
-    text column, and gradient-boosted trees over the tabular columns, weighed by
-    ensemble selection on shuffled K-fold out-of-fold predictions (squared error).
+    text column, gradient-boosted trees over the tabular columns, and the ridge over
+    every block with a small CNN trained on the targets in place of the image
+    columns' pretrained towers, weighed by ensemble selection on shuffled K-fold
+    out-of-fold predictions (squared error).
 
     Parameters
     ----------
@@ -371,9 +431,9 @@ class MultimodalRegressor(RegressorMixin, _MultimodalLearner):
         The fitted vectorizer.
     head_ : regressor
         The fitted head (``preset="fast"``).
-    estimators_ : list of (str, regressor, ndarray) tuples
-        The families with a weight and the output columns each reads
-        (``preset="best"``).
+    estimators_ : list of (str, regressor, ndarray or list) tuples
+        The families with a weight and the output columns each reads, or the
+        table's columns for the family that trains towers (``preset="best"``).
     weights_ : dict of str to float
         Each family's ensemble weight (``preset="best"``).
     family_scores_ : dict of str to float
@@ -425,7 +485,7 @@ class MultimodalRegressor(RegressorMixin, _MultimodalLearner):
         -------
         y_pred : ndarray of shape (n_samples,)
         """
-        Z = self._features(X)
+        X, Z = self._features(X)
         if self.preset == "fast":
             return self.head_.predict(Z)
-        return self._blend(Z)
+        return self._blend(X, Z)

@@ -32,7 +32,7 @@ from ._callbacks import Callback
 __all__ = ["Checkpoint", "Resume"]
 
 # Bumped when the state file's contents change: an older file is not resumed from.
-_FORMAT = 1
+_FORMAT = 2
 # Parameters that do not change what a fit computes.
 _NOT_IN_FINGERPRINT = frozenset({"callbacks", "verbose", "num_workers", "memory"})
 
@@ -66,8 +66,10 @@ class Checkpoint(Callback):
         are checked when resuming (a mismatch warns and starts afresh), the data is
         not; delete the file to start a fit over. The state of a callable callback,
         and of a :class:`Callback` without :meth:`~Callback.state_dict`, is not
-        kept. In a distributed run rank 0 writes it, and a resumed run restores
-        rank 0's random generators on every rank.
+        kept. In a distributed run rank 0 writes it, with every rank's random
+        generators; a run resumed on as many processes restores each rank's own
+        (on another number of processes, rank 0's on every rank: the batches are
+        shared out anew, so the run cannot be the uninterrupted one anyway).
 
     Attributes
     ----------
@@ -300,11 +302,15 @@ class Resume:
             self.optimizer.load_state_dict(saved["optimizer"])
         if self.precision.scaler is not None and saved["scaler"] is not None:
             self.precision.scaler.load_state_dict(saved["scaler"])
-        for generator, state in zip(self._generators(), saved["generators"]):
+        ranks = saved["random"]
+        mine = (
+            ranks[self.parallel.rank] if len(ranks) == self.parallel.size else ranks[0]
+        )
+        for generator, state in zip(self._generators(), mine["generators"]):
             generator.set_state(state)
-        torch.set_rng_state(saved["torch_rng"])
-        if torch.cuda.is_available() and saved["cuda_rng"] is not None:
-            torch.cuda.set_rng_state_all(saved["cuda_rng"])
+        torch.set_rng_state(mine["torch_rng"])
+        if torch.cuda.is_available() and mine["cuda_rng"] is not None:
+            torch.cuda.set_rng_state_all(mine["cuda_rng"])
         for cb, (_, state) in zip(stateful, saved["callbacks"]):
             cb.load_state_dict(state)
         self.checkpoint.resumed_from_ = len(records)
@@ -325,7 +331,10 @@ class Resume:
 
     def save(self, stopped):
         """Write the state after an epoch (``stopped``: a callback stopped the run)."""
-        if self.checkpoint is None or not is_main_process():
+        if self.checkpoint is None:
+            return
+        ranks = self._random_states()  # a collective: every rank takes part
+        if not is_main_process():
             return
         state = {
             "format": _FORMAT,
@@ -343,11 +352,7 @@ class Resume:
             "scaler": None
             if self.precision.scaler is None
             else self.precision.scaler.state_dict(),
-            "generators": [g.get_state() for g in self._generators()],
-            "torch_rng": torch.get_rng_state(),
-            "cuda_rng": torch.cuda.get_rng_state_all()
-            if torch.cuda.is_available()
-            else None,
+            "random": ranks,
             "callbacks": [
                 (type(cb).__name__, cb.state_dict()) for cb in self._stateful()
             ],
@@ -355,3 +360,20 @@ class Resume:
         buffer = io.BytesIO()
         torch.save(state, buffer)
         _write_atomic(self.checkpoint.state, buffer.getvalue())
+
+    def _random_states(self):
+        """Every rank's random generators (the data order's, the steps', torch's
+        global one that dropout draws from), by rank: each rank draws its own
+        augmentation and dropout, which a resumed run must draw on."""
+        mine = {
+            "generators": [g.get_state() for g in self._generators()],
+            "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all()
+            if torch.cuda.is_available()
+            else None,
+        }
+        if self.parallel.size == 1:
+            return [mine]
+        ranks = [None] * self.parallel.size
+        torch.distributed.all_gather_object(ranks, mine)
+        return ranks

@@ -124,12 +124,14 @@ def read_audio(item, sample_rate, storage_options=None):
     file, no samples, NaN or infinity.
     """
     if isinstance(item, (str, os.PathLike, bytes, bytearray, memoryview)):
-        source = item  # what the video check reads: a URL's bytes, not its name
+        source, is_video = item, is_video_file(item)
         if is_url(item):
             name = redact(item)
             source = read_url(item, storage_options)
             path = io.BytesIO(source)
             is_wav = urlsplit(item).path.lower().endswith(".wav")
+            # A video by its extension (MPEG-TS has no signature) or by its bytes.
+            is_video = is_video or is_video_file(source)
         elif isinstance(item, (str, os.PathLike)):
             path = os.fspath(item)
             name = repr(path)
@@ -143,8 +145,8 @@ def read_audio(item, sample_rate, storage_options=None):
         else:
             path, name = io.BytesIO(item), f"{len(item)} bytes"
             is_wav = True  # bytes are read as a WAV file, whatever they hold
-        if is_video_file(source):
-            rate, data = read_soundtrack(source)
+        if is_video:
+            rate, data = read_soundtrack(source, name)
         elif is_wav:
             rate, data = _read_wav(path, name)
         else:
@@ -252,7 +254,9 @@ class AudioMixin:
     def _check_input(self, X, *, reset):
         column = check_column(self, X, batch_ndim=self._batch_ndim, reset=reset)
         # A video file without an audio stream is a missing sound (see read_audio).
-        return mark_clips_without_soundtrack(column, type(self).__name__)
+        return mark_clips_without_soundtrack(
+            column, type(self).__name__, self.storage_options
+        )
 
     def _missing_items(self, selection, missing):
         """The rows of a composite's one-column ``selection`` that this encoder takes

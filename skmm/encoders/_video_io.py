@@ -11,14 +11,16 @@ import io
 import math
 import os
 import warnings
+from urllib.parse import urlsplit
 
 import numpy as np
 
 from ..utils._composition import is_group
+from ..utils._remote import is_url, read_url, redact
 
 # File extensions of video containers. A video column takes any container FFmpeg
-# reads; the audio encoders read the soundtrack of files with these extensions (and of
-# bytes that start with a signature of VIDEO_SIGNATURES).
+# reads; the audio encoders read the soundtrack of files and URLs with these extensions
+# (and of bytes that start with a signature of VIDEO_SIGNATURES).
 VIDEO_EXTENSIONS = frozenset(
     {
         ".3gp",
@@ -71,7 +73,13 @@ def import_av(what):
 
 
 def is_video_file(item):
-    """True for a path with a video extension, or bytes of a video container."""
+    """True for a path or URL with a video extension, or bytes of a video container.
+
+    A URL's extension is its path's: the query string (a pre-signed URL's
+    ``?X-Amz-Signature=...``) and the fragment are not part of it.
+    """
+    if is_url(item):
+        item = urlsplit(item).path
     if isinstance(item, (str, os.PathLike)):
         return os.path.splitext(os.fspath(item))[1].lower() in VIDEO_EXTENSIONS
     if isinstance(item, (bytes, bytearray, memoryview)):
@@ -80,8 +88,9 @@ def is_video_file(item):
     return False
 
 
-def _source(item):
-    """What ``av.open`` reads for a path or bytes item, and how errors name it."""
+def _source(item, name=None):
+    """What ``av.open`` reads for a path or bytes item, and how errors name it
+    (``name``, when given, names bytes: the URL they were read from)."""
     if isinstance(item, (str, os.PathLike)):
         path = os.fspath(item)
         name = repr(path)
@@ -94,7 +103,7 @@ def _source(item):
         return path, name
     if len(item) == 0:
         raise ValueError("empty bytes, not a video file")
-    return io.BytesIO(bytes(item)), f"{len(item)} bytes"
+    return io.BytesIO(bytes(item)), name or f"{len(item)} bytes"
 
 
 def _reason(exc):
@@ -102,14 +111,14 @@ def _reason(exc):
 
 
 @contextlib.contextmanager
-def open_container(item, what="reading a video file"):
+def open_container(item, what="reading a video file", name=None):
     """Open a path or bytes with PyAV; yield ``(container, name)``.
 
     Any FFmpeg error, on opening or later in the block (a corrupt packet), becomes a
-    ``ValueError`` naming the item.
+    ``ValueError`` naming the item (bytes by ``name``, when given).
     """
     av = import_av(what)
-    source, name = _source(item)
+    source, name = _source(item, name)
     try:
         container = av.open(source, mode="r", metadata_errors="ignore")
     except av.error.FFmpegError as exc:
@@ -334,15 +343,16 @@ class _ClipReader:
 
 
 # -- the soundtrack --------------------------------------------------------------------
-def read_soundtrack(item):
+def read_soundtrack(item, name=None):
     """The first audio stream of a video file: ``(sample rate, samples)``.
 
     Samples are an array (n, channels) of the decoded sample type (int16 for 16-bit
     PCM, ALAC or FLAC; float32 for AAC, Opus...), so the audio side scales them by
     their type as it does a WAV file's. Raises ``ValueError`` for a file without an
-    audio stream or without samples.
+    audio stream or without samples (bytes are named by ``name``, when given).
     """
-    with open_container(item, "reading a video file's soundtrack") as (container, name):
+    what = "reading a video file's soundtrack"
+    with open_container(item, what, name) as (container, name):
         if not container.streams.audio:
             raise ValueError(f"{name} has no audio stream")
         stream = container.streams.audio[0]
@@ -361,19 +371,31 @@ def read_soundtrack(item):
     return rate, np.concatenate(chunks)
 
 
-def has_soundtrack(item):
-    """Whether a video file has an audio stream (its header only is read)."""
-    with open_container(item, "reading a video file's soundtrack") as (container, _):
+def has_soundtrack(item, storage_options=None):
+    """Whether a video file has an audio stream (its header only is read).
+
+    A URL is read whole (with ``storage_options``): a container's header may lie at
+    its end (an MP4 whose index was written last), which only ranged reads would
+    reach without the rest.
+    """
+    name = None
+    if is_url(item):
+        name = redact(item)
+        item = read_url(item, storage_options)
+    what = "reading a video file's soundtrack"
+    with open_container(item, what, name) as (container, _):
         return bool(container.streams.audio)
 
 
-def mark_clips_without_soundtrack(column, owner):
+def mark_clips_without_soundtrack(column, owner, storage_options=None):
     """Mark the video files of ``column`` that have no audio stream as missing.
 
     For the audio encoders: a clip without a soundtrack is a missing sound (NaN
     features, the fuser's ``missing=`` rule), named in one warning; inside a cell of
     several items it becomes a None there, skipped as a cell's missing items are. A
     file that is not a readable container raises ``ValueError`` naming its row.
+    Video URLs (by their path's extension) are read with ``storage_options`` to
+    look, so they are fetched twice: here, and when their soundtrack is decoded.
     """
     if column.batch:
         return column
@@ -385,7 +407,7 @@ def mark_clips_without_soundtrack(column, owner):
             if not is_video_file(item):
                 continue
             try:
-                found = has_soundtrack(item)
+                found = has_soundtrack(item, storage_options)
             except ValueError as exc:
                 where = column.where(i) + (f", item {k}" if group else "")
                 raise ValueError(f"{where}: {exc}") from None

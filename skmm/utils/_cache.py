@@ -244,7 +244,8 @@ def item_key(item, *, str_is_path, hash_files=False, storage_options=None):
     the key: it chooses the decoder). A URL is keyed by itself and what the store
     says of the object's current content (size, ETag, checksums, modification time:
     one metadata request, with ``storage_options``; ``hash_files`` does not apply),
-    or gets no key when the store says nothing. Items whose bytes do not say what
+    or gets no key when the store gives no validator of its content (a size alone
+    is none: a rewrite of the same length keeps it). Items whose bytes do not say what
     they decode to (object arrays, whose bytes are pointers) get no key and are
     never cached.
     """

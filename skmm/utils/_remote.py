@@ -9,6 +9,9 @@ store's client: aiohttp for HTTP, botocore for S3), and retries transient failur
 5xx, 408 and 429 answers) up to ``ATTEMPTS`` times with exponential back-off; a
 missing object or a refused request fails at once.
 
+The objects are media files: an HTML page (what a sign-in or error page answered with
+status 200 sends) is refused with an error, never decoded or taken for missing.
+
 Errors name the URL without its credentials: the user and password of the URL and
 its query string (which holds the signature of a pre-signed URL) are replaced by
 ``***``; ``storage_options`` never appear.
@@ -27,6 +30,8 @@ BACKOFF = 0.5
 
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://")
 _URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://[^\s'\"<>]+")
+# How an HTML page starts (after blanks and a byte order mark), lower-cased.
+_HTML_STARTS = (b"<!doctype html", b"<html", b"<head", b"<body", b"<!--")
 # HTTP statuses worth another attempt.
 _TRANSIENT_STATUS = {408, 425, 429, 500, 502, 503, 504}
 
@@ -117,8 +122,14 @@ def _transient(exc):
     )
 
 
+def _is_html(data):
+    head = data[:512].lstrip(b"\xef\xbb\xbf").lstrip().lower()
+    return head.startswith(_HTML_STARTS)
+
+
 def read_url(url, storage_options=None):
-    """The bytes of the object at ``url``; ValueError naming the (redacted) URL."""
+    """The bytes of the media object at ``url``; ValueError naming the (redacted)
+    URL, for an empty object or an HTML page too."""
     fs, path = filesystem(url, storage_options)
     name = redact(url)
     for attempt in range(ATTEMPTS):
@@ -126,6 +137,11 @@ def read_url(url, storage_options=None):
             data = fs.cat_file(path)
             if not data:
                 raise ValueError(f"{name} is an empty object")
+            if _is_html(data):
+                raise ValueError(
+                    f"{name} is an HTML page, not a media file (a sign-in or error "
+                    "page answered as if it were the file?)"
+                )
             return data
         except (ValueError, MemoryError):
             raise
@@ -145,9 +161,11 @@ def read_url(url, storage_options=None):
             time.sleep(BACKOFF * 2**attempt)
 
 
-# Fields of fsspec's ``info`` that change when an object is rewritten.
+# Fields of fsspec's ``info`` that change when an object is rewritten (``blob_id``:
+# the git blob hash of a file on the Hugging Face hub, ``hf://``).
 _VALIDATORS = (
     "etag",
+    "blob_id",
     "content-md5",
     "md5",
     "md5hash",
@@ -166,8 +184,9 @@ _VALIDATORS = (
 
 def url_validator(url, storage_options=None):
     """What identifies the object's current content: its size and the store's
-    validators (ETag, checksums, modification time), or None when the store cannot
-    say (the item is then not cached)."""
+    validators (ETag, checksums, modification time), or None when the store gives
+    none of them (the item is then not cached). A size alone is not enough: a
+    rewrite of the same length (a WAV of the same duration) keeps it."""
     try:
         fs, path = filesystem(url, storage_options)
         info = fs.info(path)
@@ -175,6 +194,6 @@ def url_validator(url, storage_options=None):
         return None
     fields = {str(k).lower(): v for k, v in info.items()}
     found = sorted((k, str(fields[k])) for k in _VALIDATORS if k in fields)
-    if not found and fields.get("size") is None:
+    if not found:
         return None
     return [("size", fields.get("size")), *found]

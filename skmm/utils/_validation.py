@@ -187,6 +187,19 @@ class Column:
         flat, owner = self.flatten()
         return flat, np.flatnonzero(~flat.missing & np.isin(owner, rows))
 
+    def training_items(self):
+        """The items a tower trains on, and the row of each present one.
+
+        ``(self, self.present())``, or, for a column of cells of several items, the
+        flattened column and the row of each of its present items: each item
+        learns its cell's target (the photos of one product all show that
+        product).
+        """
+        if not self.nested:
+            return self, self.present()
+        flat, owner = self.flatten()
+        return flat, owner[flat.present()]
+
 
 def pool_items(column, encode):
     """Encode a column whose cells may hold several items; average each cell's.
@@ -218,10 +231,12 @@ def reject_groups(column, owner):
         what = "the column" if column.name is None else f"column {column.name!r}"
         raise NotImplementedError(
             f"{owner}: {what} has cells of several items (a list per "
-            "cell); the encoders pool such cells into one feature vector when they "
-            "are frozen (max_epochs=0: in MultimodalFuser, MultimodalVectorizer and "
-            "as a net's or matcher's frozen tower), but training on them is not "
-            "supported yet. Keep one item per cell, or use a frozen encoder."
+            "cell); a net's or matcher's frozen tower pools such cells into one "
+            "feature vector (the mean of the items'), but a tower trained inside a "
+            "net or matcher would need that pooling in its forward pass, which is "
+            "not supported yet. Keep one item per cell, use a frozen tower, or "
+            "train the encoder on its own first (it trains on each item with its "
+            "row's target) and give it frozen."
         )
 
 
