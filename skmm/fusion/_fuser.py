@@ -189,9 +189,13 @@ class MultimodalFuser(
         its encoder never sees those cells (a ``TfidfVectorizer`` or a
         ``FunctionTransformer`` gets no None), and its block is filled there.
         ``"error"`` raises a ValueError naming the modality, its columns and the
-        rows; ``"zero"`` fills the block with zeros, ``"mean"`` with its training
-        mean; ``"indicator"`` fills it with the mean and appends one 0/1 column per
-        modality, 1 where the modality is missing. A NaN in some of a modality's
+        rows; ``"zero"`` fills the encoder's features with zeros, ``"mean"`` with
+        their training mean; ``"indicator"`` fills them with the mean and appends
+        one 0/1 column per modality, 1 where the modality is missing. The fill
+        comes before the block's scaling and projection, as a ``SimpleImputer``
+        ahead of a ``StandardScaler`` in a pipeline: the scaler's statistics count
+        the filled rows, and with ``normalize="standard"`` a zero-filled row is
+        then where a raw zero sits, not at 0 (the mean fill lands at 0). A NaN in some of a modality's
         cells is not a missing modality: it reaches the encoder, and a NaN in some of
         a block's features is filled as ``"zero"`` and ``"mean"`` say (with
         ``"error"`` it is kept, as ``ColumnTransformer`` keeps it). A modality
