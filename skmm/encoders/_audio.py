@@ -11,7 +11,8 @@ import torch
 from sklearn.base import BaseEstimator, clone
 
 from ..base import TorchEncoderMixin
-from ..utils._remote import is_url, read_url, redact
+from ..utils._docs import fill_doc
+from ..utils._remote import STORAGE_OPTIONS_DOC, is_url, read_url, redact
 from ..utils._sklearn_compat import HasMethods, Interval, StrOptions
 from ..utils._validation import check_column, file_not_found
 from ._hub import BackboneMixin
@@ -304,6 +305,7 @@ _AUDIO_PARAMS = {
 }
 
 
+@fill_doc(storage_options=STORAGE_OPTIONS_DOC)
 class AudioEncoder(BackboneMixin, AudioMixin, TorchEncoderMixin, BaseEstimator):
     """Encode sounds with a CNN over log-mel spectrograms, or a pretrained audio model.
 
@@ -388,15 +390,7 @@ class AudioEncoder(BackboneMixin, AudioMixin, TorchEncoderMixin, BaseEstimator):
         When :meth:`fit` streams the training items (more than 256 MB decoded),
         worker processes decoding the next batches (a torch ``DataLoader``); the
         model is the same whatever their number.
-    storage_options : dict, default=None
-        Options of the fsspec file system of items that are URLs (``s3://``,
-        ``gs://``, ``https://``, ``memory://``...): ``endpoint_url``, ``anon``,
-        ``client_kwargs``... URLs need fsspec (``pip install 'skmm[urls]'``) and
-        the store's package (s3fs, gcsfs). Each item is read in one request, an attempt
-        that stalls for 30 s fails, transient errors are retried twice; errors name
-        the row, the column and the URL without its credentials. Options travel
-        inside the fitted encoder (pickles, skops files, Dask workers): prefer
-        credentials the machine finds itself (environment, instance roles).
+    {storage_options}
     lr : float, default=1e-3
         Learning rate of the optimizer for this tower when the encoder trains
         alone (inside :mod:`skmm.nn`, the composite's ``lr``/``tower_lr`` apply).

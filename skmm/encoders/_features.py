@@ -8,12 +8,15 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
 from ..utils._dask import DaskMixin
+from ..utils._docs import fill_doc
+from ..utils._remote import STORAGE_OPTIONS_DOC
 from ..utils._sklearn_compat import Interval, _fit_context
 from ..utils._validation import pool_items
 from ._audio import _AUDIO_PARAMS, AudioMixin
 from ._mel import MFCC
 
 
+@fill_doc(storage_options=STORAGE_OPTIONS_DOC)
 class AudioFeatures(DaskMixin, AudioMixin, TransformerMixin, BaseEstimator):
     """MFCC means and standard deviations over each sound's frames.
 
@@ -36,15 +39,7 @@ class AudioFeatures(DaskMixin, AudioMixin, TransformerMixin, BaseEstimator):
         STFT window length in samples; None is about 32 ms (256 at 8 kHz).
     hop_length : int or None, default=None
         Samples between frames; None is ``n_fft // 2``.
-    storage_options : dict, default=None
-        Options of the fsspec file system of items that are URLs (``s3://``,
-        ``gs://``, ``https://``, ``memory://``...): ``endpoint_url``, ``anon``,
-        ``client_kwargs``... URLs need fsspec (``pip install 'skmm[urls]'``) and
-        the store's package (s3fs, gcsfs). Each item is read in one request, an attempt
-        that stalls for 30 s fails, transient errors are retried twice; errors name
-        the row, the column and the URL without its credentials. Options travel
-        inside the fitted encoder (pickles, skops files, Dask workers): prefer
-        credentials the machine finds itself (environment, instance roles).
+    {storage_options}
 
     Attributes
     ----------

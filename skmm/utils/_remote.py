@@ -35,6 +35,19 @@ _HTML_STARTS = (b"<!doctype html", b"<html", b"<head", b"<body", b"<!--")
 # HTTP statuses worth another attempt.
 _TRANSIENT_STATUS = {408, 425, 429, 500, 502, 503, 504}
 
+# The ``storage_options`` parameter of the encoders that read items (filled into
+# their docstrings by ``fill_doc``).
+STORAGE_OPTIONS_DOC = """\
+storage_options : dict, default=None
+    Options of the fsspec file system of items that are URLs (``s3://``,
+    ``gs://``, ``https://``, ``memory://``...): ``endpoint_url``, ``anon``,
+    ``client_kwargs``... URLs need fsspec (``pip install 'skmm[urls]'``) and
+    the store's package (s3fs, gcsfs). Each item is read in one request, an attempt
+    that stalls for 30 s fails, transient errors are retried twice; errors name
+    the row, the column and the URL without its credentials. Options travel
+    inside the fitted encoder (pickles, skops files, Dask workers): prefer
+    credentials the machine finds itself (environment, instance roles)."""
+
 
 def is_url(item):
     """True for a string that names a URL (``scheme://...``), not a local path."""
