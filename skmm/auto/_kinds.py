@@ -30,12 +30,12 @@ import os
 from dataclasses import dataclass
 from datetime import date, datetime
 from numbers import Number
-from urllib.parse import urlsplit
 
 import numpy as np
 import pandas as pd
 
 from ..encoders._video_io import VIDEO_EXTENSIONS, VIDEO_SIGNATURES
+from ..utils._remote import extension
 from ..utils._validation import is_group, is_missing
 
 __all__ = ["FILE_KINDS", "KINDS", "detect_kind"]
@@ -297,16 +297,8 @@ def _bytes_kind(sample, name):
     )
 
 
-def _extension(value):
-    """The lower-case extension of a path or URL (its query string left out)."""
-    text = os.fspath(value)
-    if "://" in text:
-        text = urlsplit(text).path
-    return os.path.splitext(text)[1].lower()
-
-
 def _string_kind(sample, name, cells):
-    extensions = [_extension(v) for v in sample]
+    extensions = [extension(v) for v in sample]
     for kind, spec in FILE_KINDS.items():
         hits = [v for v, ext in zip(sample, extensions) if ext in spec.extensions]
         if len(hits) * 2 >= len(sample):

@@ -4,7 +4,6 @@ import io
 import math
 import os
 from numbers import Integral, Real
-from urllib.parse import urlsplit
 
 import numpy as np
 import torch
@@ -12,7 +11,13 @@ from sklearn.base import BaseEstimator, clone
 
 from ..base import TorchEncoderMixin
 from ..utils._docs import fill_doc
-from ..utils._remote import STORAGE_OPTIONS_DOC, is_url, read_url, redact
+from ..utils._remote import (
+    STORAGE_OPTIONS_DOC,
+    extension,
+    is_url,
+    read_url,
+    redact,
+)
 from ..utils._sklearn_compat import HasMethods, Interval, StrOptions
 from ..utils._validation import check_column, file_not_found
 from ._hub import BackboneMixin
@@ -130,7 +135,7 @@ def read_audio(item, sample_rate, storage_options=None):
             name = redact(item)
             source = read_url(item, storage_options)
             path = io.BytesIO(source)
-            is_wav = urlsplit(item).path.lower().endswith(".wav")
+            is_wav = extension(item) == ".wav"
             # A video by its extension (MPEG-TS has no signature) or by its bytes.
             is_video = is_video or is_video_file(source)
         elif isinstance(item, (str, os.PathLike)):

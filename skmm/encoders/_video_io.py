@@ -11,12 +11,11 @@ import io
 import math
 import os
 import warnings
-from urllib.parse import urlsplit
 
 import numpy as np
 
 from ..utils._composition import is_group
-from ..utils._remote import is_url, read_url, redact
+from ..utils._remote import extension, is_url, read_url, redact
 
 # File extensions of video containers. A video column takes any container FFmpeg
 # reads; the audio encoders read the soundtrack of files and URLs with these extensions
@@ -78,10 +77,8 @@ def is_video_file(item):
     A URL's extension is its path's: the query string (a pre-signed URL's
     ``?X-Amz-Signature=...``) and the fragment are not part of it.
     """
-    if is_url(item):
-        item = urlsplit(item).path
     if isinstance(item, (str, os.PathLike)):
-        return os.path.splitext(os.fspath(item))[1].lower() in VIDEO_EXTENSIONS
+        return extension(item) in VIDEO_EXTENSIONS
     if isinstance(item, (bytes, bytearray, memoryview)):
         head = bytes(item[:16])
         return any(head[o : o + len(magic)] == magic for o, magic in VIDEO_SIGNATURES)

@@ -17,6 +17,7 @@ its query string (which holds the signature of a pre-signed URL) are replaced by
 ``***``; ``storage_options`` never appear.
 """
 
+import os
 import re
 import time
 from urllib.parse import urlsplit, urlunsplit
@@ -52,6 +53,16 @@ storage_options : dict, default=None
 def is_url(item):
     """True for a string that names a URL (``scheme://...``), not a local path."""
     return isinstance(item, str) and _SCHEME.match(item) is not None
+
+
+def extension(item):
+    """The lower-case extension of a path or URL. A URL's is its path's: the query
+    string (a pre-signed URL's ``?X-Amz-Signature=...``) and the fragment are not
+    part of it."""
+    text = os.fspath(item)
+    if is_url(text):
+        text = urlsplit(text).path
+    return os.path.splitext(text)[1].lower()
 
 
 def redact(url):
