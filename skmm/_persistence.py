@@ -34,6 +34,7 @@ import io
 import json
 import os
 import tempfile
+import zipfile
 
 import numpy as np
 import torch
@@ -444,43 +445,29 @@ def _check_time_zones(data):
     """Refuse a stored date dtype whose time zone is a file: pandas reads
     ``dateutil/<path>`` from that path (skops cannot store dateutil's zones, so no
     file skmm wrote holds one); zoneinfo's keys are checked by zoneinfo itself."""
-    import zipfile
-
     with zipfile.ZipFile(io.BytesIO(data)) as archive:
         schema = json.loads(archive.read("schema.json"))
 
-    def strings(node):
-        if isinstance(node, dict):
-            if node.get("__loader__") == "JsonNode":
-                value = json.loads(node.get("content", "null"))
-                if isinstance(value, str):
-                    yield value
-            for value in node.values():
-                yield from strings(value)
-        elif isinstance(node, list):
+    def walk(node, in_dtype):
+        if isinstance(node, list):
             for value in node:
-                yield from strings(value)
-
-    def dtypes(node):
-        if isinstance(node, dict):
-            if node.get("__class__") == "DatetimeTZDtype":
-                yield node
-            else:
-                for value in node.values():
-                    yield from dtypes(value)
-        elif isinstance(node, list):
-            for value in node:
-                yield from dtypes(value)
-
-    for dtype in dtypes(schema):
-        for text in strings(dtype):
-            if text.strip().lower().startswith("dateutil"):
+                walk(value, in_dtype)
+        if not isinstance(node, dict):
+            return
+        in_dtype = in_dtype or node.get("__class__") == "DatetimeTZDtype"
+        if in_dtype and node.get("__loader__") == "JsonNode":
+            text = json.loads(node.get("content", "null"))
+            if isinstance(text, str) and text.strip().lower().startswith("dateutil"):
                 raise ValueError(
-                    f"skmm refuses the stored state of a skrub TableVectorizer: a "
+                    "skmm refuses the stored state of a skrub TableVectorizer: a "
                     f"date dtype names the time zone {text!r}, which pandas would "
                     "read from a file; the file was modified, or was not saved by "
                     "skmm."
                 )
+        for value in node.values():
+            walk(value, in_dtype)
+
+    walk(schema, False)
 
 
 class SkrubState(_Portable):
@@ -498,8 +485,6 @@ class SkrubState(_Portable):
     """
 
     def __init__(self, data):
-        import zipfile
-
         import skops.io as sio
         from skops.io.exceptions import UntrustedTypesFoundException
 
@@ -529,8 +514,6 @@ class SkrubState(_Portable):
         None leaves the object to the enclosing file, where skops lists its types for
         the user to trust, as it would without skmm.
         """
-        import zipfile
-
         import skops.io as sio
 
         try:
