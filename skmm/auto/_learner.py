@@ -12,7 +12,12 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 
 from ..encoders import ImageEncoder
-from ..utils._composition import check_table_shape, fit_atomic, target_type
+from ..utils._composition import (
+    check_table_shape,
+    fit_atomic,
+    missing_rows,
+    target_type,
+)
 from ..utils._dask import DaskMixin, is_dask_collection
 from ..utils._sklearn_compat import HasMethods, StrOptions, _fit_context
 from ._ensemble import (
@@ -145,14 +150,20 @@ class _MultimodalLearner(DaskMixin, BaseEstimator):
         family (the pretrained ones read the embedding cache).
         """
         vectorizer = self.vectorizer_
-        missing = vectorizer.fuser_.modalities_.missing(X)
+
+        def images_in_every_fold(column):
+            # A CNN needs images to train on in every fold's training rows. Only
+            # the image column is read (the layout's masks of every modality would
+            # open the audio columns' video files to look for soundtracks).
+            missing = missing_rows(X[column])
+            return not any(missing[train].all() for train, _ in folds)
+
         columns = [
             column
             for name, _, column in vectorizer.fuser_.encoders
             if vectorizer._entry_kinds_[name] == "image"
             and vectorizer.column_reasons_[column] != "specific_encoders"
-            # A CNN needs images to train on in every fold's training rows.
-            and not any(missing[name][train].all() for train, _ in folds)
+            and images_in_every_fold(column)
         ]
         if not columns:
             return None
