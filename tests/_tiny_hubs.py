@@ -4,6 +4,15 @@ import json
 
 import torch
 
+# Product titles: the tiny BERT's vocabulary is their words.
+TITLES = [
+    "Nike Men Black Running Shoes",
+    "Puma Women Blue Tshirt",
+    "Titan Men Silver Watch",
+    "Fastrack Unisex Black Sunglasses",
+    "Adidas Men White Sports Shoes",
+]
+
 # open_clip's name for the tiny CLIP the tests register.
 TINY_CLIP_NAME = "skmm-tiny-clip"
 TINY_CLIP = {

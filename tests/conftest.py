@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from _tiny_hubs import TITLES, save_tiny_bert, save_tiny_clip, save_tiny_wav2vec2
 
 # The real data sets sit beside the checkout (../shared/data); SKMM_SHARED_DATA overrides.
 SHARED_DATA = Path(
@@ -33,6 +34,26 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+# -- Tiny hub models saved locally (no download), for the hubs' tests ------------------
+@pytest.fixture(scope="module")
+def hf_bert(tmp_path_factory):
+    """A 2-layer BERT whose vocabulary is the words of ``_tiny_hubs.TITLES``."""
+    transformers = pytest.importorskip("transformers")
+    return save_tiny_bert(transformers, tmp_path_factory.mktemp("hf_bert"), TITLES)
+
+
+@pytest.fixture(scope="module")
+def hf_wav2vec2(tmp_path_factory):
+    transformers = pytest.importorskip("transformers")
+    return save_tiny_wav2vec2(transformers, tmp_path_factory.mktemp("hf_wav2vec2"))
+
+
+@pytest.fixture(scope="module")
+def clip_file(tmp_path_factory):
+    open_clip = pytest.importorskip("open_clip")
+    return save_tiny_clip(open_clip, tmp_path_factory.mktemp("open_clip"))
 
 
 # -- Measured values of the floor tests, kept in the CI log ------------------------------

@@ -14,7 +14,6 @@ import struct
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 from PIL import Image
 from scipy.io import wavfile
 from sklearn.linear_model import LogisticRegression
@@ -29,13 +28,7 @@ INDEX = [f"r{i}" for i in range(N_ROWS)]
 RATE = 100  # Hz: tiny sounds, tiny spectrograms
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """One thread: these tiny models run several times faster on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # -- good items and tiny encoders ------------------------------------------------------

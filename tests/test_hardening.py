@@ -27,14 +27,7 @@ from skmm.nn import (
     ZeroShotClassifier,
 )
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """One thread: these tiny models run several times faster on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # -- 1. a missing modality never votes --------------------------------------------------

@@ -19,9 +19,6 @@ import pytest
 import torch
 from _tiny_hubs import (
     TINY_CLIP_NAME,
-    save_tiny_bert,
-    save_tiny_clip,
-    save_tiny_wav2vec2,
 )
 from numpy.testing import assert_array_equal
 from sklearn.base import BaseEstimator, TransformerMixin
@@ -564,25 +561,8 @@ def test_a_user_type_in_the_skrub_part_is_listed_as_skops_would(tmp_path):
 
 
 # -- pretrained hubs: their tokenizers and configs as data --------------------------------
+# Words of the tiny BERT's vocabulary (conftest.hf_bert, built from _tiny_hubs.TITLES).
 TITLES = ["nike black shoes", "puma blue tshirt", "titan silver watch"]
-
-
-@pytest.fixture(scope="module")
-def hf_bert(tmp_path_factory):
-    transformers = pytest.importorskip("transformers")
-    return save_tiny_bert(transformers, tmp_path_factory.mktemp("hf_bert"), TITLES)
-
-
-@pytest.fixture(scope="module")
-def hf_wav2vec2(tmp_path_factory):
-    transformers = pytest.importorskip("transformers")
-    return save_tiny_wav2vec2(transformers, tmp_path_factory.mktemp("hf_wav2vec2"))
-
-
-@pytest.fixture(scope="module")
-def clip_file(tmp_path_factory):
-    open_clip = pytest.importorskip("open_clip")
-    return save_tiny_clip(open_clip, tmp_path_factory.mktemp("open_clip"))
 
 
 def test_hub_preprocessing_round_trips(hf_bert, hf_wav2vec2, clip_file, tmp_path):

@@ -17,9 +17,7 @@ import pytest
 import torch
 from _tiny_hubs import (
     TINY_CLIP_NAME,
-    save_tiny_bert,
-    save_tiny_clip,
-    save_tiny_wav2vec2,
+    TITLES,
 )
 from PIL import Image
 from sklearn.base import clone
@@ -29,14 +27,6 @@ from sklearn.linear_model import LogisticRegression
 from skmm.base import TorchEncoderMixin
 from skmm.encoders import AudioEncoder, ImageEncoder, TextEncoder
 from skmm.encoders._backbones._wordllama import wordllama_files
-
-TITLES = [
-    "Nike Men Black Running Shoes",
-    "Puma Women Blue Tshirt",
-    "Titan Men Silver Watch",
-    "Fastrack Unisex Black Sunglasses",
-    "Adidas Men White Sports Shoes",
-]
 
 
 @pytest.fixture
@@ -81,24 +71,6 @@ def hf_vit(tmp_path_factory):
         folder
     )
     return folder
-
-
-@pytest.fixture(scope="module")
-def hf_bert(tmp_path_factory):
-    transformers = pytest.importorskip("transformers")
-    return save_tiny_bert(transformers, tmp_path_factory.mktemp("hf_bert"), TITLES)
-
-
-@pytest.fixture(scope="module")
-def hf_wav2vec2(tmp_path_factory):
-    transformers = pytest.importorskip("transformers")
-    return save_tiny_wav2vec2(transformers, tmp_path_factory.mktemp("hf_wav2vec2"))
-
-
-@pytest.fixture(scope="module")
-def clip_file(tmp_path_factory):
-    open_clip = pytest.importorskip("open_clip")
-    return save_tiny_clip(open_clip, tmp_path_factory.mktemp("open_clip"))
 
 
 # -- features equal the library's own ---------------------------------------------------
