@@ -30,8 +30,9 @@ from sklearn.ensemble import (
 from sklearn.linear_model import LogisticRegression, RidgeCV
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer
-from sklearn.utils._indexing import _safe_indexing
 from sklearn.utils.parallel import Parallel, delayed
+
+from ..utils._sklearn_compat import _safe_indexing
 
 __all__ = [
     "default_head",

@@ -22,7 +22,6 @@ from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils import Bunch, check_array
-from sklearn.utils._set_output import _get_output_config
 from sklearn.utils.sparsefuncs import mean_variance_axis
 from sklearn.utils.validation import _check_method_params
 
@@ -33,7 +32,11 @@ from ..utils._composition import (
     nan_mask,
     shown_rows,
 )
-from ..utils._sklearn_compat import _get_container_adapter, _safe_indexing
+from ..utils._sklearn_compat import (
+    _get_container_adapter,
+    _get_output_config,
+    _safe_indexing,
+)
 from ._ops import ELEMENTWISE, fuse, tensor_width
 from ._projection import (
     CLASS_PROJECTIONS,
